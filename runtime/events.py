@@ -1,0 +1,61 @@
+"""The event bus behind /1.0/events: operation, lifecycle and logging events.
+
+Subscribers get a bounded queue each; a slow listener loses its oldest events
+instead of growing the daemon's memory without limit.
+"""
+import asyncio
+import datetime
+from typing import Any
+
+QUEUE_LIMIT = 1024
+
+
+def timestamp(ts: float | None = None) -> str:
+    when = (datetime.datetime.fromtimestamp(ts, datetime.timezone.utc) if ts is not None
+            else datetime.datetime.now(datetime.timezone.utc))
+    return when.isoformat().replace("+00:00", "Z")
+
+
+class Subscriber:
+    def __init__(self, types: set[str], project: str | None):
+        self.types = types
+        self.project = project
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
+
+    def wants(self, event: dict) -> bool:
+        if self.types and event["type"] not in self.types:
+            return False
+        return self.project is None or event.get("project") in (self.project, "", None)
+
+
+class EventBus:
+    def __init__(self):
+        self.subscribers: set[Subscriber] = set()
+
+    def subscribe(self, types: set[str], project: str | None = None) -> Subscriber:
+        sub = Subscriber(types, project)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def publish(self, kind: str, metadata: Any, project: str = "default") -> None:
+        event = {"type": kind, "timestamp": timestamp(), "metadata": metadata,
+                 "location": "none", "project": project}
+        for sub in list(self.subscribers):
+            if not sub.wants(event):
+                continue
+            if sub.queue.full():
+                sub.queue.get_nowait()
+            sub.queue.put_nowait(event)
+
+    def lifecycle(self, action: str, source: str, project: str = "default",
+                  context: dict | None = None) -> None:
+        self.publish("lifecycle", {"action": action, "source": source,
+                                   "context": context or {}, "requestor": None}, project)
+
+    def log(self, level: str, message: str, context: dict | None = None) -> None:
+        if self.subscribers:
+            self.publish("logging", {"message": message, "level": level,
+                                     "context": context or {}}, "")

@@ -1,0 +1,114 @@
+"""Instance limits to cgroup settings, for cgroup v1, v2 and this host's hybrid.
+
+Pure functions from an expanded config to {lxc key suffix: value}; the same
+table serves the lxc config at start and live updates through lxc-cgroup.
+"""
+import os
+
+from runtime.instances.config import parse_cpuset, parse_size, truthy
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def unified_only() -> bool:
+    """True on a pure cgroup v2 host; hybrid hosts keep the v1 controllers."""
+    return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
+def host_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def host_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_bytes(value: str, total: int | None = None) -> int:
+    if value.endswith("%"):
+        return (total or host_memory()) * int(value[:-1]) // 100
+    return parse_size(value)
+
+
+def cpuset_for(value: str, cpus: list[int] | None = None) -> str:
+    """A cpuset for limits.cpu: a count takes the first N host cpus, a set is used as is."""
+    cpus = cpus or host_cpus()
+    v = value.strip()
+    if v.isdigit():
+        return ",".join(str(c) for c in cpus[:max(1, min(int(v), len(cpus)))])
+    return ",".join(str(c) for c in parse_cpuset(v))
+
+
+def limits(config: dict, v2: bool | None = None) -> dict[str, str]:
+    """{"memory.limit_in_bytes": "..."} style settings for the instance's config."""
+    v2 = unified_only() if v2 is None else v2
+    out: dict[str, str] = {}
+    mem = config.get("limits.memory")
+    if mem:
+        nbytes = memory_bytes(mem)
+        soft = config.get("limits.memory.enforce") == "soft"
+        if v2:
+            out["memory.high" if soft else "memory.max"] = str(nbytes)
+            if not truthy(config.get("limits.memory.swap", "true")):
+                out["memory.swap.max"] = "0"
+        else:
+            out["memory.soft_limit_in_bytes" if soft else "memory.limit_in_bytes"] = str(nbytes)
+            if not truthy(config.get("limits.memory.swap", "true")):
+                out["memory.swappiness"] = "0"
+    cpu = config.get("limits.cpu")
+    if cpu:
+        out["cpuset.cpus"] = cpuset_for(cpu)
+    allowance = config.get("limits.cpu.allowance")
+    if allowance:
+        if allowance.endswith("%"):
+            pct = int(allowance[:-1])
+            shares = max(2, 1024 * pct // 100)
+            if v2:
+                out["cpu.weight"] = str(max(1, min(10000, pct)))
+            else:
+                out["cpu.shares"] = str(shares)
+        else:
+            quota, period = (int(x[:-2]) * 1000 for x in allowance.split("/"))
+            if v2:
+                out["cpu.max"] = f"{quota} {period}"
+            else:
+                out["cpu.cfs_quota_us"] = str(quota)
+                out["cpu.cfs_period_us"] = str(period)
+    prio = config.get("limits.cpu.priority")
+    if prio and not allowance:
+        out["cpu.weight" if v2 else "cpu.shares"] = str(
+            (int(prio) * 10 + 1) if v2 else 1024 - (10 - int(prio)) * 100)
+    procs = config.get("limits.processes")
+    if procs:
+        out["pids.max"] = procs
+    disk_prio = config.get("limits.disk.priority")
+    if disk_prio:
+        weight = 10 + int(disk_prio) * 99
+        out["io.weight" if v2 else "blkio.weight"] = str(weight if v2 else min(1000, weight))
+    return out
+
+
+def lxc_key(setting: str, v2: bool | None = None) -> str:
+    v2 = unified_only() if v2 is None else v2
+    return ("lxc.cgroup2." if v2 else "lxc.cgroup.") + setting
+
+
+def host_path(controller: str, cgroup_dir: str) -> str | None:
+    """Host path of an instance's cgroup for one v1 controller (or v2), if present."""
+    base = CGROUP_ROOT if unified_only() else os.path.join(CGROUP_ROOT, controller)
+    path = os.path.join(base, cgroup_dir)
+    return path if os.path.isdir(path) else None
+
+
+def read(controller: str, cgroup_dir: str, name: str) -> str | None:
+    path = host_path(controller, cgroup_dir)
+    if path is None:
+        return None
+    try:
+        with open(os.path.join(path, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return None

@@ -1,0 +1,198 @@
+"""File access inside an instance, resolved as the container itself sees paths.
+
+Every path is opened with openat2(RESOLVE_IN_ROOT) against the container's root
+(its init's /proc/<pid>/root when running, so its own mounts count; the rootfs
+when stopped): `..` and symlinks, absolute or relative, in any component, stay
+inside that root and never reach host files.
+"""
+import ctypes
+import errno
+import os
+import stat
+from contextlib import contextmanager
+from typing import Iterator
+
+from runtime.errors import BadRequest, Forbidden, NotFound
+
+_SYS_OPENAT2 = 437
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
+                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    fd = _libc.syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how),
+                       ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def _check_path(path: str | None) -> str:
+    if not path or not isinstance(path, str) or "\x00" in path:
+        raise BadRequest("Missing or invalid 'path' query parameter")
+    if not path.startswith("/"):
+        raise BadRequest(f"Path {path!r} must be absolute")
+    return path
+
+
+def _oserror(exc: OSError, path: str):
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound(f"Path {path!r} not found in the instance")
+    if exc.errno in (errno.EXDEV, errno.ELOOP):
+        return Forbidden(f"Path {path!r} escapes the instance root")
+    if exc.errno == errno.EISDIR:
+        return BadRequest(f"Path {path!r} is a directory")
+    if exc.errno == errno.EEXIST:
+        return BadRequest(f"Path {path!r} already exists")
+    if exc.errno == errno.ENOTEMPTY:
+        return BadRequest(f"Directory {path!r} is not empty")
+    return BadRequest(f"{path}: {exc.strerror}")
+
+
+class InstanceFS:
+    """File operations below one container root directory fd."""
+
+    def __init__(self, root: str, to_host, to_container):
+        self.root = root
+        self.to_host = to_host            # container id -> host id
+        self.to_container = to_container  # host id -> container id
+
+    @contextmanager
+    def _rootfd(self) -> Iterator[int]:
+        fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _parent(self, path: str) -> Iterator[tuple[int, str]]:
+        parent, name = os.path.split(path.rstrip("/") or "/")
+        if not name or name in (".", ".."):
+            raise BadRequest(f"Invalid path {path!r}")
+        with self._rootfd() as root:
+            try:
+                pfd = openat2(root, parent, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                raise _oserror(exc, path)
+        try:
+            yield pfd, name
+        finally:
+            os.close(pfd)
+
+    def stat(self, path: str) -> dict:
+        """lstat of the final component (symlinks reported as symlinks)."""
+        _check_path(path)
+        if path.rstrip("/") == "":
+            with self._rootfd() as root:
+                st = os.fstat(root)
+            return self._describe(st, "/", None)
+        with self._parent(path) as (pfd, name):
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except OSError as exc:
+                raise _oserror(exc, path)
+            target = os.readlink(name, dir_fd=pfd) if stat.S_ISLNK(st.st_mode) else None
+        return self._describe(st, path, target)
+
+    def _describe(self, st: os.stat_result, path: str, target: str | None) -> dict:
+        kind = ("symlink" if stat.S_ISLNK(st.st_mode) else
+                "directory" if stat.S_ISDIR(st.st_mode) else "file")
+        return {"type": kind, "uid": self.to_container(st.st_uid),
+                "gid": self.to_container(st.st_gid), "mode": stat.S_IMODE(st.st_mode),
+                "size": st.st_size, "target": target, "path": path}
+
+    def listdir(self, path: str) -> list[str]:
+        with self._rootfd() as root:
+            try:
+                fd = openat2(root, path, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as exc:
+                raise _oserror(exc, path)
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
+
+    def open_read(self, path: str) -> int:
+        with self._rootfd() as root:
+            try:
+                return openat2(root, path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as exc:
+                raise _oserror(exc, path)
+
+    def open_write(self, path: str, uid: int | None, gid: int | None, mode: int | None,
+                   append: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        with self._rootfd() as root:
+            try:
+                fd = openat2(root, _check_path(path), flags, mode if mode is not None else 0o644)
+            except OSError as exc:
+                raise _oserror(exc, path)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BadRequest(f"Path {path!r} is not a regular file")
+            self._own(fd, st, uid, gid, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _own(self, fd: int, st: os.stat_result, uid, gid, mode) -> None:
+        try:
+            huid = self.to_host(uid) if uid is not None else st.st_uid
+            hgid = self.to_host(gid) if gid is not None else st.st_gid
+        except ValueError as exc:
+            raise BadRequest(str(exc))
+        if (huid, hgid) != (st.st_uid, st.st_gid):
+            os.fchown(fd, huid, hgid)
+        if mode is not None:
+            os.fchmod(fd, mode)
+
+    def mkdir(self, path: str, uid, gid, mode) -> None:
+        with self._parent(_check_path(path)) as (pfd, name):
+            try:
+                os.mkdir(name, mode if mode is not None else 0o755, dir_fd=pfd)
+            except FileExistsError:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise BadRequest(f"Path {path!r} exists and is not a directory")
+            except OSError as exc:
+                raise _oserror(exc, path)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            try:
+                self._own(fd, os.fstat(fd), uid, gid, mode)
+            finally:
+                os.close(fd)
+
+    def symlink(self, path: str, target: str, uid, gid) -> None:
+        with self._parent(_check_path(path)) as (pfd, name):
+            try:
+                os.symlink(target, name, dir_fd=pfd)
+                huid = self.to_host(uid or 0)
+                hgid = self.to_host(gid or 0)
+                os.chown(name, huid, hgid, dir_fd=pfd, follow_symlinks=False)
+            except OSError as exc:
+                raise _oserror(exc, path)
+            except ValueError as exc:
+                raise BadRequest(str(exc))
+
+    def delete(self, path: str) -> None:
+        with self._parent(_check_path(path)) as (pfd, name):
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(name, dir_fd=pfd)
+                else:
+                    os.unlink(name, dir_fd=pfd)
+            except OSError as exc:
+                raise _oserror(exc, path)

@@ -1,0 +1,308 @@
+"""The liblxc instance driver: lxc config generation and process control.
+
+Containers run under liblxc's own small monitor (`lxc-start -d`), not under the
+daemon, so the daemon can restart without touching them and each container
+costs only that monitor's ~1.6 MB. Commands go through liblxc's tools, which
+talk to the monitor over its command socket.
+"""
+import asyncio
+import hashlib
+import os
+import signal
+from dataclasses import dataclass
+
+from runtime import proc
+from runtime.errors import BadRequest, CommandFailed
+from runtime.instances import cgroups
+from runtime.instances.idmap import IdMap
+
+# LXD's default seccomp policy: deny module loading, kexec and handle-based open.
+SECCOMP_DEFAULT = """2
+denylist
+reject_force_umount  # comment this to allow umount -f;  not recommended
+[all]
+kexec_load errno 38
+open_by_handle_at errno 38
+init_module errno 38
+finit_module errno 38
+delete_module errno 38
+"""
+DROP_CAPS = "mac_admin mac_override sys_time sys_module sys_rawio"
+OPTIONAL_BINDS = [
+    ("/dev/fuse", "dev/fuse", "create=file"),
+    ("/dev/net/tun", "dev/net/tun", "create=file"),
+    ("/proc/sys/fs/binfmt_misc", "proc/sys/fs/binfmt_misc", "create=dir"),
+    ("/sys/fs/fuse/connections", "sys/fs/fuse/connections", "create=dir"),
+    ("/sys/kernel/security", "sys/kernel/security", "create=dir"),
+    ("/dev/mqueue", "dev/mqueue", "create=dir"),
+]
+
+
+@dataclass
+class Paths:
+    """Every per-instance path the driver uses, in one place."""
+    lxcpath: str
+    name: str         # liblxc name (volume name: project-qualified)
+    log_dir: str
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.log_dir, "lxc.conf")
+
+    @property
+    def lxc_log(self) -> str:
+        return os.path.join(self.log_dir, "lxc.log")
+
+    @property
+    def console_log(self) -> str:
+        return os.path.join(self.log_dir, "console.log")
+
+    @property
+    def seccomp(self) -> str:
+        return os.path.join(self.log_dir, "seccomp")
+
+
+def cgroup_dir(lxd_dir: str, name: str) -> str:
+    """Per-daemon cgroup directory so two daemons on one host never collide."""
+    tag = hashlib.sha256(os.path.realpath(lxd_dir).encode()).hexdigest()[:8]
+    return f"nlr-{tag}/{name}"
+
+
+def _nic_lines(idx: int, devname: str, dev: dict, volatile: dict) -> list[str]:
+    k = f"lxc.net.{idx}"
+    nictype = dev.get("nictype", "bridged")
+    hwaddr = dev.get("hwaddr") or volatile.get(f"volatile.{devname}.hwaddr", "")
+    lines = []
+    if nictype in ("bridged", "p2p"):
+        lines += [f"{k}.type = veth"]
+        if nictype == "bridged":
+            parent = dev.get("parent") or dev.get("network")
+            if not parent:
+                raise BadRequest(f"nic {devname!r}: bridged needs 'parent' or 'network'")
+            lines.append(f"{k}.link = {parent}")
+        host_name = dev.get("host_name") or volatile.get(f"volatile.{devname}.host_name")
+        if host_name:
+            lines.append(f"{k}.veth.pair = {host_name}")
+    elif nictype == "macvlan":
+        lines += [f"{k}.type = macvlan", f"{k}.macvlan.mode = {dev.get('mode', 'bridge')}",
+                  f"{k}.link = {dev['parent']}"]
+    elif nictype == "physical":
+        lines += [f"{k}.type = phys", f"{k}.link = {dev['parent']}"]
+    else:
+        raise BadRequest(f"nic {devname!r}: nictype {nictype!r} is not supported")
+    lines.append(f"{k}.flags = up")
+    lines.append(f"{k}.name = {dev.get('name', devname)}")
+    if hwaddr:
+        lines.append(f"{k}.hwaddr = {hwaddr}")
+    if dev.get("mtu"):
+        lines.append(f"{k}.mtu = {dev['mtu']}")
+    return lines
+
+
+def _mount_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
+    path = dev["path"].lstrip("/")
+    source = sources.get(devname, dev.get("source", ""))
+    if not os.path.exists(source):
+        if dev.get("required", "true") == "false":
+            return []
+        raise BadRequest(f"disk {devname!r}: source {source!r} does not exist")
+    create = "dir" if os.path.isdir(source) else "file"
+    opts = ["bind", f"create={create}"]
+    if dev.get("readonly") in ("true", "1", "yes"):
+        opts.append("ro")
+    if dev.get("recursive") in ("true", "1", "yes"):
+        opts[0] = "rbind"
+    return [f"lxc.mount.entry = {source} {path} none {','.join(opts)} 0 0"]
+
+
+def _unix_lines(devname: str, dev: dict) -> list[str]:
+    src = dev.get("source") or dev.get("path")
+    path = (dev.get("path") or src).lstrip("/")
+    kind = "c" if dev["type"] == "unix-char" else "b"
+    if dev.get("major") and dev.get("minor"):
+        major, minor = dev["major"], dev["minor"]
+    else:
+        try:
+            st = os.stat(src)
+        except OSError:
+            if dev.get("required", "true") == "false":
+                return []
+            raise BadRequest(f"device {devname!r}: {src!r} does not exist on the host")
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return [f"lxc.cgroup.devices.allow = {kind} {major}:{minor} rwm"
+            if not cgroups.unified_only() else f"lxc.cgroup2.devices.allow = {kind} "
+            f"{major}:{minor} rwm",
+            f"lxc.mount.entry = {src} {path} none bind,create=file 0 0"]
+
+
+def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap: IdMap,
+                  config: dict, devices: dict, architecture: str, host_arch: str,
+                  cgroup: str, disk_sources: dict[str, str] | None = None) -> str:
+    """The lxc.conf for one start of an instance (pure: tested without containers)."""
+    privileged = idmap.privileged
+    nesting = config.get("security.nesting") == "true"
+    lines = [
+        f"lxc.uts.name = {hostname}",
+        f"lxc.rootfs.path = dir:{rootfs}",
+        f"lxc.log.file = {paths.lxc_log}",
+        "lxc.log.level = warn",
+        f"lxc.console.logfile = {paths.console_log}",
+        "lxc.console.size = 1MB",
+        "lxc.console.rotate = 1",
+        "lxc.autodev = 1",
+        "lxc.pty.max = 1024",
+        "lxc.tty.max = 0",
+        "lxc.signal.halt = SIGPWR",
+        "lxc.signal.reboot = SIGINT",
+        "lxc.signal.stop = SIGKILL",
+        f"lxc.cgroup.dir.container = {cgroup}",
+        f"lxc.cgroup.dir.monitor = {cgroup.replace('/', '.monitor/', 1)}",
+        "lxc.mount.auto = " + ("proc:mixed sys:mixed cgroup:mixed" if privileged
+                               else "proc:rw sys:rw cgroup:rw:force"
+                               if nesting else "proc:rw sys:mixed cgroup:mixed"),
+        f"lxc.cap.drop = {DROP_CAPS}",
+        f"lxc.seccomp.profile = {paths.seccomp}",
+    ]
+    if architecture != host_arch and architecture == "i686":
+        lines.append("lxc.arch = linux32")
+    lines += idmap.lxc_lines()
+    if nesting:
+        lines.append("lxc.mount.entry = /sys/kernel/security sys/kernel/security none "
+                     "rbind,create=dir,optional 0 0")
+    for src, dst, create in OPTIONAL_BINDS:
+        lines.append(f"lxc.mount.entry = {src} {dst} none bind,{create},optional 0 0")
+    for setting, value in cgroups.limits(config).items():
+        lines.append(f"{cgroups.lxc_key(setting)} = {value}")
+    for key, value in sorted(config.items()):
+        if key.startswith("environment."):
+            lines.append(f"lxc.environment = {key[12:]}={value}")
+        elif key.startswith("linux.sysctl."):
+            lines.append(f"lxc.sysctl.{key[13:]} = {value}")
+    nic = 0
+    for devname in sorted(devices):
+        dev = devices[devname]
+        dtype = dev.get("type")
+        if dtype == "nic":
+            lines += _nic_lines(nic, devname, dev, config)
+            nic += 1
+        elif dtype == "disk" and dev.get("path") != "/":
+            lines += _mount_lines(devname, dev, disk_sources or {})
+        elif dtype in ("unix-char", "unix-block"):
+            lines += _unix_lines(devname, dev)
+    raw = config.get("raw.lxc")
+    if raw:
+        lines.append("# raw.lxc")
+        lines += [line for line in raw.splitlines() if line.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def seccomp_policy(config: dict) -> str:
+    """Default deny list plus security.syscalls.deny; an allow list replaces it."""
+    allow = config.get("security.syscalls.allow", "").split()
+    if allow:
+        return "2\nallowlist\n[all]\n" + "".join(f"{s}\n" for s in allow)
+    policy = SECCOMP_DEFAULT if config.get("security.syscalls.deny_default", "true") != \
+        "false" else "2\ndenylist\n[all]\n"
+    deny = config.get("security.syscalls.deny", "").split()
+    return policy + "".join(f"{s} errno 1\n" for s in deny)
+
+
+class LxcDriver:
+    """Runs and controls containers with liblxc's command-line tools."""
+
+    def __init__(self, lxcpath: str):
+        self.lxcpath = lxcpath
+
+    def _args(self, name: str) -> list[str]:
+        return ["-P", self.lxcpath, "-n", name]
+
+    async def start(self, paths: Paths) -> int:
+        open(paths.console_log, "a").close()
+        try:
+            await proc.run(["lxc-start", *self._args(paths.name), "-d", "-f", paths.config,
+                            "-o", paths.lxc_log, "-l", "warn"], timeout=60)
+        except CommandFailed as exc:
+            detail = self._log_tail(paths) or str(exc)
+            raise CommandFailed(f"Failed to start the container: {detail}")
+        pid = await self.init_pid(paths.name)
+        if pid is None:
+            raise CommandFailed(f"Container exited at start: {self._log_tail(paths)}")
+        return pid
+
+    def _log_tail(self, paths: Paths) -> str:
+        try:
+            with open(paths.lxc_log, errors="replace") as f:
+                errs = [line.strip() for line in f if " ERROR " in line]
+            return " | ".join(e.split(" - ", 1)[-1] for e in errs[-3:])
+        except OSError:
+            return ""
+
+    async def init_pid(self, name: str) -> int | None:
+        rc, out, _ = await proc.run(["lxc-info", *self._args(name), "-pH"], check=False)
+        out = out.strip()
+        return int(out) if rc == 0 and out.isdigit() else None
+
+    async def state(self, name: str) -> str:
+        rc, out, _ = await proc.run(["lxc-info", *self._args(name), "-sH"], check=False)
+        return out.strip() if rc == 0 and out.strip() else "STOPPED"
+
+    async def stop(self, name: str, force: bool, timeout: float) -> None:
+        if force:
+            await proc.run(["lxc-stop", *self._args(name), "-k"], check=False, timeout=60)
+        else:
+            t = int(timeout) if timeout and timeout > 0 else -1
+            rc, _, err = await proc.run(["lxc-stop", *self._args(name), "-t", str(t)],
+                                        check=False,
+                                        timeout=None if t < 0 else t + 30)
+            if rc != 0 and await self.init_pid(name) is not None:
+                raise CommandFailed(f"Container did not stop within {t}s: {err.strip()}")
+
+    async def reboot(self, name: str) -> None:
+        await proc.run(["lxc-stop", *self._args(name), "-r", "-t", "30"], check=False)
+
+    async def freeze(self, name: str) -> None:
+        await proc.run(["lxc-freeze", *self._args(name)], timeout=60)
+
+    async def unfreeze(self, name: str) -> None:
+        await proc.run(["lxc-unfreeze", *self._args(name)], timeout=60)
+
+    async def set_cgroup(self, name: str, key: str, value: str) -> None:
+        await proc.run(["lxc-cgroup", *self._args(name), key, value])
+
+    def attach_argv(self, name: str, command: list[str], env: dict[str, str],
+                    cwd: str | None, uid: int, gid: int) -> list[str]:
+        argv = ["lxc-attach", *self._args(name), "--clear-env", "-q"]
+        for key, value in env.items():
+            argv += ["-v", f"{key}={value}"]
+        if uid:
+            argv += ["-u", str(uid)]
+        if gid:
+            argv += ["-g", str(gid)]
+        argv.append("--")
+        if cwd:
+            # lxc-attach has no cwd option: a one-line shell changes directory first.
+            argv += ["/bin/sh", "-c", 'cd -- "$0" || exit 127; exec "$@"', cwd]
+        return argv + command
+
+
+async def wait_exit(pid: int) -> None:
+    """Return when process pid (not our child) exits, without polling."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

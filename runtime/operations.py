@@ -1,0 +1,159 @@
+"""Background operations with the LXD operation object.
+
+An operation runs a coroutine; its state changes are published as events.
+Websocket operations hand out one-time secrets; a connection presenting a
+secret is handed to the running coroutine. Secrets die with the operation.
+"""
+import asyncio
+import logging
+import secrets as _secrets
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from runtime import errors
+from runtime.events import EventBus, timestamp
+
+LOG = logging.getLogger(__name__)
+
+# LXD status codes
+PENDING, RUNNING, CANCELLING = 105, 103, 104
+SUCCESS, FAILURE, CANCELLED = 200, 400, 401
+STATUS_NAMES = {PENDING: "Pending", RUNNING: "Running", CANCELLING: "Cancelling",
+                SUCCESS: "Success", FAILURE: "Failure", CANCELLED: "Cancelled"}
+KEEP_FINISHED = 60.0  # seconds a finished operation stays queryable
+
+Runner = Callable[["Operation"], Awaitable[Any]]
+
+
+class Operation:
+    def __init__(self, registry: "Operations", cls: str, description: str,
+                 resources: dict | None, run: Runner, project: str = "default",
+                 websockets: list[str] | None = None, metadata: dict | None = None,
+                 cancellable: bool = False):
+        self.registry = registry
+        self.id = str(uuid.uuid4())
+        self.cls = cls
+        self.description = description
+        self.resources = resources or {}
+        self.project = project
+        self.run_fn = run
+        self.metadata: dict = dict(metadata or {})
+        self.created_at = self.updated_at = time.time()
+        self.status = PENDING
+        self.err = ""
+        self.may_cancel = cancellable
+        self.done = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.secrets: dict[str, str] = {}
+        self.sockets: dict[str, asyncio.Future] = {}
+        for name in websockets or []:
+            self.secrets[name] = _secrets.token_hex(32)
+            self.sockets[name] = asyncio.get_running_loop().create_future()
+        if self.secrets:
+            self.metadata["fds"] = dict(self.secrets)
+
+    @property
+    def url(self) -> str:
+        return f"/1.0/operations/{self.id}"
+
+    def render(self) -> dict:
+        meta = self.metadata
+        if self.cls == "websocket" and self.status != RUNNING and self.status != PENDING:
+            meta = {k: v for k, v in meta.items() if k != "fds"}
+        return {
+            "id": self.id, "class": self.cls, "description": self.description,
+            "created_at": timestamp(self.created_at), "updated_at": timestamp(self.updated_at),
+            "status": STATUS_NAMES[self.status], "status_code": self.status,
+            "resources": self.resources, "metadata": meta or None,
+            "may_cancel": self.may_cancel, "err": self.err, "location": "none",
+        }
+
+    def _changed(self, status: int | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self.updated_at = time.time()
+        self.registry.bus.publish("operation", self.render(), self.project)
+
+    def update_metadata(self, **values: Any) -> None:
+        self.metadata.update(values)
+        self._changed()
+
+    def start(self) -> "Operation":
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        self._changed(RUNNING)
+        try:
+            result = await self.run_fn(self)
+            if isinstance(result, dict):
+                self.metadata.update(result)
+            self._changed(SUCCESS)
+        except asyncio.CancelledError:
+            self.err = "Operation cancelled"
+            self._changed(CANCELLED)
+        except errors.RuntimeAPIError as exc:
+            self.err = str(exc)
+            self._changed(FAILURE)
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            LOG.exception("operation %s (%s) failed", self.id, self.description)
+            self.err = f"{type(exc).__name__}: {exc}"
+            self._changed(FAILURE)
+        finally:
+            for fut in self.sockets.values():
+                if not fut.done():
+                    fut.cancel()
+            self.secrets.clear()
+            self.done.set()
+            self.registry.retire(self)
+
+    async def wait(self, timeout: float | None) -> None:
+        if timeout is not None and timeout < 0:
+            timeout = None
+        try:
+            await asyncio.wait_for(self.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def cancel(self) -> None:
+        if not self.may_cancel or self.task is None:
+            raise errors.BadRequest("This operation can't be cancelled")
+        self._changed(CANCELLING)
+        self.task.cancel()
+
+    # Websocket handshake ---------------------------------------------------
+    def claim(self, secret: str):
+        """Return the fd name a secret belongs to and forget the secret."""
+        for name, value in list(self.secrets.items()):
+            if _secrets.compare_digest(value, secret):
+                del self.secrets[name]
+                return name
+        raise errors.Forbidden("Invalid websocket secret")
+
+    async def socket(self, name: str, timeout: float | None = None):
+        return await asyncio.wait_for(asyncio.shield(self.sockets[name]), timeout)
+
+
+class Operations:
+    def __init__(self, bus: EventBus):
+        self.bus = bus
+        self.ops: dict[str, Operation] = {}
+
+    def create(self, cls: str, description: str, run: Runner, **kw: Any) -> Operation:
+        op = Operation(self, cls, description, kw.pop("resources", None), run, **kw)
+        self.ops[op.id] = op
+        op._changed(PENDING)
+        return op.start()
+
+    def get(self, op_id: str) -> Operation:
+        op = self.ops.get(op_id)
+        if op is None:
+            raise errors.NotFound("Operation not found")
+        return op
+
+    def retire(self, op: Operation) -> None:
+        asyncio.get_running_loop().call_later(KEEP_FINISHED, self.ops.pop, op.id, None)
+
+    def running(self) -> list[Operation]:
+        return [op for op in self.ops.values() if not op.done.is_set()]

@@ -1,0 +1,229 @@
+"""The `dir` pool: plain directories, with overlayfs for copy-on-write clones.
+
+An instance made from an image is an overlay: the image volume (unpacked once,
+shifted to the default id map) is the read-only lower layer and the instance
+owns only its upper layer, so a launch copies nothing. Instances with their own
+id map (privileged, isolated) get a full shifted copy instead. Snapshots copy
+the upper layer; the image layer is shared and never changes.
+"""
+import asyncio
+import os
+
+from runtime import proc
+from runtime.instances.idmap import IdMap
+from runtime.storage import shift
+from runtime.storage.base import PoolDriver, Unpacker, copy_tree, remove_tree
+
+_LOWER = ".lower"     # file naming the image volume an overlay instance sits on
+_UPPER = ".upper"
+_WORK = ".work"
+
+
+def _is_mount(path: str) -> bool:
+    return os.path.ismount(path)
+
+
+class DirPool(PoolDriver):
+    driver = "dir"
+
+    # Helpers -------------------------------------------------------------------
+    def _lower(self, volpath: str) -> str | None:
+        try:
+            with open(os.path.join(volpath, _LOWER)) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _image_rootfs(self, fingerprint: str) -> str:
+        return os.path.join(self.image_path(fingerprint), "rootfs")
+
+    async def _mount_overlay(self, target: str, lowers: list[str], upper: str | None,
+                             work: str | None) -> None:
+        opts = "lowerdir=" + ":".join(lowers)
+        if upper:
+            opts += f",upperdir={upper},workdir={work}"
+        opts += ",redirect_dir=off,index=off,metacopy=off,xino=off"
+        os.makedirs(target, exist_ok=True)
+        await proc.run(["mount", "-t", "overlay", "overlay", "-o", opts, target])
+
+    async def _umount(self, target: str) -> None:
+        if _is_mount(target):
+            rc, _, err = await proc.run(["umount", target], check=False)
+            if rc != 0:
+                await proc.run(["umount", "-l", target])
+
+    # Images ------------------------------------------------------------------
+    async def create_image(self, fingerprint: str, unpack: Unpacker, idmap: IdMap) -> None:
+        final = self.image_path(fingerprint)
+        tmp = final + ".tmp"
+        await remove_tree(tmp)
+        os.makedirs(os.path.join(tmp, "rootfs"))
+        try:
+            await unpack(tmp)
+            await asyncio.to_thread(shift.shift_tree, os.path.join(tmp, "rootfs"),
+                                    IdMap(0, 0), idmap)
+            with open(os.path.join(tmp, ".idmap"), "w") as f:
+                f.write(idmap.encode())
+            await remove_tree(final)
+            os.rename(tmp, final)
+        except BaseException:
+            await remove_tree(tmp)
+            raise
+
+    async def delete_image(self, fingerprint: str) -> None:
+        # Overlay instances keep using the lower layer: only drop it when unused.
+        if not self._image_in_use(fingerprint):
+            await remove_tree(self.image_path(fingerprint))
+
+    def _image_in_use(self, fingerprint: str) -> bool:
+        for base in (os.path.join(self.path, "containers"),
+                     os.path.join(self.path, "containers-snapshots")):
+            for root, dirs, files in os.walk(base):
+                if _LOWER in files and self._lower(root) == fingerprint:
+                    return True
+                dirs[:] = [d for d in dirs if not d.startswith(".") and d != "rootfs"]
+        return False
+
+    # Instances ---------------------------------------------------------------
+    async def create_instance(self, vol: str, fingerprint: str | None, idmap: IdMap,
+                              default_idmap: IdMap) -> None:
+        path = self.instance_path(vol)
+        os.makedirs(path)
+        os.chmod(path, 0o711)
+        try:
+            if fingerprint is None:
+                os.makedirs(os.path.join(path, "rootfs"))
+                if not idmap.privileged:
+                    os.chown(os.path.join(path, "rootfs"), idmap.base, idmap.base)
+            elif idmap == default_idmap:
+                for sub in (_UPPER, _WORK):
+                    os.makedirs(os.path.join(path, sub))
+                os.chown(os.path.join(path, _UPPER), idmap.base, idmap.base)
+                with open(os.path.join(path, _LOWER), "w") as f:
+                    f.write(fingerprint)
+                os.makedirs(os.path.join(path, "rootfs"))
+            else:
+                await copy_tree(self._image_rootfs(fingerprint), os.path.join(path, "rootfs"))
+                await asyncio.to_thread(shift.shift_tree, os.path.join(path, "rootfs"),
+                                        default_idmap, idmap)
+        except BaseException:
+            await self.delete_instance(vol)
+            raise
+
+    async def mount(self, vol: str) -> str:
+        path = self.instance_path(vol)
+        rootfs = os.path.join(path, "rootfs")
+        lower = self._lower(path)
+        if lower and not _is_mount(rootfs):
+            await self._mount_overlay(rootfs, [self._image_rootfs(lower)],
+                                      os.path.join(path, _UPPER), os.path.join(path, _WORK))
+        return rootfs
+
+    async def unmount(self, vol: str) -> None:
+        await self._umount(self.rootfs(vol))
+
+    async def delete_instance(self, vol: str) -> None:
+        await self.unmount(vol)
+        await remove_tree(self.instance_path(vol))
+        await remove_tree(self.snapshot_path(vol))
+
+    async def rename_instance(self, old: str, new: str) -> None:
+        await self.unmount(old)
+        os.rename(self.instance_path(old), self.instance_path(new))
+        if os.path.isdir(self.snapshot_path(old)):
+            os.rename(self.snapshot_path(old), self.snapshot_path(new))
+
+    async def copy_instance(self, src: str, dst: str, src_snapshot: str | None = None) -> None:
+        srcpath = self.snapshot_path(src, src_snapshot) if src_snapshot else \
+            self.instance_path(src)
+        dstpath = self.instance_path(dst)
+        os.makedirs(dstpath)
+        os.chmod(dstpath, 0o711)
+        try:
+            await self._copy_volume_dir(srcpath, dstpath)
+        except BaseException:
+            await self.delete_instance(dst)
+            raise
+
+    async def _copy_volume_dir(self, srcpath: str, dstpath: str) -> None:
+        """Copy a volume or snapshot dir: its upper layer or its plain rootfs, and metadata."""
+        lower = self._lower(srcpath)
+        for entry in os.listdir(srcpath):
+            if entry in (_WORK, "rootfs") and lower:
+                continue
+            await copy_tree(os.path.join(srcpath, entry), os.path.join(dstpath, entry))
+        if lower:
+            os.makedirs(os.path.join(dstpath, _WORK), exist_ok=True)
+            os.makedirs(os.path.join(dstpath, "rootfs"), exist_ok=True)
+
+    async def shift_instance(self, vol: str, src: IdMap, dst: IdMap) -> None:
+        if src == dst:
+            return
+        path = self.instance_path(vol)
+        lower = self._lower(path)
+        if lower:
+            # The shared image layer can't be re-owned: flatten into a plain rootfs.
+            merged = await self.mount(vol)
+            flat = os.path.join(path, ".flat")
+            await remove_tree(flat)
+            await copy_tree(merged, flat)
+            await self.unmount(vol)
+            for sub in (_UPPER, _WORK, "rootfs"):
+                await remove_tree(os.path.join(path, sub))
+            os.remove(os.path.join(path, _LOWER))
+            os.rename(flat, os.path.join(path, "rootfs"))
+        await asyncio.to_thread(shift.shift_tree, os.path.join(path, "rootfs"), src, dst)
+
+    # Snapshots -----------------------------------------------------------------
+    async def create_snapshot(self, vol: str, snap: str) -> None:
+        target = self.snapshot_path(vol, snap)
+        os.makedirs(target)
+        try:
+            await self._copy_volume_dir(self.instance_path(vol), target)
+        except BaseException:
+            await remove_tree(target)
+            raise
+
+    async def restore_snapshot(self, vol: str, snap: str) -> None:
+        path = self.instance_path(vol)
+        await self.unmount(vol)
+        staging = path + ".restore"
+        await remove_tree(staging)
+        os.makedirs(staging)
+        try:
+            await self._copy_volume_dir(self.snapshot_path(vol, snap), staging)
+        except BaseException:
+            await remove_tree(staging)
+            raise
+        old = path + ".old"
+        os.rename(path, old)
+        os.rename(staging, path)
+        os.chmod(path, 0o711)
+        await remove_tree(old)
+
+    async def delete_snapshot(self, vol: str, snap: str) -> None:
+        await self.unmount_snapshot(vol, snap)
+        await remove_tree(self.snapshot_path(vol, snap))
+
+    async def mount_snapshot(self, vol: str, snap: str) -> str:
+        path = self.snapshot_path(vol, snap)
+        lower = self._lower(path)
+        rootfs = os.path.join(path, "rootfs")
+        if lower and not _is_mount(rootfs):
+            await self._mount_overlay(rootfs, [os.path.join(path, _UPPER),
+                                               self._image_rootfs(lower)], None, None)
+        return rootfs
+
+    async def unmount_snapshot(self, vol: str, snap: str) -> None:
+        await self._umount(os.path.join(self.snapshot_path(vol, snap), "rootfs"))
+
+    async def usage(self, vol: str) -> int:
+        path = self.instance_path(vol)
+        target = os.path.join(path, _UPPER) if self._lower(path) else path
+        rc, out, _ = await proc.run(["du", "-sxb", target], check=False)
+        try:
+            return int(out.split()[0])
+        except (IndexError, ValueError):
+            return 0
+
+
