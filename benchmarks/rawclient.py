@@ -183,7 +183,7 @@ class WebSocket:
             self.send(0xA, payload)
             return self.recv()
         if not b0 & 0x80:
-            op2, rest = self.recv()
+            _, rest = self.recv()
             return opcode, payload + rest
         return opcode, payload
 

@@ -23,13 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import memory  # noqa: E402
-from rawclient import ApiError  # noqa: E402
-from targets import ApiTarget, NotSupported, wait_socket  # noqa: E402
+import memory
+from rawclient import ApiError
+from targets import ApiTarget, NotSupported, wait_socket
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -204,7 +205,10 @@ class Bench:
             self.r.note(t.key, f"instance config: {desc}")
         except (ApiError, OSError, NotSupported) as e:
             self.r.note(t.key, f"could not describe instance config: {short(e)}")
-        t.exec_ws(name) if hasattr(t, "exec_ws") else None
+        try:
+            t.exec_ws(name)
+        except NotSupported:
+            t.exec_cli(name)
         t.stop_force(name)
         t.delete(name)
         t.live.discard(name)
@@ -223,10 +227,10 @@ class Bench:
         self.exec_modes(t, names[0])
         stops, deletes = [], []
         for n in names:
-            stops.append(self.timed(lambda: t.stop_force(n)))
+            stops.append(self.timed(lambda n=n: t.stop_force(n)))
         self.r.put_samples(t.key, "stop_force", stops)
         for n in names:
-            deletes.append(self.timed(lambda: t.delete(n)))
+            deletes.append(self.timed(lambda n=n: t.delete(n)))
             t.live.discard(n)
         self.r.put_samples(t.key, "delete", deletes)
 
@@ -465,7 +469,7 @@ class RuntimeProcess:
         self.dir = lxd_dir or tempfile.mkdtemp(prefix="bench-rt-", dir="/var/tmp")
         self.own_dir = lxd_dir is None
         os.makedirs(self.dir, exist_ok=True)
-        self.log = open(os.path.join(self.dir, "bench-runtime.log"), "ab")
+        self.log = open(os.path.join(self.dir, "bench-runtime.log"), "ab")  # noqa: SIM115
         env = dict(os.environ, LXD_DIR=self.dir)
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen([binary], env=env, stdout=self.log,
