@@ -1,0 +1,95 @@
+"""Options of the nova-lxd-py driver, group ``[lxd]`` in nova.conf.
+
+Registered on nova's global CONF when the driver module is imported (nova
+loads the driver before reading any of them) and listed by ``list_opts`` for
+oslo-config-generator, so the sample config cannot drift from the code.
+"""
+from __future__ import annotations
+
+from oslo_config import cfg
+
+DEFAULT_RUNTIME_SOCKET = "/var/lib/nova-lxd-runtime/unix.socket"
+
+lxd_group = cfg.OptGroup(
+    "lxd",
+    title="nova-lxd-py driver options",
+    help="How nova-compute reaches the container runtime (the bundled "
+         "nova-lxd-runtime or an LXD daemon) and how it uses it.")
+
+lxd_opts = [
+    cfg.StrOpt(
+        "endpoint",
+        default=DEFAULT_RUNTIME_SOCKET,
+        help="Where the runtime listens: the path of its unix socket (the "
+             "bundled runtime's is $LXD_DIR/unix.socket; Debian's LXD uses "
+             "/var/lib/lxd/unix.socket) or an https:// URL."),
+    cfg.StrOpt(
+        "client_cert",
+        help="PEM client certificate presented to an https endpoint. The "
+             "runtime must trust it (lxc config trust add)."),
+    cfg.StrOpt(
+        "client_key",
+        help="PEM private key of client_cert."),
+    cfg.StrOpt(
+        "server_cert",
+        help="PEM certificate of an https endpoint. When set, the server is "
+             "pinned to exactly this certificate; when unset, the system CA "
+             "store verifies it. REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE in the "
+             "environment are ignored either way."),
+    cfg.StrOpt(
+        "pool",
+        help="Storage pool for instance root disks. Unset: the pool of the "
+             "root disk of the profiles below (usually 'default')."),
+    cfg.ListOpt(
+        "profiles",
+        default=["default"],
+        help="Profiles applied to every instance, in order, before the "
+             "instance's own config."),
+    cfg.IntOpt(
+        "timeout",
+        default=60, min=1,
+        help="Seconds to wait for one API request of the runtime."),
+    cfg.IntOpt(
+        "operation_timeout",
+        default=300, min=1,
+        help="Seconds to wait for a background operation (create, start, "
+             "publish, image upload) to finish."),
+    cfg.BoolOpt(
+        "allow_live_migration",
+        default=False,
+        help="Advertise live migration. Needs CRIU on both hosts; keep off "
+             "unless `criu check` passes there."),
+    cfg.StrOpt(
+        "image_cache_dir",
+        default="$state_path/lxd-images",
+        help="Scratch directory where Glance images are downloaded and "
+             "converted before they are imported into the runtime."),
+    cfg.BoolOpt(
+        "image_cache_keep",
+        default=True,
+        help="Keep imported images in the runtime (aliased by Glance id) "
+             "after the last instance using them is deleted, so the next "
+             "boot of that image skips the download."),
+    cfg.StrOpt(
+        "config_drive_dir",
+        default="$instances_path",
+        help="Directory under which a per-instance config-drive directory is "
+             "written when an instance asks for a config drive; it is mounted "
+             "read-only at /config-drive in the container."),
+    cfg.IntOpt(
+        "console_log_max_bytes",
+        default=100 * 1024, min=1024,
+        help="get_console_output returns at most this many bytes, the "
+             "last ones of the console log."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the [lxd] options (idempotent)."""
+    conf.register_group(lxd_group)
+    conf.register_opts(lxd_opts, group=lxd_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    """Entry point for oslo-config-generator (namespace nova_lxd_py)."""
+    return [(lxd_group, list(lxd_opts))]

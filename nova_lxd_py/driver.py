@@ -1,0 +1,661 @@
+"""nova-compute virt driver for system containers (nova 34.x).
+
+Thin on purpose: it turns nova's calls into runtime calls and delegates the
+mapping work to flavor, image, host, vif and configdrive. It keeps no
+per-instance state in memory (the runtime is the source of truth), so it is
+safe under nova-compute's native threads; the pylxd client it shares is
+built once, lazily.
+
+Loaded by nova as ``compute_driver = lxd_py.LXDDriver`` through the shim
+module ``nova.virt.lxd_py``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from typing import Any, ClassVar
+
+import nova.conf
+import nova.virt.node
+from nova.compute import power_state, task_states
+from nova.image import glance
+from oslo_log import log as logging
+from oslo_utils import excutils
+from pylxd import exceptions as lxd_exceptions
+
+from nova import exception as nova_exception
+from nova.virt import driver, hardware
+from nova_lxd_py import client as lxd_client
+from nova_lxd_py import conf as lxd_conf
+from nova_lxd_py import configdrive, exception
+from nova_lxd_py import flavor as flavor_mapping
+from nova_lxd_py import host as host_info
+from nova_lxd_py import image as images
+from nova_lxd_py import vif as vifs
+
+CONF = nova.conf.CONF
+lxd_conf.register_opts(CONF)
+LOG = logging.getLogger(__name__)
+
+# LXD status codes -> nova power states.
+STATUS_TO_POWER = {
+    101: power_state.RUNNING,    # Started
+    102: power_state.SHUTDOWN,   # Stopped
+    103: power_state.RUNNING,    # Running
+    104: power_state.CRASHED,    # Error
+    106: power_state.RUNNING,    # Starting
+    107: power_state.RUNNING,    # Stopping
+    108: power_state.NOSTATE,    # Aborting
+    109: power_state.RUNNING,    # Freezing
+    110: power_state.PAUSED,     # Frozen
+    111: power_state.RUNNING,    # Thawed
+}
+
+UUID_KEY = "user.nova_instance_uuid"
+SUSPENDED_KEY = "user.nova_suspended"
+RESCUE_SUFFIX = "-rescue"
+RESCUE_MOUNT = "/mnt/rescue"
+REQUIRED_EXTENSIONS = ("instances",)
+POOLS_WITH_QUOTAS = ("btrfs", "zfs", "lvm", "ceph")
+
+
+class LXDDriver(driver.ComputeDriver):
+    """System containers through an LXD-API runtime."""
+
+    capabilities: ClassVar[dict[str, bool]] = dict(driver.ComputeDriver.capabilities)
+    capabilities.update({
+        "has_imagecache": False,
+        "supports_evacuate": False,
+        "supports_migrate_to_same_host": False,
+        "supports_attach_interface": False,
+        "supports_image_type_raw": True,
+        "supports_pcpus": False,
+        "supports_accelerators": False,
+        "supports_bfv_rescue": False,
+        "supports_multiattach": False,
+    })
+
+    def __init__(self, virtapi: Any, read_only: bool = False):
+        super().__init__(virtapi)
+        # Captured now: several compute services may share one CONF in tests.
+        self._endpoint = lxd_client.Endpoint.from_conf(CONF)
+        self._clients = lxd_client.ClientFactory(self._endpoint)
+        self._nodename = CONF.host
+        self._node_uuid: str | None = None
+        self._profiles = list(CONF.lxd.profiles)
+        self._pool = CONF.lxd.pool
+        self._root_quota = False
+        self._op_timeout = CONF.lxd.operation_timeout
+        self._console_max = CONF.lxd.console_log_max_bytes
+        self._config_drive_dir = CONF.lxd.config_drive_dir
+        self._images = images.ImageStore(self._clients, glance.API(),
+                                         CONF.lxd.image_cache_dir)
+
+    # -- connection ------------------------------------------------------------
+    @property
+    def client(self):
+        return self._clients.get()
+
+    def init_host(self, host: str) -> None:
+        """Connect, check the runtime speaks what we need, learn the pool."""
+        client = self.client
+        info = client.host_info
+        missing = [ext for ext in REQUIRED_EXTENSIONS
+                   if ext not in (info.get("api_extensions") or [])]
+        if missing:
+            raise exception.RuntimeIncompatible(endpoint=self._endpoint.describe(),
+                                                missing=", ".join(missing))
+        self._pool = self._pool or self._profile_pool() or "default"
+        try:
+            pool = client.api["storage-pools"][self._pool].get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            raise exception.RuntimeConfigError(
+                reason=f"storage pool {self._pool!r} does not exist in the runtime")
+        self._root_quota = pool.get("driver") in POOLS_WITH_QUOTAS
+        if not self._root_quota:
+            LOG.warning("Storage pool %s (driver %s) does not enforce disk quotas: "
+                        "flavor root_gb is scheduled but not enforced",
+                        self._pool, pool.get("driver"))
+        self._node_uuid = nova.virt.node.get_local_node_uuid()
+        env = info.get("environment") or {}
+        LOG.info("Connected to %s (%s %s) on %s, pool %s", self._endpoint.describe(),
+                 env.get("server", "lxd"), env.get("server_version"), host, self._pool)
+
+    def _profile_pool(self) -> str | None:
+        for name in reversed(self._profiles):
+            try:
+                profile = self.client.api.profiles[name].get().json()["metadata"]
+            except lxd_exceptions.NotFound:
+                raise exception.RuntimeConfigError(
+                    reason=f"profile {name!r} from [lxd] profiles does not exist")
+            for device in (profile.get("devices") or {}).values():
+                if device.get("type") == "disk" and device.get("path") == "/":
+                    return device.get("pool")
+        return None
+
+    # -- runtime helpers ---------------------------------------------------------
+    def _wait(self, response) -> dict:
+        """Wait for the operation of an async response; raise on failure."""
+        body = response.json()
+        if body.get("type") != "async":
+            return body.get("metadata") or {}
+        op_id = body["operation"].rsplit("/", 1)[-1]
+        deadline = time.monotonic() + self._op_timeout
+        while True:
+            left = max(1, int(deadline - time.monotonic()))
+            op = self.client.api.operations[op_id].wait.get(
+                params={"timeout": min(left, 30)}, timeout=min(left, 30) + 10).json()
+            meta = op.get("metadata") or {}
+            status = meta.get("status_code", 0)
+            if status == 200:
+                return meta
+            if status >= 400 or meta.get("status") == "Failure":
+                raise lxd_exceptions.LXDAPIException(_FakeResponse(meta.get("err")))
+            if time.monotonic() > deadline:
+                raise nova_exception.NovaException(
+                    f"runtime operation {op_id} did not finish in {self._op_timeout}s")
+
+    def _get(self, name: str) -> dict | None:
+        try:
+            return self.client.api.instances[name].get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def _state(self, name: str) -> dict | None:
+        try:
+            return self.client.api.instances[name].state.get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def _action(self, name: str, action: str, timeout: int = 30, force: bool = True) -> None:
+        response = self.client.api.instances[name].state.put(
+            json={"action": action, "timeout": timeout, "force": force},
+            timeout=max(timeout, 0) + 30)
+        self._wait(response)
+
+    def _status(self, name: str) -> int | None:
+        state = self._state(name)
+        return state.get("status_code") if state else None
+
+    def _require(self, instance: Any) -> dict:
+        data = self._get(instance.name)
+        if data is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return data
+
+    def _patch_config(self, name: str, config: dict[str, str]) -> None:
+        self._wait(self.client.api.instances[name].patch(json={"config": config}))
+
+    def _delete_container(self, name: str) -> None:
+        if self._get(name) is None:
+            return
+        if self._status(name) not in (102, None):
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                self._action(name, "stop", timeout=-1, force=True)
+        try:
+            self._wait(self.client.api.instances[name].delete())
+        except lxd_exceptions.NotFound:
+            pass
+
+    # -- inventory -----------------------------------------------------------------
+    def list_instances(self) -> list[str]:
+        """Names of the containers this driver made (others are left alone)."""
+        return [i["name"] for i in self._owned()]
+
+    def list_instance_uuids(self) -> list[str]:
+        return [i["config"][UUID_KEY] for i in self._owned()]
+
+    def _owned(self) -> list[dict]:
+        data = self.client.api.instances.get(params={"recursion": 1}).json()["metadata"]
+        return [i for i in data if UUID_KEY in (i.get("config") or {})]
+
+    def instance_exists(self, instance: Any) -> bool:
+        return self._get(instance.name) is not None
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
+        data = self._get(instance.name)
+        if data is None:
+            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        status = data.get("status_code")
+        state = STATUS_TO_POWER.get(status, power_state.NOSTATE)
+        if state == power_state.PAUSED and (data.get("config") or {}).get(SUSPENDED_KEY):
+            state = power_state.SUSPENDED
+        if state == power_state.SHUTDOWN and self._status(instance.name + RESCUE_SUFFIX) == 103:
+            state = power_state.RUNNING
+        return hardware.InstanceInfo(state=state, internal_id=instance.name)
+
+    def get_num_instances(self) -> int:
+        return len(self._owned())
+
+    # -- spawn -------------------------------------------------------------------
+    def spawn(self, context, instance, image_meta, injected_files, admin_password,
+              allocations, network_info=None, block_device_info=None, power_on=True,
+              accel_info=None):
+        name = instance.name
+        if block_device_info and block_device_info.get("block_device_mapping"):
+            raise nova_exception.NovaException(
+                "Volumes are not supported by the LXD driver yet")
+        mapping = flavor_mapping.instance_config(
+            flavor_mapping.FlavorView.from_flavor(instance.flavor),
+            flavor_mapping.HostFacts(pool=self._pool or "default",
+                                     root_quota=self._root_quota))
+        start = time.monotonic()
+        fingerprint = self._images.ensure(context, image_meta)
+        network_info = network_info or []
+        undo: list[Any] = []
+        try:
+            devices = dict(mapping.devices)
+            for index, vif in enumerate(network_info):
+                dev_name, dev = vifs.nic_device(index, vif)
+                devices[dev_name] = dev
+            if configdrive_required(instance):
+                path = self._config_drive_path(instance)
+                undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
+                configdrive.write_config_drive(instance, path, network_info, injected_files,
+                                               admin_password, context)
+                devices["config-drive"] = configdrive.config_drive_device(path)
+            config = dict(mapping.config)
+            config[UUID_KEY] = instance.uuid
+            events = self._neutron_events(network_info) if power_on else []
+            with self.virtapi.wait_for_instance_event(
+                    instance, events, deadline=CONF.vif_plugging_timeout,
+                    error_callback=self._neutron_failed_callback):
+                undo.append(lambda: self.unplug_vifs(instance, network_info))
+                self.plug_vifs(instance, network_info)
+                undo.append(lambda: self._delete_container(name))
+                self._create(name, fingerprint, config, devices)
+                self._push_seed(instance, network_info)
+                if power_on:
+                    self._action(name, "start")
+        except nova_exception.InstanceEventTimeout:
+            with excutils.save_and_reraise_exception(reraise=False):
+                self._rollback(undo, instance)
+            if CONF.vif_plugging_is_fatal:
+                raise nova_exception.VirtualInterfaceCreateException()
+        except Exception:  # noqa: BLE001 - roll back whatever failed, then re-raise
+            with excutils.save_and_reraise_exception():
+                self._rollback(undo, instance)
+        LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
+                 time.monotonic() - start, instance=instance)
+
+    def _rollback(self, undo: list[Any], instance: Any) -> None:
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                LOG.exception("Rollback step failed", instance=instance)
+
+    def _create(self, name: str, fingerprint: str, config: dict, devices: dict,
+                source: dict | None = None) -> None:
+        body = {
+            "name": name, "type": "container", "profiles": self._profiles,
+            "config": config, "devices": devices,
+            "source": source or {"type": "image", "fingerprint": fingerprint},
+        }
+        try:
+            self._wait(self.client.api.instances.post(json=body))
+        except lxd_exceptions.LXDAPIException as exc:
+            raise exception.RuntimeOperationFailed(action="create", name=name,
+                                                   reason=str(exc)) from exc
+
+    def _push_seed(self, instance: Any, network_info: Any) -> None:
+        files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
+                                          network_info)
+        api = self.client.api.instances[instance.name].files
+        made: set[str] = set()
+        for path, data in files.items():
+            self._mkdirs(api, os.path.dirname(path), made)
+            api.post(params={"path": path}, data=data,
+                     headers={"X-LXD-type": "file", "X-LXD-mode": "0600",
+                              "X-LXD-uid": "0", "X-LXD-gid": "0"})
+
+    @staticmethod
+    def _mkdirs(api, path: str, made: set[str]) -> None:
+        parts = [p for p in path.split("/") if p]
+        current = ""
+        for part in parts:
+            current += "/" + part
+            if current in made:
+                continue
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                api.post(params={"path": current},
+                         headers={"X-LXD-type": "directory", "X-LXD-mode": "0755"})
+            made.add(current)
+
+    def _config_drive_path(self, instance: Any) -> str:
+        return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
+
+    @staticmethod
+    def _neutron_events(network_info: Any) -> list[tuple[str, str]]:
+        return [("network-vif-plugged", vif["id"]) for vif in network_info
+                if vif.get("active", True) is False]
+
+    @staticmethod
+    def _neutron_failed_callback(event_name: str, instance: Any) -> None:
+        LOG.error("Neutron reported failure on event %s", event_name, instance=instance)
+        if CONF.vif_plugging_is_fatal:
+            raise nova_exception.VirtualInterfaceCreateException()
+
+    # -- destroy -----------------------------------------------------------------
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        """Stop the container; with destroy_disks its root filesystem goes too
+        (a container's disk is the container, so without it we keep it stopped)."""
+        name = instance.name
+        self._delete_container(name + RESCUE_SUFFIX)
+        if self._get(name) is not None:
+            if destroy_disks:
+                self._delete_container(name)
+            elif self._status(name) != 102:
+                self._action(name, "stop", timeout=-1, force=True)
+        else:
+            LOG.warning("Container %s was already gone", name, instance=instance)
+        self.cleanup(context, instance, network_info, block_device_info,
+                     destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+        LOG.info("Destroyed container %s (destroy_disks=%s)", name, destroy_disks,
+                 instance=instance)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        if destroy_vifs:
+            self.unplug_vifs(instance, network_info or [])
+        if destroy_disks:
+            self._delete_container(instance.name)
+            shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
+                          ignore_errors=True)
+
+    # -- power -----------------------------------------------------------------
+    def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
+               bad_volumes_callback=None, accel_info=None, share_info=None):
+        name = instance.name
+        self._require(instance)
+        self._clear_suspended(instance)
+        status = self._status(name)
+        if status == 110:
+            self._action(name, "unfreeze")
+        if status == 102:
+            self._action(name, "start")
+        elif reboot_type == "SOFT":
+            try:
+                self._action(name, "restart", timeout=CONF.shutdown_timeout, force=False)
+            except lxd_exceptions.LXDAPIException:
+                LOG.warning("Soft reboot timed out, forcing it", instance=instance)
+                self._action(name, "restart", force=True)
+        else:
+            self._action(name, "restart", force=True)
+        if self._status(name) != 103:
+            self._action(name, "start")
+        LOG.info("Rebooted container %s (%s)", name, reboot_type, instance=instance)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        name = instance.name
+        self._require(instance)
+        self._clear_suspended(instance)
+        status = self._status(name)
+        if status == 102:
+            return
+        if status == 110:
+            self._action(name, "unfreeze")
+        if timeout:
+            try:
+                self._action(name, "stop", timeout=timeout, force=False)
+            except lxd_exceptions.LXDAPIException as exc:
+                LOG.warning("Graceful stop did not finish in %ss (%s), forcing it",
+                            timeout, exc, instance=instance)
+        if self._status(name) != 102:
+            self._action(name, "stop", timeout=-1, force=True)
+        LOG.info("Powered off container %s", name, instance=instance)
+
+    def power_on(self, context, instance, network_info, block_device_info=None,
+                 accel_info=None, share_info=None):
+        name = instance.name
+        self._require(instance)
+        self._clear_suspended(instance)
+        status = self._status(name)
+        if status == 110:
+            self._action(name, "unfreeze")
+        elif status != 103:
+            self.plug_vifs(instance, network_info or [])
+            self._action(name, "start")
+        LOG.info("Powered on container %s", name, instance=instance)
+
+    def resume_state_on_host_boot(self, context, instance, network_info,
+                                  block_device_info=None, share_info=None):
+        self.power_on(context, instance, network_info, block_device_info)
+
+    def pause(self, instance):
+        self._require(instance)
+        self._action(instance.name, "freeze")
+
+    def unpause(self, instance):
+        self._require(instance)
+        self._action(instance.name, "unfreeze")
+
+    def suspend(self, context, instance):
+        """Containers have no RAM image to save: suspend freezes them and marks
+        them so get_info reports SUSPENDED rather than PAUSED."""
+        self._require(instance)
+        self._patch_config(instance.name, {SUSPENDED_KEY: "true"})
+        self._action(instance.name, "freeze")
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None):
+        self._require(instance)
+        if self._status(instance.name) == 110:
+            self._action(instance.name, "unfreeze")
+        elif self._status(instance.name) == 102:
+            self._action(instance.name, "start")
+        self._clear_suspended(instance)
+
+    def _clear_suspended(self, instance: Any) -> None:
+        data = self._get(instance.name)
+        if data and (data.get("config") or {}).get(SUSPENDED_KEY):
+            config = {k: v for k, v in data["config"].items() if k != SUSPENDED_KEY}
+            self._wait(self.client.api.instances[instance.name].put(json={
+                "config": config, "devices": data.get("devices") or {},
+                "profiles": data.get("profiles") or [],
+                "architecture": data.get("architecture"),
+                "ephemeral": data.get("ephemeral", False),
+                "description": data.get("description", "")}))
+
+    # -- console -----------------------------------------------------------------
+    def get_console_output(self, context, instance):
+        self._require(instance)
+        try:
+            response = self.client.api.instances[instance.name].console.get(is_api=False)
+            data = response.content
+        except lxd_exceptions.LXDAPIException:
+            data = b""
+        return data[-self._console_max:]
+
+    # -- snapshot -----------------------------------------------------------------
+    def snapshot(self, context, instance, image_id, update_task_state):
+        """Publish the container and upload it to Glance as a unified tarball.
+
+        A running container is frozen only for the time of a runtime snapshot;
+        the image is published from that snapshot, so the instance keeps
+        running while the image is built and uploaded."""
+        name = instance.name
+        self._require(instance)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        snap = "nova-snapshot-" + image_id[:8]
+        was_running = self._status(name) == 103
+        if was_running:
+            self._action(name, "freeze")
+        try:
+            self._wait(self.client.api.instances[name].snapshots.post(
+                json={"name": snap, "stateful": False}))
+        finally:
+            if was_running:
+                self._action(name, "unfreeze")
+        try:
+            meta = self._wait(self.client.api.images.post(json={
+                "source": {"type": "snapshot", "name": f"{name}/{snap}"},
+                "public": False,
+                "properties": {"description": f"snapshot of {instance.uuid}"}}))
+        finally:
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                self._wait(self.client.api.instances[name].snapshots[snap].delete())
+        fingerprint = meta["fingerprint"]
+        update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                          expected_state=task_states.IMAGE_PENDING_UPLOAD)
+        glance_api = glance.API()
+        image_meta = {"disk_format": "raw", "container_format": "bare",
+                      "properties": {"hypervisor_type": "lxd", "vm_mode": "exe"}}
+        try:
+            with contextlib.closing(self.client.api.images[fingerprint].export.get(
+                    stream=True, is_api=False, timeout=self._op_timeout)) as response:
+                glance_api.update(context, image_id, image_meta,
+                                  data=_ResponseReader(response))
+            self._images._add_alias(image_id, fingerprint)
+        except Exception:  # noqa: BLE001 - drop the image, then re-raise
+            with excutils.save_and_reraise_exception(), contextlib.suppress(
+                    lxd_exceptions.LXDAPIException):
+                self.client.api.images[fingerprint].delete()
+        LOG.info("Snapshot of %s uploaded as image %s", name, image_id, instance=instance)
+
+    # -- rescue ------------------------------------------------------------------
+    def rescue(self, context, instance, network_info, image_meta, rescue_password,
+               block_device_info, share_info):
+        """Stop the instance and boot a rescue container from the rescue image
+        with the instance's root filesystem at /mnt/rescue."""
+        name = instance.name
+        data = self._require(instance)
+        source = self._rootfs_path(name, data)
+        if self._status(name) != 102:
+            self._action(name, "stop", timeout=-1, force=True)
+        fingerprint = self._images.ensure(context, image_meta)
+        rescue = name + RESCUE_SUFFIX
+        mapping = flavor_mapping.instance_config(
+            flavor_mapping.FlavorView.from_flavor(instance.flavor),
+            flavor_mapping.HostFacts(pool=self._pool or "default",
+                                     root_quota=self._root_quota))
+        devices = dict(mapping.devices)
+        devices["rescue"] = {"type": "disk", "source": source, "path": RESCUE_MOUNT}
+        try:
+            self._create(rescue, fingerprint, dict(mapping.config), devices)
+            self._action(rescue, "start")
+        except Exception:  # noqa: BLE001 - undo the rescue, then re-raise
+            with excutils.save_and_reraise_exception():
+                self._delete_container(rescue)
+                self._action(name, "start")
+        LOG.info("Rescued %s in %s", name, rescue, instance=instance)
+
+    def unrescue(self, context, instance):
+        name = instance.name
+        self._delete_container(name + RESCUE_SUFFIX)
+        if self._status(name) != 103:
+            self._action(name, "start")
+        LOG.info("Unrescued %s", name, instance=instance)
+
+    def _rootfs_path(self, name: str, data: dict) -> str:
+        pool_name = (data.get("expanded_devices") or {}).get("root", {}).get("pool") \
+            or self._pool
+        pool = self.client.api["storage-pools"][pool_name].get().json()["metadata"]
+        source = (pool.get("config") or {}).get("source")
+        if not source:
+            raise nova_exception.NovaException(
+                f"cannot find the root filesystem of {name} in pool {pool_name}")
+        return os.path.join(source, "containers", name, "rootfs")
+
+    # -- networking -----------------------------------------------------------------
+    def plug_vifs(self, instance, network_info):
+        for vif in network_info or []:
+            vifs.plug(instance, vif)
+
+    def unplug_vifs(self, instance, network_info):
+        for vif in network_info or []:
+            vifs.unplug(instance, vif)
+
+    # -- host -----------------------------------------------------------------------
+    def _host_resources(self) -> host_info.HostResources:
+        client = self.client
+        resources = client.api.resources.get().json()["metadata"]
+        pool = None
+        with contextlib.suppress(lxd_exceptions.LXDAPIException):
+            pool = client.api["storage-pools"][self._pool or "default"].resources.get(
+            ).json()["metadata"]
+        return host_info.host_resources(resources, pool)
+
+    def get_available_nodes(self, refresh=False):
+        return [self._nodename]
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        return {self._node_uuid or nova.virt.node.get_local_node_uuid(): self._nodename}
+
+    def get_available_resource(self, nodename):
+        res = self._host_resources()
+        env = self.client.host_info.get("environment") or {}
+        return host_info.available_resource(
+            res, nodename, host_info.version_int(env.get("server_version")),
+            self._node_uuid)
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        res = self._host_resources()
+        inv = provider_tree.data(nodename).inventory
+        ratios = self._get_allocation_ratios(inv)
+        provider_tree.update_inventory(nodename, host_info.inventory(
+            res, ratios, CONF.reserved_host_cpus, CONF.reserved_host_memory_mb,
+            self._get_reserved_host_disk_gb_from_config()))
+        provider_tree.add_traits(nodename, *host_info.driver_traits(res.arch))
+
+    def get_host_ip_addr(self):
+        return CONF.my_ip
+
+    def get_host_uptime(self):
+        return host_info.uptime_line()
+
+    def get_host_cpu_stats(self):
+        raise NotImplementedError()
+
+    def node_is_available(self, nodename):
+        return nodename == self._nodename
+
+
+def configdrive_required(instance: Any) -> bool:
+    from nova.virt import configdrive as nova_configdrive
+
+    return nova_configdrive.required_by(instance)
+
+
+class _FakeResponse:
+    """Enough of a requests.Response for pylxd's exception from an op error."""
+
+    status_code = 500
+
+    def __init__(self, error: str | None):
+        self._error = error or "operation failed"
+
+    def json(self) -> dict:
+        return {"error": self._error}
+
+    @property
+    def content(self) -> bytes:
+        return self._error.encode()
+
+
+class _ResponseReader:
+    """File-like view of a streamed export, so Glance uploads it in chunks."""
+
+    def __init__(self, response):
+        self._iter = response.iter_content(chunk_size=1024 * 1024)
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._iter)
+            except StopIteration:
+                break
+        if size < 0:
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def __iter__(self):
+        while chunk := self.read(1024 * 1024):
+            yield chunk

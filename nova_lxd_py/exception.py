@@ -1,0 +1,36 @@
+"""Errors of the driver, as nova exceptions so users see their message.
+
+nova records the message of a NovaException as the instance fault, so each
+message names the thing the user or operator has to fix.
+"""
+from __future__ import annotations
+
+from nova.i18n import _
+
+from nova import exception as nova_exception
+
+
+class RuntimeUnavailable(nova_exception.HypervisorUnavailable):
+    msg_fmt = _("The container runtime at %(endpoint)s is unreachable: %(reason)s. "
+                "Is nova-lxd-runtime (or LXD) running, and is [lxd] endpoint right?")
+
+
+class RuntimeConfigError(nova_exception.InvalidConfiguration):
+    msg_fmt = _("Invalid [lxd] configuration: %(reason)s")
+
+
+class RuntimeIncompatible(nova_exception.NovaException):
+    msg_fmt = _("The container runtime at %(endpoint)s lacks API extensions "
+                "%(missing)s that the driver needs.")
+
+
+class InvalidFlavorSpec(nova_exception.Invalid):
+    msg_fmt = _("Flavor extra spec %(key)s=%(value)r is invalid: %(reason)s")
+
+
+class UnsupportedImage(nova_exception.ImageUnacceptable):
+    msg_fmt = _("Image %(image_id)s cannot boot a container: %(reason)s")
+
+
+class RuntimeOperationFailed(nova_exception.NovaException):
+    msg_fmt = _("Container runtime failed to %(action)s instance %(name)s: %(reason)s")

@@ -1,0 +1,126 @@
+"""What the host offers nova: resources, inventory, traits, host facts.
+
+The numbers come from the runtime (``/1.0/resources`` and the storage pool's
+``resources``) so they describe the machine the containers really run on,
+also when the runtime is remote. The conversions are pure functions so the
+provider tree logic is unit-tested without a runtime.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import os_resource_classes as orc
+import os_traits
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+# Traits this driver owns on its provider (the capability traits are added
+# by nova's resource tracker from LXDDriver.capabilities).
+CONTAINER_TRAIT = "CUSTOM_NOVA_LXD_CONTAINER"
+
+
+def driver_traits(arch: str) -> set[str]:
+    """Traits to set: the host architecture and that this is a container host."""
+    traits = {CONTAINER_TRAIT}
+    arch_trait = "HW_ARCH_" + arch.upper()
+    if arch_trait in os_traits.get_traits("HW_ARCH_"):
+        traits.add(arch_trait)
+    return traits
+
+
+@dataclass(frozen=True)
+class HostResources:
+    vcpus: int
+    memory_mb: int
+    memory_mb_used: int
+    local_gb: int
+    local_gb_used: int
+    arch: str
+
+
+def host_resources(resources: dict, pool_resources: dict | None) -> HostResources:
+    """Condense the runtime's resource documents into nova's units."""
+    cpu = resources.get("cpu") or {}
+    memory = resources.get("memory") or {}
+    vcpus = int(cpu.get("total") or os.cpu_count() or 1)
+    total = int(memory.get("total") or 0)
+    used = int(memory.get("used") or 0)
+    space = (pool_resources or {}).get("space") or {}
+    disk_total = int(space.get("total") or 0)
+    disk_used = int(space.get("used") or 0)
+    arch = cpu.get("architecture") or platform.machine()
+    return HostResources(vcpus=vcpus, memory_mb=total // MiB, memory_mb_used=used // MiB,
+                         local_gb=disk_total // GiB, local_gb_used=disk_used // GiB,
+                         arch=arch)
+
+
+def inventory(res: HostResources, ratios: dict[str, float], reserved_cpus: int,
+              reserved_memory_mb: int, reserved_disk_gb: int) -> dict[str, dict[str, Any]]:
+    """Placement inventory for the compute node provider.
+
+    max_unit is the whole host: one container may use all of it, like the
+    flavor limits allow. DISK_GB is left out when the pool reports no size,
+    since a zero total would make placement reject the inventory.
+    """
+    inv: dict[str, dict[str, Any]] = {
+        orc.VCPU: {"total": res.vcpus, "min_unit": 1, "max_unit": res.vcpus,
+                   "step_size": 1, "allocation_ratio": ratios[orc.VCPU],
+                   "reserved": reserved_cpus},
+        orc.MEMORY_MB: {"total": res.memory_mb, "min_unit": 1, "max_unit": res.memory_mb,
+                        "step_size": 1, "allocation_ratio": ratios[orc.MEMORY_MB],
+                        "reserved": reserved_memory_mb},
+    }
+    if res.local_gb > 0:
+        inv[orc.DISK_GB] = {"total": res.local_gb, "min_unit": 1, "max_unit": res.local_gb,
+                            "step_size": 1, "allocation_ratio": ratios[orc.DISK_GB],
+                            "reserved": reserved_disk_gb}
+    return inv
+
+
+def available_resource(res: HostResources, nodename: str, hypervisor_version: int,
+                       node_uuid: str | None) -> dict[str, Any]:
+    """The dict get_available_resource returns, consistent with inventory()."""
+    from oslo_serialization import jsonutils
+
+    data = {
+        "vcpus": res.vcpus,
+        "memory_mb": res.memory_mb,
+        "local_gb": res.local_gb,
+        "vcpus_used": 0,
+        "memory_mb_used": res.memory_mb_used,
+        "local_gb_used": res.local_gb_used,
+        "hypervisor_type": "lxd",
+        "hypervisor_version": hypervisor_version,
+        "hypervisor_hostname": nodename,
+        "cpu_info": jsonutils.dumps({"arch": res.arch, "vcpus": res.vcpus}),
+        "disk_available_least": max(res.local_gb - res.local_gb_used, 0),
+        "supported_instances": [(res.arch, "lxd", "exe")],
+        "numa_topology": None,
+    }
+    if node_uuid:
+        data["uuid"] = node_uuid
+    return data
+
+
+def version_int(version: str | None) -> int:
+    """'5.0.2' -> 5000002 (nova's hypervisor_version encoding)."""
+    parts = [int(p) for p in str(version or "0").split(".")[:3] if p.isdigit()]
+    parts += [0] * (3 - len(parts))
+    return parts[0] * 1000000 + parts[1] * 1000 + parts[2]
+
+
+def uptime_line() -> str:
+    """Like uptime(1), from /proc (no subprocess on a periodic path)."""
+    with open("/proc/uptime") as f:
+        seconds = float(f.read().split()[0])
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    up = f"{days} days, {hours}:{minutes:02d}" if days else f"{hours}:{minutes:02d}"
+    return f"up {up},  load average: {', '.join(load)}"

@@ -1,0 +1,76 @@
+"""Privileged helpers of the driver (oslo.privsep).
+
+nova-compute normally runs unprivileged; creating veth pairs and enslaving
+them to bridges needs CAP_NET_ADMIN. Only the few netlink calls below cross
+the privilege boundary, with plain-data arguments. Operators allow the
+helper like nova's own: ``privsep-helper --privsep_context
+nova_lxd_py.privsep.net_pctxt`` in their sudoers or rootwrap filters.
+"""
+from __future__ import annotations
+
+from oslo_privsep import capabilities, priv_context
+
+net_pctxt = priv_context.PrivContext(
+    "nova_lxd_py",
+    cfg_section="nova_lxd_py_privileged",
+    pypath=__name__ + ".net_pctxt",
+    capabilities=[capabilities.CAP_NET_ADMIN],
+)
+
+
+def _ipr():
+    from pyroute2 import IPRoute
+
+    return IPRoute()
+
+
+def _index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+@net_pctxt.entrypoint
+def ensure_bridge(name: str, mtu: int | None = None) -> None:
+    """Create a Linux bridge if the network agent has not (yet)."""
+    with _ipr() as ipr:
+        if _index(ipr, name) is None:
+            ipr.link("add", ifname=name, kind="bridge")
+        index = _index(ipr, name)
+        if mtu:
+            ipr.link("set", index=index, mtu=mtu)
+        ipr.link("set", index=index, state="up")
+
+
+@net_pctxt.entrypoint
+def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
+                bridge: str | None = None, address: str | None = None) -> None:
+    """veth pair: host end up (on *bridge* if given), peer for the container."""
+    with _ipr() as ipr:
+        if _index(ipr, host_name) is None:
+            ipr.link("add", ifname=host_name, kind="veth", peer=peer_name)
+        host = _index(ipr, host_name)
+        peer = _index(ipr, peer_name)
+        if mtu:
+            ipr.link("set", index=host, mtu=mtu)
+            if peer is not None:
+                ipr.link("set", index=peer, mtu=mtu)
+        if address and peer is not None:
+            ipr.link("set", index=peer, address=address)
+        if bridge:
+            ipr.link("set", index=host, master=_index(ipr, bridge))
+        ipr.link("set", index=host, state="up")
+
+
+@net_pctxt.entrypoint
+def delete_link(name: str) -> None:
+    """Delete an interface (its veth peer goes with it); absent is fine."""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is not None:
+            ipr.link("del", index=index)
+
+
+@net_pctxt.entrypoint
+def link_exists(name: str) -> bool:
+    with _ipr() as ipr:
+        return _index(ipr, name) is not None

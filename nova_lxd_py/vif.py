@@ -1,0 +1,105 @@
+"""Neutron ports to container nics, one dispatch table entry per VIF type.
+
+First cut: Linux bridge (``bridge``) and ``tap`` ports. For both the driver
+makes a veth pair with pyroute2 through oslo.privsep: the host end gets the
+port's device name (tapXXXXXXXX-XX, what the network agent watches for) and,
+for ``bridge``, joins the port's bridge; the other end is handed to the
+container as a ``physical`` nic with the port's MAC, named eth<N>. OVS ports
+will go through os-vif (its ovs plugin) with the same host-end naming.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nova.network import model as network_model
+from oslo_log import log as logging
+
+from nova import exception as nova_exception
+from nova_lxd_py import privsep
+
+LOG = logging.getLogger(__name__)
+
+
+def host_name(vif: Any) -> str:
+    """The host end: nova's devname for the port (max 14 chars)."""
+    return (vif.get("devname") or ("tap" + vif["id"]))[: network_model.NIC_NAME_LEN]
+
+
+def peer_name(vif: Any) -> str:
+    """The container end, until it is moved into the container and renamed."""
+    return ("tin" + vif["id"])[: network_model.NIC_NAME_LEN]
+
+
+def bridge_name(vif: Any) -> str | None:
+    return (vif.get("network") or {}).get("bridge")
+
+
+def mtu_of(vif: Any) -> int | None:
+    return (vif.get("network") or {}).get("meta", {}).get("mtu")
+
+
+def _plug_bridge(vif: Any) -> None:
+    bridge = bridge_name(vif)
+    if not bridge:
+        raise nova_exception.VirtualInterfacePlugException(
+            f"port {vif['id']} has no bridge in its binding")
+    privsep.ensure_bridge(bridge, mtu_of(vif))
+    privsep.create_veth(host_name(vif), peer_name(vif), mtu_of(vif), bridge=bridge,
+                        address=vif.get("address"))
+
+
+def _plug_tap(vif: Any) -> None:
+    privsep.create_veth(host_name(vif), peer_name(vif), mtu_of(vif),
+                        address=vif.get("address"))
+
+
+def _unplug(vif: Any) -> None:
+    privsep.delete_link(host_name(vif))
+
+
+PLUG: dict[str, Callable[[Any], None]] = {
+    network_model.VIF_TYPE_BRIDGE: _plug_bridge,
+    network_model.VIF_TYPE_TAP: _plug_tap,
+}
+UNPLUG: dict[str, Callable[[Any], None]] = {
+    network_model.VIF_TYPE_BRIDGE: _unplug,
+    network_model.VIF_TYPE_TAP: _unplug,
+}
+
+
+def _check(vif: Any) -> str:
+    vif_type = vif.get("type")
+    if vif_type not in PLUG:
+        raise nova_exception.VirtualInterfacePlugException(
+            f"VIF type {vif_type!r} of port {vif['id']} is not supported by the LXD "
+            f"driver yet (supported: {', '.join(sorted(PLUG))})")
+    return vif_type
+
+
+def plug(instance: Any, vif: Any) -> None:
+    PLUG[_check(vif)](vif)
+    LOG.info("Plugged VIF %s (%s) as %s", vif["id"], vif.get("type"), host_name(vif),
+             instance=instance)
+
+
+def unplug(instance: Any, vif: Any) -> None:
+    vif_type = vif.get("type")
+    if vif_type in UNPLUG:
+        try:
+            UNPLUG[vif_type](vif)
+        except Exception:
+            LOG.exception("Failed to unplug VIF %s", vif["id"], instance=instance)
+
+
+def nic_device(index: int, vif: Any) -> tuple[str, dict[str, str]]:
+    """The container nic for the index-th port."""
+    name = f"eth{index}"
+    device = {"type": "nic", "nictype": "physical", "parent": peer_name(vif),
+              "name": name}
+    if vif.get("address"):
+        device["hwaddr"] = vif["address"]
+    mtu = mtu_of(vif)
+    if mtu:
+        device["mtu"] = str(mtu)
+    return name, device
