@@ -225,6 +225,9 @@ class Bench:
         self.r.put_samples(t.key, "create", creates)
         self.r.put_samples(t.key, "start", starts)
         self.exec_modes(t, names[0])
+        if getattr(t, "lost_output", 0):
+            self.r.note(t.key, f"exec websocket: {t.lost_output} of {self.args.exec_reps + 2} "
+                               "round trips returned exit 0 with no output (output lost)")
         stops, deletes = [], []
         for n in names:
             stops.append(self.timed(lambda n=n: t.stop_force(n)))

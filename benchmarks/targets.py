@@ -40,6 +40,7 @@ class ApiTarget:
         self.created_alias = False
         self.config_note = ""
         self._pylxd = None
+        self.lost_output = 0
 
     # -- set-up ----------------------------------------------------------
     def server_pid(self) -> int:
@@ -227,6 +228,11 @@ class ApiTarget:
     # -- exec --------------------------------------------------------------
     def exec_ws(self, name: str) -> None:
         code, out, _ = exec_websocket(self.client, name, ["echo", "hi"])
+        if code == 0 and out == b"":
+            # LXD before 5.14 sometimes loses a fast command's output (its issue
+            # 11890): counted and reported, the round trip itself is still valid.
+            self.lost_output += 1
+            return
         if code != 0 or out != b"hi\n":
             raise ApiError(500, f"exec websocket gave {code} {out!r}")
 
