@@ -9,16 +9,26 @@
 # NAT and IPv6 off, and a profile that uses both. Other sessions may share the same
 # LXD; this never deletes anything that is not bench-*.
 #
-# usage: benchmarks/lxd_baseline.sh [up|status|clean|stop]
+# usage: benchmarks/lxd_baseline.sh [up|second|status|clean|stop]
 #   up      install if needed, start if not answering, create bench-* resources (default)
+#   second  a second, benchmark-owned LXD (LXD_DIR /var/lib/bench-lxd2) listening on
+#           https://127.0.0.1:8449, the source of the copy-between-daemons figure;
+#           its profile bench-lxd puts eth0 on the first daemon's bench-br0
 #   status  print whether LXD answers and what bench-* resources exist
 #   clean   delete bench-* instances, images and snapshots left over by the benchmark
 #   stop    stop the LXD daemon this script started (only if its pid file is ours)
 #
-# env: LXD_DIR (default /var/lib/lxd), BENCH_LXD_SUBNET (default 10.251.0.1/24)
+# env: LXD_DIR (default /var/lib/lxd), BENCH_LXD_SUBNET (default 10.251.0.1/24),
+#      BENCH_LXD2_HTTPS (default 127.0.0.1:8449)
 set -euo pipefail
 
-export LXD_DIR="${LXD_DIR:-/var/lib/lxd}"
+if [ "${1:-up}" = second ]; then
+    export LXD_DIR=/var/lib/bench-lxd2
+    SECOND=1
+else
+    export LXD_DIR="${LXD_DIR:-/var/lib/lxd}"
+    SECOND=0
+fi
 SUBNET="${BENCH_LXD_SUBNET:-10.251.0.1/24}"
 POOL=bench-dir
 NET=bench-br0
@@ -82,7 +92,9 @@ configure() {
         log "creating storage pool $POOL (dir)"
         lxc storage create "$POOL" dir
     fi
-    if ! lxc network show "$NET" >/dev/null 2>&1; then
+    if [ "$SECOND" = 1 ]; then
+        lxc config set core.https_address "${BENCH_LXD2_HTTPS:-127.0.0.1:8449}"
+    elif ! lxc network show "$NET" >/dev/null 2>&1; then
         log "creating bridge $NET ($SUBNET, no NAT, no IPv6)"
         lxc network create "$NET" ipv4.address="$SUBNET" ipv4.nat=false \
             ipv6.address=none ipv6.nat=false
@@ -133,6 +145,9 @@ stop_lxd() {
 
 case "${1:-up}" in
     up) install_lxd; start_lxd; configure; status ;;
+    second)
+        [ -S /var/lib/lxd/unix.socket ] || { log "run '$0 up' first (bench-br0)"; exit 1; }
+        install_lxd; start_lxd; configure; status ;;
     status) status ;;
     clean) clean ;;
     stop) stop_lxd ;;

@@ -66,13 +66,14 @@ METRICS: list[tuple[str, str, str, float | None, bool]] = [
     ("restore_running", "restore (running), median", "ms", None, True),
     ("copy_stopped", "copy of a stopped instance, median", "ms", None, True),
     ("publish", "publish (stopped instance), median", "ms", None, True),
+    ("copy_remote", "copy stopped, two daemons over TLS, median", "ms", 100, False),
 ]
 
 # The LXD figures quoted by the design guide and issues, for runs without --compare-lxd.
 QUOTED_LXD = {"launch": 248, "exec_cli": 34, "exec_pylxd": 130, "stop_force": 689,
               "get_server": 6.8, "launch20": 6.09, "rss_idle": 72, "rss_20": 87,
               "ct_pss": 13.5, "snapshot_stopped": 121, "restore_stopped": 81,
-              "copy_stopped": 431}
+              "copy_stopped": 431, "copy_remote": 215}
 
 
 def ms(t0: float) -> float:
@@ -137,6 +138,7 @@ class Bench:
             ("snapshots", self.phase_snapshots,
              ["snapshot_stopped", "restore_stopped", "copy_stopped", "publish",
               "snapshot_running", "restore_running"]),
+            ("remote", self.phase_remote, ["copy_remote"]),
         ]
         wanted = set(self.args.phases.split(",")) if self.args.phases else None
         for name, fn, keys in phases:
@@ -367,6 +369,29 @@ class Bench:
         series("restore_running", lambda i: t.restore(name, f"r{i}"))
 
 
+    def phase_remote(self, t: Any) -> None:
+        src = getattr(t, "remote", None)
+        if src is None:
+            raise NotSupported(getattr(t, "remote_reason", "no second daemon (--remote)"))
+        url = src.https_url()
+        name = f"{t.prefix}-rsrc"
+        src.create(name)
+        try:
+            samples = []
+            for i in range(self.args.reps):
+                dst = f"{t.prefix}-rcopy{i}"
+                t.live = getattr(t, "live", set())
+                t.live.add(dst)
+                t0 = time.perf_counter()
+                t.copy_from(src, name, dst, url)
+                samples.append(ms(t0))
+                t.force_remove(dst)
+                t.live.discard(dst)
+            self.r.put_samples(t.key, "copy_remote", samples)
+        finally:
+            src.force_remove(name)
+
+
 # -- report ----------------------------------------------------------------
 def fmt(v: Any) -> str:
     if v is None:
@@ -517,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lxd-profile", action="append",
                    help="profile(s) for LXD instances (default bench-lxd, made by lxd_baseline.sh)")
     p.add_argument("--raw-lxc", action="store_true", help="add the raw liblxc floor column")
+    p.add_argument("--remote", action="store_true",
+                   help="also copy between two daemons over TLS: a second runtime (with "
+                        "--start-runtime, or --runtime-remote-socket) and a second LXD")
+    p.add_argument("--runtime-remote-socket", help="a second runtime with core.https_address")
+    p.add_argument("--lxd-remote-socket", default="/var/lib/bench-lxd2/unix.socket",
+                   help="second LXD (lxd_baseline.sh second)")
     p.add_argument("--image", help="unified busybox image tarball (default: built)")
     p.add_argument("-n", "--launches", type=int, default=10, help="timed launches (median)")
     p.add_argument("--exec-reps", type=int, default=30)
@@ -535,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     targets: list[Any] = []
     rt_proc: RuntimeProcess | None = None
+    rt2_proc: RuntimeProcess | None = None
+    remotes: list[ApiTarget] = []
     try:
         if not args.no_runtime:
             sock = args.runtime_socket
@@ -557,6 +590,40 @@ def main(argv: list[str] | None = None) -> int:
         if not targets:
             p.error("nothing to measure")
 
+        if args.remote:
+            for t in targets:
+                if t.key == "runtime":
+                    sock2 = args.runtime_remote_socket
+                    if not sock2 and rt_proc is not None:
+                        rt2_proc = RuntimeProcess(args.runtime_bin, None)
+                        sock2 = rt2_proc.socket
+                    if sock2:
+                        t.remote = ApiTarget("runtime2", "runtime #2", sock2, "bench-q",
+                                             args.runtime_profile)
+                    else:
+                        t.remote_reason = "n/a: no second runtime (--runtime-remote-socket)"
+                elif t.key == "lxd":
+                    t.remote = ApiTarget("lxd2", "LXD #2", args.lxd_remote_socket, "bench-y",
+                                         ["bench-lxd"])
+                else:
+                    t.remote_reason = "n/a: no daemon"
+            for t in targets:
+                src = getattr(t, "remote", None)
+                if src is None:
+                    continue
+                try:
+                    if src.key == "runtime2" and rt2_proc is not None:
+                        rt2_proc.ready(60)
+                        src.client.request("PATCH", "/1.0", {"config": {
+                            "core.https_address": "127.0.0.1:8450"}})
+                    wait_socket(src.socket_path, 10)
+                    src.ensure_image(image)
+                    if src.key == "runtime2":
+                        src.ensure_profile("bench-rtbr0", "10.252.0.1/24")
+                    remotes.append(src)
+                except Exception as e:  # noqa: BLE001
+                    t.remote = None
+                    t.remote_reason = f"failed: second daemon: {short(e)}"
         for t in targets:
             try:
                 if t.key == "runtime" and rt_proc is not None:
@@ -573,15 +640,16 @@ def main(argv: list[str] | None = None) -> int:
                 results.note(t.key, f"set-up failed: {e}")
         Bench(args, targets, results).run()
     finally:
-        for t in targets:
+        for t in remotes + targets:
             try:
                 t.teardown()
             except Exception as e:  # noqa: BLE001
                 print(f"[bench] teardown of {t.title}: {e}", file=sys.stderr)
-        if rt_proc is not None:
-            rt_proc.stop()
-            if rt_proc.own_dir and not mounted_under(rt_proc.dir):
-                shutil.rmtree(rt_proc.dir, ignore_errors=True)
+        for proc in (rt2_proc, rt_proc):
+            if proc is not None:
+                proc.stop()
+                if proc.own_dir and not mounted_under(proc.dir):
+                    shutil.rmtree(proc.dir, ignore_errors=True)
 
     print()
     print(f"busybox image {os.path.basename(image)}; {args.launches} launches, "

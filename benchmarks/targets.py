@@ -289,6 +289,44 @@ class ApiTarget:
             raise ApiError(500, "publish returned no fingerprint")
         return fp
 
+    def https_url(self) -> str:
+        """The daemon's HTTPS address (core.https_address); n/a when it has none."""
+        cfg = self.client.server().get("config") or {}
+        addr = cfg.get("core.https_address")
+        if not addr:
+            raise NotSupported("source daemon has no core.https_address")
+        return f"https://{addr}"
+
+    def copy_from(self, src: ApiTarget, src_name: str, dst_name: str, url: str) -> None:
+        """Copy a stopped instance from another daemon over TLS, as `lxc copy` does.
+
+        The source exposes a migration operation with secrets; this daemon pulls
+        from the source's HTTPS address, checking its certificate. Done when both
+        operations are.
+        """
+        inst = src.client.request("GET", f"/1.0/instances/{src_name}")["metadata"]
+        env = src.client.request("POST", f"/1.0/instances/{src_name}", {
+            "name": src_name, "migration": True, "live": False, "instance_only": True})
+        op = env["operation"]
+        secrets = (env.get("metadata") or {}).get("metadata") or {}
+        cert = src.client.server()["environment"]["certificate"]
+        body = {"name": dst_name, "type": "container",
+                "architecture": inst["architecture"], "profiles": inst["profiles"],
+                "config": {k: v for k, v in (inst.get("config") or {}).items()
+                           if not k.startswith("volatile.")},
+                "devices": inst.get("devices") or {},
+                "source": {"type": "migration", "mode": "pull", "operation": url + op,
+                           "certificate": cert, "secrets": secrets, "instance_only": True}}
+        try:
+            self.client.call("POST", "/1.0/instances", body)
+        except BaseException:
+            try:
+                src.client.request("DELETE", op)  # cancel the source side
+            except (ApiError, OSError):
+                pass
+            raise
+        src.client.wait(op, 60)
+
     def delete_image(self, fp: str) -> None:
         self.client.call("DELETE", f"/1.0/images/{fp}")
 
