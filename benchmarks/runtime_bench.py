@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import memory
-from rawclient import ApiError
+from rawclient import ApiError, exec_record
 from targets import ApiTarget, NotSupported, wait_socket
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,7 +67,12 @@ METRICS: list[tuple[str, str, str, float | None, bool]] = [
     ("copy_stopped", "copy of a stopped instance, median", "ms", None, True),
     ("publish", "publish (stopped instance), median", "ms", None, True),
     ("copy_remote", "copy stopped, two daemons over TLS, median", "ms", 100, False),
+    ("move_downtime", "move running (stop, copy, start), downtime", "ms", None, False),
+    ("copy_big", "copy stopped with 200 MB file over TLS", "MB/s", None, False),
+    ("copy_big_fraction", "  as a fraction of a raw tar|tcp|tar stream", "", None, False),
 ]
+# Lower bounds (higher is better).
+AT_LEAST = {"copy_big_fraction": 0.7}
 
 # The LXD figures quoted by the design guide and issues, for runs without --compare-lxd.
 QUOTED_LXD = {"launch": 248, "exec_cli": 34, "exec_pylxd": 130, "stop_force": 689,
@@ -124,6 +129,7 @@ class Bench:
         self.args = args
         self.targets = targets
         self.r = results
+        self._raw_rate = 0.0
 
     def run(self) -> None:
         phases: list[tuple[str, Callable[[Any], None], list[str]]] = [
@@ -138,7 +144,8 @@ class Bench:
             ("snapshots", self.phase_snapshots,
              ["snapshot_stopped", "restore_stopped", "copy_stopped", "publish",
               "snapshot_running", "restore_running"]),
-            ("remote", self.phase_remote, ["copy_remote"]),
+            ("remote", self.phase_remote, ["copy_remote", "move_downtime", "copy_big",
+                                           "copy_big_fraction"]),
         ]
         wanted = set(self.args.phases.split(",")) if self.args.phases else None
         for name, fn, keys in phases:
@@ -390,6 +397,95 @@ class Bench:
             self.r.put_samples(t.key, "copy_remote", samples)
         finally:
             src.force_remove(name)
+        self.remote_move(t, src, url)
+        if self.args.big_mb:
+            self.remote_big(t, src, url)
+
+    def remote_move(self, t: Any, src: Any, url: str) -> None:
+        """Stateless move of a running instance, as `lxc move --stateless` does it."""
+        name = f"{t.prefix}-rmove"
+        downs = []
+        try:
+            for i in range(max(2, self.args.reps // 2)):
+                dst = f"{t.prefix}-rmoved{i}"
+                src.create(name)
+                src.start(name)
+                t.live.add(dst)
+                t0 = time.perf_counter()
+                src.stop_force(name)
+                t.copy_from(src, name, dst, url)
+                t.start(dst)
+                downs.append(ms(t0))
+                src.delete(name)
+                t.force_remove(dst)
+                t.live.discard(dst)
+            self.r.put_samples(t.key, "move_downtime", downs)
+        except Exception as e:  # noqa: BLE001
+            self.r.put(t.key, "move_downtime", NA(f"failed: {short(e)}"))
+        finally:
+            src.force_remove(name)
+
+    def remote_big(self, t: Any, src: Any, url: str) -> None:
+        """Throughput of a copy with a big file in the rootfs, against a raw stream."""
+        mb = self.args.big_mb
+        name = f"{t.prefix}-rbig"
+        dst = f"{t.prefix}-rbigcopy"
+        try:
+            src.create(name)
+            src.start(name)
+            code, _, err = exec_record(src.client, name, [
+                "dd", "if=/dev/urandom", "of=/big", "bs=1M", f"count={mb}"], timeout=300)
+            if code != 0:
+                raise RuntimeError(f"dd in the container failed: {err[-200:]!r}")
+            src.stop_force(name)
+            t.live.add(dst)
+            t0 = time.perf_counter()
+            t.copy_from(src, name, dst, url)
+            took = time.perf_counter() - t0
+            t.force_remove(dst)
+            t.live.discard(dst)
+            self.r.put(t.key, "copy_big", round(mb / took, 1), [took])
+            raw = self.raw_stream_rate(mb)
+            self.r.put(t.key, "copy_big_fraction", round(mb / took / raw, 2))
+            self.r.note(t.key, f"copy of {mb} MB: {took:.2f}s; raw tar|tcp|tar of the same "
+                               f"amount: {raw:.0f} MB/s")
+        except Exception as e:  # noqa: BLE001
+            self.r.na(t.key, ["copy_big", "copy_big_fraction"], f"failed: {short(e)}")
+        finally:
+            src.force_remove(name)
+
+    def raw_stream_rate(self, mb: int) -> float:
+        """MB/s of tar -c | loopback TCP | tar -x of the busybox rootfs plus mb MB."""
+        if self._raw_rate:
+            return self._raw_rate
+        import socket
+        base = tempfile.mkdtemp(prefix="bench-stream-", dir="/var/tmp")
+        try:
+            src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
+            os.makedirs(dst)
+            subprocess.run(["tar", "-C", base, "-xf", self.args.image_path, "rootfs"],
+                           check=True)
+            os.rename(os.path.join(base, "rootfs"), src)
+            with open(os.path.join(src, "big"), "wb") as f:
+                f.writelines(os.urandom(1 << 20) for _ in range(mb))
+            subprocess.run(["sync"], check=False)
+            srv = socket.create_server(("127.0.0.1", 0))
+            port = srv.getsockname()[1]
+            t0 = time.perf_counter()
+            cli = socket.create_connection(("127.0.0.1", port))
+            conn, _ = srv.accept()
+            rx = subprocess.Popen(["tar", "-C", dst, "-xf", "-"], stdin=conn.fileno())
+            tx = subprocess.Popen(["tar", "-C", src, "-cf", "-", "."], stdout=cli.fileno())
+            cli.close()
+            tx.wait()
+            conn.close()
+            rx.wait()
+            took = time.perf_counter() - t0
+            srv.close()
+            self._raw_rate = mb / took
+            return self._raw_rate
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 # -- report ----------------------------------------------------------------
@@ -399,13 +495,17 @@ def fmt(v: Any) -> str:
     if isinstance(v, NA):
         return "n/a" if v.startswith("n/a") else "FAILED"
     if isinstance(v, float):
-        return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+        return f"{v:.2f}" if v < 1 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
     return str(v)
 
 
 def verdict(key: str, ours: Any, lxd: Any, target: float | None, half: bool) -> str:
     if isinstance(ours, NA) or ours is None:
         return ""
+    if key in AT_LEAST:
+        low = AT_LEAST[key]
+        return (f"ok (>= {low:g})" if ours >= low
+                else f"MISS by {low - ours:.2f} ({ours / low:.2f}x of {low:g})")
     if half:
         ref = lxd if isinstance(lxd, (int, float)) else QUOTED_LXD.get(key)
         if ref is None:
@@ -545,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remote", action="store_true",
                    help="also copy between two daemons over TLS: a second runtime (with "
                         "--start-runtime, or --runtime-remote-socket) and a second LXD")
+    p.add_argument("--big-mb", type=int, default=200,
+                   help="with --remote: size of the file for the copy throughput (0: skip)")
     p.add_argument("--runtime-remote-socket", help="a second runtime with core.https_address")
     p.add_argument("--lxd-remote-socket", default="/var/lib/bench-lxd2/unix.socket",
                    help="second LXD (lxd_baseline.sh second)")
@@ -563,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         print("runtime_bench: run as root (containers, /proc of other users)", file=sys.stderr)
         return 2
     image = build_image(args.image)
+    args.image_path = image
     results = Results()
     targets: list[Any] = []
     rt_proc: RuntimeProcess | None = None
