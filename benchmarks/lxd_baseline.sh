@@ -125,9 +125,10 @@ clean() {
         log "deleting instance $n"
         lxc delete --force "$n" || true
     done
-    for n in $(lxc image list --format csv -c l | tr ',' '\n' | grep '^bench-' || true); do
-        log "deleting image $n"
-        lxc image delete "$n" || true
+    # Only our aliases: the reproducible busybox image may be shared by fingerprint.
+    for n in $(lxc image alias list --format csv | cut -d, -f1 | grep '^bench-' || true); do
+        log "deleting image alias $n"
+        lxc image alias delete "$n" || true
     done
 }
 

@@ -593,7 +593,8 @@ def mounted_under(path: str) -> bool:
 class RuntimeProcess:
     """Our daemon started on a temporary LXD_DIR for the run (--start-runtime)."""
 
-    def __init__(self, binary: str, lxd_dir: str | None):
+    def __init__(self, binary: str, lxd_dir: str | None, label: str = "runtime"):
+        self.label = label
         self.dir = lxd_dir or tempfile.mkdtemp(prefix="bench-rt-", dir="/var/tmp")
         self.own_dir = lxd_dir is None
         os.makedirs(self.dir, exist_ok=True)
@@ -615,6 +616,7 @@ class RuntimeProcess:
         return (time.perf_counter() - self.t0) * 1000
 
     def stop(self) -> None:
+        """Stop the daemon; its log is kept as /var/tmp/bench-<label>-last.log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -623,6 +625,7 @@ class RuntimeProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        shutil.copyfile(self.log.name, f"/var/tmp/bench-{self.label}-last.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -698,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                 if t.key == "runtime":
                     sock2 = args.runtime_remote_socket
                     if not sock2 and rt_proc is not None:
-                        rt2_proc = RuntimeProcess(args.runtime_bin, None)
+                        rt2_proc = RuntimeProcess(args.runtime_bin, None, "runtime2")
                         sock2 = rt2_proc.socket
                     if sock2:
                         t.remote = ApiTarget("runtime2", "runtime #2", sock2, "bench-q",
