@@ -598,6 +598,7 @@ class RuntimeProcess:
         self.dir = lxd_dir or tempfile.mkdtemp(prefix="bench-rt-", dir="/var/tmp")
         self.own_dir = lxd_dir is None
         os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o711)  # mkdtemp's 0700 would stop unprivileged container roots
         self.log = open(os.path.join(self.dir, "bench-runtime.log"), "ab")  # noqa: SIM115
         env = dict(os.environ, LXD_DIR=self.dir)
         self.t0 = time.perf_counter()
