@@ -157,6 +157,7 @@ class Bench:
                     continue
                 print(f"[bench] {name}: {t.title}", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
+                spy = self.start_py_spy(t, name)
                 try:
                     fn(t)
                 except NotSupported as e:
@@ -167,11 +168,33 @@ class Bench:
                     if name == "warmup":
                         t.broken = f"failed: warm-up launch: {short(e)}"
                 finally:
+                    self.stop_py_spy(spy)
                     self.cleanup(t)
                 print(f"[bench]   {name} took {time.perf_counter() - t0:.1f}s",
                       file=sys.stderr, flush=True)
 
     # -- helpers ---------------------------------------------------------
+    def start_py_spy(self, t: Any, phase: str) -> subprocess.Popen | None:
+        """Sample our daemon during a phase (--py-spy DIR): collapsed stacks per phase."""
+        if not self.args.py_spy or t.key != "runtime":
+            return None
+        os.makedirs(self.args.py_spy, exist_ok=True)
+        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+        out = os.path.join(self.args.py_spy, f"{phase}.txt")
+        return subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw",
+                                 "--rate", "250", "-o", out, "-p", str(t.server_pid())],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop_py_spy(self, spy: subprocess.Popen | None) -> None:
+        if spy is None:
+            return
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
     def names(self, t: Any, tag: str, n: int) -> list[str]:
         return [f"{t.prefix}-{tag}{i}" for i in range(n)]
 
@@ -663,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds to wait before measuring memory with all running")
     p.add_argument("--phases", help="comma list: server,warmup,lifecycle,density,snapshots")
     p.add_argument("--json", help="write all samples to this file")
+    p.add_argument("--py-spy", metavar="DIR",
+                   help="sample our daemon with py-spy during each phase (collapsed stacks "
+                        "in DIR/<phase>.txt; pip install py-spy into the venv)")
     args = p.parse_args(argv)
 
     if os.geteuid() != 0:
