@@ -260,7 +260,7 @@ class LXDDriver(driver.ComputeDriver):
             config[UUID_KEY] = instance.uuid
             events = self._neutron_events(network_info) if power_on else []
             with self.virtapi.wait_for_instance_event(
-                    instance, events, deadline=CONF.vif_plugging_timeout,
+                    instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=self._neutron_failed_callback):
                 undo.append(lambda: self.unplug_vifs(instance, network_info))
                 self.plug_vifs(instance, network_info)

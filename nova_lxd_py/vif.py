@@ -1,11 +1,12 @@
 """Neutron ports to container nics, one dispatch table entry per VIF type.
 
-First cut: Linux bridge (``bridge``) and ``tap`` ports. For both the driver
-makes a veth pair with pyroute2 through oslo.privsep: the host end gets the
-port's device name (tapXXXXXXXX-XX, what the network agent watches for) and,
-for ``bridge``, joins the port's bridge; the other end is handed to the
-container as a ``physical`` nic with the port's MAC, named eth<N>. OVS ports
-will go through os-vif (its ovs plugin) with the same host-end naming.
+First cut: ``tap`` ports (nova 34 refuses Linux bridge bindings outright,
+see nova.network.neutron). The driver makes a veth pair with pyroute2
+through oslo.privsep: the host end gets the port's device name
+(tapXXXXXXXX-XX, what the network backend watches for and wires up), the
+other end is handed to the container as a ``physical`` nic with the port's
+MAC, named eth<N>. OVS ports will reuse the same pair and let os-vif's ovs
+plugin add the host end to the integration bridge.
 """
 from __future__ import annotations
 
@@ -31,22 +32,8 @@ def peer_name(vif: Any) -> str:
     return ("tin" + vif["id"])[: network_model.NIC_NAME_LEN]
 
 
-def bridge_name(vif: Any) -> str | None:
-    return (vif.get("network") or {}).get("bridge")
-
-
 def mtu_of(vif: Any) -> int | None:
     return (vif.get("network") or {}).get("meta", {}).get("mtu")
-
-
-def _plug_bridge(vif: Any) -> None:
-    bridge = bridge_name(vif)
-    if not bridge:
-        raise nova_exception.VirtualInterfacePlugException(
-            f"port {vif['id']} has no bridge in its binding")
-    privsep.ensure_bridge(bridge, mtu_of(vif))
-    privsep.create_veth(host_name(vif), peer_name(vif), mtu_of(vif), bridge=bridge,
-                        address=vif.get("address"))
 
 
 def _plug_tap(vif: Any) -> None:
@@ -59,11 +46,9 @@ def _unplug(vif: Any) -> None:
 
 
 PLUG: dict[str, Callable[[Any], None]] = {
-    network_model.VIF_TYPE_BRIDGE: _plug_bridge,
     network_model.VIF_TYPE_TAP: _plug_tap,
 }
 UNPLUG: dict[str, Callable[[Any], None]] = {
-    network_model.VIF_TYPE_BRIDGE: _unplug,
     network_model.VIF_TYPE_TAP: _unplug,
 }
 

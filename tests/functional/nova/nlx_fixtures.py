@@ -1,0 +1,123 @@
+"""Runtime daemons for the nova functional tests.
+
+NOVA_LXD_TEST_RUNTIME selects what the compute hosts talk to:
+- unset or ``bundled``: one nova-lxd-runtime per compute host, each in the
+  foreground with its own temporary LXD_DIR (what CI runs);
+- a path to a unix socket (e.g. /var/lib/lxd/unix.socket): an existing LXD
+  daemon shared by all hosts (development against Debian's LXD 5.0). Only
+  containers and images this test created are removed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import fixtures
+import pylxd
+from pylxd import exceptions as lxd_exceptions
+
+from nova_lxd_py import client as lxd_client
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+NAME_PREFIX = "nlx-nova-"
+
+
+def busybox_image() -> str:
+    """The bundled busybox image, built once into .cache like scripts/setup."""
+    path = os.path.join(REPO, ".cache", "images", "busybox.tar.xz")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.run([os.path.join(REPO, "tools", "images", "build-busybox"), path],
+                       check=True)
+    return path
+
+
+def runtime_kind() -> str:
+    return os.environ.get("NOVA_LXD_TEST_RUNTIME", "bundled")
+
+
+class RuntimeFixture(fixtures.Fixture):
+    """A runtime endpoint for one compute host, cleaned up after the test."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = ""
+
+    def _setUp(self) -> None:
+        kind = runtime_kind()
+        if kind == "bundled":
+            self._start_bundled()
+        else:
+            self.endpoint = kind
+        self.client = lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
+        self.addCleanup(self._remove_ours)
+
+    def _start_bundled(self) -> None:
+        lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-")
+        self.addCleanup(shutil.rmtree, lxd_dir, True)
+        exe = os.path.join(os.path.dirname(sys.executable), "nova-lxd-runtime")
+        env = dict(os.environ, LXD_DIR=lxd_dir)
+        log = open(os.path.join(lxd_dir, "daemon.log"), "wb")  # noqa: SIM115
+        self.addCleanup(log.close)
+        self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.addCleanup(self._stop)
+        self.endpoint = os.path.join(lxd_dir, "unix.socket")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nova-lxd-runtime exited with {self.proc.returncode}; "
+                                   f"see {lxd_dir}/daemon.log")
+            if os.path.exists(self.endpoint):
+                try:
+                    lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
+                    return
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("nova-lxd-runtime did not come up in 20s")
+
+    def _stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def ours(self) -> list[str]:
+        return [i.name for i in self.client.instances.all()
+                if i.name.startswith(NAME_PREFIX)]
+
+    def _remove_ours(self) -> None:
+        for name in self.ours():
+            inst = self.client.instances.get(name)
+            try:
+                if inst.status != "Stopped":
+                    inst.stop(force=True, wait=True)
+                inst.delete(wait=True)
+            except lxd_exceptions.LXDAPIException:
+                pass
+        for alias in list(getattr(self, "image_aliases", [])):
+            try:
+                target = self.client.api.images.aliases[alias].get().json()["metadata"][
+                    "target"]
+                self.client.api.images.aliases[alias].delete()
+                image = self.client.api.images[target].get().json()["metadata"]
+                if not image.get("aliases"):  # shared daemons: keep others' images
+                    self.client.api.images[target].delete()
+            except lxd_exceptions.LXDAPIException:
+                pass
+
+
+def pylxd_client(endpoint: str) -> pylxd.Client:
+    return lxd_client.make_client(lxd_client.Endpoint(endpoint))

@@ -1,0 +1,214 @@
+"""nova's own services drive real containers through the LXD driver.
+
+API, conductor, scheduler, placement (fixture), Glance/Neutron/Cinder
+fixtures from nova's functional framework; two compute services running
+nova_lxd_py's driver, each with its own runtime daemon. Run with stestr
+(nova's fixtures are testtools-based; pytest trips over their teardown):
+
+    .venv/bin/python -m stestr --test-path tests/functional/nova \
+        --top-dir tests/functional/nova run
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from unittest import mock
+
+import fixtures
+
+from nova import context as nova_context
+from nova.tests.functional import integrated_helpers
+from oslo_utils.fixture import uuidsentinel as uuids
+
+import nlx_fixtures
+from nova_lxd_py import driver as _lxd_driver  # noqa: F401 - registers [lxd] options
+from nova_lxd_py.image import HOST_ARCH
+
+COMPUTE_HOSTS = ("nlx-host1", "nlx-host2")
+
+
+def _paste_ini() -> str:
+    return os.path.join(sys.prefix, "etc", "nova", "api-paste.ini")
+
+
+class LXDServersTest(integrated_helpers.ProviderUsageBaseTestCase):
+    compute_driver = "lxd_py.LXDDriver"
+    microversion = "2.74"
+
+    def setUp(self):
+        self.flags(api_paste_config=_paste_ini(), group="wsgi")
+        super().setUp()
+        self.flags(instance_name_template=nlx_fixtures.NAME_PREFIX + "%08x",
+                   shutdown_timeout=1, vif_plugging_timeout=0)
+        self._store_snapshot_data()
+        self.image_id = self._create_busybox_image()
+        self.flavor_id = self._create_flavor(name="nlx.small", vcpu=1, memory_mb=128, ephemeral=0,
+                                             disk=1)
+        self.runtimes = {}
+        self.computes = {}
+        for host in COMPUTE_HOSTS:
+            self._start_lxd_compute(host)
+
+    # -- harness -------------------------------------------------------------------
+    def _start_lxd_compute(self, host: str) -> None:
+        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host))
+        runtime.image_aliases = []
+        self.runtimes[host] = runtime
+        self.flags(endpoint=runtime.endpoint, group="lxd")
+        self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
+        # Each host keeps its own node identity, as on separate machines.
+        with mock.patch("nova.virt.node.get_local_node_uuid",
+                        return_value=str(getattr(uuids, "node_" + host))):
+            self.computes[host] = self.start_service("compute", host=host)
+
+    def _create_busybox_image(self) -> str:
+        ctxt = nova_context.get_admin_context()
+        with open(nlx_fixtures.busybox_image(), "rb") as data:
+            image = self.glance.create(ctxt, {
+                "name": "nlx-busybox", "disk_format": "raw", "container_format": "bare",
+                "min_disk": 0, "status": "active",
+                "properties": {"hw_architecture": HOST_ARCH}}, data=data)
+        return image["id"]
+
+    def _store_snapshot_data(self) -> None:
+        """GlanceFixture.update drops image data; keep it like Glance would."""
+        glance = self.glance
+        original = glance.update
+
+        def update(context, image_id, metadata, data=None, purge_props=False):
+            if data is not None:
+                glance._imagedata[image_id] = data.read() if hasattr(data, "read") \
+                    else b"".join(data)
+            return original(context, image_id, metadata, data=None,
+                            purge_props=purge_props)
+        glance.update = update
+
+    def _track_images(self, *image_ids: str) -> None:
+        for runtime in self.runtimes.values():
+            runtime.image_aliases.extend(image_ids)
+
+    def _boot(self, name: str, image_id: str | None = None, host: str | None = None,
+              flavor_id: str | None = None, wait: str = "ACTIVE") -> dict:
+        server = self._build_server(name=name, image_uuid=image_id or self.image_id,
+                                    flavor_id=flavor_id or self.flavor_id, networks="none")
+        if host:
+            server["host"] = host
+        self._track_images(image_id or self.image_id)
+        created = self.api.post_server({"server": server})
+        return self._wait_for_state_change(created, wait)
+
+    def _container(self, server: dict):
+        host = server["OS-EXT-SRV-ATTR:host"]
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        return self.runtimes[host].client.instances.get(name)
+
+    def _status(self, server: dict) -> str:
+        return self._container(server).state().status
+
+    def _exec(self, server: dict, *cmd: str) -> str:
+        result = self._container(server).execute(list(cmd))
+        self.assertEqual(0, result.exit_code, result.stderr)
+        return result.stdout
+
+    def _assert_runtimes_empty(self) -> None:
+        for host, runtime in self.runtimes.items():
+            self.assertEqual([], runtime.ours(), f"containers left on {host}")
+
+    # -- tests -----------------------------------------------------------------------
+    def test_boot_spread_limits_and_delete(self):
+        servers = [self._boot(f"nlx-s{i}") for i in range(4)]
+        hosts = {s["OS-EXT-SRV-ATTR:host"] for s in servers}
+        self.assertEqual(set(COMPUTE_HOSTS), hosts, "servers should spread over both hosts")
+        for server in servers:
+            self.assertEqual("Running", self._status(server))
+            container = self._container(server)
+            self.assertEqual("1", container.config["limits.cpu"])
+            self.assertEqual("128MiB", container.config["limits.memory"])
+            self.assertEqual("1", self._exec(server, "nproc").strip())
+            self.assertEqual(server["OS-EXT-SRV-ATTR:hostname"],
+                             self._exec(server, "hostname").strip())
+        for server in servers:
+            self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_power_actions_and_console(self):
+        server = self._boot("nlx-power")
+        server = self._stop_server(server)
+        self.assertEqual("Stopped", self._status(server))
+        server = self._start_server(server)
+        self.assertEqual("Running", self._status(server))
+        for kind in ("SOFT", "HARD"):
+            self.api.post_server_action(server["id"], {"reboot": {"type": kind}})
+            server = self._wait_for_state_change(server, "ACTIVE")
+            self.assertEqual("Running", self._status(server))
+        self.api.post_server_action(server["id"], {"pause": {}})
+        server = self._wait_for_state_change(server, "PAUSED")
+        self.assertEqual("Frozen", self._status(server))
+        self.api.post_server_action(server["id"], {"unpause": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("Running", self._status(server))
+        self.api.post_server_action(server["id"], {"suspend": {}})
+        server = self._wait_for_state_change(server, "SUSPENDED")
+        self.assertEqual("Frozen", self._status(server))
+        self.api.post_server_action(server["id"], {"resume": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("Running", self._status(server))
+        output = self.api.post_server_action(
+            server["id"], {"os-getConsoleOutput": {"length": 50}})["output"]
+        self.assertIsInstance(output, str)
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_snapshot_boots_on_other_host_and_rescue(self):
+        server = self._boot("nlx-snap", host=COMPUTE_HOSTS[0])
+        self._exec(server, "sh", "-c", "echo from-snapshot > /root/marker")
+        snapshot = self._create_image(server, "nlx-snapshot")
+        snap_id = snapshot["id"]
+        self._track_images(snap_id)
+        self.assertEqual("Running", self._status(server), "snapshot must not stop it")
+        clone = self._boot("nlx-clone", image_id=snap_id, host=COMPUTE_HOSTS[1])
+        self.assertEqual("from-snapshot", self._exec(clone, "cat", "/root/marker").strip())
+
+        self.api.post_server_action(server["id"], {"rescue": {}})
+        server = self._wait_for_state_change(server, "RESCUE")
+        rescue = self.runtimes[COMPUTE_HOSTS[0]].client.instances.get(
+            server["OS-EXT-SRV-ATTR:instance_name"] + "-rescue")
+        result = rescue.execute(["cat", "/mnt/rescue/root/marker"])
+        self.assertEqual("from-snapshot", result.stdout.strip())
+        self.api.post_server_action(server["id"], {"unrescue": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("Running", self._status(server))
+        for s in (server, clone):
+            self._delete_server(s)
+        self._assert_runtimes_empty()
+
+    def _create_image(self, server: dict, name: str) -> dict:
+        self.api.post_server_action(server["id"], {"createImage": {"name": name}})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            images = [i for i in self.api.get_images() if i["name"] == name]
+            if images and images[0]["status"] == "ACTIVE" and \
+                    self.glance._imagedata.get(images[0]["id"]):
+                server = self._wait_for_server_parameter(
+                    server, {"OS-EXT-STS:task_state": None})
+                return images[0]
+            time.sleep(0.1)
+        self.fail("snapshot did not finish")
+
+    def test_power_state_sync_sees_container_stopped_behind_our_back(self):
+        server = self._boot("nlx-sync")
+        self._container(server).stop(force=True, wait=True)
+        host = server["OS-EXT-SRV-ATTR:host"]
+        self.computes[host].manager._sync_power_states(nova_context.get_admin_context())
+        server = self._wait_for_state_change(server, "SHUTOFF")
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_invalid_extra_spec_fails_cleanly(self):
+        flavor_id = self._create_flavor(name="nlx.bad", vcpu=1, memory_mb=128, disk=1, ephemeral=0,
+                                        extra_spec={"lxd:nested_allowed": "perhaps"})
+        server = self._boot("nlx-bad", flavor_id=flavor_id, wait="ERROR")
+        self.assertIn("lxd:nested_allowed", server["fault"]["message"])
+        self._assert_runtimes_empty()
+        self._delete_server(server)
