@@ -6,7 +6,8 @@ them whole, and the daemon never queries inside them.
 import json
 import sqlite3
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Each entry upgrades the schema by one version; never edit a released entry.
 MIGRATIONS: list[str] = [
@@ -80,7 +81,7 @@ _JSON_COLUMNS = {"config", "devices", "profiles", "properties", "source", "proje
 
 def _decode(row: sqlite3.Row) -> dict:
     out = {}
-    for key in row.keys():
+    for key in row.keys():  # noqa: SIM118 - sqlite3.Row iterates values
         value = row[key]
         out[key] = json.loads(value) if key in _JSON_COLUMNS and value is not None else value
     return out

@@ -11,8 +11,8 @@ QUEUE_LIMIT = 1024
 
 
 def timestamp(ts: float | None = None) -> str:
-    when = (datetime.datetime.fromtimestamp(ts, datetime.timezone.utc) if ts is not None
-            else datetime.datetime.now(datetime.timezone.utc))
+    when = (datetime.datetime.fromtimestamp(ts, datetime.UTC) if ts is not None
+            else datetime.datetime.now(datetime.UTC))
     return when.isoformat().replace("+00:00", "Z")
 
 

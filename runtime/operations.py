@@ -9,7 +9,8 @@ import logging
 import secrets as _secrets
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from runtime import errors
 from runtime.events import EventBus, timestamp
@@ -96,7 +97,7 @@ class Operation:
         except errors.RuntimeAPIError as exc:
             self.err = str(exc)
             self._changed(FAILURE)
-        except Exception as exc:  # noqa: BLE001 - reported to the client
+        except Exception as exc:
             LOG.exception("operation %s (%s) failed", self.id, self.description)
             self.err = f"{type(exc).__name__}: {exc}"
             self._changed(FAILURE)
@@ -113,7 +114,7 @@ class Operation:
             timeout = None
         try:
             await asyncio.wait_for(self.done.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def cancel(self) -> None:

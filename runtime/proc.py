@@ -5,7 +5,7 @@ own stderr, which is what an operator needs to see.
 """
 import asyncio
 import subprocess
-from typing import Sequence
+from collections.abc import Sequence
 
 from runtime.errors import CommandFailed
 
@@ -17,7 +17,7 @@ async def run(argv: Sequence[str], *, input: bytes | None = None, check: bool = 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         proc.kill()
         await proc.wait()
         raise CommandFailed(f"{argv[0]} timed out after {timeout}s")

@@ -4,7 +4,7 @@ A bad key or value raises BadRequest naming the key, so a client is told exactly
 what to fix. Unknown keys are refused, except in the free-form namespaces.
 """
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from runtime.errors import BadRequest
 

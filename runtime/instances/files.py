@@ -9,8 +9,8 @@ import ctypes
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from runtime.errors import BadRequest, Forbidden, NotFound
 

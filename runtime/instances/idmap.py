@@ -92,8 +92,7 @@ def allocate_isolated(host_range: tuple[int, int], used: list[IdMap],
                     key=lambda m: m.base):
         if m.base >= candidate + size:
             break
-        if m.base + m.size > candidate:
-            candidate = m.base + m.size
+        candidate = max(candidate, m.base + m.size)
     if candidate + size > start + length:
         raise ValueError("no free id range left for an isolated container")
     return IdMap(candidate, size)

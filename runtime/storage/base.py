@@ -2,7 +2,7 @@
 import abc
 import os
 import shutil
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from runtime import proc
 from runtime.instances.idmap import IdMap
@@ -128,7 +128,7 @@ class PoolDriver(abc.ABC):
         return False
 
     async def usage(self, vol: str) -> int:
-        rc, out, _ = await proc.run(["du", "-sxb", self.instance_path(vol)], check=False)
+        _rc, out, _ = await proc.run(["du", "-sxb", self.instance_path(vol)], check=False)
         try:
             return int(out.split()[0])
         except (IndexError, ValueError):

@@ -48,7 +48,7 @@ class DirPool(PoolDriver):
 
     async def _umount(self, target: str) -> None:
         if _is_mount(target):
-            rc, _, err = await proc.run(["umount", target], check=False)
+            rc, _, _err = await proc.run(["umount", target], check=False)
             if rc != 0:
                 await proc.run(["umount", "-l", target])
 
@@ -220,7 +220,7 @@ class DirPool(PoolDriver):
     async def usage(self, vol: str) -> int:
         path = self.instance_path(vol)
         target = os.path.join(path, _UPPER) if self._lower(path) else path
-        rc, out, _ = await proc.run(["du", "-sxb", target], check=False)
+        _rc, out, _ = await proc.run(["du", "-sxb", target], check=False)
         try:
             return int(out.split()[0])
         except (IndexError, ValueError):

@@ -1,0 +1,237 @@
+"""/1.0/instances: list, create, get, update, rename, delete, state, logs, console."""
+import os
+
+from aiohttp import web
+
+from runtime.api import daemon, project, read_json, recursion, response
+from runtime.errors import BadRequest, NotFound, PreconditionFailed
+from runtime.instances import state as inst_state
+
+
+def _inst(request: web.Request):
+    return daemon(request).instances.load(project(request), request.match_info["name"])
+
+
+async def list_instances(request: web.Request) -> web.Response:
+    d = daemon(request)
+    all_projects = request.query.get("all-projects") == "true"
+    insts = d.instances.list(None if all_projects else project(request))
+    level = recursion(request)
+    if level == 0:
+        return response.sync([i.url for i in insts])
+    out = []
+    for inst in insts:
+        item = inst.render(d.instances.status(inst))
+        if level > 1:
+            item["state"] = await inst_state.render(d, inst)
+            item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") \
+                else None
+            item["backups"] = None
+        out.append(item)
+    return response.sync(out)
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    d = daemon(request)
+    proj = project(request)
+    body = await read_json(request)
+    stype = (body.get("source") or {}).get("type", "none")
+    if stype in ("copy", "migration"):
+        handler = d.transfers.create_handler(stype) if hasattr(d, "transfers") else None
+        if handler is None:
+            raise BadRequest(f"Source type {stype!r} is not supported by this runtime yet")
+        return await handler(request, proj, body)
+    spec = d.instances.validate_new(proj, body)
+
+    async def run(op):
+        inst = await d.instances.create(proj, spec)
+        if spec["start"]:
+            await d.instances.change_state(inst, "start", False, 0)
+    op = d.ops.create("task", "Creating instance", run, project=proj,
+                      resources={"instances": [f"/1.0/instances/{spec['name']}"],
+                                 "containers": [f"/1.0/containers/{spec['name']}"]})
+    return response.async_(op)
+
+
+async def get_instance(request: web.Request) -> web.Response:
+    d = daemon(request)
+    inst = _inst(request)
+    item = inst.render(d.instances.status(inst))
+    if recursion(request) > 0:
+        item["state"] = await inst_state.render(d, inst)
+        item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") else None
+        item["backups"] = None
+    return response.sync(item, etag=inst.etag())
+
+
+async def update_instance(request: web.Request) -> web.Response:
+    d = daemon(request)
+    inst = _inst(request)
+    match = request.headers.get("If-Match")
+    if match and match.strip('"') != inst.etag():
+        raise PreconditionFailed("ETag doesn't match: the instance changed meanwhile")
+    body = await read_json(request)
+    if request.method == "PUT" and body.get("restore"):
+        if not hasattr(d, "snapshots"):
+            raise BadRequest("Snapshots are not supported by this runtime yet")
+        snap = body["restore"]
+
+        async def run_restore(op):
+            await d.snapshots.restore(inst, snap)
+        op = d.ops.create("task", "Restoring snapshot", run_restore, project=inst.project,
+                          resources={"instances": [inst.url]})
+        return response.async_(op)
+    await d.instances.update(inst, body, patch=request.method == "PATCH")
+
+    async def done(op):
+        return None
+    return response.async_(d.ops.create("task", "Updating instance", done,
+                                        project=inst.project,
+                                        resources={"instances": [inst.url]}))
+
+
+async def post_instance(request: web.Request) -> web.Response:
+    """Rename, or (with migration: true) export the instance to another host."""
+    d = daemon(request)
+    inst = _inst(request)
+    body = await read_json(request)
+    if body.get("migration"):
+        if not hasattr(d, "transfers"):
+            raise BadRequest("Migration is not supported by this runtime yet")
+        return await d.transfers.migrate_source(request, inst, body)
+    new_name = body.get("name")
+    if not new_name:
+        raise BadRequest("Body needs a new 'name' (or 'migration': true)")
+    await d.instances.rename(inst, new_name)
+
+    async def done(op):
+        return None
+    return response.async_(d.ops.create("task", "Renaming instance", done,
+                                        project=inst.project,
+                                        resources={"instances": [inst.url]}))
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    d = daemon(request)
+    inst = _inst(request)
+    # Validate synchronously so the client gets a clear 4xx, not a failed operation.
+    if d.instances.pid(inst):
+        raise BadRequest(f"Instance {inst.name!r} is running: stop it first")
+
+    async def run(op):
+        await d.instances.delete(inst)
+    return response.async_(d.ops.create("task", "Deleting instance", run,
+                                        project=inst.project,
+                                        resources={"instances": [inst.url]}))
+
+
+async def get_state(request: web.Request) -> web.Response:
+    d = daemon(request)
+    return response.sync(await inst_state.render(d, _inst(request)))
+
+
+async def put_state(request: web.Request) -> web.Response:
+    d = daemon(request)
+    inst = _inst(request)
+    body = await read_json(request)
+    action = body.get("action")
+    if action not in ("start", "stop", "restart", "freeze", "unfreeze"):
+        raise BadRequest(f"Invalid action {action!r}: use start, stop, restart, freeze "
+                         "or unfreeze")
+    try:
+        timeout = float(body.get("timeout", -1) if body.get("timeout") is not None else -1)
+    except (TypeError, ValueError):
+        raise BadRequest("'timeout' must be a number of seconds")
+    force = bool(body.get("force", False))
+    status = d.instances.status(inst)
+    if action == "start" and status != "Stopped":
+        raise BadRequest(f"Instance {inst.name!r} is already running")
+    if action in ("stop", "restart", "freeze") and status == "Stopped":
+        raise BadRequest(f"Instance {inst.name!r} is not running")
+
+    async def run(op):
+        await d.instances.change_state(inst, action, force, timeout,
+                                       bool(body.get("stateful", False)))
+    return response.async_(d.ops.create("task", _DESCRIPTIONS[action],
+                                        run, project=inst.project,
+                                        resources={"instances": [inst.url]}))
+
+
+_DESCRIPTIONS = {"start": "Starting instance", "stop": "Stopping instance",
+                 "restart": "Restarting instance", "freeze": "Freezing instance",
+                 "unfreeze": "Unfreezing instance"}
+
+
+def _log_dir(request: web.Request) -> str:
+    d = daemon(request)
+    return d.instances.paths(_inst(request)).log_dir
+
+
+async def list_logs(request: web.Request) -> web.Response:
+    inst = _inst(request)
+    logdir = _log_dir(request)
+    files = sorted(os.listdir(logdir)) if os.path.isdir(logdir) else []
+    base = f"/1.0/instances/{inst.name}/logs/"
+    return response.sync([base + f for f in files if f.endswith(".log")
+                          or f.startswith("exec_")])
+
+
+def _log_file(request: web.Request) -> str:
+    fname = request.match_info["file"]
+    if "/" in fname or fname.startswith(".") or not (fname.endswith(".log")
+                                                     or fname.startswith("exec_")):
+        raise BadRequest(f"Invalid log file name {fname!r}")
+    path = os.path.join(_log_dir(request), fname)
+    if not os.path.isfile(path):
+        raise NotFound(f"Log file {fname!r} not found")
+    return path
+
+
+async def get_log(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(_log_file(request), headers={
+        "Content-Type": "application/octet-stream"})
+
+
+async def delete_log(request: web.Request) -> web.Response:
+    path = _log_file(request)
+    if os.path.basename(path) in ("lxc.log", "console.log"):
+        raise BadRequest("Only exec output files can be deleted")
+    os.unlink(path)
+    return response.sync({})
+
+
+async def get_console(request: web.Request) -> web.StreamResponse:
+    """The console log (what init and getty wrote to /dev/console)."""
+    d = daemon(request)
+    path = d.instances.paths(_inst(request)).console_log
+    data = b""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            data = f.read()
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def delete_console(request: web.Request) -> web.Response:
+    d = daemon(request)
+    path = d.instances.paths(_inst(request)).console_log
+    if os.path.exists(path):
+        open(path, "w").close()
+    return response.sync({})
+
+
+ROUTES = [
+    ("GET", "/1.0/instances", list_instances, False),
+    ("POST", "/1.0/instances", create_instance, False),
+    ("GET", "/1.0/instances/{name}", get_instance, False),
+    ("PUT", "/1.0/instances/{name}", update_instance, False),
+    ("PATCH", "/1.0/instances/{name}", update_instance, False),
+    ("POST", "/1.0/instances/{name}", post_instance, False),
+    ("DELETE", "/1.0/instances/{name}", delete_instance, False),
+    ("GET", "/1.0/instances/{name}/state", get_state, False),
+    ("PUT", "/1.0/instances/{name}/state", put_state, False),
+    ("GET", "/1.0/instances/{name}/logs", list_logs, False),
+    ("GET", "/1.0/instances/{name}/logs/{file}", get_log, False),
+    ("DELETE", "/1.0/instances/{name}/logs/{file}", delete_log, False),
+    ("GET", "/1.0/instances/{name}/console", get_console, False),
+    ("DELETE", "/1.0/instances/{name}/console", delete_console, False),
+]

@@ -1,0 +1,128 @@
+"""/1.0/profiles: CRUD and rename; edits reach running instances live where they can."""
+from aiohttp import web
+
+from runtime.api import daemon, project, read_json, recursion, response
+from runtime.errors import BadRequest, Conflict, NotFound
+from runtime.instances import config as cfg
+
+
+def _used_by(d, proj: str, name: str) -> list[str]:
+    out = []
+    for row in d.db.select("instances"):
+        if d.profile_project(row["project"]) == proj and name in row["profiles"]:
+            suffix = "" if row["project"] == "default" else f"?project={row['project']}"
+            out.append(f"/1.0/instances/{row['name']}{suffix}")
+    return sorted(out)
+
+
+def _render(d, row: dict) -> dict:
+    return {"name": row["name"], "description": row["description"], "config": row["config"],
+            "devices": row["devices"], "used_by": _used_by(d, row["project"], row["name"]),
+            "project": row["project"]}
+
+
+def _load(request: web.Request) -> dict:
+    d = daemon(request)
+    proj = d.profile_project(project(request))
+    row = d.db.get("profiles", project=proj, name=request.match_info["name"])
+    if row is None:
+        raise NotFound(f"Profile {request.match_info['name']!r} not found")
+    return row
+
+
+async def list_profiles(request: web.Request) -> web.Response:
+    d = daemon(request)
+    proj = d.profile_project(project(request))
+    rows = d.db.select("profiles", {"project": proj}, order="name")
+    if recursion(request):
+        return response.sync([_render(d, r) for r in rows])
+    return response.sync([f"/1.0/profiles/{r['name']}" for r in rows])
+
+
+async def create_profile(request: web.Request) -> web.Response:
+    d = daemon(request)
+    proj = d.profile_project(project(request))
+    body = await read_json(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") \
+            or name != name.strip():
+        raise BadRequest(f"Invalid profile name {name!r}")
+    if d.db.get("profiles", project=proj, name=name):
+        raise Conflict(f"Profile {name!r} already exists")
+    config = cfg.validate_config(body.get("config") or {}, "profile")
+    devices = cfg.validate_devices(body.get("devices") or {}, "profile")
+    d.db.insert("profiles", project=proj, name=name, description=str(
+        body.get("description") or ""), config=config, devices=devices)
+    d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", proj)
+    return response.created(f"/1.0/profiles/{name}")
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    return response.sync(_render(daemon(request), _load(request)))
+
+
+async def update_profile(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _load(request)
+    body = await read_json(request)
+    patch = request.method == "PATCH"
+    config = cfg.validate_config(body.get("config") or {}, "profile")
+    devices = cfg.validate_devices(body.get("devices") or {}, "profile")
+    if patch:
+        config = {**row["config"], **config}
+        devices = {**row["devices"], **devices}
+    description = str(body.get("description", row["description"] if patch else ""))
+    d.db.update("profiles", {"project": row["project"], "name": row["name"]},
+                config=config, devices=devices, description=description)
+    # Running instances using the profile get what can change live.
+    for inst in d.instances.list(None):
+        if row["name"] in inst.profiles and d.profile_project(inst.project) == row["project"] \
+                and d.instances.pid(inst):
+            await d.instances.apply_live(inst)
+    d.bus.lifecycle("profile-updated", f"/1.0/profiles/{row['name']}", row["project"])
+    return response.sync({})
+
+
+async def rename_profile(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _load(request)
+    body = await read_json(request)
+    new = body.get("name")
+    if row["name"] == "default":
+        raise BadRequest("The default profile can't be renamed")
+    if not isinstance(new, str) or not new or "/" in new:
+        raise BadRequest(f"Invalid profile name {new!r}")
+    if d.db.get("profiles", project=row["project"], name=new):
+        raise Conflict(f"Profile {new!r} already exists")
+    with d.db.transaction():
+        d.db.update("profiles", {"project": row["project"], "name": row["name"]}, name=new)
+        for inst in d.db.select("instances"):
+            if row["name"] in inst["profiles"] and \
+                    d.profile_project(inst["project"]) == row["project"]:
+                profiles = [new if p == row["name"] else p for p in inst["profiles"]]
+                d.db.update("instances", {"id": inst["id"]}, profiles=profiles)
+    return response.created(f"/1.0/profiles/{new}")
+
+
+async def delete_profile(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _load(request)
+    if row["name"] == "default":
+        raise BadRequest("The default profile can't be deleted")
+    used = _used_by(d, row["project"], row["name"])
+    if used:
+        raise Conflict(f"Profile {row['name']!r} is in use by {', '.join(used)}")
+    d.db.delete("profiles", project=row["project"], name=row["name"])
+    d.bus.lifecycle("profile-deleted", f"/1.0/profiles/{row['name']}", row["project"])
+    return response.sync({})
+
+
+ROUTES = [
+    ("GET", "/1.0/profiles", list_profiles, False),
+    ("POST", "/1.0/profiles", create_profile, False),
+    ("GET", "/1.0/profiles/{name}", get_profile, False),
+    ("PUT", "/1.0/profiles/{name}", update_profile, False),
+    ("PATCH", "/1.0/profiles/{name}", update_profile, False),
+    ("POST", "/1.0/profiles/{name}", rename_profile, False),
+    ("DELETE", "/1.0/profiles/{name}", delete_profile, False),
+]

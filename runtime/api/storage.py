@@ -1,0 +1,98 @@
+"""/1.0/storage-pools: pools (dir, btrfs) with their resources and state."""
+from aiohttp import web
+
+from runtime.api import daemon, read_json, recursion, response
+from runtime.errors import BadRequest, Conflict, NotFound
+
+
+def _render(d, row: dict) -> dict:
+    used = [f"/1.0/instances/{r['name']}" for r in d.db.select("instances", {"pool": row["name"]})]
+    used += [f"/1.0/profiles/{p['name']}" for p in d.db.select("profiles")
+             if any(dev.get("type") == "disk" and dev.get("pool") == row["name"]
+                    for dev in p["devices"].values())]
+    return {"name": row["name"], "driver": row["driver"], "description": row["description"],
+            "config": row["config"], "status": row["status"], "locations": ["none"],
+            "used_by": sorted(used)}
+
+
+def _load(request: web.Request) -> dict:
+    row = daemon(request).db.get("storage_pools", name=request.match_info["name"])
+    if row is None:
+        raise NotFound(f"Storage pool {request.match_info['name']!r} not found")
+    return row
+
+
+async def list_pools(request: web.Request) -> web.Response:
+    d = daemon(request)
+    rows = d.db.select("storage_pools", order="name")
+    if recursion(request):
+        return response.sync([_render(d, r) for r in rows])
+    return response.sync([f"/1.0/storage-pools/{r['name']}" for r in rows])
+
+
+async def create_pool(request: web.Request) -> web.Response:
+    d = daemon(request)
+    body = await read_json(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise BadRequest(f"Invalid storage pool name {name!r}")
+    if d.db.get("storage_pools", name=name):
+        raise Conflict(f"Storage pool {name!r} already exists")
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise BadRequest("'config' must be an object")
+    await d.add_pool(name, str(body.get("driver") or ""), {str(k): str(v) for k, v in
+                                                          config.items()},
+                     str(body.get("description") or ""))
+    return response.created(f"/1.0/storage-pools/{name}")
+
+
+async def get_pool(request: web.Request) -> web.Response:
+    d = daemon(request)
+    out = _render(d, _load(request))
+    out["state"] = d.pool(out["name"]).state()
+    return response.sync(out)
+
+
+async def get_resources(request: web.Request) -> web.Response:
+    d = daemon(request)
+    return response.sync(d.pool(_load(request)["name"]).resources())
+
+
+async def update_pool(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _load(request)
+    body = await read_json(request)
+    values = {}
+    if "description" in body:
+        values["description"] = str(body["description"] or "")
+    if body.get("config"):
+        new = {**row["config"], **body["config"]} if request.method == "PATCH" else \
+            body["config"]
+        if any(new.get(k) != row["config"].get(k) for k in ("source", "size")):
+            raise BadRequest("A pool's 'source' and 'size' can't be changed")
+        values["config"] = new
+    if values:
+        d.db.update("storage_pools", {"name": row["name"]}, **values)
+    return response.sync({})
+
+
+async def delete_pool(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _load(request)
+    used = _render(d, row)["used_by"]
+    if used:
+        raise Conflict(f"Storage pool {row['name']!r} is in use by {', '.join(used)}")
+    await d.remove_pool(row["name"])
+    return response.sync({})
+
+
+ROUTES = [
+    ("GET", "/1.0/storage-pools", list_pools, False),
+    ("POST", "/1.0/storage-pools", create_pool, False),
+    ("GET", "/1.0/storage-pools/{name}", get_pool, False),
+    ("PUT", "/1.0/storage-pools/{name}", update_pool, False),
+    ("PATCH", "/1.0/storage-pools/{name}", update_pool, False),
+    ("DELETE", "/1.0/storage-pools/{name}", delete_pool, False),
+    ("GET", "/1.0/storage-pools/{name}/resources", get_resources, False),
+]

@@ -1,0 +1,181 @@
+"""The image store: image files by sha256 fingerprint, aliases, and pool volumes.
+
+Files live in $LXD_DIR/images/<fingerprint> (plus `.rootfs` for split images), as
+uploaded, so export returns exactly what was imported. A pool unpacks an image
+once, under a per-image lock, the first time an instance needs it.
+"""
+import asyncio
+import hashlib
+import os
+import time
+
+from runtime import arch
+from runtime import db as dbmod
+from runtime.errors import BadRequest, Conflict, NotFound
+from runtime.events import timestamp
+from runtime.images import tarball
+
+_HEX = set("0123456789abcdef")
+
+
+class ImageStore:
+    def __init__(self, daemon):
+        self.d = daemon
+        self.dir = daemon.paths.images
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    # Files -------------------------------------------------------------------
+    def file(self, fingerprint: str) -> str:
+        return os.path.join(self.dir, fingerprint)
+
+    def rootfs_file(self, fingerprint: str) -> str | None:
+        path = self.file(fingerprint) + ".rootfs"
+        return path if os.path.exists(path) else None
+
+    # Lookup ----------------------------------------------------------------
+    def project_of(self, project: str) -> str:
+        return self.d.image_project(project)
+
+    def get(self, project: str, fingerprint: str) -> dict:
+        """An image by full fingerprint or unique prefix."""
+        fp = str(fingerprint).lower()
+        if not fp or not set(fp) <= _HEX:
+            raise NotFound(f"Image {fingerprint!r} not found")
+        rows = self.d.db.conn.execute(
+            "SELECT fingerprint FROM images WHERE project = ? AND fingerprint LIKE ?",
+            (self.project_of(project), fp + "%")).fetchall()
+        if not rows:
+            raise NotFound(f"Image {fingerprint!r} not found")
+        if len(rows) > 1:
+            raise BadRequest(f"Image prefix {fingerprint!r} is ambiguous")
+        return self.d.db.get("images", project=self.project_of(project),
+                             fingerprint=rows[0][0])
+
+    def alias(self, project: str, name: str) -> dict:
+        row = self.d.db.get("image_aliases", project=self.project_of(project), name=name)
+        if row is None:
+            raise NotFound(f"Image alias {name!r} not found")
+        return row
+
+    def resolve_source(self, project: str, source: dict) -> dict:
+        """The local image an instance source names (alias, fingerprint or properties)."""
+        if source.get("server") and source.get("mode", "pull") == "pull":
+            remote = getattr(self.d, "remote_images", None)
+            if remote is None:
+                raise BadRequest("Remote image servers are not supported by this runtime yet")
+            return remote.resolve(project, source)
+        if source.get("alias"):
+            return self.get(project, self.alias(project, source["alias"])["fingerprint"])
+        if source.get("fingerprint"):
+            return self.get(project, source["fingerprint"])
+        props = source.get("properties")
+        if isinstance(props, dict) and props:
+            for row in self.d.db.select("images", {"project": self.project_of(project)},
+                                        order="created_at DESC"):
+                if all(str(row["properties"].get(k)) == str(v) for k, v in props.items()):
+                    return row
+            raise NotFound(f"No image matches properties {props}")
+        raise BadRequest("Image source needs an 'alias', 'fingerprint' or 'properties'")
+
+    def aliases_of(self, project: str, fingerprint: str) -> list[dict]:
+        return [{"name": a["name"], "description": a["description"]}
+                for a in self.d.db.select("image_aliases", {
+                    "project": self.project_of(project), "fingerprint": fingerprint},
+                    order="name")]
+
+    def render(self, project: str, row: dict) -> dict:
+        return {
+            "aliases": self.aliases_of(project, row["fingerprint"]),
+            "architecture": row["architecture"], "auto_update": bool(row["auto_update"]),
+            "cached": bool(row["cached"]), "fingerprint": row["fingerprint"],
+            "filename": row["filename"], "properties": row["properties"],
+            "public": bool(row["public"]), "size": row["size"], "type": row["type"],
+            "created_at": timestamp(row["created_at"]),
+            "uploaded_at": timestamp(row["uploaded_at"]),
+            "last_used_at": timestamp(row["last_used_at"]),
+            "expires_at": timestamp(row["expires_at"]),
+            "update_source": row["source"] or None, "profiles": ["default"],
+            "project": project,
+        }
+
+    # Import ------------------------------------------------------------------
+    async def add(self, project: str, image_tmp: str, rootfs_tmp: str | None, sha: str,
+                  filename: str = "", public: bool = False, properties: dict | None = None,
+                  expected: str | None = None, cached: bool = False,
+                  source: dict | None = None) -> str:
+        """Register uploaded file(s) (already hashed into sha); returns the fingerprint."""
+        try:
+            if expected and expected.lower() != sha:
+                raise BadRequest(f"Fingerprint mismatch: got {sha}, expected {expected}")
+            meta = await asyncio.to_thread(tarball.read_metadata, image_tmp)
+            arch_name = arch.normalize(meta.get("architecture") or arch.host())
+            proj = self.project_of(project)
+            if self.d.db.get("images", project=proj, fingerprint=sha):
+                raise Conflict(f"Image with fingerprint {sha} already exists")
+            props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
+            props.update({str(k): str(v) for k, v in (properties or {}).items()})
+            size = os.path.getsize(image_tmp) + (os.path.getsize(rootfs_tmp)
+                                                 if rootfs_tmp else 0)
+            os.replace(image_tmp, self.file(sha))
+            if rootfs_tmp:
+                os.replace(rootfs_tmp, self.file(sha) + ".rootfs")
+            created = float(meta.get("creation_date") or time.time())
+            self.d.db.insert("images", project=proj, fingerprint=sha, filename=filename,
+                             size=size, public=public, architecture=arch_name,
+                             created_at=created, uploaded_at=dbmod.now(),
+                             expires_at=float(meta.get("expiry_date") or 0),
+                             properties=props, cached=cached, source=source or {})
+        finally:
+            for tmp in (image_tmp, rootfs_tmp):
+                if tmp and os.path.exists(tmp):
+                    os.unlink(tmp)
+        self.d.bus.lifecycle("image-created", f"/1.0/images/{sha}", project)
+        return sha
+
+    def new_tmp(self, suffix: str = "") -> str:
+        return os.path.join(self.dir, f".upload-{os.urandom(6).hex()}{suffix}")
+
+    # Pool volumes ------------------------------------------------------------
+    async def ensure_volume(self, pool, fingerprint: str) -> None:
+        lock = self.locks.setdefault(f"{pool.name}/{fingerprint}", asyncio.Lock())
+        async with lock:
+            if pool.image_ready(fingerprint):
+                return
+            image_file, rootfs_file = self.file(fingerprint), self.rootfs_file(fingerprint)
+            if not os.path.exists(image_file):
+                raise NotFound(f"Image file for {fingerprint} is missing from the store")
+
+            async def unpack(dest: str) -> None:
+                await tarball.unpack(image_file, rootfs_file, dest)
+            await pool.create_image(fingerprint, unpack, self.d.default_idmap)
+
+    def mark_used(self, fingerprint: str) -> None:
+        self.d.db.conn.execute("UPDATE images SET last_used_at = ? WHERE fingerprint = ?",
+                               (dbmod.now(), fingerprint))
+
+    # Delete ------------------------------------------------------------------
+    async def delete(self, project: str, fingerprint: str) -> None:
+        proj = self.project_of(project)
+        self.d.db.delete("images", project=proj, fingerprint=fingerprint)
+        self.d.db.delete("image_aliases", project=proj, fingerprint=fingerprint)
+        if self.d.db.select("images", {"fingerprint": fingerprint}):
+            return  # still referenced by another project
+        for pool in self.d.pools.values():
+            await pool.delete_image(fingerprint)
+        for path in (self.file(fingerprint), self.file(fingerprint) + ".rootfs"):
+            if os.path.exists(path):
+                os.unlink(path)
+        self.d.bus.lifecycle("image-deleted", f"/1.0/images/{fingerprint}", project)
+
+
+class Hasher:
+    """sha256 over everything written, for streaming uploads."""
+
+    def __init__(self):
+        self.h = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.h.update(data)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()

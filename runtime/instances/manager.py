@@ -1,0 +1,541 @@
+"""Instance lifecycle: create, start, stop, freeze, update, rename, delete, reconcile.
+
+Every mutating action on one instance holds that instance's lock, so API calls
+racing on the same instance run one after the other. The database row is the
+reservation of a name; a failed creation removes both the row and the volume.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import uuid
+
+from runtime import arch
+from runtime import db as dbmod
+from runtime.errors import BadRequest, Conflict, NotFound
+from runtime.instances import cgroups, lxc, templates
+from runtime.instances import config as cfg
+from runtime.instances.files import InstanceFS
+from runtime.instances.idmap import PRIVILEGED, IdMap, allocate_isolated
+from runtime.instances.model import Instance, expand, root_disk
+from runtime.storage import volume_name
+
+LOG = logging.getLogger(__name__)
+LIVE_PREFIXES = ("limits.",)
+
+
+def random_hwaddr() -> str:
+    return "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
+class InstanceManager:
+    def __init__(self, daemon):
+        self.d = daemon
+        self.lxc = lxc.LxcDriver(daemon.paths.lxcpath)
+        self.locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.pids: dict[int, int] = {}          # instance id -> init pid
+        self.watchers: dict[int, asyncio.Task] = {}
+
+    # Lookup --------------------------------------------------------------------
+    def lock(self, project: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault((project, name), asyncio.Lock())
+
+    def _profiles(self, project: str, names: list[str]) -> list[dict]:
+        rows = []
+        for name in names:
+            row = self.d.db.get("profiles", project=self.d.profile_project(project), name=name)
+            if row is None:
+                raise BadRequest(f"Profile {name!r} not found")
+            rows.append(row)
+        return rows
+
+    def load(self, project: str, name: str) -> Instance:
+        row = self.d.db.get("instances", project=project, name=name)
+        if row is None:
+            raise NotFound(f"Instance {name!r} not found")
+        return Instance.from_row(row, self._profiles(project, row["profiles"]))
+
+    def list(self, project: str | None) -> list[Instance]:
+        where = {"project": project} if project else {}
+        return [Instance.from_row(r, self._profiles(r["project"], r["profiles"]))
+                for r in self.d.db.select("instances", where, order="name")]
+
+    def paths(self, inst: Instance) -> lxc.Paths:
+        vol = volume_name(inst.project, inst.name)
+        return lxc.Paths(self.d.paths.lxcpath, vol, os.path.join(self.d.paths.logs, vol))
+
+    def pool(self, inst: Instance):
+        return self.d.pool(inst.pool)
+
+    def cgroup(self, inst: Instance) -> str:
+        return lxc.cgroup_dir(self.d.paths.lxd_dir, volume_name(inst.project, inst.name))
+
+    # Status --------------------------------------------------------------------
+    def pid(self, inst: Instance) -> int | None:
+        pid = self.pids.get(inst.id)
+        if pid and os.path.exists(f"/proc/{pid}"):
+            return pid
+        return None
+
+    def status(self, inst: Instance) -> str:
+        if self.pid(inst) is None:
+            return "Stopped"
+        frozen = cgroups.read("freezer", self.cgroup(inst), "freezer.state")
+        if frozen is None and cgroups.unified_only():
+            frozen = "FROZEN" if cgroups.read("", self.cgroup(inst),
+                                              "cgroup.freeze") == "1" else None
+        return "Frozen" if frozen in ("FROZEN", "FREEZING") else "Running"
+
+    def require_running(self, inst: Instance) -> int:
+        pid = self.pid(inst)
+        if pid is None:
+            raise BadRequest(f"Instance {inst.name!r} is not running")
+        return pid
+
+    def fs(self, inst: Instance, rootfs: str | None = None) -> InstanceFS:
+        idmap = self.idmap_of(inst)
+        pid = self.pid(inst)
+        root = f"/proc/{pid}/root" if pid else rootfs or self.pool(inst).rootfs(
+            volume_name(inst.project, inst.name))
+        return InstanceFS(root, idmap.to_host, idmap.to_container)
+
+    async def mounted_fs(self, inst: Instance) -> InstanceFS:
+        """Files view of a running or stopped instance (mounting its rootfs if needed)."""
+        if self.pid(inst):
+            return self.fs(inst)
+        rootfs = await self.pool(inst).mount(volume_name(inst.project, inst.name))
+        return self.fs(inst, rootfs)
+
+    # Id maps -------------------------------------------------------------------
+    def idmap_of(self, inst: Instance) -> IdMap:
+        current = inst.config.get("volatile.last_state.idmap")
+        return IdMap.decode(current) if current else self.wanted_idmap(inst)
+
+    def wanted_idmap(self, inst: Instance, config: dict | None = None) -> IdMap:
+        conf = config if config is not None else inst.expanded_config
+        if cfg.truthy(conf.get("security.privileged")):
+            return PRIVILEGED
+        if cfg.truthy(conf.get("security.idmap.isolated")):
+            base = inst.config.get("volatile.idmap.base") if config is None else None
+            if base and int(base) != self.d.default_idmap.base:
+                return IdMap(int(base), int(conf.get("security.idmap.size") or 65536))
+            used = [IdMap.decode(i.config["volatile.last_state.idmap"])
+                    for i in self.list(None)
+                    if i.config.get("volatile.last_state.idmap") and i.id != inst.id]
+            size = int(conf.get("security.idmap.size") or 65536)
+            return allocate_isolated(self.d.host_idrange, used, size)
+        return self.d.default_idmap
+
+    # Create --------------------------------------------------------------------
+    def validate_new(self, project: str, body: dict) -> dict:
+        """Check a creation request completely before anything is made."""
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        name = body.get("name")
+        if not name:
+            name = "i-" + secrets.token_hex(4)
+        cfg.validate_name(name)
+        if self.d.db.get("instances", project=project, name=name):
+            raise Conflict(f"Instance {name!r} already exists")
+        itype = body.get("type") or "container"
+        if itype != "container":
+            raise BadRequest(f"Instance type {itype!r} is not supported (containers only)")
+        profiles = body.get("profiles")
+        if profiles is None:
+            profiles = ["default"]
+        if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+            raise BadRequest("'profiles' must be a list of profile names")
+        profile_rows = self._profiles(project, profiles)
+        config = cfg.validate_config(body.get("config") or {})
+        devices = cfg.validate_devices(body.get("devices") or {})
+        _econfig, edevices = expand(profile_rows, config, devices)
+        root = root_disk(edevices)
+        if root is None:
+            raise BadRequest("No root disk device: add one to the instance or a profile "
+                             "(type: disk, path: /, pool: <pool>)")
+        pool = root[1].get("pool")
+        if not pool or not self.d.db.get("storage_pools", name=pool):
+            raise BadRequest(f"Root disk device {root[0]!r}: storage pool {pool!r} not found")
+        source = body.get("source") or {"type": "none"}
+        if not isinstance(source, dict):
+            raise BadRequest("'source' must be an object")
+        architecture = body.get("architecture")
+        image = None
+        stype = source.get("type", "none")
+        if stype == "image":
+            image = self.d.images.resolve_source(project, source)
+            architecture = architecture or image["architecture"]
+        elif stype not in ("none", "copy", "migration"):
+            raise BadRequest(f"Unknown source type {stype!r}")
+        architecture = arch.normalize(architecture) if architecture else arch.host()
+        if architecture not in arch.supported():
+            raise BadRequest(f"Architecture {architecture!r} can't run on this host "
+                             f"({', '.join(arch.supported())})")
+        return {"name": name, "profiles": profiles, "config": config, "devices": devices,
+                "pool": pool, "architecture": architecture, "image": image,
+                "source": source, "ephemeral": bool(body.get("ephemeral", False)),
+                "description": str(body.get("description") or ""),
+                "start": bool(body.get("start", False)),
+                "expanded_devices": edevices}
+
+    def insert(self, project: str, spec: dict, extra_config: dict | None = None) -> Instance:
+        """Reserve the name: write the record (volatile keys included)."""
+        config = dict(spec["config"])
+        config["volatile.uuid"] = str(uuid.uuid4())
+        for devname, dev in spec["expanded_devices"].items():
+            if dev.get("type") == "nic" and not dev.get("hwaddr"):
+                config.setdefault(f"volatile.{devname}.hwaddr", random_hwaddr())
+        config.update(extra_config or {})
+        self.d.db.insert("instances", project=project, name=spec["name"],
+                         architecture=spec["architecture"], ephemeral=spec["ephemeral"],
+                         description=spec["description"], created_at=dbmod.now(),
+                         config=config, devices=spec["devices"], profiles=spec["profiles"],
+                         pool=spec["pool"])
+        return self.load(project, spec["name"])
+
+    async def create(self, project: str, spec: dict) -> Instance:
+        """Make the record and root volume (from an image or empty); undo all on failure."""
+        image = spec["image"]
+        extra = {}
+        if image:
+            extra["volatile.base_image"] = image["fingerprint"]
+            for key, value in (image.get("properties") or {}).items():
+                extra[f"image.{key}"] = str(value)
+            extra["volatile.apply_template"] = "create"
+        inst = self.insert(project, spec, extra)
+        try:
+            async with self.lock(project, inst.name):
+                idmap = self.wanted_idmap(inst)
+                pool = self.pool(inst)
+                vol = volume_name(project, inst.name)
+                if image:
+                    await self.d.images.ensure_volume(pool, image["fingerprint"])
+                await pool.create_instance(vol, image["fingerprint"] if image else None,
+                                           idmap, self.d.default_idmap)
+                if image:
+                    src = pool.image_path(image["fingerprint"])
+                    for entry in ("metadata.yaml", "templates"):
+                        if os.path.exists(os.path.join(src, entry)):
+                            await _copy(os.path.join(src, entry),
+                                        os.path.join(pool.instance_path(vol), entry))
+                    self.d.images.mark_used(image["fingerprint"])
+                self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+                                          "volatile.idmap.base": str(idmap.base)})
+                await self._apply_root_size(inst)
+        except BaseException:
+            await self._purge(inst)
+            raise
+        self.d.bus.lifecycle("instance-created", inst.url, project)
+        LOG.info("instance %s/%s created", project, inst.name)
+        return self.load(project, inst.name)
+
+    async def _apply_root_size(self, inst: Instance) -> None:
+        root = root_disk(inst.expanded_devices)
+        size = root[1].get("size") if root else None
+        enforced = await self.pool(inst).set_size(
+            volume_name(inst.project, inst.name), cfg.parse_size(size) if size else None)
+        if size and not enforced:
+            LOG.warning("instance %s: root disk size %s is not enforced by pool %s (%s)",
+                        inst.name, size, inst.pool, self.pool(inst).driver)
+
+    async def _purge(self, inst: Instance) -> None:
+        """Remove everything an instance has on disk and in the database."""
+        paths = self.paths(inst)
+        try:
+            await self.pool(inst).delete_instance(volume_name(inst.project, inst.name))
+        finally:
+            shutil.rmtree(paths.log_dir, ignore_errors=True)
+            self.d.db.delete("instances", id=inst.id)
+            self.locks.pop((inst.project, inst.name), None)
+
+    def _set_volatile(self, inst: Instance, values: dict[str, str | None]) -> None:
+        row = self.d.db.get("instances", id=inst.id)
+        config = row["config"]
+        for key, value in values.items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
+        self.d.db.update("instances", {"id": inst.id}, config=config)
+        inst.config = config
+        inst.expanded_config.update({k: v for k, v in values.items() if v is not None})
+
+    # Start / stop --------------------------------------------------------------
+    async def start(self, inst: Instance) -> None:
+        if self.pid(inst):
+            raise BadRequest(f"Instance {inst.name!r} is already running")
+        paths = self.paths(inst)
+        pool = self.pool(inst)
+        vol = volume_name(inst.project, inst.name)
+        idmap = self.wanted_idmap(inst)
+        current = self.idmap_of(inst)
+        if idmap != current:
+            await pool.shift_instance(vol, current, idmap)
+            self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+                                      "volatile.idmap.base": str(idmap.base)})
+        rootfs = await pool.mount(vol)
+        os.makedirs(paths.log_dir, exist_ok=True)
+        volatile = {}
+        for devname, dev in inst.expanded_devices.items():
+            if dev.get("type") == "nic" and dev.get("nictype", "bridged") in ("bridged", "p2p") \
+                    and not dev.get("host_name"):
+                volatile[f"volatile.{devname}.host_name"] = "veth" + secrets.token_hex(4)
+            if dev.get("type") == "nic" and not dev.get("hwaddr") and \
+                    f"volatile.{devname}.hwaddr" not in inst.config:
+                volatile[f"volatile.{devname}.hwaddr"] = random_hwaddr()
+        if volatile:
+            self._set_volatile(inst, volatile)
+        pending = inst.config.get("volatile.apply_template")
+        fs = self.fs(inst, rootfs)
+        ctx = {"instance": {"name": inst.name, "architecture": inst.architecture,
+                            "privileged": idmap.privileged, "ephemeral": inst.ephemeral},
+               "config": inst.expanded_config, "devices": inst.expanded_devices}
+        if pending:
+            templates.render_all(pool.instance_path(vol), fs, pending, ctx)
+            self._set_volatile(inst, {"volatile.apply_template": None})
+        templates.render_all(pool.instance_path(vol), fs, "start", ctx)
+        disk_sources = await self.d.devices.disk_sources(inst)
+        text = lxc.render_config(
+            name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,
+            config=inst.expanded_config, devices=inst.expanded_devices,
+            architecture=inst.architecture, host_arch=arch.host(), cgroup=self.cgroup(inst),
+            disk_sources=disk_sources)
+        with open(paths.config, "w") as f:
+            f.write(text)
+        with open(paths.seccomp, "w") as f:
+            f.write(lxc.seccomp_policy(inst.expanded_config))
+        await self.d.devices.before_start(inst)
+        pid = await self.lxc.start(paths)
+        self.pids[inst.id] = pid
+        self._watch(inst, pid)
+        self.d.db.update("instances", {"id": inst.id}, last_used_at=dbmod.now())
+        self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
+        self.d.bus.lifecycle("instance-started", inst.url, inst.project)
+        LOG.info("instance %s/%s started (init pid %d)", inst.project, inst.name, pid)
+
+    def _watch(self, inst: Instance, pid: int) -> None:
+        old = self.watchers.pop(inst.id, None)
+        if old:
+            old.cancel()
+        self.watchers[inst.id] = asyncio.get_running_loop().create_task(
+            self._watch_exit(inst.id, inst.project, inst.name, pid))
+
+    async def _watch_exit(self, inst_id: int, project: str, name: str, pid: int) -> None:
+        """Notice a container stopping by itself (poweroff inside, or killed)."""
+        await lxc.wait_exit(pid)
+        if self.pids.get(inst_id) != pid:
+            return
+        self.watchers.pop(inst_id, None)
+        await asyncio.sleep(0.05)
+        try:
+            inst = self.load(project, name)
+        except NotFound:
+            return
+        newpid = await self.lxc.init_pid(self.paths(inst).name)
+        if newpid:  # rebooted inside: liblxc restarted it
+            self.pids[inst_id] = newpid
+            self._watch(inst, newpid)
+            return
+        self.pids.pop(inst_id, None)
+        if self.lock(project, name).locked():
+            return  # a stop/restart in progress handles the rest
+        await self._stopped(inst)
+
+    async def _stopped(self, inst: Instance) -> None:
+        await self.d.devices.after_stop(inst)
+        self._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+        self.d.bus.lifecycle("instance-stopped", inst.url, inst.project)
+        LOG.info("instance %s/%s stopped", inst.project, inst.name)
+        if inst.ephemeral:
+            await self._purge(inst)
+            self.d.bus.lifecycle("instance-deleted", inst.url, inst.project)
+
+    async def stop(self, inst: Instance, force: bool, timeout: float) -> None:
+        pid = self.pid(inst)
+        if pid is None:
+            raise BadRequest(f"Instance {inst.name!r} is already stopped")
+        if self.status(inst) == "Frozen":
+            if not force:
+                raise BadRequest(f"Instance {inst.name!r} is frozen: unfreeze it or force "
+                                 "the stop")
+            await self.lxc.stop(self.paths(inst).name, True, 0)
+        else:
+            await self.lxc.stop(self.paths(inst).name, force, timeout)
+        await lxc.wait_exit(pid)
+        self.pids.pop(inst.id, None)
+        w = self.watchers.pop(inst.id, None)
+        if w:
+            w.cancel()
+        await self._stopped(inst)
+
+    async def restart(self, inst: Instance, force: bool, timeout: float) -> None:
+        ephemeral = inst.ephemeral
+        inst.ephemeral = False  # a restart must not delete an ephemeral instance
+        try:
+            await self.stop(inst, force, timeout)
+        finally:
+            inst.ephemeral = ephemeral
+        await self.start(self.load(inst.project, inst.name))
+        self.d.bus.lifecycle("instance-restarted", inst.url, inst.project)
+
+    async def freeze(self, inst: Instance) -> None:
+        self.require_running(inst)
+        if self.status(inst) == "Frozen":
+            raise BadRequest(f"Instance {inst.name!r} is already frozen")
+        await self.lxc.freeze(self.paths(inst).name)
+        self.d.bus.lifecycle("instance-paused", inst.url, inst.project)
+
+    async def unfreeze(self, inst: Instance) -> None:
+        self.require_running(inst)
+        if self.status(inst) != "Frozen":
+            raise BadRequest(f"Instance {inst.name!r} is not frozen")
+        await self.lxc.unfreeze(self.paths(inst).name)
+        self.d.bus.lifecycle("instance-resumed", inst.url, inst.project)
+
+    async def change_state(self, inst: Instance, action: str, force: bool,
+                           timeout: float, stateful: bool = False) -> None:
+        if stateful:
+            raise BadRequest("Stateful stop/start needs CRIU, which does not work on this "
+                             "host (criu check fails); use a stateless action")
+        async with self.lock(inst.project, inst.name):
+            inst = self.load(inst.project, inst.name)
+            if action == "start":
+                await self.start(inst)
+            elif action == "stop":
+                await self.stop(inst, force, timeout)
+            elif action == "restart":
+                await self.restart(inst, force, timeout)
+            elif action == "freeze":
+                await self.freeze(inst)
+            elif action == "unfreeze":
+                await self.unfreeze(inst)
+            else:
+                raise BadRequest(f"Unknown action {action!r}")
+
+    # Update / rename / delete --------------------------------------------------
+    async def update(self, inst: Instance, body: dict, patch: bool) -> None:
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        config = cfg.validate_config(body.get("config", {} if not patch else inst.config))
+        if patch and "config" in body:
+            config = {**inst.config, **config}
+        devices = cfg.validate_devices(body.get("devices", {} if not patch else inst.devices))
+        if patch and "devices" in body:
+            devices = {**inst.devices, **devices}
+        profiles = body.get("profiles", inst.profiles if patch else ["default"])
+        if not isinstance(profiles, list):
+            raise BadRequest("'profiles' must be a list")
+        profile_rows = self._profiles(inst.project, profiles)
+        # Volatile keys belong to the daemon: keep ours unless the client sets them.
+        for key, value in inst.config.items():
+            if key.startswith("volatile.") and key not in config:
+                config[key] = value
+        _econfig, edevices = expand(profile_rows, config, devices)
+        if root_disk(edevices) is None:
+            raise BadRequest("No root disk device left after this change")
+        architecture = arch.normalize(body["architecture"]) if body.get("architecture") \
+            else inst.architecture
+        ephemeral = bool(body.get("ephemeral", inst.ephemeral if patch else False))
+        description = str(body.get("description", inst.description if patch else ""))
+        async with self.lock(inst.project, inst.name):
+            old_devices = inst.expanded_devices
+            self.d.db.update("instances", {"id": inst.id}, config=config, devices=devices,
+                             profiles=profiles, architecture=architecture,
+                             ephemeral=ephemeral, description=description)
+            new = self.load(inst.project, inst.name)
+            if self.pid(new):
+                await self.apply_live(new, old_devices)
+            if (root_disk(old_devices) or ("", {}))[1].get("size") != \
+                    (root_disk(edevices) or ("", {}))[1].get("size"):
+                await self._apply_root_size(new)
+        self.d.bus.lifecycle("instance-updated", inst.url, inst.project)
+
+    async def apply_live(self, inst: Instance, old_devices: dict | None = None) -> None:
+        """Push what can change on a running instance: cgroup limits, then devices."""
+        name = self.paths(inst).name
+        for setting, value in cgroups.limits(inst.expanded_config).items():
+            await self.lxc.set_cgroup(name, setting, value)
+        if old_devices is not None:
+            await self.d.devices.hotplug(inst, old_devices)
+
+    async def rename(self, inst: Instance, new_name: object) -> None:
+        new_name = cfg.validate_name(new_name)
+        async with self.lock(inst.project, inst.name):
+            if self.pid(inst):
+                raise BadRequest("Renaming a running instance isn't supported: stop it first")
+            if self.d.db.get("instances", project=inst.project, name=new_name):
+                raise Conflict(f"Instance {new_name!r} already exists")
+            old_paths = self.paths(inst)
+            old_vol = volume_name(inst.project, inst.name)
+            new_vol = volume_name(inst.project, new_name)
+            await self.pool(inst).rename_instance(old_vol, new_vol)
+            self.d.db.update("instances", {"id": inst.id}, name=new_name)
+            if os.path.isdir(old_paths.log_dir):
+                os.rename(old_paths.log_dir, os.path.join(self.d.paths.logs, new_vol))
+            self.locks.pop((inst.project, inst.name), None)
+            new = self.load(inst.project, new_name)
+            self._set_volatile(new, {"volatile.apply_template": "rename"}
+                               if "volatile.apply_template" not in new.config else {})
+        self.d.bus.lifecycle("instance-renamed", new.url, inst.project,
+                             {"old_name": inst.name})
+
+    async def delete(self, inst: Instance) -> None:
+        async with self.lock(inst.project, inst.name):
+            inst = self.load(inst.project, inst.name)
+            if cfg.truthy(inst.expanded_config.get("security.protection.delete")):
+                raise BadRequest("Instance is protected (security.protection.delete)")
+            if self.pid(inst):
+                raise BadRequest(f"Instance {inst.name!r} is running: stop it first")
+            await self.d.devices.before_delete(inst)
+            await self._purge(inst)
+        self.d.bus.lifecycle("instance-deleted", inst.url, inst.project)
+        LOG.info("instance %s/%s deleted", inst.project, inst.name)
+
+    # Daemon start ----------------------------------------------------------------
+    async def reconcile(self) -> list[Instance]:
+        """After a daemon restart: adopt containers that kept running.
+
+        Returns the instances that were running when the daemon went away but are
+        not now (host reboot, or killed meanwhile): autostart restores them.
+        """
+        lost = []
+        for inst in self.list(None):
+            pid = await self.lxc.init_pid(self.paths(inst).name)
+            if pid:
+                self.pids[inst.id] = pid
+                self._watch(inst, pid)
+                if inst.config.get("volatile.last_state.power") != "RUNNING":
+                    self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
+            elif inst.config.get("volatile.last_state.power") == "RUNNING":
+                if inst.ephemeral:
+                    await self._purge(inst)
+                    continue
+                self._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                lost.append(inst)
+        return lost
+
+    async def autostart(self, lost: list[Instance]) -> None:
+        """Start boot.autostart=true instances, and restore the last state where unset."""
+        lost_ids = {i.id for i in lost}
+        todo = []
+        for inst in self.list(None):
+            auto = inst.expanded_config.get("boot.autostart")
+            if self.pid(inst) is None and (cfg.truthy(auto) or
+                                           (auto is None and inst.id in lost_ids)):
+                todo.append(inst)
+        todo.sort(key=lambda i: -int(i.expanded_config.get("boot.autostart.priority") or 0))
+        for inst in todo:
+            try:
+                await asyncio.sleep(float(inst.expanded_config.get(
+                    "boot.autostart.delay") or 0))
+                await self.change_state(inst, "start", False, 0)
+            except Exception as exc:  # noqa: BLE001 - keep starting the others
+                LOG.error("autostart of %s failed: %s", inst.name, exc)
+
+
+async def _copy(src: str, dst: str) -> None:
+    from runtime.storage.base import copy_tree
+    await copy_tree(src, dst)
