@@ -57,6 +57,10 @@ class Daemon:
         self.pools: dict = {}
         self.runners: list[web.AppRunner] = []
         self.https = None
+        # Coroutines run with the web app once the unix socket listens (HTTPS...),
+        # and at shutdown; extensions append to them.
+        self.start_hooks: list = []
+        self.stop_hooks: list = []
         self.lxc_version = _lxc_version()
 
     # Start-up ------------------------------------------------------------------
@@ -182,6 +186,8 @@ class Daemon:
         self.runners.append(runner)
 
     async def shutdown(self) -> None:
+        for hook in self.stop_hooks:
+            await hook()
         for runner in self.runners:
             await runner.cleanup()
         if self.db:
@@ -214,6 +220,8 @@ async def serve(lxd_dir: str) -> None:
     await d.setup()
     app = build_app(d)
     await d.listen_unix(app)
+    for hook in d.start_hooks:
+        await hook(app)
     LOG.info("listening on %s", d.paths.socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
