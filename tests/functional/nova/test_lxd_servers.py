@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from unittest import mock
 
 import fixtures
@@ -184,17 +183,13 @@ class LXDServersTest(integrated_helpers.ProviderUsageBaseTestCase):
         self._assert_runtimes_empty()
 
     def _create_image(self, server: dict, name: str) -> dict:
-        self.api.post_server_action(server["id"], {"createImage": {"name": name}})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            images = [i for i in self.api.get_images() if i["name"] == name]
-            if images and images[0]["status"] == "ACTIVE" and \
-                    self.glance._imagedata.get(images[0]["id"]):
-                server = self._wait_for_server_parameter(
-                    server, {"OS-EXT-STS:task_state": None})
-                return images[0]
-            time.sleep(0.1)
-        self.fail("snapshot did not finish")
+        image_id = self.api.post_server_action(
+            server["id"], {"createImage": {"name": name}})["image_id"]
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        image = self.glance.show(None, image_id)
+        self.assertEqual("raw", image["disk_format"])
+        self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
+        return image
 
     def test_power_state_sync_sees_container_stopped_behind_our_back(self):
         server = self._boot("nlx-sync")
