@@ -137,7 +137,10 @@ class LXDDriver(driver.ComputeDriver):
 
     # -- runtime helpers ---------------------------------------------------------
     def _wait(self, response) -> dict:
-        """Wait for the operation of an async response; raise on failure."""
+        """Wait for the operation of an async response; raise on failure.
+
+        Returns the operation's own metadata (e.g. ``fingerprint`` of a
+        publish), or a sync response's metadata."""
         body = response.json()
         if body.get("type") != "async":
             return body.get("metadata") or {}
@@ -150,7 +153,7 @@ class LXDDriver(driver.ComputeDriver):
             meta = op.get("metadata") or {}
             status = meta.get("status_code", 0)
             if status == 200:
-                return meta
+                return meta.get("metadata") or {}
             if status >= 400 or meta.get("status") == "Failure":
                 raise lxd_exceptions.LXDAPIException(_FakeResponse(meta.get("err")))
             if time.monotonic() > deadline:
