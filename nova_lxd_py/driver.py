@@ -576,11 +576,20 @@ class LXDDriver(driver.ComputeDriver):
     # -- host -----------------------------------------------------------------------
     def _host_resources(self) -> host_info.HostResources:
         client = self.client
-        resources = client.api.resources.get().json()["metadata"]
-        pool = None
-        with contextlib.suppress(lxd_exceptions.LXDAPIException):
-            pool = client.api["storage-pools"][self._pool or "default"].resources.get(
-            ).json()["metadata"]
+        pool_name = self._pool or "default"
+        try:
+            resources = client.api.resources.get().json()["metadata"]
+            pool = client.api["storage-pools"][pool_name].resources.get().json()["metadata"]
+        except lxd_exceptions.LXDAPIException:
+            if not self._endpoint.is_unix:
+                raise
+            # A local runtime without the resources API: measure this host.
+            source = None
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                source = (client.api["storage-pools"][pool_name].get().json()["metadata"]
+                          .get("config") or {}).get("source")
+            resources, pool = host_info.local_resources(
+                source if source and os.path.isdir(source) else CONF.state_path)
         return host_info.host_resources(resources, pool)
 
     def get_available_nodes(self, refresh=False):

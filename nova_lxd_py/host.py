@@ -59,6 +59,23 @@ def host_resources(resources: dict, pool_resources: dict | None) -> HostResource
                          arch=arch)
 
 
+def local_resources(disk_path: str) -> tuple[dict, dict]:
+    """The same documents built from this machine, for runtimes that don't
+    serve /1.0/resources (only meaningful when the runtime is local)."""
+    memory = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            memory[key] = int(value.split()[0]) * 1024
+    total = memory.get("MemTotal", 0)
+    resources = {"cpu": {"total": os.cpu_count() or 1, "architecture": HOST_ARCH},
+                 "memory": {"total": total, "used": total - memory.get("MemAvailable", 0)}}
+    st = os.statvfs(disk_path)
+    pool = {"space": {"total": st.f_blocks * st.f_frsize,
+                      "used": (st.f_blocks - st.f_bfree) * st.f_frsize}}
+    return resources, pool
+
+
 def inventory(res: HostResources, ratios: dict[str, float], reserved_cpus: int,
               reserved_memory_mb: int, reserved_disk_gb: int) -> dict[str, dict[str, Any]]:
     """Placement inventory for the compute node provider.

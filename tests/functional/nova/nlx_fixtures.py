@@ -61,8 +61,14 @@ class RuntimeFixture(fixtures.Fixture):
         self.addCleanup(self._remove_ours)
 
     def _start_bundled(self) -> None:
-        lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-")
+        # Not under $TMPDIR: nova's tests point it at a 0700 directory, which
+        # unprivileged containers (their root is a high host uid) can't cross.
+        lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-", dir="/var/tmp")
+        os.chmod(lxd_dir, 0o711)
         self.addCleanup(shutil.rmtree, lxd_dir, True)
+        keep = os.environ.get("NOVA_LXD_TEST_LOG_DIR")
+        if keep:  # keep the daemon's logs for debugging a failed run
+            self.addCleanup(self._keep_logs, lxd_dir, keep)
         exe = os.path.join(os.path.dirname(sys.executable), "nova-lxd-runtime")
         env = dict(os.environ, LXD_DIR=lxd_dir)
         log = open(os.path.join(lxd_dir, "daemon.log"), "wb")  # noqa: SIM115
@@ -84,6 +90,12 @@ class RuntimeFixture(fixtures.Fixture):
                     pass
             time.sleep(0.05)
         raise RuntimeError("nova-lxd-runtime did not come up in 20s")
+
+    def _keep_logs(self, lxd_dir: str, keep: str) -> None:
+        target = os.path.join(keep, os.path.basename(lxd_dir))
+        shutil.copytree(lxd_dir, target, ignore=shutil.ignore_patterns(
+            "rootfs", "images", "*.socket", "unix.socket"), dirs_exist_ok=True,
+            ignore_dangling_symlinks=True)
 
     def _stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -54,5 +54,14 @@ class HostTest(unittest.TestCase):
         self.assertIn("load average", host.uptime_line())
 
 
+class LocalResourcesTest(unittest.TestCase):
+    def test_local_resources_shape(self):
+        resources, pool = host.local_resources("/")
+        res = host.host_resources(resources, pool)
+        self.assertGreater(res.vcpus, 0)
+        self.assertGreater(res.memory_mb, 0)
+        self.assertGreater(res.local_gb, 0)
+
+
 if __name__ == "__main__":
     unittest.main()
