@@ -252,7 +252,8 @@ def exec_websocket(client: Client, instance: str, command: list[str],
     socks: dict[str, WebSocket] = {}
     try:
         if control and "control" in fds:
-            socks["control"] = WebSocket(client.socket_path, base + urllib.parse.quote(fds["control"]))
+            socks["control"] = WebSocket(client.socket_path,
+                                         base + urllib.parse.quote(fds["control"]))
         for fd in ("0", "1", "2"):
             socks[fd] = WebSocket(client.socket_path, base + urllib.parse.quote(fds[fd]))
         outs = _drain({"1": socks["1"], "2": socks["2"]}, timeout)

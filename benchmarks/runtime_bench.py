@@ -122,6 +122,18 @@ def short(e: BaseException) -> str:
     return text[:90]
 
 
+def classify(e: BaseException) -> NA:
+    """n/a for what a daemon says it lacks; 'failed' for anything else."""
+    if isinstance(e, NotSupported):
+        return NA(f"n/a: {short(e)}")
+    if isinstance(e, ApiError):
+        msg = e.message.lower()
+        if e.status in (404, 405, 501) or (e.status == 400 and (
+                "not supported" in msg or "not implemented" in msg or "unknown" in msg)):
+            return NA(f"n/a: {short(e)}")
+    return NA(f"failed: {short(e)}")
+
+
 class Bench:
     """The phases; each runs on every target before the next phase starts."""
 
@@ -160,11 +172,11 @@ class Bench:
                 spy = self.start_py_spy(t, name)
                 try:
                     fn(t)
-                except NotSupported as e:
-                    self.r.na(t.key, keys, f"n/a: {short(e)}")
                 except Exception as e:  # noqa: BLE001 - any failure becomes n/a
-                    self.r.na(t.key, keys, f"failed: {short(e)}")
-                    self.r.note(t.key, f"{name} phase failed: {short(e)}")
+                    na = classify(e)
+                    self.r.na(t.key, keys, na)
+                    if not na.startswith("n/a"):
+                        self.r.note(t.key, f"{name} phase failed: {short(e)}")
                     if name == "warmup":
                         t.broken = f"failed: warm-up launch: {short(e)}"
                 finally:
@@ -256,6 +268,7 @@ class Bench:
         self.r.put_samples(t.key, "launch", launches)
         self.r.put_samples(t.key, "create", creates)
         self.r.put_samples(t.key, "start", starts)
+        time.sleep(1)  # let the new containers' boot scripts finish first
         self.exec_modes(t, names[0])
         if getattr(t, "lost_output", 0):
             self.r.note(t.key, f"exec websocket: {t.lost_output} of {self.args.exec_reps + 2} "
@@ -280,10 +293,8 @@ class Bench:
             try:
                 fn()  # one untimed round: connection set-up, first attach
                 self.r.put_samples(t.key, key, [self.timed(fn) for _ in range(reps)])
-            except NotSupported as e:
-                self.r.put(t.key, key, NA(f"n/a: {short(e)}"))
             except Exception as e:  # noqa: BLE001
-                self.r.put(t.key, key, NA(f"failed: {short(e)}"))
+                self.r.put(t.key, key, classify(e))
         try:
             if not hasattr(t, "pylxd_instance"):
                 raise NotSupported("no API")
@@ -292,10 +303,8 @@ class Bench:
             self.r.put_samples(t.key, "exec_pylxd",
                                [self.timed(lambda: t.exec_pylxd(inst))
                                 for _ in range(max(5, reps // 3))])
-        except NotSupported as e:
-            self.r.put(t.key, "exec_pylxd", NA(f"n/a: {short(e)}"))
         except Exception as e:  # noqa: BLE001
-            self.r.put(t.key, "exec_pylxd", NA(f"failed: {short(e)}"))
+            self.r.put(t.key, "exec_pylxd", classify(e))
 
     def phase_density(self, t: Any) -> None:
         names = self.names(t, "d", self.args.density)
@@ -317,7 +326,7 @@ class Bench:
             c, m = memory.container_pss_kb(ipid, pid, kids)
             inside.append(c / 1024)
             monitor.append(m / 1024)
-        total = [a + b for a, b in zip(inside, monitor)]
+        total = [a + b for a, b in zip(inside, monitor, strict=True)]
         self.r.put(t.key, "ct_pss", round(statistics.mean(total), 2), total)
         self.r.put(t.key, "ct_pss_monitor", round(statistics.mean(monitor), 2), monitor)
         self.r.put(t.key, "ct_pss_inside", round(statistics.mean(inside), 2), inside)
@@ -349,13 +358,8 @@ class Bench:
             try:
                 self.r.put_samples(t.key, key, [self.timed(lambda i=i: fn(i))
                                                 for i in range(reps)])
-            except NotSupported as e:
-                self.r.put(t.key, key, NA(f"n/a: {short(e)}"))
-            except ApiError as e:
-                self.r.put(t.key, key, NA(f"n/a: {short(e)}" if e.status in (400, 404, 405, 501)
-                                          else f"failed: {short(e)}"))
             except Exception as e:  # noqa: BLE001
-                self.r.put(t.key, key, NA(f"failed: {short(e)}"))
+                self.r.put(t.key, key, classify(e))
 
         series("snapshot_stopped", lambda i: t.snapshot(name, f"s{i}"))
         series("restore_stopped", lambda i: t.restore(name, f"s{i}"))
@@ -371,11 +375,8 @@ class Bench:
                 t.force_remove(dst)
                 t.live.discard(dst)
             self.r.put_samples(t.key, "copy_stopped", copies)
-        except ApiError as e:
-            self.r.put(t.key, "copy_stopped", NA(f"n/a: {short(e)}" if e.status in (400, 404, 501)
-                                                 else f"failed: {short(e)}"))
         except Exception as e:  # noqa: BLE001
-            self.r.put(t.key, "copy_stopped", NA(f"failed: {short(e)}"))
+            self.r.put(t.key, "copy_stopped", classify(e))
 
         pubs: list[float] = []
         try:
@@ -388,11 +389,8 @@ class Bench:
                 except (ApiError, OSError):
                     pass
             self.r.put_samples(t.key, "publish", pubs)
-        except ApiError as e:
-            self.r.put(t.key, "publish", NA(f"n/a: {short(e)}" if e.status in (400, 404, 501)
-                                            else f"failed: {short(e)}"))
         except Exception as e:  # noqa: BLE001
-            self.r.put(t.key, "publish", NA(f"failed: {short(e)}"))
+            self.r.put(t.key, "publish", classify(e))
 
         t.start(name)
         series("snapshot_running", lambda i: t.snapshot(name, f"r{i}"))
@@ -444,7 +442,7 @@ class Bench:
                 t.live.discard(dst)
             self.r.put_samples(t.key, "move_downtime", downs)
         except Exception as e:  # noqa: BLE001
-            self.r.put(t.key, "move_downtime", NA(f"failed: {short(e)}"))
+            self.r.put(t.key, "move_downtime", classify(e))
         finally:
             src.force_remove(name)
 
@@ -473,7 +471,7 @@ class Bench:
             self.r.note(t.key, f"copy of {mb} MB: {took:.2f}s; raw tar|tcp|tar of the same "
                                f"amount: {raw:.0f} MB/s")
         except Exception as e:  # noqa: BLE001
-            self.r.na(t.key, ["copy_big", "copy_big_fraction"], f"failed: {short(e)}")
+            self.r.na(t.key, ["copy_big", "copy_big_fraction"], classify(e))
         finally:
             src.force_remove(name)
 
@@ -575,10 +573,11 @@ def render(results: Results, targets: list[Any]) -> str:
             row.append(verdict(key, o, lv if not isinstance(lv, NA) else None, target, half))
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+        cells = (str(c).ljust(w) for c, w in zip(r, widths, strict=True))
+        out.append("| " + " | ".join(cells) + " |")
     reasons = []
     for k in keys:
         for key, v in results.values.get(k, {}).items():

@@ -95,7 +95,8 @@ class ApiTarget:
         if self.profiles:
             return
         try:
-            devices = self.client.request("GET", "/1.0/profiles/default")["metadata"].get("devices") or {}
+            default = self.client.request("GET", "/1.0/profiles/default")["metadata"]
+            devices = default.get("devices") or {}
         except ApiError:
             devices = {}
         kinds = {d.get("type") for d in devices.values()}
