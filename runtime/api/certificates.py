@@ -1,0 +1,271 @@
+"""/1.0/certificates: the trust store, trust tokens and the trust password.
+
+A client becomes trusted by having its certificate's fingerprint here. It gets
+here from a trusted client (`lxc config trust add`, pylxd `certificates.create`),
+or by itself over HTTPS with a one-time token or the trust password
+(`lxc remote add`, pylxd `client.authenticate`). A token is an operation that
+stays running until used or cancelled: its secret dies with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+
+from aiohttp import web
+
+from runtime.api import daemon, read_json, recursion, response
+from runtime.errors import BadRequest, Conflict, Forbidden, NotFound
+
+_NO_EXPIRY = "0001-01-01T00:00:00Z"
+_TYPES = ("client", "metrics")
+
+
+# Trust password (stored as scrypt salt+hash, never in clear) ----------------------
+def hash_password(password: str) -> str:
+    salt = os.urandom(32)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=64)
+    return salt.hex() + digest.hex()
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        salt, digest = bytes.fromhex(stored[:64]), bytes.fromhex(stored[64:])
+    except ValueError:
+        return False
+    got = hashlib.scrypt(password.encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=64)
+    return hmac.compare_digest(got, digest)
+
+
+# Certificates -------------------------------------------------------------------
+def _tls():
+    from runtime import tls
+    return tls
+
+
+def parse_certificate(text: str) -> tuple[str, str]:
+    """(PEM, fingerprint) from a PEM or base64 DER certificate, or a clear 400."""
+    text = (text or "").strip()
+    if not text:
+        raise BadRequest("Missing 'certificate'")
+    try:
+        if "BEGIN CERTIFICATE" in text:
+            der = _tls().pem_to_der(text)
+        else:
+            der = base64.b64decode("".join(text.split()), validate=True)
+        from cryptography import x509
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, binascii.Error) as exc:
+        raise BadRequest(f"Invalid certificate: {exc}")
+    from cryptography.hazmat.primitives import serialization
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return pem, _tls().fingerprint_der(der)
+
+
+def _render(row: dict) -> dict:
+    return {"name": row["name"], "type": row["type"], "restricted": bool(row["restricted"]),
+            "projects": row["projects"] or [], "certificate": row["certificate"],
+            "fingerprint": row["fingerprint"]}
+
+
+def _lookup(d, prefix: str) -> dict:
+    prefix = prefix.lower()
+    rows = [r for r in d.db.select("certificates") if r["fingerprint"].startswith(prefix)]
+    if not prefix or not rows:
+        raise NotFound("Certificate not found")
+    if len(rows) > 1:
+        raise BadRequest(f"Certificate prefix {prefix!r} is ambiguous")
+    return rows[0]
+
+
+def _check_projects(d, restricted: bool, projects) -> list[str]:
+    if projects is None:
+        projects = []
+    if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+        raise BadRequest("'projects' must be a list of project names")
+    for p in projects:
+        if not d.db.get("projects", name=p):
+            raise BadRequest(f"Project {p!r} not found")
+    return projects if restricted else projects
+
+
+def add_certificate(d, pem: str, fp: str, name: str, ctype: str = "client",
+                    restricted: bool = False, projects: list | None = None) -> None:
+    if ctype not in _TYPES:
+        raise BadRequest(f"Invalid certificate type {ctype!r} (client or metrics)")
+    if d.db.get("certificates", fingerprint=fp):
+        raise Conflict("Certificate already in trust store")
+    d.db.insert("certificates", fingerprint=fp, type=ctype, name=name or "",
+                certificate=pem, restricted=bool(restricted), projects=projects or [])
+    d.bus.lifecycle("certificate-created", f"/1.0/certificates/{fp}", "default")
+
+
+# Tokens -----------------------------------------------------------------------
+def _tokens(d) -> list:
+    return [op for op in d.ops.running() if op.cls == "token"
+            and op.metadata.get("secret")]
+
+
+def _find_token(d, value: str):
+    """The pending token operation matching a secret or a whole encoded token."""
+    candidates = {value}
+    try:
+        decoded = json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
+        if isinstance(decoded, dict) and decoded.get("secret"):
+            candidates.add(str(decoded["secret"]))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    for op in _tokens(d):
+        for cand in candidates:
+            if hmac.compare_digest(op.metadata["secret"], cand):
+                return op
+    return None
+
+
+def encode_token(metadata: dict, name: str) -> str:
+    """LXD's token format: base64 JSON the client decodes to find and trust us."""
+    data = {"client_name": name, "fingerprint": metadata["fingerprint"],
+            "addresses": metadata["addresses"], "secret": metadata["secret"],
+            "expires_at": metadata.get("expires_at", _NO_EXPIRY)}
+    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+
+async def _create_token(request: web.Request, d, body: dict) -> web.Response:
+    name = str(body.get("name") or "")
+    restricted = bool(body.get("restricted", False))
+    projects = _check_projects(d, restricted, body.get("projects"))
+    used = asyncio.Event()
+    meta = {"request": {"name": name, "type": body.get("type") or "client",
+                        "restricted": restricted, "projects": projects,
+                        "certificate": "", "token": True},
+            "secret": secrets.token_hex(32), "fingerprint": d.server_cert_fp(),
+            "addresses": d.https_addresses(), "expires_at": _NO_EXPIRY}
+
+    async def wait_used(op):
+        try:
+            await used.wait()
+        finally:
+            op.metadata.pop("secret", None)
+    op = d.ops.create("token", "Certificate add token", wait_used, metadata=meta,
+                      cancellable=True)
+    op.used = used
+    return response.async_(op)
+
+
+# Handlers ---------------------------------------------------------------------
+async def list_certificates(request: web.Request) -> web.Response:
+    d = daemon(request)
+    rows = d.db.select("certificates", order="name")
+    if recursion(request):
+        return response.sync([_render(r) for r in rows])
+    return response.sync([f"/1.0/certificates/{r['fingerprint']}" for r in rows])
+
+
+async def create_certificate(request: web.Request) -> web.Response:
+    d = daemon(request)
+    body = await read_json(request)
+    trusted = request.get("trusted", True)
+    if body.get("token"):
+        if not trusted:
+            raise Forbidden("not authorized")
+        return await _create_token(request, d, body)
+    if body.get("certificate"):
+        pem, fp = parse_certificate(body["certificate"])
+    elif request.get("client_cert_der"):
+        der = request["client_cert_der"]
+        pem = _tls().ssl.DER_cert_to_PEM_cert(der)
+        fp = _tls().fingerprint_der(der)
+    else:
+        raise BadRequest("No certificate given and none presented over TLS")
+    name = str(body.get("name") or "")
+    ctype = body.get("type") or "client"
+    restricted = bool(body.get("restricted", False))
+    projects = body.get("projects")
+    if not trusted:
+        secret = str(body.get("trust_token") or body.get("password") or "")
+        if not secret:
+            raise Forbidden("not authorized")
+        if body.get("certificate") and fp != request.get("client_fingerprint"):
+            raise Forbidden("Only the certificate presented over TLS can be added this way")
+        token = _find_token(d, secret)
+        if token is not None:
+            req = token.metadata["request"]
+            name = req.get("name") or name
+            ctype, restricted, projects = req["type"], req["restricted"], req["projects"]
+            token.metadata.pop("secret", None)
+            add_certificate(d, pem, fp, name, ctype, restricted, projects)
+            token.used.set()
+            return response.created(f"/1.0/certificates/{fp}")
+        stored = d.db.config_get().get("core.trust_password")
+        if not stored or not check_password(stored, secret):
+            raise Forbidden("not authorized")
+        restricted, projects = False, []
+    projects = _check_projects(d, restricted, projects)
+    add_certificate(d, pem, fp, name, ctype, restricted, projects)
+    return response.created(f"/1.0/certificates/{fp}")
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    row = _lookup(daemon(request), request.match_info["fingerprint"])
+    return response.sync(_render(row), etag=row["fingerprint"])
+
+
+async def update_certificate(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _lookup(d, request.match_info["fingerprint"])
+    own = request.get("certificate")
+    if own and own.get("restricted"):
+        raise Forbidden("A restricted certificate can't change the trust store")
+    body = await read_json(request)
+    patch = request.method == "PATCH"
+    values = {}
+    if "name" in body or not patch:
+        values["name"] = str(body.get("name") or "")
+    if "type" in body or not patch:
+        ctype = body.get("type") or "client"
+        if ctype not in _TYPES:
+            raise BadRequest(f"Invalid certificate type {ctype!r}")
+        values["type"] = ctype
+    if "restricted" in body or not patch:
+        values["restricted"] = bool(body.get("restricted", False))
+    if "projects" in body or not patch:
+        values["projects"] = _check_projects(d, True, body.get("projects"))
+    new_fp = row["fingerprint"]
+    if body.get("certificate"):
+        pem, new_fp = parse_certificate(body["certificate"])
+        if new_fp != row["fingerprint"]:
+            if d.db.get("certificates", fingerprint=new_fp):
+                raise Conflict("Certificate already in trust store")
+            values["certificate"], values["fingerprint"] = pem, new_fp
+    if values:
+        d.db.update("certificates", {"fingerprint": row["fingerprint"]}, **values)
+    d.bus.lifecycle("certificate-updated", f"/1.0/certificates/{new_fp}", "default")
+    return response.sync({})
+
+
+async def delete_certificate(request: web.Request) -> web.Response:
+    d = daemon(request)
+    row = _lookup(d, request.match_info["fingerprint"])
+    own = request.get("certificate")
+    if own and own.get("restricted") and own["fingerprint"] != row["fingerprint"]:
+        raise Forbidden("A restricted certificate can only remove itself")
+    d.db.delete("certificates", fingerprint=row["fingerprint"])
+    d.bus.lifecycle("certificate-deleted", f"/1.0/certificates/{row['fingerprint']}",
+                    "default")
+    return response.sync({})
+
+
+ROUTES = [
+    ("GET", "/1.0/certificates", list_certificates, False),
+    # Untrusted clients may POST to join (token or password); checked in the handler.
+    ("POST", "/1.0/certificates", create_certificate, True),
+    ("GET", "/1.0/certificates/{fingerprint}", get_certificate, False),
+    ("PUT", "/1.0/certificates/{fingerprint}", update_certificate, False),
+    ("PATCH", "/1.0/certificates/{fingerprint}", update_certificate, False),
+    ("DELETE", "/1.0/certificates/{fingerprint}", delete_certificate, False),
+]

@@ -1,0 +1,332 @@
+"""HTTPS listener and TLS client-certificate trust, the way LXD does it.
+
+The daemon owns a self-signed key pair (`server.crt`/`server.key`, EC P-384, made
+on first start). When `core.https_address` is set (at start or later through
+`PUT/PATCH /1.0`) an HTTPS listener serves the same endpoints as the unix socket,
+behind a trust gate: a client is trusted when the SHA-256 fingerprint of the
+certificate it presented is in the trust store (`/1.0/certificates`); anyone else
+reaches only the routes marked `untrusted_ok` (public `GET /1.0`, joining with a
+token or password, websocket secrets, public images) and gets 403 elsewhere.
+
+Python's ssl module only verifies client certificates against CAs, but LXD's
+model is "any self-signed certificate, trusted by fingerprint". So the context
+asks for a certificate (CERT_OPTIONAL) and a verify callback installed on the
+underlying SSL_CTX accepts whatever the client presents; trust is decided per
+request from the fingerprint, never by the handshake.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import datetime
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import ssl
+
+from aiohttp import web
+
+LOG = logging.getLogger(__name__)
+DEFAULT_PORT = 8443
+# Forward-secret AEAD suites only (TLS 1.3 suites are fixed by OpenSSL and all fine).
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+# Key pair ----------------------------------------------------------------------
+def generate_keypair(crt_path: str, key_path: str, cn: str | None = None) -> None:
+    """A self-signed EC P-384 certificate like LXD's, valid for ten years."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    host = socket.gethostname()
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "linuxcontainers.org"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn or f"root@{host}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    san = [x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+           x509.IPAddress(ipaddress.ip_address("::1"))]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA384()))
+    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    with open(crt_path + ".tmp", "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.replace(key_path + ".tmp", key_path)
+    os.replace(crt_path + ".tmp", crt_path)
+
+
+def pem_to_der(pem: str | bytes) -> bytes:
+    if isinstance(pem, bytes):
+        pem = pem.decode()
+    return ssl.PEM_cert_to_DER_cert(pem.strip() + "\n")
+
+
+def fingerprint_pem(pem: str | bytes) -> str:
+    return hashlib.sha256(pem_to_der(pem)).hexdigest()
+
+
+def fingerprint_der(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+# Accept-any-client-certificate verify callback (see module docstring) -------------
+_VERIFY_CB_TYPE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_ACCEPT_ALL = _VERIFY_CB_TYPE(lambda ok, store: 1)
+_SSL_VERIFY_PEER = 0x01
+
+
+def _ssl_ctx_pointer(ctx: ssl.SSLContext) -> int:
+    """The SSL_CTX* inside a CPython SSLContext (right after PyObject_HEAD)."""
+    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+    return ctypes.c_void_p.from_address(id(ctx) + head).value
+
+
+def _request_any_client_cert(ctx: ssl.SSLContext) -> None:
+    import _ssl
+    lib = ctypes.CDLL(_ssl.__file__)
+    lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CB_TYPE]
+    lib.SSL_CTX_set_verify.restype = None
+    lib.SSL_CTX_set_verify(_ssl_ctx_pointer(ctx), _SSL_VERIFY_PEER, _ACCEPT_ALL)
+
+
+def server_context(crt: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.load_cert_chain(crt, key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    _request_any_client_cert(ctx)
+    return ctx
+
+
+def client_context(crt: str, key: str, server_pem: str | None) -> ssl.SSLContext | bool:
+    """For daemon-to-daemon calls: present our cert; pin the peer's if we know it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(crt, key)
+    if server_pem:
+        ctx.check_hostname = False
+        ctx.load_verify_locations(cadata=server_pem)
+        ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port`, `:port` or a bare host, as LXD accepts them."""
+    value = value.strip()
+    m = re.fullmatch(r"\[([^\]]*)\](?::(\d+))?", value)
+    if m:
+        return m.group(1) or "::", int(m.group(2) or DEFAULT_PORT)
+    if value.count(":") > 1:
+        return value, DEFAULT_PORT
+    host, _, port = value.partition(":")
+    return host or "::", int(port or DEFAULT_PORT)
+
+
+# Trust -------------------------------------------------------------------------
+class TLS:
+    """Owns the key pair, the HTTPS listener and the trust decision."""
+
+    def __init__(self, daemon) -> None:
+        self.d = daemon
+        p = daemon.paths
+        if not (os.path.exists(p.server_crt) and os.path.exists(p.server_key)):
+            generate_keypair(p.server_crt, p.server_key)
+            LOG.info("generated server certificate %s", p.server_crt)
+        with open(p.server_crt) as f:
+            self.cert_pem = f.read()
+        self.fingerprint = fingerprint_pem(self.cert_pem)
+        self.app: web.Application | None = None
+        self.https_app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+        self.address: str | None = None
+        self._lock = asyncio.Lock()
+        self._untrusted: set[tuple[str, str]] = set()
+
+    # Client contexts for outgoing daemon-to-daemon connections
+    def client_ssl(self, server_pem: str | None) -> ssl.SSLContext | bool:
+        return client_context(self.d.paths.server_crt, self.d.paths.server_key, server_pem)
+
+    def trusted_row(self, fp: str) -> dict | None:
+        return self.d.db.get("certificates", fingerprint=fp)
+
+    def route_untrusted_ok(self, request: web.Request) -> bool:
+        route = request.match_info.route
+        resource = getattr(route, "resource", None)
+        if resource is None:
+            return False
+        return (request.method, resource.canonical) in self._untrusted or (
+            request.method == "HEAD" and ("GET", resource.canonical) in self._untrusted)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = sslobj.getpeercert(binary_form=True) if sslobj else None
+        fp = fingerprint_der(der) if der else None
+        row = self.trusted_row(fp) if fp else None
+        request["client_fingerprint"] = fp
+        request["client_cert_der"] = der
+        if row is not None:
+            request["trusted"] = True
+            request["certificate"] = row
+            if row.get("restricted"):
+                denied = _restricted_denial(request, row)
+                if denied:
+                    return _forbidden(denied)
+            return await handler(request)
+        request["trusted"] = False
+        if self.route_untrusted_ok(request):
+            return await handler(request)
+        return _forbidden("not authorized")
+
+    # Listener ------------------------------------------------------------------
+    def _build_https_app(self, app: web.Application) -> web.Application:
+        """The same endpoints as the unix socket, behind the trust gate."""
+        from runtime.api import error_middleware
+        https = web.Application(middlewares=[self.middleware, error_middleware],
+                                client_max_size=0)
+        for key in app:
+            https[key] = app[key]
+        for resource in app.router.resources():
+            https.router.register_resource(resource)
+        self._untrusted = {(m, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", p))
+                           for m, p in app.get("untrusted_ok", set())}
+        return https
+
+    async def start(self, app: web.Application) -> None:
+        self.app = app
+        await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Make the listener match `core.https_address` (start, move or stop it)."""
+        async with self._lock:
+            wanted = self.d.db.config_get().get("core.https_address") or None
+            if wanted == self.address and (self.runner is not None) == bool(wanted):
+                return
+            await self._stop()
+            if wanted and self.app is not None:
+                host, port = parse_address(wanted)
+                if self.https_app is None:
+                    self.https_app = self._build_https_app(self.app)
+                runner = web.AppRunner(self.https_app, access_log=None, handle_signals=False,
+                                       shutdown_timeout=1.0)
+                await runner.setup()
+                ctx = server_context(self.d.paths.server_crt, self.d.paths.server_key)
+                try:
+                    site = web.TCPSite(runner, host if host not in ("::", "") else None,
+                                       port, ssl_context=ctx, reuse_address=True)
+                    await site.start()
+                except OSError:
+                    await runner.cleanup()
+                    raise
+                self.runner = runner
+                self.address = wanted
+                LOG.info("HTTPS listening on %s (fingerprint %s)", wanted,
+                         self.fingerprint[:12])
+
+    async def _stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            LOG.info("HTTPS listener on %s stopped", self.address)
+        self.runner = None
+        self.address = None
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._stop()
+
+
+def _forbidden(message: str) -> web.Response:
+    from runtime.api import response
+    return response.error(message, 403)
+
+
+def _restricted_denial(request: web.Request, row: dict) -> str | None:
+    """A restricted certificate reaches its projects only, never server-wide settings."""
+    path = request.path
+    if path in ("/", "/1.0") and request.method == "GET":
+        return None
+    if path == "/1.0" or path.startswith("/1.0/certificates") and request.method != "GET":
+        return "Certificate is restricted"
+    if path.startswith(("/1.0/storage-pools", "/1.0/networks")) and request.method != "GET":
+        return "Certificate is restricted"
+    if path.startswith("/1.0/operations") or path.startswith("/1.0/events"):
+        return None
+    if path.startswith("/1.0/projects"):
+        if request.method != "GET":
+            return "Certificate is restricted"
+        name = path[len("/1.0/projects/"):] if path.startswith("/1.0/projects/") else None
+        if name and name not in row.get("projects", []):
+            return "Certificate is restricted"
+        return None
+    if request.query.get("all-projects") == "true":
+        return "Certificate is restricted"
+    proj = request.query.get("project") or "default"
+    if proj not in (row.get("projects") or []):
+        return f"Certificate is restricted to projects {row.get('projects') or []}"
+    return None
+
+
+# Daemon wiring -------------------------------------------------------------------
+def attach(daemon) -> None:
+    tls = TLS(daemon)
+    daemon.tls = tls
+    daemon.server_cert_fp = lambda: tls.fingerprint
+    previous = daemon.apply_server_config
+
+    async def apply_server_config(config: dict) -> None:
+        old = daemon.db.config_get().get("core.https_address")
+        new = config.get("core.https_address")
+        if new and new != old:
+            try:
+                parse_address(new)
+            except ValueError:
+                from runtime.errors import BadRequest
+                raise BadRequest(f"Invalid core.https_address {new!r}")
+        pw = config.get("core.trust_password")
+        if pw and pw != daemon.db.config_get().get("core.trust_password"):
+            from runtime.api.certificates import hash_password
+            config = {**config, "core.trust_password": hash_password(pw)}
+        await previous(config)
+        if new != old:
+            try:
+                await tls.reconcile()
+            except OSError as exc:
+                from runtime.errors import BadRequest
+                config = dict(config)
+                if old:
+                    config["core.https_address"] = old
+                else:
+                    config.pop("core.https_address", None)
+                await previous(config)
+                await tls.reconcile()
+                raise BadRequest(f"Cannot listen on {new!r}: {exc}")
+
+    daemon.apply_server_config = apply_server_config
+    daemon.start_hooks.append(tls.start)
+    daemon.stop_hooks.append(tls.stop)
