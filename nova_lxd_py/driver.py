@@ -555,14 +555,22 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Unrescued %s", name, instance=instance)
 
     def _rootfs_path(self, name: str, data: dict) -> str:
+        """Host path of the container's root filesystem (dir-like pools).
+
+        From the pool's ``source`` when the runtime reports it (LXD), else
+        the LXD layout under the local runtime's state directory."""
         pool_name = (data.get("expanded_devices") or {}).get("root", {}).get("pool") \
             or self._pool
         pool = self.client.api["storage-pools"][pool_name].get().json()["metadata"]
         source = (pool.get("config") or {}).get("source")
-        if not source:
+        if not source and self._endpoint.is_unix:
+            state_dir = os.path.dirname(self._endpoint.url.removeprefix("unix://"))
+            source = os.path.join(state_dir, "storage-pools", pool_name)
+        path = os.path.join(source or "", "containers", name, "rootfs")
+        if not source or not os.path.isdir(path):
             raise nova_exception.NovaException(
                 f"cannot find the root filesystem of {name} in pool {pool_name}")
-        return os.path.join(source, "containers", name, "rootfs")
+        return path
 
     # -- networking -----------------------------------------------------------------
     def plug_vifs(self, instance, network_info):
