@@ -12,10 +12,28 @@ def _inst(request: web.Request):
     return daemon(request).instances.load(project(request), request.match_info["name"])
 
 
+def _matches(item: dict, expr: str) -> bool:
+    """LXD's api_filtering, the common subset: `key eq value` clauses joined by `and`."""
+    for clause in expr.split(" and "):
+        parts = clause.strip().split(None, 2)
+        if len(parts) != 3 or parts[1] not in ("eq", "ne"):
+            raise BadRequest(f"Unsupported filter clause {clause!r} (use: key eq value)")
+        key, op, want = parts
+        value = item
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if (str(value).lower() == want.strip("'\"").lower()) != (op == "eq"):
+            return False
+    return True
+
+
 async def list_instances(request: web.Request) -> web.Response:
     d = daemon(request)
     all_projects = request.query.get("all-projects") == "true"
     insts = d.instances.list(None if all_projects else project(request))
+    flt = request.query.get("filter", "").strip()
+    if flt:
+        insts = [i for i in insts if _matches(i.render(d.instances.status(i)), flt)]
     level = recursion(request)
     if level == 0:
         return response.sync([i.url for i in insts])

@@ -26,7 +26,7 @@ API_EXTENSIONS = [
     "api_os", "network_state_bond_bridge", "usedby_consistency", "container_syscall_filtering",
     "instance_snapshot_never", "certificate_token", "linux_sysctl", "cloud_init",
     "instance_all_projects", "instance_get_full", "event_project",
-    "instance_allow_inconsistent_copy", "instance_create_start",
+    "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
 ]
 
 SERVER_CONFIG_KEYS = {
@@ -66,12 +66,12 @@ async def get_server(request: web.Request) -> web.Response:
         "addresses": d.https_addresses(), "architectures": arch.supported(),
         "certificate": d.server_cert_pem(), "certificate_fingerprint": d.server_cert_fp(),
         "driver": "lxc", "driver_version": d.lxc_version, **_kernel(),
-        "lxc_features": {"cgroup2": True, "idmapped_mounts_v2": False,
+        "lxc_features": {k: str(v).lower() for k, v in {"cgroup2": True, "idmapped_mounts_v2": False,
                          "mount_injection_file": True, "network_gateway_device_route": True,
                          "network_ipvlan": True, "network_l2proxy": True,
                          "network_phys_macvlan_mtu": True, "network_veth_router": True,
                          "pidfd": True, "seccomp_allow_deny_syntax": True,
-                         "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False},
+                         "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False}.items()},
         "os_name": "Debian GNU/Linux", "os_version": "12", "project": "default",
         "server": "nova-lxd-runtime", "server_clustered": False, "server_event_mode":
         "full-mesh", "server_name": platform.node(), "server_pid": os.getpid(),

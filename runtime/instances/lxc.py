@@ -157,9 +157,10 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
         "lxc.signal.stop = SIGKILL",
         f"lxc.cgroup.dir.container = {cgroup}",
         f"lxc.cgroup.dir.monitor = {cgroup.replace('/', '.monitor/', 1)}",
-        "lxc.mount.auto = " + ("proc:mixed sys:mixed cgroup:mixed" if privileged
-                               else "proc:rw sys:rw cgroup:rw:force"
-                               if nesting else "proc:rw sys:mixed cgroup:mixed"),
+        # As LXD: a user namespace makes rw safe; privileged ones get the mixed forms.
+        # ":force" because liblxc skips cgroup mounts on cgroup-namespace kernels.
+        "lxc.mount.auto = " + ("proc:mixed sys:mixed cgroup:mixed:force" if privileged
+                               else "proc:rw sys:rw cgroup:rw:force"),
         f"lxc.cap.drop = {DROP_CAPS}",
         f"lxc.seccomp.profile = {paths.seccomp}",
     ]
@@ -260,11 +261,34 @@ class LxcDriver:
     async def reboot(self, name: str) -> None:
         await proc.run(["lxc-stop", *self._args(name), "-r", "-t", "30"], check=False)
 
-    async def freeze(self, name: str) -> None:
-        await proc.run(["lxc-freeze", *self._args(name)], timeout=60)
+    async def freeze(self, name: str, cgroup: str) -> None:
+        await self._freezer(name, cgroup, True)
 
-    async def unfreeze(self, name: str) -> None:
-        await proc.run(["lxc-unfreeze", *self._args(name)], timeout=60)
+    async def unfreeze(self, name: str, cgroup: str) -> None:
+        await self._freezer(name, cgroup, False)
+
+    async def _freezer(self, name: str, cgroup: str, frozen: bool) -> None:
+        """Write the freezer directly (liblxc's tool fails on this hybrid layout)."""
+        if cgroups.unified_only():
+            path = cgroups.host_path("", cgroup)
+            knob, value, want = "cgroup.freeze", "1" if frozen else "0", None
+        else:
+            path = cgroups.host_path("freezer", cgroup)
+            knob, value = "freezer.state", "FROZEN" if frozen else "THAWED"
+            want = value
+        if path is None:
+            tool = "lxc-freeze" if frozen else "lxc-unfreeze"
+            await proc.run([tool, *self._args(name)], timeout=60)
+            return
+        with open(os.path.join(path, knob), "w") as f:
+            f.write(value)
+        if want is None:
+            return
+        for _ in range(600):
+            if cgroups.read("freezer", cgroup, "freezer.state") == want:
+                return
+            await asyncio.sleep(0.01)
+        raise CommandFailed(f"Container did not reach {want} within 6s")
 
     async def set_cgroup(self, name: str, key: str, value: str) -> None:
         await proc.run(["lxc-cgroup", *self._args(name), key, value])

@@ -385,14 +385,14 @@ class InstanceManager:
         self.require_running(inst)
         if self.status(inst) == "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is already frozen")
-        await self.lxc.freeze(self.paths(inst).name)
+        await self.lxc.freeze(self.paths(inst).name, self.cgroup(inst))
         self.d.bus.lifecycle("instance-paused", inst.url, inst.project)
 
     async def unfreeze(self, inst: Instance) -> None:
         self.require_running(inst)
         if self.status(inst) != "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is not frozen")
-        await self.lxc.unfreeze(self.paths(inst).name)
+        await self.lxc.unfreeze(self.paths(inst).name, self.cgroup(inst))
         self.d.bus.lifecycle("instance-resumed", inst.url, inst.project)
 
     async def change_state(self, inst: Instance, action: str, force: bool,

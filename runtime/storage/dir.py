@@ -201,6 +201,16 @@ class DirPool(PoolDriver):
         os.chmod(path, 0o711)
         await remove_tree(old)
 
+    async def copy_snapshot(self, src: str, snap: str, dst: str) -> None:
+        """Give dst a snapshot `snap` equal to src's (copy with snapshots)."""
+        target = self.snapshot_path(dst, snap)
+        os.makedirs(target)
+        try:
+            await self._copy_volume_dir(self.snapshot_path(src, snap), target)
+        except BaseException:
+            await remove_tree(target)
+            raise
+
     async def delete_snapshot(self, vol: str, snap: str) -> None:
         await self.unmount_snapshot(vol, snap)
         await remove_tree(self.snapshot_path(vol, snap))
@@ -216,6 +226,19 @@ class DirPool(PoolDriver):
 
     async def unmount_snapshot(self, vol: str, snap: str) -> None:
         await self._umount(os.path.join(self.snapshot_path(vol, snap), "rootfs"))
+
+    # Quota -------------------------------------------------------------------------
+    def quota_supported(self) -> bool:
+        """Plain directories can't cap a volume's size (no project quota used here)."""
+        return False
+
+    def state(self) -> dict:
+        return {"quota_enforced": False,
+                "quota_reason": "the dir driver does not enforce volume sizes; root disk "
+                                "'size' is accepted but not enforced (use a btrfs pool)"}
+
+    async def set_size(self, vol: str, size: int | None) -> bool:
+        return False
 
     async def usage(self, vol: str) -> int:
         path = self.instance_path(vol)

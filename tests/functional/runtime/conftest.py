@@ -46,7 +46,7 @@ def make_instance(client, busybox):
         made.append(inst.name)
         if start:
             inst.start(wait=True)
-            inst.sync()
+            inst.sync(rollback=True)
         return inst
 
     yield make

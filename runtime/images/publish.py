@@ -1,0 +1,240 @@
+"""Publish an instance or snapshot as an image (`POST /1.0/images`, source instance/snapshot).
+
+A running instance is frozen only while its volume is snapshotted (nothing at
+all on btrfs); the slow part, packing the tarball, reads that private snapshot
+while the instance runs on. Owners are shifted back from the instance's id map
+to plain 0-based ids as GNU tar writes them (`--owner-map`), so the image is a
+normal unified LXD tarball (metadata.yaml, templates/, rootfs/) that any LXD
+can import; its fingerprint is the sha256 of that file.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import time
+
+import yaml
+
+from runtime import arch
+from runtime.errors import BadRequest, CommandFailed, Conflict
+from runtime.instances.idmap import IdMap
+from runtime.storage import volume_name
+
+LOG = logging.getLogger(__name__)
+_COMPRESSORS = {"gzip": ["gzip", "-c"], "pigz": ["pigz", "-c"], "xz": ["xz", "-c", "-T0"],
+                "zstd": ["zstd", "-c", "-q", "-T0"], "bzip2": ["bzip2", "-c"],
+                "lzma": ["xz", "--format=lzma", "-c"], "none": None}
+
+
+def compressor(name: str | None) -> list[str] | None:
+    """The compression command for LXD's `compression_algorithm` (gzip by default)."""
+    name = (name or "gzip").strip().split()[0]
+    if name not in _COMPRESSORS:
+        raise BadRequest(f"Unsupported compression_algorithm {name!r} "
+                         f"(use one of {', '.join(sorted(_COMPRESSORS))})")
+    if name == "gzip" and shutil.which("pigz"):
+        name = "pigz"
+    argv = _COMPRESSORS[name]
+    if argv and shutil.which(argv[0]) is None:
+        raise BadRequest(f"compression_algorithm {name!r}: {argv[0]} is not installed")
+    return argv
+
+
+def owner_maps(root: str, idmap: IdMap) -> tuple[str, str]:
+    """GNU tar --owner-map/--group-map text shifting every host id found back to 0-based."""
+    uids, gids = set(), set()
+    st = os.lstat(root)
+    uids.add(st.st_uid)
+    gids.add(st.st_gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            uids.add(st.st_uid)
+            gids.add(st.st_gid)
+
+    def lines(ids: set[int]) -> str:
+        out = []
+        for host in sorted(ids):
+            try:
+                cid = idmap.to_container(host)
+            except ValueError:
+                cid = 65534  # not mapped into the container: nobody, as it saw it
+            out.append(f"+{host} +{cid}")
+        return "\n".join(out) + "\n"
+    return lines(uids), lines(gids)
+
+
+def new_metadata(voldir: str, architecture: str, properties: dict,
+                 expires_at: float) -> dict:
+    """The instance's metadata.yaml (from its image) refreshed for the new image."""
+    meta: dict = {}
+    path = os.path.join(voldir, "metadata.yaml")
+    if os.path.exists(path):
+        with open(path) as f:
+            try:
+                meta = yaml.safe_load(f) or {}
+            except yaml.YAMLError:
+                meta = {}
+    if not isinstance(meta, dict):
+        meta = {}
+    meta["architecture"] = architecture
+    meta["creation_date"] = int(time.time())
+    if expires_at:
+        meta["expiry_date"] = int(expires_at)
+    else:
+        meta.pop("expiry_date", None)
+    props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
+    props.update({str(k): str(v) for k, v in properties.items()})
+    meta["properties"] = props
+    return meta
+
+
+async def pack(voldir: str, rootfs: str, idmap: IdMap, meta: dict, dest: str,
+               compress: list[str] | None) -> str:
+    """Write the unified tarball to dest; returns its sha256."""
+    work = tempfile.mkdtemp(prefix=".publish-", dir=os.path.dirname(dest))
+    try:
+        with open(os.path.join(work, "metadata.yaml"), "w") as f:
+            yaml.safe_dump(meta, f, default_flow_style=False)
+        umap, gmap = await asyncio.to_thread(owner_maps, rootfs, idmap)
+        for name, text in (("owners", umap), ("groups", gmap)):
+            with open(os.path.join(work, name), "w") as f:
+                f.write(text)
+        argv = ["tar", "-c", "-f", "-", "--numeric-owner", "--sparse",
+                f"--owner-map={work}/owners", f"--group-map={work}/groups",
+                "-C", work, "metadata.yaml"]
+        if os.path.isdir(os.path.join(voldir, "templates")):
+            argv += ["-C", voldir, "templates"]
+        # rootfs may be a mount point elsewhere: name it "rootfs" in the archive.
+        parent, base = os.path.split(rootfs.rstrip("/"))
+        argv += ["-C", parent, f"--transform=s,^{base}\\(/\\|$\\),rootfs\\1,", base]
+        return await _run_pipeline(argv, compress, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _run_pipeline(tar_argv: list[str], compress: list[str] | None, dest: str) -> str:
+    """tar | compressor > dest (kernel pipes), then the file's sha256."""
+    with tempfile.TemporaryFile() as errs, open(dest, "wb") as out:
+        if compress:
+            rfd, wfd = os.pipe()
+            try:
+                tar = await asyncio.create_subprocess_exec(*tar_argv, stdout=wfd, stderr=errs)
+                comp = await asyncio.create_subprocess_exec(*compress, stdin=rfd, stdout=out,
+                                                            stderr=errs)
+            finally:
+                os.close(rfd)
+                os.close(wfd)
+            procs = [tar, comp]
+        else:
+            procs = [await asyncio.create_subprocess_exec(*tar_argv, stdout=out, stderr=errs)]
+        codes = [await p.wait() for p in procs]
+        if any(codes):
+            errs.seek(0)
+            err = errs.read().decode(errors="replace").strip()
+            raise CommandFailed(f"packing the image failed (exit {codes}): {err[-2000:]}")
+    return await asyncio.to_thread(_sha256, dest)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Publisher:
+    def __init__(self, daemon, snapshots):
+        self.d = daemon
+        self.snaps = snapshots
+
+    async def publish(self, request, project: str, body: dict):
+        from runtime.api import response
+        from runtime.instances.snapshots import parse_time, split_source
+        source = body.get("source") or {}
+        stype = source.get("type")
+        inst_name, snap = split_source(source.get("name"))
+        if stype == "snapshot" and not snap:
+            raise BadRequest("A snapshot source is named 'instance/snapshot'")
+        if stype in ("instance", "container") and snap:
+            raise BadRequest("An instance source names an instance; use type 'snapshot' "
+                             "for 'instance/snapshot'")
+        src_project = source.get("project") or project
+        inst = self.d.instances.load(src_project, inst_name)
+        row = self.snaps.row(inst, snap) if snap else None
+        props = body.get("properties") or {}
+        if not isinstance(props, dict):
+            raise BadRequest("'properties' must be an object")
+        aliases = body.get("aliases") or []
+        if not isinstance(aliases, list):
+            raise BadRequest("'aliases' must be a list of {name, description}")
+        iproj = self.d.image_project(project)
+        for a in aliases:
+            if not isinstance(a, dict) or not a.get("name"):
+                raise BadRequest("Each alias needs a 'name'")
+            if self.d.db.get("image_aliases", project=iproj, name=a["name"]):
+                raise Conflict(f"Alias {a['name']!r} already exists")
+        compress = compressor(body.get("compression_algorithm"))
+        expires_at = parse_time(body.get("expires_at")) if body.get("expires_at") else 0.0
+        public = bool(body.get("public", False))
+        filename = str(body.get("filename") or "")
+
+        async def run(op):
+            tmp = self.d.images.new_tmp()
+            try:
+                sha = await self._pack(inst, row, props, expires_at, tmp, compress)
+                fp = await self.d.images.add(project, tmp, None, sha, filename=filename,
+                                             public=public, properties=props)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            if expires_at:
+                self.d.db.update("images", {"project": iproj, "fingerprint": fp},
+                                 expires_at=expires_at)
+            for a in aliases:
+                if self.d.db.get("image_aliases", project=iproj, name=a["name"]):
+                    raise Conflict(f"Alias {a['name']!r} already exists")
+                self.d.db.insert("image_aliases", project=iproj, name=a["name"],
+                                 fingerprint=fp, description=str(a.get("description") or ""))
+            LOG.info("published %s/%s%s as image %s", inst.project, inst.name,
+                     f"/{snap}" if snap else "", fp)
+            return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}
+        return response.async_(self.d.ops.create("task", "Publishing instance", run,
+                                                  project=project))
+
+    async def _pack(self, inst, row: dict | None, props: dict, expires_at: float,
+                    dest: str, compress: list[str] | None) -> str:
+        mgr = self.d.instances
+        pool = self.d.pool(inst.pool)
+        vol = volume_name(inst.project, inst.name)
+        if row is not None:
+            snap, temporary = row["name"], False
+            enc = row["config"].get("volatile.last_state.idmap")
+            idmap = IdMap.decode(enc) if enc else mgr.idmap_of(inst)
+            architecture = row["architecture"]
+        else:
+            # A private snapshot: the instance is frozen (if at all) only for this.
+            snap, temporary = ".publish-" + secrets.token_hex(6), True
+            async with mgr.lock(inst.project, inst.name):
+                inst = mgr.load(inst.project, inst.name)
+                idmap = mgr.idmap_of(inst)
+                architecture = inst.architecture
+                async with self.snaps.quiesced(inst):
+                    await pool.create_snapshot(vol, snap)
+        try:
+            rootfs = await pool.mount_snapshot(vol, snap)
+            voldir = pool.snapshot_path(vol, snap)
+            meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
+            try:
+                return await pack(voldir, rootfs, idmap, meta, dest, compress)
+            finally:
+                await pool.unmount_snapshot(vol, snap)
+        finally:
+            if temporary:
+                await pool.delete_snapshot(vol, snap)

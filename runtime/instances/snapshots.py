@@ -1,0 +1,500 @@
+"""Instance snapshots (create, rename, delete, restore, expiry) and local copies.
+
+A snapshot is a database record (the instance's config, devices and profiles at
+that moment) plus a pool snapshot of its root volume. Both are immutable: only
+`expires_at` and `description` may change later. A running instance is frozen
+only for the moment its volume is copied, and not at all on pools whose
+snapshots are atomic (btrfs). Expired snapshots are removed by one background
+task that sleeps until the next expiry.
+
+`attach(daemon)` installs `daemon.snapshots`, `daemon.publisher` and the
+`copy` source handler in the `daemon.transfers` registry.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import re
+import shutil
+import time
+
+from runtime import proc
+from runtime.errors import BadRequest, Conflict, NotFound
+from runtime.events import timestamp
+from runtime.instances import config as cfg
+from runtime.instances import transfers
+from runtime.instances.model import Instance, expand
+from runtime.storage import volume_name
+
+LOG = logging.getLogger(__name__)
+_MAX_SLEEP = 60.0
+_EXPIRY = re.compile(r"^(\d+)([MHdwmy])$")
+_EXPIRY_SECONDS = {"M": 60, "H": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400,
+                   "y": 365 * 86400}
+# volatile keys that describe the volume's data, so a snapshot or copy keeps them
+_DATA_VOLATILE = ("volatile.base_image", "volatile.last_state.idmap", "volatile.idmap.base")
+
+
+# Parsing ---------------------------------------------------------------------------
+def parse_time(value: object, field: str = "expires_at") -> float:
+    """An RFC 3339 timestamp as epoch seconds; LXD's zero time (year 1) means never."""
+    if value in (None, "", 0):
+        return 0.0
+    if not isinstance(value, str):
+        raise BadRequest(f"Invalid {field!r}: expected an RFC 3339 timestamp")
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    # Python 3.11 accepts at most microseconds: cut nanoseconds down.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"Invalid {field!r} {value!r}: expected an RFC 3339 timestamp")
+    if when.year <= 1:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def parse_expiry(value: str | None) -> float:
+    """`snapshots.expiry` ("1d", "2H 30M", ...) as seconds; 0 when unset."""
+    if not value:
+        return 0.0
+    total = 0.0
+    for part in value.split():
+        m = _EXPIRY.match(part)
+        if not m:
+            raise BadRequest(f"Invalid snapshots.expiry {value!r}: use e.g. '30M', '2H', "
+                             "'1d', '1w', '1m', '1y'")
+        total += int(m.group(1)) * _EXPIRY_SECONDS[m.group(2)]
+    return total
+
+
+def render_time(ts: float) -> str:
+    return timestamp(ts) if ts else "0001-01-01T00:00:00Z"
+
+
+def split_source(name: object) -> tuple[str, str | None]:
+    """`inst` or `inst/snap` as used by copy and publish sources."""
+    if not isinstance(name, str) or not name:
+        raise BadRequest("The source needs the name of an instance (or instance/snapshot)")
+    inst, _, snap = name.partition("/")
+    return inst, (snap or None)
+
+
+# Criu ------------------------------------------------------------------------------
+_criu_reason: str | None = None
+
+
+async def stateful_unsupported_reason() -> str:
+    """Why stateful snapshots can't be taken here (checked once per daemon)."""
+    global _criu_reason
+    if _criu_reason is None:
+        if shutil.which("criu") is None:
+            _criu_reason = "CRIU is not installed on this host"
+        else:
+            rc, out, err = await proc.run(["criu", "check"], check=False, timeout=30)
+            reason = (err or out).strip().splitlines()
+            _criu_reason = ("`criu check` fails on this host: " + (reason[-1] if reason
+                                                                   else f"exit {rc}")
+                            if rc != 0 else
+                            "stateful snapshots are not implemented by this runtime")
+    return _criu_reason
+
+
+class Snapshots:
+    def __init__(self, daemon):
+        self.d = daemon
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    # Records -------------------------------------------------------------------
+    def rows(self, inst: Instance) -> list[dict]:
+        return self.d.db.select("snapshots", {"instance_id": inst.id}, order="created_at, id")
+
+    def row(self, inst: Instance, name: str) -> dict:
+        row = self.d.db.get("snapshots", instance_id=inst.id, name=name)
+        if row is None:
+            raise NotFound(f"Snapshot {name!r} of instance {inst.name!r} not found")
+        return row
+
+    def url(self, inst: Instance, name: str) -> str:
+        suffix = "" if inst.project == "default" else f"?project={inst.project}"
+        return f"/1.0/instances/{inst.name}/snapshots/{name}{suffix}"
+
+    def render(self, inst: Instance, row: dict) -> dict:
+        econfig, edevices = self._expand(inst.project, row)
+        return {
+            "architecture": row["architecture"], "config": row["config"],
+            "created_at": timestamp(row["created_at"]), "devices": row["devices"],
+            "ephemeral": bool(row["ephemeral"]), "expanded_config": econfig,
+            "expanded_devices": edevices, "expires_at": render_time(row["expires_at"]),
+            "last_used_at": render_time(0), "name": row["name"],
+            "profiles": row["profiles"], "size": -1, "stateful": bool(row["stateful"]),
+            "description": row["description"],
+        }
+
+    def render_all(self, inst: Instance) -> list[dict]:
+        return [self.render(inst, r) for r in self.rows(inst)]
+
+    def _expand(self, project: str, row: dict) -> tuple[dict, dict]:
+        profiles = []
+        for name in row["profiles"]:
+            p = self.d.db.get("profiles", project=self.d.profile_project(project), name=name)
+            if p:
+                profiles.append(p)
+        return expand(profiles, row["config"], row["devices"])
+
+    def _pool(self, inst: Instance):
+        return self.d.pool(inst.pool)
+
+    # Create ----------------------------------------------------------------------
+    async def validate_create(self, inst: Instance, body: dict) -> dict:
+        """Check a create request fully before the operation starts (clear 4xx)."""
+        if body.get("stateful"):
+            raise BadRequest("Stateful snapshots are not possible: "
+                             + await stateful_unsupported_reason())
+        name = body.get("name")
+        if not name:
+            name = self._next_name(inst)
+        cfg.validate_snapshot_name(name)
+        if self.d.db.get("snapshots", instance_id=inst.id, name=name):
+            raise Conflict(f"Snapshot {name!r} of instance {inst.name!r} already exists")
+        if "expires_at" in body and body["expires_at"] is not None:
+            expires = parse_time(body["expires_at"])
+        else:
+            ttl = parse_expiry(inst.expanded_config.get("snapshots.expiry"))
+            expires = time.time() + ttl if ttl else 0.0
+        return {"name": name, "expires_at": expires,
+                "description": str(body.get("description") or "")}
+
+    def _next_name(self, inst: Instance) -> str:
+        pattern = inst.expanded_config.get("snapshots.pattern") or "snap%d"
+        if "%d" not in pattern:
+            return pattern
+        taken = {r["name"] for r in self.rows(inst)}
+        n = 0
+        while pattern.replace("%d", str(n)) in taken:
+            n += 1
+        return pattern.replace("%d", str(n))
+
+    @contextlib.asynccontextmanager
+    async def quiesced(self, inst: Instance):
+        """Freeze a running instance around a volume copy (not needed on atomic pools)."""
+        pool = self._pool(inst)
+        frozen = False
+        if not getattr(pool, "atomic_snapshots", False) and self.d.instances.pid(inst) and \
+                self.d.instances.status(inst) == "Running":
+            await self.d.instances.freeze(inst)
+            frozen = True
+        try:
+            yield
+        finally:
+            if frozen:
+                try:
+                    await self.d.instances.unfreeze(inst)
+                except Exception:  # noqa: BLE001 - never leave it frozen silently
+                    LOG.exception("could not unfreeze %s after snapshot", inst.name)
+                    raise
+
+    async def create(self, inst: Instance, spec: dict) -> dict:
+        async with self.d.instances.lock(inst.project, inst.name):
+            inst = self.d.instances.load(inst.project, inst.name)
+            if self.d.db.get("snapshots", instance_id=inst.id, name=spec["name"]):
+                raise Conflict(f"Snapshot {spec['name']!r} already exists")
+            vol = volume_name(inst.project, inst.name)
+            pool = self._pool(inst)
+            async with self.quiesced(inst):
+                await pool.create_snapshot(vol, spec["name"])
+            try:
+                config = dict(inst.config)
+                self.d.db.insert("snapshots", instance_id=inst.id, name=spec["name"],
+                                 created_at=time.time(), expires_at=spec["expires_at"],
+                                 stateful=False, description=spec["description"],
+                                 architecture=inst.architecture, ephemeral=inst.ephemeral,
+                                 config=config, devices=inst.devices,
+                                 profiles=inst.profiles)
+            except BaseException:
+                await pool.delete_snapshot(vol, spec["name"])
+                raise
+        if spec["expires_at"]:
+            self.wake.set()
+        self.d.bus.lifecycle("instance-snapshot-created", self.url(inst, spec["name"]),
+                             inst.project)
+        LOG.info("instance %s/%s: snapshot %s created", inst.project, inst.name,
+                 spec["name"])
+        return self.row(inst, spec["name"])
+
+    # Change ------------------------------------------------------------------------
+    def update(self, inst: Instance, name: str, body: dict, patch: bool) -> None:
+        """Only the expiry and description of a snapshot may change: it is immutable."""
+        row = self.row(inst, name)
+        values = {}
+        if "expires_at" in body or not patch:
+            values["expires_at"] = parse_time(body.get("expires_at"))
+        if "description" in body or not patch:
+            values["description"] = str(body.get("description") or "")
+        for key in ("config", "devices", "profiles", "architecture", "ephemeral"):
+            if key in body and body[key] not in (None, row[key] if key != "ephemeral"
+                                                 else bool(row[key])):
+                raise BadRequest(f"Snapshots are immutable: {key!r} can't be changed "
+                                 "(only 'expires_at' and 'description')")
+        if values:
+            self.d.db.update("snapshots", {"id": row["id"]}, **values)
+            self.wake.set()
+        self.d.bus.lifecycle("instance-snapshot-updated", self.url(inst, name), inst.project)
+
+    async def rename(self, inst: Instance, old: str, new: object) -> None:
+        new = cfg.validate_snapshot_name(new)
+        async with self.d.instances.lock(inst.project, inst.name):
+            row = self.row(inst, old)
+            if self.d.db.get("snapshots", instance_id=inst.id, name=new):
+                raise Conflict(f"Snapshot {new!r} already exists")
+            vol = volume_name(inst.project, inst.name)
+            pool = self._pool(inst)
+            await pool.unmount_snapshot(vol, old)
+            await pool.rename_snapshot(vol, old, new)
+            self.d.db.update("snapshots", {"id": row["id"]}, name=new)
+        self.d.bus.lifecycle("instance-snapshot-renamed", self.url(inst, new), inst.project,
+                             {"old_name": old})
+
+    async def delete(self, inst: Instance, name: str) -> None:
+        async with self.d.instances.lock(inst.project, inst.name):
+            row = self.row(inst, name)
+            await self._pool(inst).delete_snapshot(volume_name(inst.project, inst.name), name)
+            self.d.db.delete("snapshots", id=row["id"])
+        self.d.bus.lifecycle("instance-snapshot-deleted", self.url(inst, name), inst.project)
+        LOG.info("instance %s/%s: snapshot %s deleted", inst.project, inst.name, name)
+
+    # Restore -----------------------------------------------------------------------
+    async def restore(self, inst: Instance, snap_name: str) -> None:
+        """Root volume and config back to the snapshot; a running instance is restarted."""
+        mgr = self.d.instances
+        async with mgr.lock(inst.project, inst.name):
+            inst = mgr.load(inst.project, inst.name)
+            row = self.row(inst, snap_name)
+            was_running = mgr.pid(inst) is not None
+            if was_running:
+                ephemeral = inst.ephemeral
+                inst.ephemeral = False  # stopping must not delete an ephemeral instance
+                try:
+                    await mgr.stop(inst, True, 0)
+                finally:
+                    inst.ephemeral = ephemeral
+            await self._pool(inst).restore_snapshot(volume_name(inst.project, inst.name),
+                                                    snap_name)
+            config = {k: v for k, v in row["config"].items()
+                      if not k.startswith("volatile.") or k in _DATA_VOLATILE}
+            for key, value in inst.config.items():
+                if key.startswith("volatile.") and key not in _DATA_VOLATILE:
+                    config[key] = value
+            profiles = [p for p in row["profiles"] if self.d.db.get(
+                "profiles", project=self.d.profile_project(inst.project), name=p)]
+            self.d.db.update("instances", {"id": inst.id}, config=config,
+                             devices=row["devices"], profiles=profiles,
+                             architecture=row["architecture"],
+                             ephemeral=bool(row["ephemeral"]))
+            if was_running:
+                await mgr.start(mgr.load(inst.project, inst.name))
+        self.d.bus.lifecycle("instance-restored", inst.url, inst.project,
+                             {"snapshot": snap_name})
+        LOG.info("instance %s/%s restored from snapshot %s", inst.project, inst.name,
+                 snap_name)
+
+    # Expiry --------------------------------------------------------------------------
+    async def expire_due(self) -> float:
+        """Delete snapshots whose time has come; returns seconds until the next one."""
+        now = time.time()
+        rows = self.d.db.conn.execute(
+            "SELECT s.name AS snap, i.project AS project, i.name AS inst, s.expires_at AS "
+            "expires_at FROM snapshots s JOIN instances i ON i.id = s.instance_id "
+            "WHERE s.expires_at > 0 ORDER BY s.expires_at").fetchall()
+        nxt = _MAX_SLEEP
+        for r in rows:
+            if r["expires_at"] > now:
+                nxt = min(nxt, r["expires_at"] - now)
+                break
+            try:
+                inst = self.d.instances.load(r["project"], r["inst"])
+                await self.delete(inst, r["snap"])
+                LOG.info("snapshot %s/%s expired", r["inst"], r["snap"])
+            except NotFound:
+                pass
+            except Exception:  # noqa: BLE001 - keep the loop alive, retry later
+                LOG.exception("could not expire snapshot %s/%s", r["inst"], r["snap"])
+        return max(nxt, 0.05)
+
+    async def expiry_loop(self) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                delay = await self.expire_due()
+            except Exception:  # noqa: BLE001
+                LOG.exception("snapshot expiry pass failed")
+                delay = _MAX_SLEEP
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+
+    async def start(self, app) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.expiry_loop())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+# Copy ----------------------------------------------------------------------------------
+class Copier:
+    """`source.type: copy`: a new instance from a local instance or snapshot."""
+
+    def __init__(self, daemon, snapshots: Snapshots):
+        self.d = daemon
+        self.snaps = snapshots
+
+    def _source(self, project: str, source: dict) -> tuple[Instance, dict | None]:
+        name, snap = split_source(source.get("source"))
+        src_project = source.get("project") or project
+        if not self.d.db.get("projects", name=src_project):
+            raise NotFound(f"Project {src_project!r} not found")
+        inst = self.d.instances.load(src_project, name)
+        return inst, (self.snaps.row(inst, snap) if snap else None)
+
+    async def handler(self, request, project: str, body: dict):
+        from runtime.api import response
+        source = body.get("source") or {}
+        if source.get("refresh"):
+            raise BadRequest("Refreshing an existing copy is not supported by this runtime")
+        src, snap = self._source(project, source)
+        base = snap if snap else {"config": src.config, "devices": src.devices,
+                                  "profiles": src.profiles,
+                                  "architecture": src.architecture}
+        config = {k: v for k, v in base["config"].items() if not k.startswith("volatile.")}
+        config.update(body.get("config") or {})
+        devices = dict(base["devices"])
+        devices.update(body.get("devices") or {})
+        new_body = {"name": body.get("name"), "config": config, "devices": devices,
+                    "profiles": body["profiles"] if body.get("profiles") is not None
+                    else base["profiles"],
+                    "architecture": body.get("architecture") or base["architecture"],
+                    "ephemeral": body.get("ephemeral", False),
+                    "description": body.get("description") or "",
+                    "source": {"type": "copy"}}
+        spec = self.d.instances.validate_new(project, new_body)
+        instance_only = bool(source.get("instance_only")) or snap is not None
+        extra = {k: base["config"][k] for k in _DATA_VOLATILE if k in base["config"]}
+        isolated = cfg.truthy(_econfig(self.d, project, spec).get("security.idmap.isolated"))
+        if isolated:
+            extra.pop("volatile.idmap.base", None)  # its own range, shifted at start
+        if "volatile.base_image" in extra:
+            extra["volatile.apply_template"] = "copy"
+        start = bool(body.get("start"))
+
+        async def run(op):
+            inst = await self.copy(src, snap, project, spec, extra, instance_only)
+            if start:
+                await self.d.instances.change_state(inst, "start", False, 0)
+        url = f"/1.0/instances/{spec['name']}"
+        op = self.d.ops.create("task", "Creating instance", run, project=project,
+                               resources={"instances": [url], "containers": [
+                                   f"/1.0/containers/{spec['name']}"]})
+        return response.async_(op)
+
+    async def copy(self, src: Instance, snap: dict | None, project: str, spec: dict,
+                   extra: dict, instance_only: bool) -> Instance:
+        mgr = self.d.instances
+        inst = mgr.insert(project, spec, extra)
+        src_vol = volume_name(src.project, src.name)
+        dst_vol = volume_name(project, inst.name)
+        src_pool = self.d.pool(src.pool)
+        dst_pool = self.d.pool(inst.pool)
+        try:
+            snaps = [] if instance_only else self.snaps.rows(src)
+            async with mgr.lock(src.project, src.name):
+                if src_pool is dst_pool:
+                    if snap is not None:
+                        await src_pool.copy_instance(src_vol, dst_vol, snap["name"])
+                    else:
+                        async with self.snaps.quiesced(src):
+                            await src_pool.copy_instance(src_vol, dst_vol)
+                    for row in snaps:
+                        await src_pool.copy_snapshot(src_vol, row["name"], dst_vol)
+                else:
+                    await self._copy_across(src, src_pool, src_vol, snap, dst_pool,
+                                            dst_vol, snaps)
+            for row in snaps:
+                self.d.db.insert("snapshots", instance_id=inst.id, name=row["name"],
+                                 created_at=row["created_at"], expires_at=row["expires_at"],
+                                 stateful=False, description=row["description"],
+                                 architecture=row["architecture"],
+                                 ephemeral=row["ephemeral"], config=row["config"],
+                                 devices=row["devices"], profiles=row["profiles"])
+            await mgr._apply_root_size(mgr.load(project, inst.name))
+        except BaseException:
+            await mgr._purge(inst)
+            raise
+        if any(r["expires_at"] for r in snaps):
+            self.snaps.wake.set()
+        self.d.bus.lifecycle("instance-created", inst.url, project)
+        LOG.info("instance %s/%s created as a copy of %s/%s%s", project, inst.name,
+                 src.project, src.name, f"/{snap['name']}" if snap else "")
+        return mgr.load(project, inst.name)
+
+    async def _copy_across(self, src: Instance, src_pool, src_vol: str, snap: dict | None,
+                           dst_pool, dst_vol: str, snaps: list[dict]) -> None:
+        """Between pools of different kinds: rsync each snapshot's view, then the state."""
+        idmap = self.d.instances.idmap_of(src)
+        await dst_pool.create_instance(dst_vol, None, idmap, self.d.default_idmap)
+        dst_root = await dst_pool.mount(dst_vol)
+        src_dir = src_pool.snapshot_path(src_vol, snap["name"]) if snap else \
+            src_pool.instance_path(src_vol)
+        for row in snaps:
+            view = await src_pool.mount_snapshot(src_vol, row["name"])
+            try:
+                await rsync(view, dst_root)
+            finally:
+                await src_pool.unmount_snapshot(src_vol, row["name"])
+            await dst_pool.create_snapshot(dst_vol, row["name"])
+        if snap is not None:
+            view = await src_pool.mount_snapshot(src_vol, snap["name"])
+            try:
+                await rsync(view, dst_root)
+            finally:
+                await src_pool.unmount_snapshot(src_vol, snap["name"])
+        else:
+            view = await src_pool.mount(src_vol)
+            async with self.snaps.quiesced(src):
+                await rsync(view, dst_root)
+        for entry in ("metadata.yaml", "templates"):
+            path = os.path.join(src_dir, entry)
+            if os.path.exists(path):
+                await proc.run(["cp", "-a", "--", path, dst_pool.instance_path(dst_vol)])
+
+
+def _econfig(d, project: str, spec: dict) -> dict:
+    rows = [d.db.get("profiles", project=d.profile_project(project), name=p)
+            for p in spec["profiles"]]
+    return expand([r for r in rows if r], spec["config"], spec["devices"])[0]
+
+
+async def rsync(src: str, dst: str) -> None:
+    """Make dst an exact copy of src (owners by number, hard links, xattrs, deletions)."""
+    await proc.run(["rsync", "-aHAX", "--numeric-ids", "--delete", "--inplace",
+                    src.rstrip("/") + "/", dst.rstrip("/") + "/"])
+
+
+def attach(daemon) -> None:
+    from runtime.images.publish import Publisher
+    snaps = Snapshots(daemon)
+    daemon.snapshots = snaps
+    daemon.publisher = Publisher(daemon, snaps)
+    copier = Copier(daemon, snaps)
+    transfers.get(daemon).register("copy", copier.handler)
+    daemon.copier = copier
+    daemon.start_hooks.append(snaps.start)
+    daemon.stop_hooks.append(snaps.stop)
+

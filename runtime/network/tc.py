@@ -1,0 +1,51 @@
+"""nic `limits.ingress` / `limits.egress` with tc on the host end of the link.
+
+What the container receives leaves the host end, so ingress is a token bucket
+(tbf) on the host end's root qdisc; what the container sends arrives on the
+host end, so egress is a policer on its ingress qdisc (the way LXD does it).
+"""
+from __future__ import annotations
+
+import re
+
+from runtime import proc
+
+_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
+
+
+def parse_rate(value: str) -> int:
+    """Bits per second from an LXD rate ("100Mbit", "1Gbit", "500kbit")."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?bit)(?:/s)?\s*", value or "")
+    if not m:
+        raise ValueError(f"invalid rate {value!r} (use e.g. 10Mbit)")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _burst(bits: int) -> int:
+    # At least one MTU-sized packet plus headroom; a tenth of a second of traffic otherwise.
+    return max(bits // 80, 16 * 1024)
+
+
+async def apply(host_if: str, ingress: str | None, egress: str | None) -> None:
+    """Replace whatever shaping the link had with the requested limits."""
+    await proc.run(["tc", "qdisc", "del", "dev", host_if, "root"], check=False)
+    await proc.run(["tc", "qdisc", "del", "dev", host_if, "ingress"], check=False)
+    if ingress:
+        bits = parse_rate(ingress)
+        await proc.run(["tc", "qdisc", "add", "dev", host_if, "root", "handle", "1:0", "tbf",
+                        "rate", f"{bits}bit", "burst", str(_burst(bits)),
+                        "latency", "50ms"])
+    if egress:
+        bits = parse_rate(egress)
+        await proc.run(["tc", "qdisc", "add", "dev", host_if, "handle", "ffff:0", "ingress"])
+        await proc.run(["tc", "filter", "add", "dev", host_if, "parent", "ffff:0",
+                        "protocol", "all", "u32", "match", "u32", "0", "0", "police",
+                        "rate", f"{bits}bit", "burst", str(_burst(bits)), "mtu", "64kb",
+                        "drop"])
+
+
+async def show(host_if: str) -> str:
+    _rc, out, _ = await proc.run(["tc", "qdisc", "show", "dev", host_if], check=False)
+    _rc2, out2, _ = await proc.run(["tc", "filter", "show", "dev", host_if, "parent",
+                                    "ffff:"], check=False)
+    return out + out2
