@@ -633,8 +633,8 @@ class RuntimeProcess:
             wait_socket(self.socket, timeout)
         except TimeoutError:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"runtime exited with {self.proc.returncode}; "
-                                   f"see {self.log.name}")
+                raise RuntimeError(f"runtime exited with {self.proc.returncode}; see "
+                                   f"/var/tmp/bench-{self.label}-last.log")
             raise
         return (time.perf_counter() - self.t0) * 1000
 

@@ -37,6 +37,7 @@ class ApiTarget:
         self.client = Client(socket_path)
         self.created_profile: str | None = None
         self.created_network: str | None = None
+        self.host_bridge: str | None = None
         self.created_alias = False
         self.config_note = ""
         self._pylxd = None
@@ -120,7 +121,17 @@ class ApiTarget:
             self.created_network = bridge
         except ApiError as e:
             if "exist" not in e.message.lower():
-                bridge = ""
+                # No network API yet: a plain host bridge (no address, no NAT) keeps
+                # the bridged-nic parity with LXD; removed again at teardown.
+                if not os.path.exists(f"/sys/class/net/{bridge}"):
+                    r = subprocess.run(["ip", "link", "add", bridge, "type", "bridge"],
+                                       capture_output=True, check=False)
+                    if r.returncode == 0:
+                        self.host_bridge = bridge
+                subprocess.run(["ip", "link", "set", bridge, "up"], capture_output=True,
+                               check=False)
+                if not os.path.exists(f"/sys/class/net/{bridge}"):
+                    bridge = ""
         if bridge:
             nic = {"type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth0"}
         devs: dict[str, Any] = {"root": {"type": "disk", "path": "/", "pool": pool}}
@@ -171,6 +182,9 @@ class ApiTarget:
                     self.client.call("DELETE", f"/1.0/{kind}/{name}")
                 except (ApiError, OSError):
                     pass
+        if self.host_bridge:
+            subprocess.run(["ip", "link", "del", self.host_bridge], capture_output=True,
+                           check=False)
         if self.created_alias:
             try:
                 self.client.call("DELETE", f"/1.0/images/aliases/{self.image_alias}")
