@@ -1,0 +1,525 @@
+"""Copy and move instances between hosts over websockets (pull and push modes).
+
+The source answers `POST /1.0/instances/<n> {"migration": true}` with a
+websocket operation holding two one-time secrets, `control` and `fs`; the target
+(`source.type: migration`) connects to both over HTTPS, pinning the source's
+certificate and presenting its own. In push mode the roles of who connects are
+swapped; the data flow is the same.
+
+Our own wire format (LXD's protobuf/rsync protocol is not needed between our
+daemons):
+  control, sender -> receiver: JSON header (instance record, profiles, snapshots,
+      the id map the files are owned by on the sender, whether it was running)
+  control, receiver -> sender: {"ready": true} or {"error": ...}
+  fs: for each snapshot (oldest first) then the instance, a tar stream as binary
+      frames ended by the text frame "end"
+  control, receiver -> sender: {"success": true} or {"success": false, "error": ...}
+
+Files travel with their owners as numeric host ids; the receiver shifts them to
+its own id map. Nothing is held in memory beyond one chunk. If either side
+dies, the other sees its websocket close: the receiver removes the half-made
+instance, the sender restarts an instance it had stopped for the move.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import shutil
+
+import aiohttp
+from aiohttp import web
+
+from runtime import proc
+from runtime.errors import BadRequest, Conflict, RuntimeAPIError
+from runtime.instances.idmap import IdMap
+from runtime.storage import shift, volume_name
+
+LOG = logging.getLogger(__name__)
+CHUNK = 4 * 1024 * 1024
+CONNECT_TIMEOUT = 30.0
+INCOMING_KEY = "volatile.migration.incoming"
+# Volatile keys that describe the sender's host, not the instance.
+_HOST_VOLATILE = ("volatile.last_state.idmap", "volatile.idmap.base", "volatile.idmap.current",
+                  "volatile.idmap.next", "volatile.last_state.power", "volatile.apply_template")
+_F_SETPIPE_SZ = 1031
+
+
+class TransferError(RuntimeAPIError):
+    status = 500
+
+
+# CRIU ------------------------------------------------------------------------
+_criu_result: str | None = None
+
+
+async def criu_problem() -> str | None:
+    """Why live migration can't work here (None when `criu check` passes)."""
+    global _criu_result
+    if _criu_result is None:
+        if not shutil.which("criu"):
+            _criu_result = "criu is not installed"
+        else:
+            rc, out, err = await proc.run(["criu", "check"], check=False)
+            _criu_result = "" if rc == 0 else (err or out).strip().splitlines()[-1:][0] \
+                if (err or out).strip() else f"criu check exited {rc}"
+    return _criu_result or None
+
+
+async def refuse_live() -> None:
+    problem = await criu_problem()
+    if problem:
+        raise BadRequest("Live migration needs CRIU, and `criu check` fails on this host "
+                         f"({problem}): stop the instance or migrate it stateless")
+    raise BadRequest("Live migration is not implemented by this runtime: migrate stateless")
+
+
+# Websocket helpers ----------------------------------------------------------------
+async def _recv_json(ws, timeout: float | None = None) -> dict:
+    msg = await ws.receive(timeout=timeout)
+    if msg.type != aiohttp.WSMsgType.TEXT:
+        raise TransferError(f"Migration peer went away ({msg.type.name})")
+    try:
+        data = json.loads(msg.data)
+    except json.JSONDecodeError as exc:
+        raise TransferError(f"Bad migration control message: {exc}")
+    if not isinstance(data, dict):
+        raise TransferError("Bad migration control message")
+    return data
+
+
+async def _send_json(ws, data: dict) -> None:
+    await ws.send_str(json.dumps(data))
+
+
+def _ws_url(operation: str, secret: str) -> str:
+    url = operation.rstrip("/")
+    if url.startswith("https://"):
+        url = "wss://" + url[len("https://"):]
+    elif url.startswith("http://"):
+        url = "ws://" + url[len("http://"):]
+    return f"{url}/websocket?secret={secret}"
+
+
+class _Peer:
+    """Client-side websockets to the other daemon's operation (control and fs)."""
+
+    def __init__(self, d, operation: str, secrets: dict, certificate: str | None):
+        if not operation or not isinstance(secrets, dict) or not secrets.get("control") \
+                or not secrets.get("fs"):
+            raise BadRequest("Migration source needs 'operation' and 'secrets' with "
+                             "'control' and 'fs'")
+        self.d, self.operation, self.secrets = d, operation, secrets
+        self.certificate = certificate
+        self.session: aiohttp.ClientSession | None = None
+
+    async def connect(self) -> tuple:
+        tls = getattr(self.d, "tls", None)
+        ssl_ctx = tls.client_ssl(self.certificate) if tls else False
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=None, connect=CONNECT_TIMEOUT))
+        out = []
+        for name in ("control", "fs"):
+            try:
+                ws = await self.session.ws_connect(
+                    _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx,
+                    max_msg_size=0, autoping=True, heartbeat=None)
+            except (aiohttp.ClientError, OSError) as exc:
+                await self.close()
+                raise BadRequest(f"Can't reach the migration peer at {self.operation}: {exc}")
+            out.append(ws)
+        return tuple(out)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+async def _close(*sockets) -> None:
+    for ws in sockets:
+        if ws is not None and not ws.closed:
+            try:
+                await asyncio.wait_for(ws.close(), 2)
+            except (TimeoutError, OSError, RuntimeError):
+                pass
+
+
+def _websocket_op(d, description: str, run, project: str, resources: dict):
+    """A websocket operation whose metadata is exactly its secrets (what pylxd reads)."""
+    op = d.ops.create("websocket", description, run, project=project, resources=resources,
+                      websockets=["control", "fs"])
+    op.metadata.pop("fds", None)
+    op.metadata.update(op.secrets)
+    return op
+
+
+# Sender -------------------------------------------------------------------------
+async def _tar_send(fs, directory: str, entries: list[str]) -> int:
+    """Stream a tar of directory/entries as binary frames, then the "end" frame."""
+    entries = [e for e in entries if os.path.lexists(os.path.join(directory, e))]
+    p = await asyncio.create_subprocess_exec(
+        "tar", "-c", "-f", "-", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+        "-C", directory, "--", *entries,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+    try:
+        fcntl.fcntl(p.stdout._transport.get_extra_info("pipe").fileno(), _F_SETPIPE_SZ,
+                    1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+    total = 0
+    try:
+        buf = bytearray()
+        while True:
+            data = await p.stdout.read(CHUNK)
+            if data:
+                buf += data
+                if len(buf) < CHUNK // 2:
+                    continue
+            if buf:
+                await fs.send_bytes(bytes(buf))
+                total += len(buf)
+                buf.clear()
+            if not data:
+                break
+        err = await p.stderr.read()
+        rc = await p.wait()
+        if rc != 0:
+            raise TransferError(f"tar failed on the source: {err.decode(errors='replace')}")
+        await fs.send_str("end")
+        return total
+    finally:
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+def _record(inst) -> dict:
+    return {"name": inst.name, "architecture": inst.architecture, "config": inst.config,
+            "devices": inst.devices, "profiles": inst.profiles, "ephemeral": inst.ephemeral,
+            "description": inst.description, "stateful": inst.stateful}
+
+
+class Sender:
+    def __init__(self, d, inst, body: dict):
+        self.d, self.inst = d, inst
+        self.instance_only = bool(body.get("instance_only") or body.get("container_only"))
+        self.allow_inconsistent = bool(body.get("allow_inconsistent"))
+
+    def header(self, running: bool) -> dict:
+        d, inst = self.d, self.inst
+        profiles = {}
+        for name in inst.profiles:
+            row = d.db.get("profiles", project=d.profile_project(inst.project), name=name)
+            if row:
+                profiles[name] = {"config": row["config"], "devices": row["devices"],
+                                  "description": row["description"]}
+        snaps = [] if self.instance_only else [
+            {k: s[k] for k in ("name", "created_at", "expires_at", "stateful", "description",
+                               "architecture", "ephemeral", "config", "devices", "profiles")}
+            for s in d.db.select("snapshots", {"instance_id": inst.id}, order="id")]
+        return {"version": 1, "instance": _record(inst), "profiles": profiles,
+                "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
+                "running": running}
+
+    async def run(self, control, fs) -> None:
+        d = self.d
+        async with d.instances.lock(self.inst.project, self.inst.name):
+            inst = self.inst = d.instances.load(self.inst.project, self.inst.name)
+            running = d.instances.pid(inst) is not None
+            stop_it = running and not self.allow_inconsistent
+            header = self.header(stop_it)
+            await _send_json(control, header)
+            reply = await _recv_json(control, CONNECT_TIMEOUT * 4)
+            if not reply.get("ready"):
+                raise TransferError(f"Migration target refused: {reply.get('error')}")
+            stopped = False
+            try:
+                if stop_it:
+                    await d.instances.stop(inst, True, 0)
+                    stopped = True
+                pool = d.instances.pool(inst)
+                vol = volume_name(inst.project, inst.name)
+                for snap in header["snapshots"]:
+                    await pool.mount_snapshot(vol, snap["name"])
+                    try:
+                        await _tar_send(fs, pool.snapshot_path(vol, snap["name"]),
+                                        ["rootfs", "metadata.yaml", "templates"])
+                    finally:
+                        await pool.unmount_snapshot(vol, snap["name"])
+                await pool.mount(vol)
+                sent = await _tar_send(fs, pool.instance_path(vol),
+                                       ["rootfs", "metadata.yaml", "templates"])
+                result = await _recv_json(control, None)
+                if not result.get("success"):
+                    raise TransferError(f"Migration target failed: {result.get('error')}")
+                LOG.info("instance %s/%s sent (%d bytes of root filesystem)", inst.project,
+                         inst.name, sent)
+                if stopped:
+                    d.instances._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+            except BaseException:
+                if stopped:
+                    try:
+                        await d.instances.start(d.instances.load(inst.project, inst.name))
+                    except Exception as exc:  # noqa: BLE001 - report the first error
+                        LOG.error("restarting %s after a failed move: %s", inst.name, exc)
+                raise
+            finally:
+                if d.instances.pid(inst) is None:
+                    await d.instances.pool(inst).unmount(volume_name(inst.project, inst.name))
+
+
+async def migrate_source(request: web.Request, inst, body: dict) -> web.Response:
+    """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance."""
+    d = request.app["daemon"]
+    if body.get("live"):
+        await refuse_live()
+    sender = Sender(d, inst, body)
+    resources = {"instances": [inst.url], "containers": [inst.url.replace(
+        "/1.0/instances/", "/1.0/containers/")]}
+    target = body.get("target")
+    if isinstance(target, dict) and target.get("operation"):
+        peer = _Peer(d, target["operation"], target.get("secrets") or {},
+                     target.get("certificate"))
+
+        async def push(op):
+            control, fs = await peer.connect()
+            try:
+                await sender.run(control, fs)
+            finally:
+                await _close(control, fs)
+                await peer.close()
+        return _async(d.ops.create("task", "Migrating instance", push, project=inst.project,
+                                   resources=resources, cancellable=True))
+
+    async def pull(op):
+        try:
+            control = await op.socket("control", CONNECT_TIMEOUT)
+            fs = await op.socket("fs", CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise TransferError("Migration target never connected")
+        try:
+            await sender.run(control, fs)
+        finally:
+            for key in ("control", "fs"):
+                op.metadata.pop(key, None)
+    return _async(_websocket_op(d, "Migrating instance", pull, inst.project, resources))
+
+
+def _async(op) -> web.Response:
+    from runtime.api import response
+    return response.async_(op)
+
+
+# Receiver -----------------------------------------------------------------------
+async def _tar_receive(fs, directory: str) -> int:
+    p = await asyncio.create_subprocess_exec(
+        "tar", "-x", "-f", "-", "--numeric-owner", "--same-owner", "--same-permissions",
+        "--xattrs", "--xattrs-include=*", "-C", directory,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    total = 0
+    try:
+        while True:
+            msg = await fs.receive()
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                p.stdin.write(msg.data)
+                total += len(msg.data)
+                await p.stdin.drain()
+            elif msg.type == aiohttp.WSMsgType.TEXT and msg.data == "end":
+                break
+            else:
+                raise TransferError(f"Migration source went away mid-transfer "
+                                    f"({msg.type.name})")
+        p.stdin.close()
+        err = await p.stderr.read()
+        if await p.wait() != 0:
+            raise TransferError(f"tar failed on the target: {err.decode(errors='replace')}")
+        return total
+    finally:
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+async def _empty_dir(path: str) -> None:
+    for entry in os.listdir(path):
+        full = os.path.join(path, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            await proc.run(["rm", "-rf", "--one-file-system", "--", full])
+        else:
+            os.unlink(full)
+
+
+class Receiver:
+    def __init__(self, d, project: str, body: dict):
+        self.d, self.project, self.body = d, project, body
+        self.inst = None
+
+    def _spec(self, header: dict) -> dict:
+        src = header.get("instance") or {}
+        body = self.body
+        merged = {"name": body.get("name") or src.get("name"), "type": "container",
+                  "architecture": body.get("architecture") or src.get("architecture"),
+                  "ephemeral": body.get("ephemeral", src.get("ephemeral", False)),
+                  "description": body.get("description", src.get("description", "")),
+                  "source": {"type": "migration"}}
+        for key in ("config", "devices", "profiles"):
+            merged[key] = body[key] if body.get(key) is not None else src.get(key)
+        merged["config"] = {k: v for k, v in (merged["config"] or {}).items()
+                            if k not in _HOST_VOLATILE and not (
+                                k.startswith("volatile.") and k.endswith(".host_name"))}
+        return self.d.instances.validate_new(self.project, merged)
+
+    def _ensure_profiles(self, header: dict, names: list[str]) -> None:
+        """Profiles the instance uses follow it when the target doesn't have them."""
+        d = self.d
+        pproj = d.profile_project(self.project)
+        for name in names or []:
+            prof = (header.get("profiles") or {}).get(name)
+            if prof is not None and not d.db.get("profiles", project=pproj, name=name):
+                d.db.insert("profiles", project=pproj, name=name,
+                            description=prof.get("description") or "",
+                            config=prof.get("config") or {}, devices=prof.get("devices") or {})
+                d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", self.project)
+
+    async def run(self, control, fs) -> None:
+        d = self.d
+        header = await _recv_json(control, CONNECT_TIMEOUT * 4)
+        try:
+            if header.get("version") != 1:
+                raise BadRequest("Migration source speaks an unknown protocol version")
+            body_profiles = self.body.get("profiles")
+            self._ensure_profiles(header, body_profiles if body_profiles is not None
+                                  else (header.get("instance") or {}).get("profiles"))
+            spec = self._spec(header)
+        except RuntimeAPIError as exc:
+            await _send_json(control, {"error": str(exc)})
+            raise
+        inst = d.instances.insert(self.project, spec, {INCOMING_KEY: "true"})
+        self.inst = inst
+        try:
+            await self._receive(inst, header, control, fs)
+        except BaseException as exc:
+            LOG.warning("incoming migration of %s failed: %s", inst.name, exc)
+            try:
+                await d.instances._purge(inst)
+            finally:
+                if not control.closed:
+                    try:
+                        await _send_json(control, {"success": False, "error": str(exc)})
+                    except (OSError, RuntimeError, ConnectionError):
+                        pass
+            raise
+        d.bus.lifecycle("instance-created", inst.url, self.project)
+        if header.get("running") or self.body.get("start"):
+            await d.instances.change_state(d.instances.load(self.project, inst.name),
+                                           "start", False, 0)
+
+    async def _receive(self, inst, header: dict, control, fs) -> None:
+        d = self.d
+        mgr = d.instances
+        async with mgr.lock(self.project, inst.name):
+            idmap = mgr.wanted_idmap(inst)
+            src_map = IdMap.decode(header.get("idmap") or "0:0")
+            pool = mgr.pool(inst)
+            vol = volume_name(self.project, inst.name)
+            await pool.create_instance(vol, None, idmap, d.default_idmap)
+            path = pool.instance_path(vol)
+            await _send_json(control, {"ready": True})
+            received = 0
+            for snap in header.get("snapshots") or []:
+                await _empty_dir(path + "/rootfs")
+                received += await _tar_receive(fs, path)
+                await asyncio.to_thread(shift.shift_tree, path + "/rootfs", src_map, idmap)
+                await pool.create_snapshot(vol, snap["name"])
+                d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
+                            created_at=snap.get("created_at") or 0,
+                            expires_at=snap.get("expires_at") or 0,
+                            stateful=bool(snap.get("stateful")),
+                            description=snap.get("description") or "",
+                            architecture=snap.get("architecture") or inst.architecture,
+                            ephemeral=bool(snap.get("ephemeral")),
+                            config=snap.get("config") or {}, devices=snap.get("devices") or {},
+                            profiles=snap.get("profiles") or [])
+                for entry in ("metadata.yaml", "templates"):
+                    full = os.path.join(path, entry)
+                    if os.path.isdir(full):
+                        shutil.rmtree(full)
+                    elif os.path.lexists(full):
+                        os.unlink(full)
+            await _empty_dir(path + "/rootfs")
+            received += await _tar_receive(fs, path)
+            await asyncio.to_thread(shift.shift_tree, path + "/rootfs", src_map, idmap)
+            mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+                                     "volatile.idmap.base": str(idmap.base),
+                                     INCOMING_KEY: None})
+            await mgr._apply_root_size(inst)
+            await _send_json(control, {"success": True})
+            LOG.info("instance %s/%s received (%d bytes)", self.project, inst.name, received)
+
+
+async def create_from_migration(request: web.Request, project: str, body: dict):
+    """`POST /1.0/instances` with `source.type: migration` (pull or push mode)."""
+    d = request.app["daemon"]
+    source = body.get("source") or {}
+    if source.get("live") or body.get("live"):
+        await refuse_live()
+    name = body.get("name")
+    if not name:
+        raise BadRequest("A migrated instance needs a 'name'")
+    if d.db.get("instances", project=project, name=name):
+        raise Conflict(f"Instance {name!r} already exists")
+    receiver = Receiver(d, project, body)
+    resources = {"instances": [f"/1.0/instances/{name}"],
+                 "containers": [f"/1.0/containers/{name}"]}
+    mode = source.get("mode") or "pull"
+    if mode == "push":
+        async def wait_push(op):
+            try:
+                control = await op.socket("control", CONNECT_TIMEOUT)
+                fs = await op.socket("fs", CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise TransferError("Migration source never connected")
+            try:
+                await receiver.run(control, fs)
+            finally:
+                for key in ("control", "fs"):
+                    op.metadata.pop(key, None)
+        return _async(_websocket_op(d, "Creating instance", wait_push, project, resources))
+    if mode != "pull":
+        raise BadRequest(f"Unknown migration mode {mode!r} (pull or push)")
+    peer = _Peer(d, source.get("operation"), source.get("secrets") or {},
+                 source.get("certificate"))
+
+    async def pull(op):
+        control, fs = await peer.connect()
+        try:
+            await receiver.run(control, fs)
+        finally:
+            await _close(control, fs)
+            await peer.close()
+    return _async(d.ops.create("task", "Creating instance", pull, project=project,
+                               resources=resources, cancellable=True))
+
+
+async def purge_incomplete(d) -> None:
+    """After a crash mid-transfer: drop instances that never finished arriving."""
+    for inst in d.instances.list(None):
+        if inst.config.get(INCOMING_KEY) and d.instances.pid(inst) is None:
+            LOG.warning("removing %s/%s: its migration never completed", inst.project,
+                        inst.name)
+            await d.instances._purge(inst)
+
+
+def attach(daemon) -> None:
+    from runtime.instances import transfers
+    reg = transfers.get(daemon)
+    reg.register("migration", create_from_migration)
+    reg.migrate_source = migrate_source
+
+    async def on_start(app) -> None:
+        await purge_incomplete(daemon)
+    daemon.start_hooks.append(on_start)
