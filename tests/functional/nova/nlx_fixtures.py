@@ -25,7 +25,9 @@ from nova_lxd_py import client as lxd_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
-NAME_PREFIX = "nlx-nova-"
+# Per test process, so parallel workers sharing one LXD never touch each
+# other's containers.
+NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
 
 
 def busybox_image() -> str:

@@ -1,0 +1,117 @@
+"""Daemon-level behaviour: events, restart with running containers, validation, socket."""
+import json
+import os
+import stat
+import threading
+import time
+
+import pylxd
+import pytest
+from ws4py.client.threadedclient import WebSocketClient
+
+
+def test_socket_is_root_only(daemon):
+    st = os.stat(daemon.socket)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o660)
+
+
+def test_api_root_and_server_info(client):
+    info = client.host_info
+    assert info["api_version"] == "1.0" and info["auth"] == "trusted"
+    env = info["environment"]
+    assert env["driver"] == "lxc" and env["server_pid"] > 0
+    assert "x86_64" in env["architectures"] and env["kernel_version"]
+    assert "instances" in info["api_extensions"]
+
+
+def test_events_stream_lifecycle_and_operations(daemon, client, make_instance):
+    got: list[dict] = []
+
+    class Listener(WebSocketClient):
+        def received_message(self, message):
+            got.append(json.loads(message.data))
+
+    ws = client.events(websocket_client=Listener, event_types={pylxd.EventType.Lifecycle, pylxd.EventType.Operation})
+    ws.connect()
+    threading.Thread(target=ws.run_forever, daemon=True).start()
+    time.sleep(0.2)
+    inst = make_instance()
+    inst.stop(force=True, wait=True)
+    time.sleep(0.3)
+    ws.close()
+    actions = [e["metadata"]["action"] for e in got if e["type"] == "lifecycle"]
+    assert "instance-created" in actions and "instance-started" in actions
+    assert "instance-stopped" in actions
+    assert any(e["type"] == "operation" and e["metadata"]["status"] == "Success" for e in got)
+
+
+def test_restart_keeps_running_containers(daemon, client, make_instance):
+    inst = make_instance()
+    pid = inst.state().pid
+    inst.execute(["sh", "-c", "echo before > /root/mark"])
+    t0 = time.time()
+    daemon.stop()
+    assert os.path.exists(f"/proc/{pid}"), "the container must survive the daemon"
+    daemon.start()
+    startup = time.time() - t0
+    fresh = daemon.client()
+    again = fresh.instances.get(inst.name)
+    assert again.status == "Running" and again.state().pid == pid
+    assert again.execute(["cat", "/root/mark"]).stdout == "before\n"
+    again.stop(force=True, wait=True)
+    assert fresh.instances.get(inst.name).status == "Stopped"
+    assert startup < 5
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"name": "bad_name", "source": {"type": "none"}}, 400, "Invalid instance name"),
+    ({"name": "9lives", "source": {"type": "none"}}, 400, "Invalid instance name"),
+    ({"name": "ok1", "config": {"limits.memory": "lots"}, "source": {"type": "none"}}, 400,
+     "limits.memory"),
+    ({"name": "ok1", "config": {"no.such.key": "1"}, "source": {"type": "none"}}, 400,
+     "no.such.key"),
+    ({"name": "ok1", "devices": {"d": {"type": "floppy"}}, "source": {"type": "none"}}, 400,
+     "floppy"),
+    ({"name": "ok1", "profiles": ["nope"], "source": {"type": "none"}}, 400, "nope"),
+    ({"name": "ok1", "architecture": "z80", "source": {"type": "none"}}, 400, "z80"),
+    ({"name": "ok1", "source": {"type": "teleport"}}, 400, "teleport"),
+])
+def test_validation_errors(client, body, status, words):
+    with pytest.raises(pylxd.exceptions.LXDAPIException) as exc:
+        client.instances.create(body, wait=True)
+    assert exc.value.response.status_code == status
+    assert words in str(exc.value)
+    assert not client.instances.exists(body["name"])
+
+
+def test_bad_json_and_unknown_paths(client):
+    resp = client.api.instances.session.post(client.api.instances._api_endpoint,
+                                             data=b"{not json", timeout=10)
+    assert resp.status_code == 400 and "Invalid JSON" in resp.json()["error"]
+    resp = client.api.session.get(client.api._api_endpoint + "/nothing-here", timeout=10)
+    assert resp.status_code == 404 and resp.json()["type"] == "error"
+
+
+def test_duplicate_name_conflict(client, make_instance):
+    inst = make_instance(start=False)
+    with pytest.raises(pylxd.exceptions.LXDAPIException) as exc:
+        client.instances.create({"name": inst.name, "source": {"type": "none"}}, wait=True)
+    assert exc.value.response.status_code == 409
+
+
+def test_running_instance_cannot_be_deleted(make_instance):
+    inst = make_instance()
+    with pytest.raises(pylxd.exceptions.LXDAPIException) as exc:
+        inst.delete(wait=True)
+    assert exc.value.response.status_code == 400 and "running" in str(exc.value)
+
+
+def test_operation_wait_and_list(client, make_instance):
+    inst = make_instance(start=False)
+    resp = client.api.instances[inst.name].state.put(json={"action": "start"})
+    op_url = resp.json()["operation"]
+    waited = client.api.session.get(client.api._api_endpoint.rstrip("/1.0") + op_url +
+                                    "/wait?timeout=10", timeout=15).json()["metadata"]
+    assert waited["status"] == "Success"
+    assert client.api.operations.get().json()["type"] == "sync"
