@@ -1,0 +1,74 @@
+"""/1.0/projects: CRUD, rename and state."""
+from aiohttp import web
+
+from runtime.api import daemon, read_json, recursion, response
+from runtime.errors import BadRequest
+
+
+def _projects(request: web.Request):
+    d = daemon(request)
+    if not hasattr(d, "projects"):
+        raise BadRequest("Projects are not supported by this runtime build")
+    return d.projects
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    p = _projects(request)
+    rows = daemon(request).db.select("projects", order="name")
+    if recursion(request):
+        return response.sync([p.render(r) for r in rows])
+    return response.sync([f"/1.0/projects/{r['name']}" for r in rows])
+
+
+async def create_project(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    _projects(request).create(body.get("name"), str(body.get("description") or ""),
+                              body.get("config") or {})
+    return response.created(f"/1.0/projects/{body['name']}")
+
+
+async def get_project(request: web.Request) -> web.Response:
+    p = _projects(request)
+    row = p.get(request.match_info["name"])
+    return response.sync(p.render(row))
+
+
+async def update_project(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    desc = body.get("description")
+    _projects(request).update(request.match_info["name"], body.get("config"),
+                              None if desc is None else str(desc), request.method == "PATCH")
+    return response.sync({})
+
+
+async def rename_project(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    _projects(request).rename(request.match_info["name"], body.get("name"))
+    return response.created(f"/1.0/projects/{body['name']}")
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    _projects(request).delete(request.match_info["name"])
+    return response.sync({})
+
+
+async def project_state(request: web.Request) -> web.Response:
+    d = daemon(request)
+    p = _projects(request)
+    name = p.get(request.match_info["name"])["name"]
+    n = len(d.db.select("instances", {"project": name}))
+    return response.sync({"resources": {
+        "containers": {"limit": -1, "usage": n}, "instances": {"limit": -1, "usage": n},
+        "virtual-machines": {"limit": -1, "usage": 0}}})
+
+
+ROUTES = [
+    ("GET", "/1.0/projects", list_projects, False),
+    ("POST", "/1.0/projects", create_project, False),
+    ("GET", "/1.0/projects/{name}", get_project, False),
+    ("PUT", "/1.0/projects/{name}", update_project, False),
+    ("PATCH", "/1.0/projects/{name}", update_project, False),
+    ("POST", "/1.0/projects/{name}", rename_project, False),
+    ("DELETE", "/1.0/projects/{name}", delete_project, False),
+    ("GET", "/1.0/projects/{name}/state", project_state, False),
+]
