@@ -202,13 +202,17 @@ class TLS:
         request["trusted"] = False
         if self.route_untrusted_ok(request):
             return await handler(request)
+        images = getattr(self.d, "remote_images", None)
+        public = images.untrusted_handler(request) if images is not None else None
+        if public is not None:  # public images are served to anyone (image server role)
+            return await public(request)
         return _forbidden("not authorized")
 
     # Listener ------------------------------------------------------------------
     def _build_https_app(self, app: web.Application) -> web.Application:
         """The same endpoints as the unix socket, behind the trust gate."""
         from runtime.api import error_middleware
-        https = web.Application(middlewares=[self.middleware, error_middleware],
+        https = web.Application(middlewares=[error_middleware, self.middleware],
                                 client_max_size=0)
         for key in app:
             https[key] = app[key]
