@@ -61,7 +61,7 @@ async def delete_network(request: web.Request) -> web.Response:
 
 
 async def network_state(request: web.Request) -> web.Response:
-    return response.sync(_nets(request).state(request.match_info["name"]))
+    return response.sync(await _nets(request).state(request.match_info["name"]))
 
 
 async def network_leases(request: web.Request) -> web.Response:

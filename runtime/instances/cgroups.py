@@ -85,10 +85,32 @@ def limits(config: dict, v2: bool | None = None) -> dict[str, str]:
     if procs:
         out["pids.max"] = procs
     disk_prio = config.get("limits.disk.priority")
-    if disk_prio:
+    knob = "io.weight" if v2 else blkio_weight_knob()
+    if disk_prio and knob:
         weight = 10 + int(disk_prio) * 99
-        out["io.weight" if v2 else "blkio.weight"] = str(weight if v2 else min(1000, weight))
+        out[knob] = str(weight if v2 else min(1000, weight))
     return out
+
+
+def blkio_weight_knob() -> str | None:
+    """The v1 blkio weight file this kernel offers, if any.
+
+    blkio.weight exists only with CFQ (gone since 5.0) and blkio.bfq.weight only
+    when BFQ is built in; without either, limits.disk.priority cannot be applied
+    and is skipped (reported by host_capabilities()) instead of failing the start.
+    """
+    for knob in ("blkio.weight", "blkio.bfq.weight"):
+        if os.path.exists(os.path.join(CGROUP_ROOT, "blkio", knob)):
+            return knob
+    return None
+
+
+def host_capabilities() -> dict[str, bool]:
+    """Which limits this host can enforce (for logs, /1.0/resources and tests)."""
+    v2 = unified_only()
+    return {"limits.disk.priority": bool(v2 or blkio_weight_knob()),
+            "limits.read/write": v2 or os.path.exists(
+                os.path.join(CGROUP_ROOT, "blkio", "blkio.throttle.read_bps_device"))}
 
 
 def lxc_key(setting: str, v2: bool | None = None) -> str:

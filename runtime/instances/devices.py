@@ -1,25 +1,167 @@
-"""Device handling around an instance's life: sources of disk devices, hooks, hotplug.
+"""Devices around an instance's life: sources resolved at start, limits, hotplug.
 
-The lxc config renders devices at start; this module resolves what needs the
-daemon (pool volumes as disk sources) and applies changes to running instances.
+The lxc config renders devices at start; this module prepares what that needs
+(pool volumes, per-instance device nodes, managed bridges), applies what liblxc
+cannot express (tc shaping, blkio throttles) once the container runs, and
+plugs/unplugs devices of running instances:
+
+- nics: veth (bridged, p2p) and macvlan links are made with pyroute2 and moved
+  into the container's network namespace (found through its init pid);
+  `physical` moves a host link in and gives it back on unplug.
+- disks and unix-char/unix-block: bind mounts are injected into the container's
+  mount namespace by a helper (`mountinject`, open_tree + setns + move_mount),
+  never through /proc/PID/root; device nodes are made per instance with the
+  requested uid/gid/mode, so the host's own nodes are never chowned.
 """
+from __future__ import annotations
+
+import asyncio
 import logging
 import os
+import secrets
+import shutil
+import stat
+import sys
 
-from runtime.errors import BadRequest
+from runtime import proc
+from runtime.errors import BadRequest, CommandFailed
+from runtime.instances import cgroups
+from runtime.instances.config import parse_size, truthy
+from runtime.storage import volume_name
 
 LOG = logging.getLogger(__name__)
+VETH_KINDS = ("bridged", "p2p")
+
+
+def nictype(dev: dict) -> str:
+    return dev.get("nictype") or "bridged"
+
+
+def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
+    strip = lambda d: {k: v for k, v in d.items() if k not in keys}  # noqa: E731
+    return strip(old) == strip(new)
+
+
+def block_device_of(path: str) -> str | None:
+    """MAJOR:MINOR of the whole disk holding `path` (blkio throttles want the disk)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
+    sysdir = f"/sys/dev/block/{major}:{minor}"
+    if not os.path.exists(sysdir):
+        return None  # not a block device (overlay, tmpfs, btrfs subvolume anon dev...)
+    if os.path.exists(os.path.join(sysdir, "partition")):
+        try:
+            with open(os.path.join(os.path.realpath(sysdir), "..", "dev")) as f:
+                return f.read().strip()
+        except OSError:
+            return None
+    return f"{major}:{minor}"
+
+
+def _io_limit(value: str) -> tuple[str, int]:
+    """('bps'|'iops', amount) from "10MB" / "100iops"."""
+    v = value.strip()
+    if v.endswith("iops"):
+        return "iops", int(v[:-4])
+    return "bps", parse_size(v)
+
+
+def blkio_settings(dev: dict, devno: str) -> dict[str, str]:
+    """v1 blkio throttle files for a disk device's limits.read/write/max."""
+    out = {}
+    for key, ops in (("limits.max", ("read", "write")), ("limits.read", ("read",)),
+                     ("limits.write", ("write",))):
+        if dev.get(key):
+            kind, amount = _io_limit(dev[key])
+            for op in ops:
+                out[f"blkio.throttle.{op}_{kind}_device"] = f"{devno} {amount}"
+    return out
 
 
 class Devices:
     def __init__(self, daemon):
         self.d = daemon
 
+    # Helpers -----------------------------------------------------------------
+    def _node_dir(self, inst) -> str:
+        # Under LXD_DIR (0711), not logs (0700): an unprivileged container's root
+        # must be able to reach the bind source while liblxc sets it up.
+        return os.path.join(self.d.paths.lxd_dir, "devices",
+                            volume_name(inst.project, inst.name))
+
+    def _make_node(self, inst, devname: str, dev: dict) -> str | None:
+        """A device node of the instance's own, owned and moded as the device asks."""
+        src = dev.get("source") or dev.get("path")
+        if dev.get("major") and dev.get("minor"):
+            rdev = os.makedev(int(dev["major"]), int(dev["minor"]))
+        else:
+            try:
+                st = os.stat(src)
+            except OSError:
+                if dev.get("required", "true") == "false":
+                    return None
+                raise BadRequest(f"device {devname!r}: {src!r} does not exist on the host")
+            if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+                raise BadRequest(f"device {devname!r}: {src!r} is not a device node")
+            rdev = st.st_rdev
+        kind = stat.S_IFCHR if dev["type"] == "unix-char" else stat.S_IFBLK
+        mode = int(dev.get("mode") or "0660", 8)
+        os.makedirs(self._node_dir(inst), mode=0o711, exist_ok=True)
+        node = os.path.join(self._node_dir(inst), "unix." + devname.replace("/", "-"))
+        if os.path.lexists(node):
+            os.unlink(node)
+        os.mknod(node, kind | mode, rdev)
+        os.chmod(node, mode)
+        idmap = self.d.instances.idmap_of(inst)
+        os.chown(node, idmap.to_host(int(dev.get("uid") or 0)),
+                 idmap.to_host(int(dev.get("gid") or 0)))
+        return node
+
+    def _cgroup_dev(self, dev: dict, node: str) -> str:
+        st = os.stat(node)
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b"
+        return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} rwm"
+
+    async def _inject(self, pid: int, source: str, target: str, readonly: bool = False,
+                      recursive: bool = False, owner: tuple[int, int] | None = None) -> None:
+        argv = [sys.executable, "-m", "runtime.instances.mountinject", "mount", str(pid),
+                source, target]
+        if readonly:
+            argv.append("--ro")
+        if recursive:
+            argv.append("--rbind")
+        if owner:
+            argv.append(f"--owner={owner[0]}:{owner[1]}")
+        await proc.run(argv, env=self._helper_env())
+
+    async def _eject(self, pid: int, target: str) -> None:
+        await proc.run([sys.executable, "-m", "runtime.instances.mountinject", "umount",
+                        str(pid), target], check=False, env=self._helper_env())
+
+    def _helper_env(self) -> dict:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": root}
+
+    async def _in_netns(self, pid: int, commands: list[str]) -> None:
+        """Run `ip` commands inside the container's network namespace (host root)."""
+        await proc.run(["nsenter", "-t", str(pid), "-n", "ip", "-batch", "-"],
+                       input=("\n".join(commands) + "\n").encode())
+
+    # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
-        """Host paths for disk devices backed by pool volumes (`pool` + `source`)."""
+        """Host paths for pool-volume disks and the instance's own unix device nodes."""
         out = {}
         for name, dev in inst.expanded_devices.items():
-            if dev.get("type") != "disk" or dev.get("path") == "/" or not dev.get("pool"):
+            dtype = dev.get("type")
+            if dtype in ("unix-char", "unix-block"):
+                node = self._make_node(inst, name, dev)
+                if node:
+                    out[name] = node
+                continue
+            if dtype != "disk" or dev.get("path") == "/" or not dev.get("pool"):
                 continue
             pool = self.d.pool(dev["pool"])
             path = pool.custom_path(dev["source"])
@@ -30,16 +172,278 @@ class Devices:
         return out
 
     async def before_start(self, inst) -> None:
-        return None
+        """Managed bridges must exist before liblxc attaches veths to them."""
+        nets = getattr(self.d, "networks", None)
+        for name, dev in inst.expanded_devices.items():
+            if dev.get("type") != "nic":
+                continue
+            if dev.get("network"):
+                if nets is None or not nets.managed(dev["network"]):
+                    raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
+                row = nets.get(dev["network"])
+                from runtime.network import netlink
+                if not netlink.exists(dev["network"]):
+                    await nets.bring_up(dev["network"], row["config"])
+            elif nictype(dev) in ("bridged", "macvlan", "physical") and not dev.get("parent"):
+                raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
+
+    async def after_start(self, inst, pid: int) -> None:
+        """What liblxc's config cannot say: tc shaping and blkio throttles."""
+        for name, dev in inst.expanded_devices.items():
+            if dev.get("type") == "nic":
+                await self._nic_limits(inst, name, dev)
+            elif dev.get("type") == "disk":
+                await self._disk_limits(inst, name, dev)
+
+    async def _nic_limits(self, inst, name: str, dev: dict, force: bool = False) -> None:
+        if not (dev.get("limits.ingress") or dev.get("limits.egress")
+                or dev.get("limits.max") or force):
+            return
+        if nictype(dev) not in VETH_KINDS:
+            raise BadRequest(f"nic {name!r}: limits.ingress/egress need a veth nic "
+                             "(bridged or p2p)")
+        host_if = self.host_name(inst, name, dev)
+        if not host_if:
+            return
+        from runtime.network import tc
+        try:
+            await tc.apply(host_if, dev.get("limits.ingress") or dev.get("limits.max"),
+                           dev.get("limits.egress") or dev.get("limits.max"))
+        except ValueError as exc:
+            raise BadRequest(f"nic {name!r}: {exc}")
+
+    def host_name(self, inst, name: str, dev: dict) -> str | None:
+        return dev.get("host_name") or inst.config.get(f"volatile.{name}.host_name")
+
+    def _disk_source_path(self, inst, name: str, dev: dict) -> str | None:
+        if dev.get("path") == "/":
+            return self.d.pool(dev.get("pool") or inst.pool).instance_path(
+                volume_name(inst.project, inst.name))
+        if dev.get("pool"):
+            return self.d.pool(dev["pool"]).custom_path(dev["source"])
+        return dev.get("source")
+
+    async def _disk_limits(self, inst, name: str, dev: dict, force: bool = False) -> None:
+        if not any(dev.get(k) for k in ("limits.read", "limits.write", "limits.max")) \
+                and not force:
+            return
+        if cgroups.unified_only():
+            raise BadRequest(f"disk {name!r}: disk limits need cgroup v1 blkio on this runtime")
+        src = self._disk_source_path(inst, name, dev)
+        devno = block_device_of(src) if src else None
+        if devno is None:
+            LOG.warning("instance %s: disk %s limits not applied: %s is not on a block device",
+                        inst.name, name, src)
+            return
+        settings = blkio_settings(dev, devno)
+        if force:
+            for op in ("read", "write"):
+                for kind in ("bps", "iops"):
+                    settings.setdefault(f"blkio.throttle.{op}_{kind}_device", f"{devno} 0")
+        try:
+            for key, value in settings.items():
+                await self.d.instances.lxc.set_cgroup(self.d.instances.paths(inst).name,
+                                                      key, value)
+        except ValueError as exc:
+            raise BadRequest(f"disk {name!r}: {exc}")
 
     async def after_stop(self, inst) -> None:
-        return None
+        shutil.rmtree(self._node_dir(inst), ignore_errors=True)
+        await self._drop_ifbs(inst)
+
+    async def _drop_ifbs(self, inst) -> None:
+        from runtime.network import netlink, tc
+        for name, dev in inst.expanded_devices.items():
+            host_if = self.host_name(inst, name, dev) if dev.get("type") == "nic" else None
+            if host_if and netlink.exists(tc.ifb_name(host_if)):
+                await tc.remove(host_if)
 
     async def before_delete(self, inst) -> None:
-        return None
+        shutil.rmtree(self._node_dir(inst), ignore_errors=True)
 
+    # Hotplug -------------------------------------------------------------------
     async def hotplug(self, inst, old_devices: dict) -> None:
-        changed = sorted(n for n in set(old_devices) | set(inst.expanded_devices)
-                         if old_devices.get(n) != inst.expanded_devices.get(n))
-        if changed:
-            LOG.info("instance %s: device changes %s apply at next start", inst.name, changed)
+        """Bring a running instance's devices in line with its new expanded devices."""
+        pid = self.d.instances.pid(inst)
+        new_devices = inst.expanded_devices
+        names = sorted(set(old_devices) | set(new_devices))
+        changed = [n for n in names if old_devices.get(n) != new_devices.get(n)]
+        if not changed or pid is None:
+            return
+        # Removals first (a renamed nic may reuse the same interface name).
+        for name in changed:
+            old, new = old_devices.get(name), new_devices.get(name)
+            if old is None:
+                continue
+            if new is not None and old.get("type") == new.get("type"):
+                if old["type"] == "nic" and _only_limits_changed(
+                        old, new, ("limits.ingress", "limits.egress", "limits.max")):
+                    continue
+                if old["type"] == "disk" and old.get("path") != "/" and _only_limits_changed(
+                        old, new, ("limits.read", "limits.write", "limits.max")):
+                    continue
+            await self._unplug(inst, pid, name, old)
+        for name in changed:
+            old, new = old_devices.get(name), new_devices.get(name)
+            if new is None:
+                continue
+            if old is not None and old.get("type") == new.get("type") == "nic" and \
+                    _only_limits_changed(old, new, ("limits.ingress", "limits.egress",
+                                                    "limits.max")):
+                await self._nic_limits(inst, name, new, force=True)
+                continue
+            if old is not None and old.get("type") == new.get("type") == "disk" and \
+                    _only_limits_changed(old, new, ("limits.read", "limits.write",
+                                                    "limits.max")):
+                await self._disk_limits(inst, name, new, force=True)
+                continue
+            await self._plug(inst, pid, name, new)
+
+    async def _plug(self, inst, pid: int, name: str, dev: dict) -> None:
+        dtype = dev.get("type")
+        if dtype == "nic":
+            await self._plug_nic(inst, pid, name, dev)
+            await self._nic_limits(inst, name, dev)
+        elif dtype == "disk":
+            if dev.get("path") == "/":
+                LOG.info("instance %s: root disk change applies at next start", inst.name)
+                return
+            await self._plug_disk(inst, pid, name, dev)
+            await self._disk_limits(inst, name, dev)
+        elif dtype in ("unix-char", "unix-block"):
+            await self._plug_unix(inst, pid, name, dev)
+        else:
+            LOG.info("instance %s: %s device %r applies at next start", inst.name, dtype, name)
+        LOG.info("instance %s: device %s (%s) plugged", inst.name, name, dtype)
+
+    async def _unplug(self, inst, pid: int, name: str, dev: dict) -> None:
+        dtype = dev.get("type")
+        if dtype == "nic":
+            await self._unplug_nic(inst, pid, name, dev)
+        elif dtype == "disk" and dev.get("path") != "/":
+            await self._eject(pid, dev["path"])
+        elif dtype in ("unix-char", "unix-block"):
+            await self._eject(pid, dev.get("path") or dev.get("source"))
+            node = os.path.join(self._node_dir(inst), "unix." + name.replace("/", "-"))
+            if os.path.exists(node) and not cgroups.unified_only():
+                await proc.run(["lxc-cgroup", "-P", self.d.paths.lxcpath, "-n",
+                                self.d.instances.paths(inst).name, "devices.deny",
+                                self._cgroup_dev(dev, node)], check=False)
+            if os.path.lexists(node):
+                os.unlink(node)
+        else:
+            return
+        LOG.info("instance %s: device %s (%s) unplugged", inst.name, name, dtype)
+
+    # nics
+    async def _plug_nic(self, inst, pid: int, name: str, dev: dict) -> None:
+        from runtime.network import netlink
+        kind = nictype(dev)
+        ifname = dev.get("name", name)
+        hwaddr = dev.get("hwaddr") or inst.config.get(f"volatile.{name}.hwaddr")
+        mtu = int(dev["mtu"]) if dev.get("mtu") else None
+        volatile: dict[str, str] = {}
+        if not hwaddr and kind != "physical":
+            from runtime.instances.manager import random_hwaddr
+            hwaddr = random_hwaddr()
+            volatile[f"volatile.{name}.hwaddr"] = hwaddr
+        temp = "nlrtmp" + secrets.token_hex(4)
+        if kind in VETH_KINDS:
+            bridge = None
+            if kind == "bridged":
+                await self.before_start_nic(name, dev)
+                bridge = self.d.networks.bridge_for(dev) if hasattr(self.d, "networks") \
+                    else dev.get("parent")
+            host_if = dev.get("host_name") or "veth" + secrets.token_hex(4)
+            await asyncio.to_thread(netlink.create_veth, host_if, temp, bridge=bridge,
+                                    hwaddr=hwaddr, mtu=mtu)
+            if not dev.get("host_name"):
+                volatile[f"volatile.{name}.host_name"] = host_if
+            moved = temp
+        elif kind == "macvlan":
+            await asyncio.to_thread(netlink.create_macvlan, temp, dev["parent"],
+                                    dev.get("mode", "bridge"), hwaddr, mtu)
+            moved = temp
+        elif kind == "physical":
+            if not netlink.exists(dev["parent"]):
+                raise BadRequest(f"nic {name!r}: host interface {dev['parent']!r} not found")
+            moved = dev["parent"]
+            if hwaddr:
+                volatile[f"volatile.{name}.last_state.hwaddr"] = (await asyncio.to_thread(
+                    netlink.link_info, moved)).get("hwaddr", "")
+        else:
+            raise BadRequest(f"nic {name!r}: nictype {kind!r} can't be hot-plugged")
+        try:
+            await asyncio.to_thread(netlink.move_to_pid, moved, pid, ifname)
+            cmds = []
+            if hwaddr and kind == "physical":
+                cmds.append(f"link set dev {ifname} address {hwaddr}")
+            if mtu and kind == "physical":
+                cmds.append(f"link set dev {ifname} mtu {mtu}")
+            cmds.append(f"link set dev {ifname} up")
+            await self._in_netns(pid, cmds)
+        except Exception:
+            if kind != "physical":
+                await asyncio.to_thread(netlink.delete, moved)
+                if kind in VETH_KINDS:
+                    await asyncio.to_thread(netlink.delete,
+                                            volatile.get(f"volatile.{name}.host_name") or "")
+            raise
+        if volatile:
+            self.d.instances._set_volatile(inst, volatile)
+
+    async def before_start_nic(self, name: str, dev: dict) -> None:
+        nets = getattr(self.d, "networks", None)
+        if dev.get("network"):
+            if nets is None or not nets.managed(dev["network"]):
+                raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
+        elif not dev.get("parent"):
+            raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
+
+    async def _unplug_nic(self, inst, pid: int, name: str, dev: dict) -> None:
+        ifname = dev.get("name", name)
+        if nictype(dev) == "physical":
+            cmds = [f"link set dev {ifname} down"]
+            old_hw = inst.config.get(f"volatile.{name}.last_state.hwaddr")
+            if old_hw:
+                cmds.append(f"link set dev {ifname} address {old_hw}")
+            cmds += [f"link set dev {ifname} name {dev['parent']}",
+                     f"link set dev {dev['parent']} netns {os.getpid()}"]
+            await self._in_netns(pid, cmds)
+        else:
+            try:
+                await self._in_netns(pid, [f"link del dev {ifname}"])
+            except CommandFailed as exc:
+                LOG.warning("instance %s: nic %s was already gone: %s", inst.name, name, exc)
+        host_if = self.host_name(inst, name, dev)
+        if host_if:
+            from runtime.network import tc
+            await tc.remove(host_if)
+        self.d.instances._set_volatile(inst, {f"volatile.{name}.host_name": None,
+                                              f"volatile.{name}.last_state.hwaddr": None})
+
+    # disks and device nodes
+    async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
+        if dev.get("pool"):
+            source = self.d.pool(dev["pool"]).custom_path(dev["source"])
+        else:
+            source = dev.get("source")
+        if not source or not os.path.exists(source):
+            if dev.get("required", "true") == "false":
+                return
+            raise BadRequest(f"disk {name!r}: source {source!r} does not exist")
+        idmap = self.d.instances.idmap_of(inst)
+        await self._inject(pid, source, dev["path"], readonly=truthy(dev.get("readonly")),
+                           recursive=truthy(dev.get("recursive")),
+                           owner=(idmap.to_host(0), idmap.to_host(0)))
+
+    async def _plug_unix(self, inst, pid: int, name: str, dev: dict) -> None:
+        node = self._make_node(inst, name, dev)
+        if node is None:
+            return
+        if not cgroups.unified_only():
+            await self.d.instances.lxc.set_cgroup(self.d.instances.paths(inst).name,
+                                                  "devices.allow", self._cgroup_dev(dev, node))
+        idmap = self.d.instances.idmap_of(inst)
+        await self._inject(pid, node, dev.get("path") or dev["source"],
+                           owner=(idmap.to_host(0), idmap.to_host(0)))

@@ -6,6 +6,7 @@ daemon re-creates whatever is missing when it starts.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -184,12 +185,24 @@ class Networks:
         await proc.run(["nft", "-f", "-"], input=rules.encode())
 
     async def bring_up(self, name: str, config: dict) -> None:
-        self._apply(name, config)
+        # pyroute2 0.9 runs its own event loop: netlink work goes to a worker thread.
+        await asyncio.to_thread(self._apply, name, config)
         await self._nat(name, config)
 
     def restore_all(self) -> None:
-        """At daemon start: re-create bridges lost (host reboot) and dead dnsmasqs."""
-        for row in self.d.db.select("networks"):
+        """At daemon start: re-create bridges lost (host reboot) and dead dnsmasqs.
+
+        Called from the event loop before it serves: runs in a worker thread
+        (pyroute2 refuses a thread with a running loop) and waits for it.
+        """
+        import threading
+        rows = self.d.db.select("networks")
+        t = threading.Thread(target=self._restore_all, args=(rows,), name="network-restore")
+        t.start()
+        t.join()
+
+    def _restore_all(self, rows: list[dict]) -> None:
+        for row in rows:
             try:
                 if not netlink.exists(row["name"]) or (
                         row["config"].get("ipv4.address", "none") != "none"
@@ -212,13 +225,13 @@ class Networks:
         config.setdefault("ipv4.address", "auto")
         config.setdefault("ipv6.address", "none")
         if config["ipv4.address"] == "auto":
-            config["ipv4.address"] = auto_ipv4()
+            config["ipv4.address"] = await asyncio.to_thread(auto_ipv4)
         if config["ipv4.address"] != "none":
             config.setdefault("ipv4.nat", "false")
         try:
             await self.bring_up(name, config)
         except BaseException:
-            self._teardown(name)
+            await asyncio.to_thread(self._teardown, name)
             raise
         self.d.db.insert("networks", name=name, type="bridge", description=description,
                          config=config, status="Created")
@@ -234,7 +247,8 @@ class Networks:
             config = {**row["config"], **config}
         if config.get("ipv4.address") == "auto":
             config["ipv4.address"] = row["config"].get("ipv4.address") \
-                if row["config"].get("ipv4.address") not in (None, "auto") else auto_ipv4()
+                if row["config"].get("ipv4.address") not in (None, "auto") \
+                else await asyncio.to_thread(auto_ipv4)
         config.setdefault("ipv4.address", "none")
         await self.bring_up(name, config)
         self.d.db.update("networks", {"name": name}, config=config,
@@ -254,7 +268,7 @@ class Networks:
             raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
         await proc.run(["nft", "delete", "table", "ip",
                         f"nlr_{name.replace('-', '_').replace('.', '_')}"], check=False)
-        self._teardown(name)
+        await asyncio.to_thread(self._teardown, name)
         self.d.db.delete("networks", name=name)
         self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
 
@@ -266,7 +280,7 @@ class Networks:
         if self.used_by(name):
             raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
         dnsmasq.stop(self.rundir(name), name)
-        netlink.rename(name, new)
+        await asyncio.to_thread(netlink.rename, name, new)
         if os.path.isdir(self.rundir(name)):
             os.rename(self.rundir(name), self.rundir(new))
         self.d.db.update("networks", {"name": name}, name=new)
@@ -288,10 +302,10 @@ class Networks:
     def names(self) -> list[str]:
         return sorted(set(netlink.host_links()) | set(self.d.db.names("networks")))
 
-    def state(self, name: str) -> dict:
+    async def state(self, name: str) -> dict:
         if not netlink.exists(name):
             raise NotFound(f"Network {name!r} not found")
-        return netlink.link_info(name)
+        return await asyncio.to_thread(netlink.link_info, name)
 
     def leases(self, name: str) -> list[dict]:
         self.get(name)

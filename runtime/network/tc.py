@@ -26,10 +26,23 @@ def _burst(bits: int) -> int:
     return max(bits // 80, 16 * 1024)
 
 
+def ifb_name(host_if: str) -> str:
+    """The ifb device that carries a link's egress shaping (15 chars max)."""
+    return "ifb" + host_if[-12:]
+
+
 async def apply(host_if: str, ingress: str | None, egress: str | None) -> None:
-    """Replace whatever shaping the link had with the requested limits."""
+    """Replace whatever shaping the link had with the requested limits.
+
+    Egress (traffic the container sends) arrives on the host end's ingress,
+    which cannot be queued: it is redirected to an ifb device whose root tbf
+    does the shaping. (A policer would do without ifb, but kernels built
+    without act_police, like this host's, refuse it; ifb + mirred is common.)
+    """
+    ifb = ifb_name(host_if)
     await proc.run(["tc", "qdisc", "del", "dev", host_if, "root"], check=False)
     await proc.run(["tc", "qdisc", "del", "dev", host_if, "ingress"], check=False)
+    await proc.run(["ip", "link", "del", ifb], check=False)
     if ingress:
         bits = parse_rate(ingress)
         await proc.run(["tc", "qdisc", "add", "dev", host_if, "root", "handle", "1:0", "tbf",
@@ -37,15 +50,23 @@ async def apply(host_if: str, ingress: str | None, egress: str | None) -> None:
                         "latency", "50ms"])
     if egress:
         bits = parse_rate(egress)
+        await proc.run(["ip", "link", "add", ifb, "type", "ifb"])
+        await proc.run(["ip", "link", "set", ifb, "up"])
+        await proc.run(["tc", "qdisc", "add", "dev", ifb, "root", "handle", "1:0", "tbf",
+                        "rate", f"{bits}bit", "burst", str(_burst(bits)), "latency", "50ms"])
         await proc.run(["tc", "qdisc", "add", "dev", host_if, "handle", "ffff:0", "ingress"])
         await proc.run(["tc", "filter", "add", "dev", host_if, "parent", "ffff:0",
-                        "protocol", "all", "u32", "match", "u32", "0", "0", "police",
-                        "rate", f"{bits}bit", "burst", str(_burst(bits)), "mtu", "64kb",
-                        "drop"])
+                        "protocol", "all", "u32", "match", "u32", "0", "0", "action",
+                        "mirred", "egress", "redirect", "dev", ifb])
+
+
+async def remove(host_if: str) -> None:
+    """Drop the ifb left behind when the container (and so its veth) went away."""
+    await proc.run(["ip", "link", "del", ifb_name(host_if)], check=False)
 
 
 async def show(host_if: str) -> str:
     _rc, out, _ = await proc.run(["tc", "qdisc", "show", "dev", host_if], check=False)
-    _rc2, out2, _ = await proc.run(["tc", "filter", "show", "dev", host_if, "parent",
-                                    "ffff:"], check=False)
+    _rc2, out2, _ = await proc.run(["tc", "qdisc", "show", "dev", ifb_name(host_if)],
+                                   check=False)
     return out + out2
