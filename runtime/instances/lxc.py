@@ -115,24 +115,22 @@ def _mount_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
     return [f"lxc.mount.entry = {source} {path} none {','.join(opts)} 0 0"]
 
 
-def _unix_lines(devname: str, dev: dict) -> list[str]:
-    src = dev.get("source") or dev.get("path")
-    path = (dev.get("path") or src).lstrip("/")
+def _unix_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
+    """Allow the device in the devices cgroup and bind the instance's own node.
+
+    The node (made by Devices with the device's uid/gid/mode) is bound rather
+    than the host's, so ownership changes never touch the host's /dev.
+    """
+    node = sources.get(devname)
+    if node is None:
+        return []  # optional device missing on the host
+    path = (dev.get("path") or dev.get("source")).lstrip("/")
+    st = os.stat(node)
     kind = "c" if dev["type"] == "unix-char" else "b"
-    if dev.get("major") and dev.get("minor"):
-        major, minor = dev["major"], dev["minor"]
-    else:
-        try:
-            st = os.stat(src)
-        except OSError:
-            if dev.get("required", "true") == "false":
-                return []
-            raise BadRequest(f"device {devname!r}: {src!r} does not exist on the host")
-        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    return [f"lxc.cgroup.devices.allow = {kind} {major}:{minor} rwm"
-            if not cgroups.unified_only() else f"lxc.cgroup2.devices.allow = {kind} "
-            f"{major}:{minor} rwm",
-            f"lxc.mount.entry = {src} {path} none bind,create=file 0 0"]
+    rule = f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} rwm"
+    return [("lxc.cgroup2.devices.allow = " if cgroups.unified_only()
+             else "lxc.cgroup.devices.allow = ") + rule,
+            f"lxc.mount.entry = {node} {path} none bind,create=file 0 0"]
 
 
 def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap: IdMap,
@@ -189,7 +187,7 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
         elif dtype == "disk" and dev.get("path") != "/":
             lines += _mount_lines(devname, dev, disk_sources or {})
         elif dtype in ("unix-char", "unix-block"):
-            lines += _unix_lines(devname, dev)
+            lines += _unix_lines(devname, dev, disk_sources or {})
     raw = config.get("raw.lxc")
     if raw:
         lines.append("# raw.lxc")

@@ -311,6 +311,7 @@ class InstanceManager:
         pid = await self.lxc.start(paths)
         self.pids[inst.id] = pid
         self._watch(inst, pid)
+        await self.d.devices.after_start(inst, pid)
         self.d.db.update("instances", {"id": inst.id}, last_used_at=dbmod.now())
         self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-started", inst.url, inst.project)
