@@ -137,9 +137,10 @@ class Devices:
             argv.append(f"--owner={owner[0]}:{owner[1]}")
         await proc.run(argv, env=self._helper_env())
 
-    async def _eject(self, pid: int, target: str) -> None:
-        await proc.run([sys.executable, "-m", "runtime.instances.mountinject", "umount",
-                        str(pid), target], check=False, env=self._helper_env())
+    async def _eject(self, pid: int, target: str, remove: bool = False) -> None:
+        argv = [sys.executable, "-m", "runtime.instances.mountinject", "umount", str(pid),
+                target] + (["--remove"] if remove else [])
+        await proc.run(argv, check=False, env=self._helper_env())
 
     def _helper_env(self) -> dict:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -283,6 +284,19 @@ class Devices:
                         old, new, ("limits.read", "limits.write", "limits.max")):
                     continue
             await self._unplug(inst, pid, name, old)
+        plugged: list[tuple[str, dict]] = []
+        try:
+            await self._plug_changed(inst, pid, changed, old_devices, new_devices, plugged)
+        except Exception:
+            for name, dev in reversed(plugged):  # leave the instance as it was
+                try:
+                    await self._unplug(inst, pid, name, dev)
+                except Exception as exc:  # noqa: BLE001 - keep undoing the rest
+                    LOG.warning("instance %s: undoing %s failed: %s", inst.name, name, exc)
+            raise
+
+    async def _plug_changed(self, inst, pid: int, changed: list[str], old_devices: dict,
+                            new_devices: dict, plugged: list) -> None:
         for name in changed:
             old, new = old_devices.get(name), new_devices.get(name)
             if new is None:
@@ -298,6 +312,7 @@ class Devices:
                 await self._disk_limits(inst, name, new, force=True)
                 continue
             await self._plug(inst, pid, name, new)
+            plugged.append((name, new))
 
     async def _plug(self, inst, pid: int, name: str, dev: dict) -> None:
         dtype = dev.get("type")
@@ -323,7 +338,7 @@ class Devices:
         elif dtype == "disk" and dev.get("path") != "/":
             await self._eject(pid, dev["path"])
         elif dtype in ("unix-char", "unix-block"):
-            await self._eject(pid, dev.get("path") or dev.get("source"))
+            await self._eject(pid, dev.get("path") or dev.get("source"), remove=True)
             node = os.path.join(self._node_dir(inst), "unix." + name.replace("/", "-"))
             if os.path.exists(node) and not cgroups.unified_only():
                 await proc.run(["lxc-cgroup", "-P", self.d.paths.lxcpath, "-n",

@@ -448,7 +448,13 @@ class InstanceManager:
                              ephemeral=ephemeral, description=description)
             new = self.load(inst.project, inst.name)
             if self.pid(new):
-                await self.apply_live(new, old_devices)
+                try:
+                    await self.apply_live(new, old_devices)
+                except Exception:
+                    # A change the running instance refused is not kept (as LXD).
+                    self.d.db.update("instances", {"id": inst.id}, config=inst.config,
+                                     devices=inst.devices, profiles=inst.profiles)
+                    raise
             if (root_disk(old_devices) or ("", {}))[1].get("size") != \
                     (root_disk(edevices) or ("", {}))[1].get("size"):
                 await self._apply_root_size(new)

@@ -53,19 +53,30 @@ def _setns(pid: int) -> None:
 
 
 def _make_target(target: str, is_dir: bool, owner: tuple[int, int] | None) -> None:
-    parts = [p for p in target.split("/") if p]
-    path = ""
-    for i, part in enumerate(parts):
-        path += "/" + part
-        last = i == len(parts) - 1
-        if os.path.lexists(path):
-            continue
-        if last and not is_dir:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
-        else:
-            os.mkdir(path, 0o755)
+    """Create the missing parts of TARGET as the container's root would.
+
+    With the filesystem ids switched to the container root's host ids, the new
+    entries are owned by it, and a filesystem mounted inside the container's
+    user namespace (its /dev tmpfs) accepts them at all (EOVERFLOW otherwise).
+    """
+    if owner:
+        _libc.setfsgid(owner[1])
+        _libc.setfsuid(owner[0])
+    try:
+        parts = [p for p in target.split("/") if p]
+        path = ""
+        for i, part in enumerate(parts):
+            path += "/" + part
+            if os.path.lexists(path):
+                continue
+            if i == len(parts) - 1 and not is_dir:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
+            else:
+                os.mkdir(path, 0o755)
+    finally:
         if owner:
-            os.lchown(path, *owner)
+            _libc.setfsuid(0)
+            _libc.setfsgid(0)
 
 
 def mount(pid: int, source: str, target: str, readonly: bool, recursive: bool,
@@ -83,9 +94,11 @@ def mount(pid: int, source: str, target: str, readonly: bool, recursive: bool,
                          MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
 
 
-def umount(pid: int, target: str) -> None:
+def umount(pid: int, target: str, remove: bool) -> None:
     _setns(pid)
     _check(_libc.umount2(target.encode(), MNT_DETACH), "umount")
+    if remove and not os.path.isdir(target):
+        os.unlink(target)  # the placeholder a device node was bound over
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ro", action="store_true")
     p.add_argument("--rbind", action="store_true")
     p.add_argument("--owner", default="")
+    p.add_argument("--remove", action="store_true")
     args = p.parse_args(argv)
     try:
         if args.action == "mount":
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             mount(args.pid, args.paths[0], "/" + args.paths[1].lstrip("/"), args.ro,
                   args.rbind, owner)
         else:
-            umount(args.pid, "/" + args.paths[0].lstrip("/"))
+            umount(args.pid, "/" + args.paths[0].lstrip("/"), args.remove)
     except OSError as exc:
         print(str(exc), file=sys.stderr)
         return 1
