@@ -1,0 +1,152 @@
+"""Several runtime daemons on one machine, reachable over HTTPS like separate hosts.
+
+`Hosts` starts daemons on their own state directories with `core.https_address`
+set, a client certificate trusted by all of them, and hands out pylxd clients
+over HTTPS (with REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE unset, see DESIGN.md section 5).
+With `netns=True` each daemon runs in its own network namespace (`nsenter --net`,
+so mounts and cgroups stay the host's), joined by veths on a bridge in the host
+namespace that has an address too, so the test process reaches every daemon and
+the daemons reach each other. Every name carries the `mg` prefix plus a random
+suffix; everything is removed at the end, even after a failure.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+import pylxd
+
+from tests.functional.runtime.harness import REPO, RuntimeDaemon
+
+for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_var, None)
+sys.path.insert(0, REPO)
+from runtime.tls import generate_keypair  # noqa: E402
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class Daemon(RuntimeDaemon):
+    """A RuntimeDaemon that may run inside a network namespace."""
+
+    def __init__(self, netns: str | None, address: str, port: int):
+        super().__init__(prefix="mg-")
+        self.netns, self.address, self.port = netns, address, port
+
+    def start(self, timeout: float = 15.0) -> "Daemon":
+        env = dict(os.environ, LXD_DIR=self.lxd_dir)
+        argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
+        if self.netns:
+            argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] + argv
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited: {self.tail()}")
+            try:
+                _ = self.client().host_info
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"daemon did not answer: {self.tail()}")
+        self.client().api.patch(json={"config": {
+            "core.https_address": f"{self.address}:{self.port}"}})
+        return self
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"https://{host}:{self.port}"
+
+    @property
+    def server_crt(self) -> str:
+        return os.path.join(self.lxd_dir, "server.crt")
+
+    def kill(self) -> None:
+        """Die abruptly (SIGKILL), as a crashed host would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+class Hosts:
+    def __init__(self, count: int = 2, netns: bool = False, base_port: int | None = None):
+        self.tag = secrets.token_hex(3)
+        self.netns = netns
+        self.daemons: list[Daemon] = []
+        self.namespaces: list[str] = []
+        self.bridge: str | None = None
+        self.tmp = tempfile.mkdtemp(prefix="mg-cli-", dir="/var/tmp")
+        self.cert = os.path.join(self.tmp, "client.crt")
+        self.key = os.path.join(self.tmp, "client.key")
+        generate_keypair(self.cert, self.key, "mg-test-client")
+        port = base_port or 18400 + int(self.tag, 16) % 500 * 2
+        subnet = 10 + int(self.tag, 16) % 200
+        try:
+            for i in range(count):
+                if netns:
+                    address = self._make_netns(i, subnet)
+                else:
+                    address = "127.0.0.1"
+                d = Daemon(self.namespaces[-1] if netns else None, address,
+                           port + i if not netns else 8443)
+                self.daemons.append(d)
+                d.start()
+                d.client().certificates.create("", open(self.cert, "rb").read(),
+                                               name="mg-test")
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _make_netns(self, i: int, subnet: int) -> str:
+        net = f"10.218.{subnet}"
+        if self.bridge is None:
+            self.bridge = f"mgbr{self.tag}"
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{net}.254/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+        ns = f"mg{self.tag}n{i}"
+        _ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        host_end, ns_end = f"mg{self.tag}h{i}", f"mg{self.tag}c{i}"
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", ns_end, "netns", ns)
+        _ip("link", "set", host_end, "master", self.bridge, "up")
+        _ip("-n", ns, "addr", "add", f"{net}.{i + 1}/24", "dev", ns_end)
+        _ip("-n", ns, "link", "set", ns_end, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        return f"{net}.{i + 1}"
+
+    def https(self, i: int) -> pylxd.Client:
+        d = self.daemons[i]
+        return pylxd.Client(endpoint=d.url, cert=(self.cert, self.key), verify=d.server_crt)
+
+    def local(self, i: int) -> pylxd.Client:
+        return self.daemons[i].client()
+
+    def destroy(self) -> None:
+        for d in self.daemons:
+            try:
+                d.destroy()
+            except Exception:  # noqa: BLE001 - keep cleaning the rest
+                pass
+        for ns in self.namespaces:
+            _ip("netns", "del", ns, check=False)
+        if self.bridge:
+            _ip("link", "del", self.bridge, check=False)
+        subprocess.run(["rm", "-rf", self.tmp], check=False)
+
+
+def socket_endpoint(lxd_dir: str) -> str:
+    return "http+unix://" + urllib.parse.quote(os.path.join(lxd_dir, "unix.socket"), safe="")
