@@ -129,7 +129,7 @@ async def _sockets(op, names: list[str]) -> dict:
         socks = await asyncio.gather(*(op.socket(n, CONNECT_TIMEOUT) for n in names))
     except TimeoutError:
         raise BadRequest("Timed out waiting for the exec websockets to connect")
-    return dict(zip(names, socks))
+    return dict(zip(names, socks, strict=True))
 
 
 async def _control(op, proc, master: int | None) -> None:

@@ -66,7 +66,8 @@ async def get_server(request: web.Request) -> web.Response:
         "addresses": d.https_addresses(), "architectures": arch.supported(),
         "certificate": d.server_cert_pem(), "certificate_fingerprint": d.server_cert_fp(),
         "driver": "lxc", "driver_version": d.lxc_version, **_kernel(),
-        "lxc_features": {k: str(v).lower() for k, v in {"cgroup2": True, "idmapped_mounts_v2": False,
+        "lxc_features": {k: str(v).lower() for k, v in {
+                         "cgroup2": True, "idmapped_mounts_v2": False,
                          "mount_injection_file": True, "network_gateway_device_route": True,
                          "network_ipvlan": True, "network_l2proxy": True,
                          "network_phys_macvlan_mtu": True, "network_veth_router": True,

@@ -28,6 +28,7 @@ def render_all(volume_dir: str, fs: InstanceFS, trigger: str, context: dict) -> 
         return []
     from jinja2.sandbox import SandboxedEnvironment
     env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+    config = context.get("config", {})
     written = []
     for path, spec in sorted(templates.items()):
         if not isinstance(spec, dict) or trigger not in (spec.get("when") or []):
@@ -44,7 +45,6 @@ def render_all(volume_dir: str, fs: InstanceFS, trigger: str, context: dict) -> 
                 source = f.read()
         except OSError:
             continue
-        config = context.get("config", {})
         props = spec.get("properties") or {}
         text = env.from_string(source).render(
             trigger=trigger, path=path, container=context["instance"],

@@ -69,8 +69,8 @@ class RuntimeDaemon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited: {self.tail()}")
             try:
-                pylxd.Client(endpoint=self.endpoint).host_info
-                return self
+                if pylxd.Client(endpoint=self.endpoint).host_info:
+                    return self
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(0.05)
         raise RuntimeError(f"daemon did not answer within {timeout}s: {self.tail()}")

@@ -32,7 +32,8 @@ def test_events_stream_lifecycle_and_operations(daemon, client, make_instance):
         def received_message(self, message):
             got.append(json.loads(message.data))
 
-    ws = client.events(websocket_client=Listener, event_types={pylxd.EventType.Lifecycle, pylxd.EventType.Operation})
+    ws = client.events(websocket_client=Listener,
+                       event_types={pylxd.EventType.Lifecycle, pylxd.EventType.Operation})
     ws.connect()
     threading.Thread(target=ws.run_forever, daemon=True).start()
     time.sleep(0.2)
