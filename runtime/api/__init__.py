@@ -14,7 +14,7 @@ from runtime.api import response
 LOG = logging.getLogger(__name__)
 MODULES = ["server", "instances", "exec", "files", "images", "profiles", "storage",
            "networks", "operations", "events", "snapshots", "certificates", "projects",
-           "resources"]
+           "resources", "volumes"]
 
 
 async def read_json(request: web.Request) -> dict:

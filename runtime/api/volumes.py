@@ -1,0 +1,348 @@
+"""/1.0/storage-pools/<pool>/volumes: custom volumes (create, list, get, update,
+rename, copy, delete) and a read-only view of instance and image volumes.
+
+A custom volume is a directory (a subvolume on btrfs) under the pool's `custom/`,
+owned by the default id map's root so an unprivileged container sees it as its
+own root's. Instances use it as a `disk` device (`pool` + `source` + `path`);
+while any instance or profile does, it can't be renamed or deleted. A `size`
+is enforced where the pool can (btrfs qgroups); elsewhere it is stored, the
+volume's state says it is not enforced and the daemon logs a warning.
+"""
+import logging
+import os
+import re
+import time
+
+from aiohttp import web
+
+from runtime import proc
+from runtime.api import daemon, project, read_json, recursion, response
+from runtime.errors import BadRequest, Conflict, NotFound
+from runtime.events import timestamp
+from runtime.instances.config import parse_size
+from runtime.storage import volume_name
+from runtime.storage.base import remove_tree
+
+LOG = logging.getLogger(__name__)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,62}$")
+_TYPES = {"custom": "custom", "container": "container", "containers": "container",
+          "image": "image", "images": "image", "instance": "container"}
+
+
+def _pool(request: web.Request):
+    d = daemon(request)
+    name = request.match_info["pool"]
+    if not d.db.get("storage_pools", name=name):
+        raise NotFound(f"Storage pool {name!r} not found")
+    return d, d.pool(name)
+
+
+def _vproj(d, proj: str) -> str:
+    """The project whose custom volumes a project sees (features.storage.volumes)."""
+    return d._feature(proj, "features.storage.volumes")
+
+
+def _disk_path(proj: str, name: str) -> str:
+    return volume_name(proj, name)
+
+
+def _row(d, pool: str, proj: str, name: str) -> dict:
+    row = d.db.get("storage_volumes", pool=pool, project=_vproj(d, proj), type="custom",
+                   name=name)
+    if row is None:
+        raise NotFound(f"Storage volume {name!r} not found in pool {pool!r}")
+    return row
+
+
+def _used_by(d, pool: str, vproj: str, name: str) -> list[str]:
+    """Instances and profiles with a disk device on this volume."""
+    out = []
+    for inst in d.instances.list(None):
+        if _vproj(d, inst.project) != vproj:
+            continue
+        for dev in inst.expanded_devices.values():
+            if dev.get("type") == "disk" and dev.get("pool") == pool and \
+                    dev.get("source") == name and dev.get("path") != "/":
+                out.append(inst.url)
+                break
+    for prof in d.db.select("profiles"):
+        if _vproj(d, prof["project"]) != vproj:
+            continue
+        if any(dev.get("type") == "disk" and dev.get("pool") == pool and
+               dev.get("source") == name for dev in prof["devices"].values()):
+            suffix = "" if prof["project"] == "default" else f"?project={prof['project']}"
+            out.append(f"/1.0/profiles/{prof['name']}{suffix}")
+    return sorted(out)
+
+
+def _render_custom(d, pool, row: dict) -> dict:
+    return {"name": row["name"], "type": "custom", "content_type": "filesystem",
+            "description": row["description"], "config": row["config"],
+            "used_by": _used_by(d, pool.name, row["project"], row["name"]),
+            "location": "none", "created_at": timestamp(row["created_at"]),
+            "pool": pool.name, "project": row["project"]}
+
+
+def _instance_volumes(d, pool, proj: str) -> list[dict]:
+    out = []
+    for inst in d.instances.list(proj):
+        if inst.pool == pool.name:
+            out.append({"name": inst.name, "type": "container",
+                        "content_type": "filesystem", "description": "", "config": {},
+                        "used_by": [inst.url], "location": "none",
+                        "created_at": timestamp(inst.created_at), "pool": pool.name,
+                        "project": inst.project})
+    return out
+
+
+def _image_volumes(d, pool) -> list[dict]:
+    base = os.path.join(pool.path, "images")
+    out = []
+    if os.path.isdir(base):
+        for fp in sorted(os.listdir(base)):
+            if not fp.startswith(".") and not fp.endswith(".tmp") and pool.image_ready(fp):
+                out.append({"name": fp, "type": "image", "content_type": "filesystem",
+                            "description": "", "config": {},
+                            "used_by": [f"/1.0/images/{fp}"], "location": "none",
+                            "created_at": timestamp(os.path.getmtime(pool.image_path(fp))),
+                            "pool": pool.name, "project": "default"})
+    return out
+
+
+def _all(d, pool, proj: str, vtype: str | None) -> list[dict]:
+    items = []
+    if vtype in (None, "container"):
+        items += _instance_volumes(d, pool, proj)
+    if vtype in (None, "image"):
+        items += _image_volumes(d, pool)
+    if vtype in (None, "custom"):
+        rows = d.db.select("storage_volumes", {"pool": pool.name, "project": _vproj(d, proj),
+                                               "type": "custom"}, order="name")
+        items += [_render_custom(d, pool, r) for r in rows]
+    return items
+
+
+def _vtype(request: web.Request) -> str:
+    raw = request.match_info["type"]
+    if raw not in _TYPES:
+        raise BadRequest(f"Unknown storage volume type {raw!r} (custom, container, image)")
+    return _TYPES[raw]
+
+
+async def list_volumes(request: web.Request) -> web.Response:
+    d, pool = _pool(request)
+    vtype = _vtype(request) if "type" in request.match_info else None
+    items = _all(d, pool, project(request), vtype)
+    if recursion(request):
+        return response.sync(items)
+    return response.sync([f"/1.0/storage-pools/{pool.name}/volumes/{v['type']}/{v['name']}"
+                          for v in items])
+
+
+async def _apply_size(pool, disk_name: str, size: str | None, name: str) -> bool:
+    nbytes = parse_size(size) if size else None
+    setter = getattr(pool, "set_custom_size", None)
+    if setter is None:
+        if size:
+            LOG.warning("storage volume %s: size %s is not enforced by pool %s (driver %s)",
+                        name, size, pool.name, pool.driver)
+        return False
+    return await setter(disk_name, nbytes)
+
+
+async def create_volume(request: web.Request) -> web.Response:
+    d, pool = _pool(request)
+    proj = project(request)
+    body = await read_json(request)
+    vtype = _TYPES.get(request.match_info.get("type") or body.get("type") or "custom")
+    if vtype != "custom":
+        raise BadRequest("Only custom storage volumes can be created")
+    name = body.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadRequest(f"Invalid storage volume name {name!r}")
+    vproj = _vproj(d, proj)
+    if d.db.get("storage_volumes", pool=pool.name, project=vproj, type="custom", name=name):
+        raise Conflict(f"Storage volume {name!r} already exists in pool {pool.name!r}")
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise BadRequest("'config' must be an object")
+    config = {str(k): str(v) for k, v in config.items()}
+    if config.get("size"):
+        parse_size(config["size"])
+    ctype = body.get("content_type") or "filesystem"
+    if ctype != "filesystem":
+        raise BadRequest("Only 'filesystem' custom volumes are supported (no block volumes)")
+    source = body.get("source") or {}
+    src_path = None
+    if source.get("type") == "copy":
+        src_pool = d.pool(source.get("pool") or pool.name)
+        src_row = _row(d, src_pool.name, source.get("project") or proj, source.get("name"))
+        src_path = src_pool.custom_path(_disk_path(src_row["project"], src_row["name"]))
+    elif source.get("type") not in (None, "", "none"):
+        raise BadRequest(f"Unsupported volume source type {source.get('type')!r}")
+    disk = _disk_path(vproj, name)
+    path = pool.custom_path(disk)
+    if os.path.lexists(path):
+        raise Conflict(f"Storage volume path {path} already exists on disk")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    creator = getattr(pool, "create_custom", None)
+    try:
+        if creator is not None:
+            await creator(disk, d.default_idmap)
+        else:
+            os.makedirs(path)
+            os.chown(path, d.default_idmap.base, d.default_idmap.base)
+        os.chmod(path, 0o711)
+        if src_path:
+            await proc.run(["rsync", "-aHAX", "--numeric-ids", src_path + "/", path + "/"])
+        enforced = await _apply_size(pool, disk, config.get("size"), name)
+        d.db.insert("storage_volumes", pool=pool.name, project=vproj, type="custom",
+                    name=name, description=str(body.get("description") or ""),
+                    config=config, created_at=time.time())
+    except BaseException:
+        await _remove(pool, disk)
+        raise
+    d.bus.lifecycle("storage-volume-created",
+                    f"/1.0/storage-pools/{pool.name}/volumes/custom/{name}", proj)
+    LOG.info("storage volume %s/%s created (size %s%s)", pool.name, name,
+             config.get("size") or "unlimited",
+             "" if enforced or not config.get("size") else ", not enforced")
+    return response.created(f"/1.0/storage-pools/{pool.name}/volumes/custom/{name}")
+
+
+async def _remove(pool, disk: str) -> None:
+    remover = getattr(pool, "delete_custom", None)
+    if remover is not None:
+        await remover(disk)
+    else:
+        await remove_tree(pool.custom_path(disk))
+
+
+def _named(request: web.Request):
+    d, pool = _pool(request)
+    proj = project(request)
+    vtype = _vtype(request)
+    name = request.match_info["vol"]
+    return d, pool, proj, vtype, name
+
+
+async def get_volume(request: web.Request) -> web.Response:
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        for item in _all(d, pool, proj, vtype):
+            if item["name"] == name:
+                return response.sync(item)
+        raise NotFound(f"Storage volume {name!r} not found in pool {pool.name!r}")
+    row = _row(d, pool.name, proj, name)
+    out = _render_custom(d, pool, row)
+    return response.sync(out)
+
+
+async def get_volume_state(request: web.Request) -> web.Response:
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        raise BadRequest("State is only reported for custom volumes")
+    row = _row(d, pool.name, proj, name)
+    disk = _disk_path(row["project"], name)
+    usage = getattr(pool, "custom_usage", None)
+    if usage is not None:
+        used = await usage(disk)
+    else:
+        _rc, out, _ = await proc.run(["du", "-sxb", pool.custom_path(disk)], check=False)
+        used = int(out.split()[0]) if out.split() else 0
+    return response.sync({"usage": {"used": used,
+                                    "total": parse_size(row["config"]["size"])
+                                    if row["config"].get("size") else -1,
+                                    "quota_enforced": hasattr(pool, "set_custom_size")}})
+
+
+async def update_volume(request: web.Request) -> web.Response:
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        raise BadRequest("Only custom storage volumes can be changed")
+    row = _row(d, pool.name, proj, name)
+    body = await read_json(request)
+    values = {}
+    if "config" in body or request.method == "PUT":
+        config = body.get("config") or {}
+        if not isinstance(config, dict):
+            raise BadRequest("'config' must be an object")
+        config = {str(k): str(v) for k, v in config.items()}
+        if request.method == "PATCH":
+            config = {**row["config"], **config}
+        if config.get("size") != row["config"].get("size"):
+            if config.get("size"):
+                parse_size(config["size"])
+            await _apply_size(pool, _disk_path(row["project"], name), config.get("size"),
+                              name)
+        values["config"] = config
+    if "description" in body or request.method == "PUT":
+        values["description"] = str(body.get("description") or "")
+    if values:
+        d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
+                                        "type": "custom", "name": name}, **values)
+    d.bus.lifecycle("storage-volume-updated",
+                    f"/1.0/storage-pools/{pool.name}/volumes/custom/{name}", proj)
+    return response.sync({})
+
+
+async def rename_volume(request: web.Request) -> web.Response:
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        raise BadRequest("Only custom storage volumes can be renamed")
+    row = _row(d, pool.name, proj, name)
+    body = await read_json(request)
+    if body.get("migration"):
+        raise BadRequest("Migrating storage volumes is not supported by this runtime")
+    if body.get("pool") and body["pool"] != pool.name:
+        raise BadRequest("Moving a volume to another pool is not supported: copy it "
+                         "(source type 'copy') and delete the original")
+    new = body.get("name")
+    if not isinstance(new, str) or not _NAME.match(new):
+        raise BadRequest(f"Invalid storage volume name {new!r}")
+    used = _used_by(d, pool.name, row["project"], name)
+    if used:
+        raise BadRequest(f"Storage volume {name!r} is in use by {', '.join(used)}")
+    if d.db.get("storage_volumes", pool=pool.name, project=row["project"], type="custom",
+                name=new):
+        raise Conflict(f"Storage volume {new!r} already exists")
+    os.rename(pool.custom_path(_disk_path(row["project"], name)),
+              pool.custom_path(_disk_path(row["project"], new)))
+    d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
+                                    "type": "custom", "name": name}, name=new)
+    d.bus.lifecycle("storage-volume-renamed",
+                    f"/1.0/storage-pools/{pool.name}/volumes/custom/{new}", proj,
+                    {"old_name": name})
+    return response.created(f"/1.0/storage-pools/{pool.name}/volumes/custom/{new}")
+
+
+async def delete_volume(request: web.Request) -> web.Response:
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        raise BadRequest("Only custom storage volumes can be deleted here (delete the "
+                         "instance or image instead)")
+    row = _row(d, pool.name, proj, name)
+    used = _used_by(d, pool.name, row["project"], name)
+    if used:
+        raise BadRequest(f"Storage volume {name!r} is in use by {', '.join(used)}")
+    await _remove(pool, _disk_path(row["project"], name))
+    d.db.delete("storage_volumes", pool=pool.name, project=row["project"], type="custom",
+                name=name)
+    d.bus.lifecycle("storage-volume-deleted",
+                    f"/1.0/storage-pools/{pool.name}/volumes/custom/{name}", proj)
+    return response.sync({})
+
+
+_BASE = "/1.0/storage-pools/{pool}/volumes"
+ROUTES = [
+    ("GET", _BASE, list_volumes, False),
+    ("POST", _BASE, create_volume, False),
+    ("GET", _BASE + "/{type}", list_volumes, False),
+    ("POST", _BASE + "/{type}", create_volume, False),
+    ("GET", _BASE + "/{type}/{vol}", get_volume, False),
+    ("PUT", _BASE + "/{type}/{vol}", update_volume, False),
+    ("PATCH", _BASE + "/{type}/{vol}", update_volume, False),
+    ("POST", _BASE + "/{type}/{vol}", rename_volume, False),
+    ("DELETE", _BASE + "/{type}/{vol}", delete_volume, False),
+    ("GET", _BASE + "/{type}/{vol}/state", get_volume_state, False),
+]

@@ -1,0 +1,154 @@
+"""Custom storage volumes through unchanged pylxd: create, list, rename, copy, delete,
+attach to an instance as a disk device, detach, and size (enforced on btrfs, stated
+as not enforced on dir)."""
+import os
+
+import pylxd
+import pytest
+
+from tests.functional.runtime.harness import RuntimeDaemon
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    d = RuntimeDaemon(prefix="snp-").start()
+    yield d
+    d.destroy()
+
+
+@pytest.fixture
+def volumes(client):
+    """(pool, name) of volumes a test makes; deleted even when the test fails."""
+    made = []
+    yield made
+    for pool, name in made:
+        try:
+            client.api.storage_pools[pool].volumes.custom[name].delete()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _create(client, volumes, name: str, pool: str = "default", **body):
+    volumes.append((pool, name))
+    return client.storage_pools.get(pool).volumes.create(
+        {"name": name, "type": "custom", **body}, wait=True)
+
+
+def _fails(call, *args, **kw) -> tuple[int, str]:
+    with pytest.raises(pylxd.exceptions.LXDAPIException) as exc:
+        call(*args, **kw)
+    return exc.value.response.status_code, exc.value.response.json()["error"]
+
+
+def test_crud_and_listing(daemon, client, make_instance, volumes):
+    make_instance("snp-vlist", start=False)
+    vol = _create(client, volumes, "snp-v1", description="first", config={"user.x": "1"})
+    assert vol.name == "snp-v1" and vol.type == "custom" and vol.config == {"user.x": "1"}
+    path = os.path.join(daemon.lxd_dir, "storage-pools", "default", "custom", "snp-v1")
+    assert os.path.isdir(path)
+    names = client.api.storage_pools.default.volumes.get().json()["metadata"]
+    assert "/1.0/storage-pools/default/volumes/custom/snp-v1" in names
+    assert "/1.0/storage-pools/default/volumes/container/snp-vlist" in names
+    pool = client.storage_pools.get("default")
+    assert {(v.type, v.name) for v in pool.volumes.all()} >= {("custom", "snp-v1"),
+                                                             ("container", "snp-vlist")}
+
+    status, err = _fails(pool.volumes.create, {"name": "snp-v1", "type": "custom"})
+    assert status == 409
+    status, err = _fails(pool.volumes.create, {"name": "bad/name", "type": "custom"})
+    assert status in (400, 404)
+
+    client.api.storage_pools.default.volumes.custom["snp-v1"].patch(
+        json={"config": {"user.y": "2"}})
+    got = pool.volumes.get("custom", "snp-v1")
+    assert got.config == {"user.x": "1", "user.y": "2"} and got.description == "first"
+
+    got.rename({"name": "snp-v1r", "pool": "default"})
+    volumes.append(("default", "snp-v1r"))
+    assert not os.path.exists(path) and os.path.isdir(path + "r")
+    pool.volumes.get("custom", "snp-v1r").delete()
+    assert not os.path.exists(path + "r")
+    with pytest.raises(pylxd.exceptions.NotFound):
+        pool.volumes.get("custom", "snp-v1r")
+
+
+def test_attach_detach_and_in_use(daemon, client, make_instance, volumes):
+    _create(client, volumes, "snp-data")
+    disk = {"type": "disk", "pool": "default", "source": "snp-data", "path": "/mnt/data"}
+    inst = make_instance("snp-vuser", start=False, devices={"data": disk})
+    inst.start(wait=True)
+    assert inst.execute(["sh", "-c", "echo hi > /mnt/data/file"]).exit_code == 0
+    host = os.path.join(daemon.lxd_dir, "storage-pools", "default", "custom", "snp-data",
+                        "file")
+    with open(host) as f:
+        assert f.read() == "hi\n"
+    # owned by the container's root, not the host's
+    assert inst.execute(["stat", "-c", "%u", "/mnt/data/file"]).stdout.strip() == "0"
+
+    vol = client.storage_pools.get("default").volumes.get("custom", "snp-data")
+    assert vol.used_by == ["/1.0/instances/snp-vuser"]
+    status, err = _fails(client.api.storage_pools.default.volumes.custom["snp-data"].delete)
+    assert status == 400 and "in use" in err
+
+    # detach from the running instance; the data stays in the volume
+    del inst.devices["data"]
+    inst.save(wait=True)
+    inst.stop(wait=True)
+    inst.start(wait=True)
+    assert inst.execute(["test", "-e", "/mnt/data/file"]).exit_code != 0
+    assert os.path.exists(host)
+    assert client.storage_pools.get("default").volumes.get("custom", "snp-data").used_by == []
+
+    # a second instance sees the same data
+    other = make_instance("snp-vuser2", devices={"data": disk})
+    assert other.execute(["cat", "/mnt/data/file"]).stdout == "hi\n"
+
+
+def test_copy_volume(daemon, client, volumes):
+    _create(client, volumes, "snp-vsrc")
+    src = os.path.join(daemon.lxd_dir, "storage-pools", "default", "custom", "snp-vsrc")
+    with open(os.path.join(src, "f"), "w") as f:
+        f.write("copied")
+    _create(client, volumes, "snp-vdst", source={"type": "copy", "name": "snp-vsrc",
+                                                  "pool": "default"})
+    with open(os.path.join(os.path.dirname(src), "snp-vdst", "f")) as f:
+        assert f.read() == "copied"
+
+
+def test_size_on_dir_is_stated_not_enforced(client, volumes):
+    _create(client, volumes, "snp-vdir", config={"size": "10MiB"})
+    state = client.api.storage_pools.default.volumes.custom["snp-vdir"].state.get().json()
+    assert state["metadata"]["usage"]["quota_enforced"] is False
+    pool = client.api.storage_pools.default.get().json()["metadata"]
+    assert pool["state"]["quota_enforced"] is False
+
+
+def test_size_enforced_on_btrfs(daemon, client, make_instance, volumes):
+    client.storage_pools.create({"name": "snpvbt", "driver": "btrfs",
+                                 "config": {"size": "512MiB"}})
+    try:
+        _create(client, volumes, "snp-vq", pool="snpvbt", config={"size": "32MiB"})
+        disk = {"type": "disk", "pool": "snpvbt", "source": "snp-vq", "path": "/mnt/q"}
+        inst = make_instance("snp-vq", devices={"q": disk})
+        res = inst.execute(["sh", "-c", "dd if=/dev/zero of=/mnt/q/big bs=1M count=64 "
+                            "conv=fsync 2>&1; echo rc=$?"])
+        assert "rc=0" not in res.stdout, res.stdout
+        state = client.api.storage_pools.snpvbt.volumes.custom["snp-vq"].state.get().json()
+        assert state["metadata"]["usage"]["quota_enforced"] is True
+        inst.stop(wait=True)
+        inst.delete(wait=True)
+        client.api.storage_pools.snpvbt.volumes.custom["snp-vq"].delete()
+    finally:
+        for name in ("snp-vq",):
+            try:
+                i = client.instances.get(name)
+                if i.status != "Stopped":
+                    i.stop(force=True, wait=True)
+                i.delete(wait=True)
+            except pylxd.exceptions.NotFound:
+                pass
+        try:
+            client.api.storage_pools.snpvbt.volumes.custom["snp-vq"].delete()
+        except pylxd.exceptions.LXDAPIException:
+            pass
+        client.storage_pools.get("snpvbt").delete()
