@@ -431,11 +431,13 @@ class LXDDriver(driver.ComputeDriver):
 
     def pause(self, instance):
         self._require(instance)
-        self._action(instance.name, "freeze")
+        if self._status(instance.name) != 110:
+            self._action(instance.name, "freeze")
 
     def unpause(self, instance):
         self._require(instance)
-        self._action(instance.name, "unfreeze")
+        if self._status(instance.name) == 110:
+            self._action(instance.name, "unfreeze")
 
     def suspend(self, context, instance):
         """Containers have no RAM image to save: suspend freezes them and marks
@@ -472,7 +474,7 @@ class LXDDriver(driver.ComputeDriver):
             data = response.content
         except lxd_exceptions.LXDAPIException:
             data = b""
-        return data[-self._console_max:]
+        return data[-self._console_max:].decode("utf-8", errors="replace")
 
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):
@@ -482,7 +484,8 @@ class LXDDriver(driver.ComputeDriver):
         the image is published from that snapshot, so the instance keeps
         running while the image is built and uploaded."""
         name = instance.name
-        self._require(instance)
+        if self._get(name) is None:
+            raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = "nova-snapshot-" + image_id[:8]
         was_running = self._status(name) == 103
