@@ -695,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     image = build_image(args.image)
     args.image_path = image
+    load0 = os.getloadavg()[0]
     results = Results()
     targets: list[Any] = []
     rt_proc: RuntimeProcess | None = None
@@ -786,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"busybox image {os.path.basename(image)}; {args.launches} launches, "
           f"{args.exec_reps} exec reps, {args.reps} snapshot reps, density {args.density}; "
-          f"host {os.uname().release}, {os.cpu_count()} cpus; "
+          f"host {os.uname().release}, {os.cpu_count()} cpus, load average "
+          f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(render(results, targets))
     if args.json:
