@@ -90,6 +90,8 @@ def mount(pid: int, source: str, target: str, readonly: bool, recursive: bool,
     is_dir = os.path.isdir(source)
     _setns(pid)
     _make_target(target, is_dir, owner)
+    if not os.path.exists(target):
+        raise OSError(22, f"target {target} is a dangling symlink inside the container")
     _check(_libc.syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target.encode(),
                          MOVE_MOUNT_F_EMPTY_PATH), "move_mount")
 
