@@ -44,6 +44,7 @@ class LXDDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestC
         if self._testMethodName in self.SKIPS:
             self.skipTest(self.SKIPS[self._testMethodName])
         self._seed_image()
+        self._track_created_images()
 
     def _seed_image(self) -> None:
         """Alias the busybox image as the test instance's Glance image.
@@ -63,6 +64,17 @@ class LXDDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestC
             client.api.images.aliases.post(json={"name": image_id, "target": fingerprint})
         except lxd_exceptions.LXDAPIException:
             pass  # already aliased
+
+    def _track_created_images(self) -> None:
+        """Snapshots alias their image by the Glance id: remove them after."""
+        self.runtime.image_aliases = []
+        create = self.image_service.create
+
+        def tracking_create(context, metadata, data=None):
+            image = create(context, metadata, data=data)
+            self.runtime.image_aliases.append(image["id"])
+            return image
+        self.image_service.create = tracking_create
 
     def _get_running_instance(self, obj=True):
         instance_ref = test_utils.get_test_instance(obj=obj)
