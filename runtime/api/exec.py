@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import termios
+import tty
 
 from aiohttp import WSMsgType, web
 
@@ -218,6 +219,9 @@ async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
     socks = await _sockets(op, ["0"])
     ws = socks["0"]
     master, slave = os.openpty()
+    # Our side is a transparent pipe: lxc-attach makes the real terminal inside
+    # the container, so no newline or echo processing may happen twice.
+    tty.setraw(slave)
     _winsize(master, req["width"], req["height"])
     try:
         proc = await asyncio.create_subprocess_exec(
