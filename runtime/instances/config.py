@@ -90,6 +90,20 @@ def is_priority(v: str) -> None:
         raise ValueError("must be an integer 0-10")
 
 
+def is_raw_lxc(v: str) -> None:
+    """raw.lxc is passed to liblxc verbatim: at least catch what it would refuse to parse."""
+    for n, line in enumerate(str(v).splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not re.match(r"^lxc\.[A-Za-z0-9_.\-]+\s*=", text):
+            raise ValueError(f"line {n} is not 'lxc.<key> = <value>': {text!r}")
+        key = text.split("=", 1)[0].strip()
+        if key in ("lxc.logfile", "lxc.log.file", "lxc.syslog", "lxc.ephemeral",
+                   "lxc.rootfs.path", "lxc.uts.name"):
+            raise ValueError(f"line {n}: {key} is managed by the runtime")
+
+
 def one_of(*choices: str) -> Callable[[str], None]:
     def check(v: str) -> None:
         if v not in choices:
@@ -114,7 +128,7 @@ INSTANCE_KEYS: dict[str, Callable[[str], None]] = {
     "limits.network.priority": is_priority, "limits.processes": is_uint,
     "linux.kernel_modules": any_value,
     "migration.incremental.memory": is_bool, "migration.stateful": is_bool,
-    "raw.apparmor": any_value, "raw.idmap": any_value, "raw.lxc": any_value,
+    "raw.apparmor": any_value, "raw.idmap": any_value, "raw.lxc": is_raw_lxc,
     "raw.seccomp": any_value,
     "security.devlxd": is_bool, "security.devlxd.images": is_bool,
     "security.idmap.base": is_uint, "security.idmap.isolated": is_bool,
