@@ -185,6 +185,9 @@ class Devices:
                 from runtime.network import netlink
                 if not netlink.exists(dev["network"]):
                     await nets.bring_up(dev["network"], row["config"])
+                hwaddr = dev.get("hwaddr") or inst.config.get(f"volatile.{name}.hwaddr")
+                if hwaddr:
+                    nets.static_lease(dev["network"], inst.name, hwaddr, dev.get("ipv4.address"))
             elif nictype(dev) in ("bridged", "macvlan", "physical") and not dev.get("parent"):
                 raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
 
@@ -261,6 +264,11 @@ class Devices:
 
     async def before_delete(self, inst) -> None:
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
+        nets = getattr(self.d, "networks", None)
+        for dev in inst.expanded_devices.values():
+            if nets and dev.get("type") == "nic" and dev.get("network") and \
+                    nets.managed(dev["network"]):
+                nets.static_lease(dev["network"], inst.name, None, None)
 
     # Hotplug -------------------------------------------------------------------
     async def hotplug(self, inst, old_devices: dict) -> None:

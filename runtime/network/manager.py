@@ -311,6 +311,25 @@ class Networks:
         self.get(name)
         return dnsmasq.leases(self.rundir(name))
 
+    def static_lease(self, network: str, instance: str, hwaddr: str | None,
+                     address: str | None) -> None:
+        """Pin (or forget) an instance's DHCP host entry: its name, and its
+        nic's ipv4.address when set, so dnsmasq hands out what the config says."""
+        path = os.path.join(self.rundir(network), "dnsmasq.hosts")
+        try:
+            with open(path) as f:
+                lines = [ln for ln in f.read().splitlines()
+                         if ln and ln.split(",")[-1] != instance]
+        except FileNotFoundError:
+            lines = []
+        if hwaddr:
+            lines.append(",".join([hwaddr] + ([address] if address else []) + [instance]))
+        os.makedirs(self.rundir(network), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write("".join(ln + "\n" for ln in lines))
+        os.replace(path + ".tmp", path)
+        dnsmasq.reload_hosts(self.rundir(network), network)
+
     def bridge_for(self, dev: dict) -> str | None:
         """The host bridge a bridged nic joins: its managed network or its parent."""
         if dev.get("network"):

@@ -139,3 +139,13 @@ def test_default_bridge_opt_in():
         nh.kill_dnsmasq(d.lxd_dir)
         nh.delete_links([bridge])
         d.destroy()
+
+
+def test_static_dhcp_address_from_nic_config(network, make_instance):
+    net = network({"ipv4.address": "10.231.45.1/24"})
+    inst = make_instance(devices={"eth0": {"type": "nic", "network": net.name,
+                                           "name": "eth0", "ipv4.address": "10.231.45.77"}})
+    res = inst.execute(["udhcpc", "-i", "eth0", "-n", "-q", "-t", "5",
+                        "-s", "/usr/share/udhcpc/default.script"])
+    assert res.exit_code == 0, res.stdout + res.stderr
+    assert "10.231.45.77" in inst.execute(["ip", "-4", "addr", "show", "eth0"]).stdout
