@@ -147,6 +147,13 @@ class Operations:
         op._changed(PENDING)
         return op.start()
 
+    def completed(self, description: str, **kw: Any) -> Operation:
+        """An operation for work already done synchronously (LXD answers some
+        updates asynchronously; clients then wait on an operation that has finished)."""
+        async def nothing(op: Operation) -> None:
+            return None
+        return self.create("task", description, nothing, **kw)
+
     def get(self, op_id: str) -> Operation:
         op = self.ops.get(op_id)
         if op is None:

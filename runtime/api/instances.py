@@ -101,11 +101,8 @@ async def update_instance(request: web.Request) -> web.Response:
         return response.async_(op)
     await d.instances.update(inst, body, patch=request.method == "PATCH")
 
-    async def done(op):
-        return None
-    return response.async_(d.ops.create("task", "Updating instance", done,
-                                        project=inst.project,
-                                        resources={"instances": [inst.url]}))
+    return response.async_(d.ops.completed("Updating instance", project=inst.project,
+                                           resources={"instances": [inst.url]}))
 
 
 async def post_instance(request: web.Request) -> web.Response:
@@ -122,11 +119,8 @@ async def post_instance(request: web.Request) -> web.Response:
         raise BadRequest("Body needs a new 'name' (or 'migration': true)")
     await d.instances.rename(inst, new_name)
 
-    async def done(op):
-        return None
-    return response.async_(d.ops.create("task", "Renaming instance", done,
-                                        project=inst.project,
-                                        resources={"instances": [inst.url]}))
+    return response.async_(d.ops.completed("Renaming instance", project=inst.project,
+                                           resources={"instances": [inst.url]}))
 
 
 async def delete_instance(request: web.Request) -> web.Response:
