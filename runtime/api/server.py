@@ -27,6 +27,7 @@ API_EXTENSIONS = [
     "instance_snapshot_never", "certificate_token", "linux_sysctl", "cloud_init",
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
+    "resources", "network_leases",
 ]
 
 SERVER_CONFIG_KEYS = {
