@@ -177,3 +177,68 @@ def test_publish_errors(client, make_instance):
               "compression_algorithm": "rar"}, "compression_algorithm")):
         with pytest.raises(pylxd.exceptions.LXDAPIException, match=match):
             client.api.images.post(json=body)
+
+
+def test_isolated_and_privileged_instances(client, make_instance, cleanup):
+    iso = make_instance("snp-iso", config={"security.idmap.isolated": "true"})
+    _write(iso, "/root/f", "iso")
+    iso.snapshots.create("s", wait=True)
+    copy = _copy(client, cleanup, "snp-isocopy", "snp-iso")
+    copy.start(wait=True)
+    copy.sync()
+    iso.sync()
+    base = int(iso.config["volatile.idmap.base"])
+    assert int(copy.config["volatile.idmap.base"]) != base  # a range of its own
+    assert _read(copy, "/root/f") == "iso"
+    assert copy.execute(["stat", "-c", "%u", "/root/f"]).stdout.strip() == "0"
+
+    image = iso.publish(wait=True)  # running, isolated: owners shifted back from its range
+    cleanup["images"].append(image.fingerprint)
+    tar = _export(client, image.fingerprint)
+    assert tar.getmember("rootfs/root/f").uid == 0
+    assert tar.getmember("rootfs/bin/busybox").uid == 0
+
+    priv = make_instance("snp-priv", config={"security.privileged": "true"})
+    _write(priv, "/root/p", "priv")
+    priv.snapshots.create("s", wait=True)
+    _write(priv, "/root/p", "later")
+    priv.restore_snapshot("s", wait=True)
+    assert _read(priv, "/root/p") == "priv"
+    image = priv.snapshots.get("s").publish(wait=True)
+    cleanup["images"].append(image.fingerprint)
+    assert _export(client, image.fingerprint).getmember("rootfs/root/p").uid == 0
+
+
+def test_copy_and_snapshots_in_a_project(client, cleanup):
+    client.projects.create("snpproj", config={"features.images": "false",
+                                              "features.profiles": "false"})
+    try:
+        r = client.api.instances.post(params={"project": "snpproj"}, json={
+            "name": "snp-pi", "source": {"type": "image", "alias": "busybox"}})
+        client.operations.wait_for_operation(r.json()["operation"])
+        r = client.api.instances["snp-pi"].snapshots.post(
+            params={"project": "snpproj"}, json={"name": "s"})
+        client.operations.wait_for_operation(r.json()["operation"])
+        r = client.api.instances.post(params={"project": "snpproj"}, json={
+            "name": "snp-pi2", "source": {"type": "copy", "source": "snp-pi"}})
+        client.operations.wait_for_operation(r.json()["operation"])
+        snaps = client.api.instances["snp-pi2"].snapshots.get(
+            params={"project": "snpproj"}).json()["metadata"]
+        assert snaps == ["/1.0/instances/snp-pi2/snapshots/s"]
+        # copy into the default project from the other one
+        cleanup["instances"].append("snp-pi3")
+        r = client.api.instances.post(json={"name": "snp-pi3", "source": {
+            "type": "copy", "source": "snp-pi", "project": "snpproj",
+            "instance_only": True}})
+        client.operations.wait_for_operation(r.json()["operation"])
+        copy = client.instances.get("snp-pi3")
+        copy.start(wait=True)
+        assert copy.execute(["true"]).exit_code == 0
+    finally:
+        for name in ("snp-pi2", "snp-pi"):
+            try:
+                r = client.api.instances[name].delete(params={"project": "snpproj"})
+                client.operations.wait_for_operation(r.json()["operation"])
+            except pylxd.exceptions.LXDAPIException:
+                pass
+        client.projects.get("snpproj").delete()

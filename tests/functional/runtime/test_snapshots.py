@@ -171,3 +171,26 @@ def test_delete_instance_removes_snapshots(daemon, client, make_instance):
     # a new instance of the same name starts without snapshots
     again = make_instance("snp-del", start=False)
     assert again.snapshots.all() == []
+
+
+def test_renamed_instance_keeps_its_snapshots(client, make_instance):
+    inst = make_instance("snp-ren", start=False)
+    inst.snapshots.create("s", wait=True)
+    inst.rename("snp-ren2", wait=True)
+    try:
+        moved = client.instances.get("snp-ren2")
+        assert [s.name for s in moved.snapshots.all()] == ["s"]
+        moved.restore_snapshot("s", wait=True)
+        moved.start(wait=True)
+        assert moved.execute(["true"]).exit_code == 0
+        moved.stop(wait=True)
+    finally:
+        client.instances.get("snp-ren2").delete(wait=True)
+
+
+def test_root_size_on_dir_is_accepted_and_stated(client, make_instance):
+    root = {"root": {"type": "disk", "path": "/", "pool": "default", "size": "1GiB"}}
+    inst = make_instance("snp-dirsize", start=False, devices=root)
+    assert inst.devices["root"]["size"] == "1GiB"
+    state = client.api.storage_pools.default.get().json()["metadata"]["state"]
+    assert state["quota_enforced"] is False and "not enforce" in state["quota_reason"]
