@@ -754,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
                     if src.key == "runtime2":
                         src.ensure_profile("bench-rtbr0", "10.252.0.1/24")
                     remotes.append(src)
+                    pid2 = src.server_pid()
+                    results.note(t.key, f"second daemon ({src.title}, used only by this "
+                                        f"benchmark) RSS {memory.rss_kb(pid2) / 1024:.1f} MB")
                 except Exception as e:  # noqa: BLE001
                     t.remote = None
                     t.remote_reason = f"failed: second daemon: {short(e)}"
