@@ -92,6 +92,26 @@ def limits(config: dict, v2: bool | None = None) -> dict[str, str]:
     return out
 
 
+def live_limits(config: dict, v2: bool | None = None) -> dict[str, str]:
+    """Settings for a live update: the config's limits over the kernel defaults.
+
+    A limit removed from the config must stop applying on a running instance,
+    so every knob we manage is written, back to its default when unset.
+    """
+    v2 = unified_only() if v2 is None else v2
+    if v2:
+        out = {"memory.max": "max", "memory.high": "max", "cpuset.cpus": cpuset_for(
+            str(len(host_cpus()))), "cpu.weight": "100", "cpu.max": "max 100000",
+               "pids.max": "max"}
+    else:
+        out = {"memory.limit_in_bytes": "-1", "memory.soft_limit_in_bytes": "-1",
+               "memory.swappiness": "60", "cpuset.cpus": cpuset_for(str(len(host_cpus()))),
+               "cpu.shares": "1024", "cpu.cfs_quota_us": "-1", "cpu.cfs_period_us": "100000",
+               "pids.max": "max"}
+    out.update(limits(config, v2))
+    return out
+
+
 def blkio_weight_knob() -> str | None:
     """The v1 blkio weight file this kernel offers, if any.
 

@@ -289,7 +289,7 @@ class LxcDriver:
         raise CommandFailed(f"Container did not reach {want} within 6s")
 
     async def set_cgroup(self, name: str, key: str, value: str) -> None:
-        await proc.run(["lxc-cgroup", *self._args(name), key, value])
+        await proc.run(["lxc-cgroup", *self._args(name), "--", key, value])
 
     def attach_argv(self, name: str, command: list[str], env: dict[str, str],
                     cwd: str | None, uid: int, gid: int) -> list[str]:

@@ -463,7 +463,7 @@ class InstanceManager:
     async def apply_live(self, inst: Instance, old_devices: dict | None = None) -> None:
         """Push what can change on a running instance: cgroup limits, then devices."""
         name = self.paths(inst).name
-        for setting, value in cgroups.limits(inst.expanded_config).items():
+        for setting, value in cgroups.live_limits(inst.expanded_config).items():
             await self.lxc.set_cgroup(name, setting, value)
         if old_devices is not None:
             await self.d.devices.hotplug(inst, old_devices)

@@ -117,3 +117,15 @@ def test_disk_io_limits_at_start_and_live(make_instance):
     inst.devices["root"]["limits.read"] = "20MB"
     inst.save(wait=True)
     assert cg(inst, "blkio", "blkio.throttle.read_bps_device").split()[1] == str(20 * 10**6)
+
+
+def test_removed_limits_stop_applying_live(make_instance):
+    inst = make_instance(config={"limits.cpu": "1", "limits.memory": "64MiB",
+                                 "limits.processes": "40", "limits.cpu.allowance": "10%"})
+    for key in ("limits.cpu", "limits.memory", "limits.processes", "limits.cpu.allowance"):
+        del inst.config[key]
+    inst.save(wait=True)
+    assert sh(inst, "nproc") == str(len(os.sched_getaffinity(0)))
+    assert int(cg(inst, "memory", "memory.limit_in_bytes")) > 2**50
+    assert cg(inst, "pids", "pids.max") == "max"
+    assert cg(inst, "cpu", "cpu.shares") == "1024"
