@@ -73,6 +73,66 @@ def parse_expiry(value: str | None) -> float:
     return total
 
 
+_CRON_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                 "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
+                 "@annually": "0 0 1 1 *"}
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def _cron_field(text: str, lo: int, hi: int) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        rng, _, step = part.partition("/")
+        if rng == "*":
+            a, b = lo, hi
+        elif "-" in rng:
+            a, b = (int(x) for x in rng.split("-", 1))
+        else:
+            a = b = int(rng)
+        n = int(step) if step else 1
+        if not (lo <= a <= b <= hi) or n < 1:
+            raise ValueError(part)
+        out.update(range(a, b + 1, n))
+    return out
+
+
+def parse_schedule(value: str) -> list[tuple[set[int], ...]]:
+    """`snapshots.schedule`: a cron line or comma-separated aliases (@hourly, @daily...)."""
+    value = (value or "").strip()
+    if not value:
+        return []
+    specs = [_CRON_ALIASES.get(a.strip(), a.strip()) for a in value.split(",")] \
+        if value.startswith("@") else [value]
+    out = []
+    for spec in specs:
+        fields = spec.split()
+        if len(fields) != 5:
+            raise BadRequest(f"Invalid snapshots.schedule {value!r}: use a cron line "
+                             "'<minute> <hour> <day> <month> <weekday>' or @hourly, @daily...")
+        try:
+            parsed = tuple(_cron_field(f, lo, hi) for f, (lo, hi) in zip(fields, _CRON_RANGES,
+                                                                         strict=True))
+        except ValueError as exc:
+            raise BadRequest(f"Invalid snapshots.schedule {value!r}: bad field {exc}")
+        if 7 in parsed[4]:
+            parsed[4].add(0)
+        out.append(parsed + (fields[2] != "*", fields[4] != "*"))
+    return out
+
+
+def schedule_due(schedule: list, when: datetime.datetime) -> bool:
+    """Whether a parsed schedule fires in the minute `when` falls in (cron semantics)."""
+    dow = (when.weekday() + 1) % 7
+    for minute, hour, dom, month, wday, dom_set, dow_set in schedule:
+        if when.minute not in minute or when.hour not in hour or when.month not in month:
+            continue
+        day_ok = (when.day in dom or dow in wday) if (dom_set and dow_set) else \
+            (when.day in dom and dow in wday)
+        if day_ok:
+            return True
+    return False
+
+
 def render_time(ts: float) -> str:
     return timestamp(ts) if ts else "0001-01-01T00:00:00Z"
 
@@ -109,7 +169,7 @@ class Snapshots:
     def __init__(self, daemon):
         self.d = daemon
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
 
     # Records -------------------------------------------------------------------
     def rows(self, inst: Instance) -> list[dict]:
@@ -173,9 +233,11 @@ class Snapshots:
 
     def _next_name(self, inst: Instance) -> str:
         pattern = inst.expanded_config.get("snapshots.pattern") or "snap%d"
-        if "%d" not in pattern:
-            return pattern
         taken = {r["name"] for r in self.rows(inst)}
+        if "%d" not in pattern:
+            if pattern not in taken:
+                return pattern
+            pattern += "-%d"
         n = 0
         while pattern.replace("%d", str(n)) in taken:
             n += 1
@@ -185,19 +247,21 @@ class Snapshots:
     async def quiesced(self, inst: Instance):
         """Freeze a running instance around a volume copy (not needed on atomic pools)."""
         pool = self._pool(inst)
+        mgr = self.d.instances
         frozen = False
-        if not getattr(pool, "atomic_snapshots", False) and self.d.instances.pid(inst) and \
-                self.d.instances.status(inst) == "Running":
-            await self.d.instances.freeze(inst)
+        # Straight to the freezer, without pause/resume events: nobody paused it.
+        if not getattr(pool, "atomic_snapshots", False) and mgr.pid(inst) and \
+                mgr.status(inst) == "Running":
+            await mgr.lxc.freeze(mgr.paths(inst).name, mgr.cgroup(inst))
             frozen = True
         try:
             yield
         finally:
             if frozen:
                 try:
-                    await self.d.instances.unfreeze(inst)
+                    await mgr.lxc.unfreeze(mgr.paths(inst).name, mgr.cgroup(inst))
                 except Exception:  # noqa: BLE001 - never leave it frozen silently
-                    LOG.exception("could not unfreeze %s after snapshot", inst.name)
+                    LOG.exception("could not unfreeze %s after a volume copy", inst.name)
                     raise
 
     async def create(self, inst: Instance, spec: dict) -> dict:
@@ -338,14 +402,52 @@ class Snapshots:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), delay)
 
+    # Schedules ----------------------------------------------------------------------
+    async def scheduled_tick(self, when: datetime.datetime) -> list[str]:
+        """Take the snapshots `snapshots.schedule` asks for in this minute."""
+        taken = []
+        for inst in self.d.instances.list(None):
+            conf = inst.expanded_config
+            if not conf.get("snapshots.schedule"):
+                continue
+            try:
+                schedule = parse_schedule(conf["snapshots.schedule"])
+            except BadRequest as exc:
+                LOG.error("instance %s: %s", inst.name, exc)
+                continue
+            if not schedule_due(schedule, when):
+                continue
+            if self.d.instances.pid(inst) is None and \
+                    not cfg.truthy(conf.get("snapshots.schedule.stopped")):
+                continue
+            try:
+                spec = await self.validate_create(inst, {})
+                await self.create(inst, spec)
+                taken.append(f"{inst.name}/{spec['name']}")
+            except Exception:  # noqa: BLE001 - one instance must not stop the others
+                LOG.exception("scheduled snapshot of %s failed", inst.name)
+        return taken
+
+    async def schedule_loop(self) -> None:
+        while True:
+            now = time.time()
+            await asyncio.sleep(60 - now % 60 + 0.05)
+            minute = datetime.datetime.now().replace(second=0, microsecond=0)
+            try:
+                await self.scheduled_tick(minute)
+            except Exception:  # noqa: BLE001
+                LOG.exception("snapshot schedule pass failed")
+
     async def start(self, app) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.expiry_loop())
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.expiry_loop()),
+                      loop.create_task(self.schedule_loop())]
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
+        for task in getattr(self, "tasks", []):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task
 
 
 # Copy ----------------------------------------------------------------------------------
@@ -413,8 +515,10 @@ class Copier:
         src_pool = self.d.pool(src.pool)
         dst_pool = self.d.pool(inst.pool)
         try:
-            snaps = [] if instance_only else self.snaps.rows(src)
+            snaps: list[dict] = []
             async with mgr.lock(src.project, src.name):
+                if not instance_only:
+                    snaps = self.snaps.rows(src)
                 if src_pool is dst_pool:
                     if snap is not None:
                         await src_pool.copy_instance(src_vol, dst_vol, snap["name"])

@@ -145,3 +145,23 @@ def test_dir_pool_states_quota_not_enforced(tmp_path):
 def test_is_subvolume_false_off_btrfs(tmp_path):
     assert is_subvolume(str(tmp_path)) in (False, True)  # True only if tmp is a btrfs root
     assert is_subvolume(str(tmp_path / "missing")) is False
+
+
+def test_schedule_parsing_and_matching():
+    at = datetime.datetime(2026, 11, 27, 6, 0)  # a Friday
+    assert snapshots.parse_schedule("") == []
+    assert snapshots.schedule_due(snapshots.parse_schedule("@hourly"), at)
+    assert not snapshots.schedule_due(snapshots.parse_schedule("@hourly"),
+                                      at.replace(minute=1))
+    assert snapshots.schedule_due(snapshots.parse_schedule("@daily, @hourly"), at)
+    assert not snapshots.schedule_due(snapshots.parse_schedule("@daily"), at)
+    assert snapshots.schedule_due(snapshots.parse_schedule("*/15 6-8 * * 1-5"), at)
+    assert not snapshots.schedule_due(snapshots.parse_schedule("*/15 6-8 * * 1-4"), at)
+    # day of month and weekday both set: either matches (cron's rule)
+    assert snapshots.schedule_due(snapshots.parse_schedule("0 6 1 * 5"), at)
+    assert snapshots.schedule_due(snapshots.parse_schedule("0 6 27 * 0"), at)
+    assert snapshots.schedule_due(snapshots.parse_schedule("0 6 * * 7"),
+                                  datetime.datetime(2026, 11, 29, 6, 0))  # Sunday as 7
+    for bad in ("* * *", "61 * * * *", "@fortnightly", "a b c d e"):
+        with pytest.raises(BadRequest, match="snapshots.schedule"):
+            snapshots.parse_schedule(bad)
