@@ -348,7 +348,8 @@ class LXDDriver(driver.ComputeDriver):
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
         self._delete_container(name + RESCUE_SUFFIX)
-        if self._get(name) is not None:
+        data = self._get(name)
+        if data is not None:
             if destroy_disks:
                 self._delete_container(name)
             elif self._status(name) != 102:
@@ -357,6 +358,10 @@ class LXDDriver(driver.ComputeDriver):
             LOG.warning("Container %s was already gone", name, instance=instance)
         self.cleanup(context, instance, network_info, block_device_info,
                      destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+        if data is not None:
+            # nova may hand us no network_info (e.g. an emptied info cache):
+            # the container's own nic devices name the veths we made.
+            vifs.unplug_devices(instance, data.get("devices") or {})
         LOG.info("Destroyed container %s (destroy_disks=%s)", name, destroy_disks,
                  instance=instance)
 

@@ -20,6 +20,7 @@ from nova import exception as nova_exception
 from nova_lxd_py import privsep
 
 LOG = logging.getLogger(__name__)
+PEER_PREFIX = "tin"
 
 
 def host_name(vif: Any) -> str:
@@ -29,7 +30,7 @@ def host_name(vif: Any) -> str:
 
 def peer_name(vif: Any) -> str:
     """The container end, until it is moved into the container and renamed."""
-    return ("tin" + vif["id"])[: network_model.NIC_NAME_LEN]
+    return (PEER_PREFIX + vif["id"])[: network_model.NIC_NAME_LEN]
 
 
 def mtu_of(vif: Any) -> int | None:
@@ -70,11 +71,29 @@ def plug(instance: Any, vif: Any) -> None:
 
 def unplug(instance: Any, vif: Any) -> None:
     vif_type = vif.get("type")
-    if vif_type in UNPLUG:
-        try:
-            UNPLUG[vif_type](vif)
-        except Exception:
-            LOG.exception("Failed to unplug VIF %s", vif["id"], instance=instance)
+    if vif_type not in UNPLUG:
+        LOG.warning("Not unplugging VIF %s of unsupported type %s", vif.get("id"), vif_type,
+                    instance=instance)
+        return
+    try:
+        UNPLUG[vif_type](vif)
+    except Exception:  # noqa: BLE001 - unplug is best effort, nova carries on
+        LOG.exception("Failed to unplug VIF %s", vif["id"], instance=instance)
+        return
+    LOG.info("Unplugged VIF %s (%s)", vif["id"], host_name(vif), instance=instance)
+
+
+def unplug_devices(instance: Any, devices: dict[str, dict[str, str]]) -> None:
+    """Delete the veths behind a container's nics (only ones this driver made:
+    physical nics whose parent has our peer prefix, never a real NIC)."""
+    for device in devices.values():
+        parent = device.get("parent") or ""
+        if device.get("type") == "nic" and device.get("nictype") == "physical" \
+                and parent.startswith(PEER_PREFIX):
+            try:
+                privsep.delete_link(parent)
+            except Exception:  # noqa: BLE001 - best effort, like unplug
+                LOG.exception("Failed to delete %s", parent, instance=instance)
 
 
 def nic_device(index: int, vif: Any) -> tuple[str, dict[str, str]]:

@@ -32,7 +32,9 @@ def _paste_ini() -> str:
     return os.path.join(sys.prefix, "etc", "nova", "api-paste.ini")
 
 
-class LXDServersTest(integrated_helpers.ProviderUsageBaseTestCase):
+class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
+    """Two compute hosts with the LXD driver, each on its own runtime."""
+
     compute_driver = "lxd_py.LXDDriver"
     microversion = "2.74"
 
@@ -115,7 +117,9 @@ class LXDServersTest(integrated_helpers.ProviderUsageBaseTestCase):
         for host, runtime in self.runtimes.items():
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
 
-    # -- tests -----------------------------------------------------------------------
+
+
+class LXDServersTest(LXDServersBase):
     def test_boot_spread_limits_and_delete(self):
         servers = [self._boot(f"nlx-s{i}") for i in range(4)]
         hosts = {s["OS-EXT-SRV-ATTR:host"] for s in servers}

@@ -1,0 +1,81 @@
+"""Neutron ports reach the containers: veth pairs, MACs and fixed IPs.
+
+nova 34 refuses Linux bridge bindings, so the ports are bound as ``tap``
+(the compute makes the device, the network backend wires it). The test plays
+the backend: it makes a Linux bridge of its own and enslaves the host ends
+the driver created, then checks that two servers on two compute hosts got
+their port's MAC and fixed IP (from the NoCloud seed) and reach each other.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import fixtures
+from pyroute2 import IPRoute
+
+import test_lxd_servers
+from nova_lxd_py import privsep
+
+
+class LXDNetworkTest(test_lxd_servers.LXDServersBase):
+    def setUp(self):
+        super().setUp()
+        # Tests run as root: call the privileged helpers in-process.
+        self.useFixture(fixtures.MockPatchObject(privsep.net_pctxt, "client_mode", False))
+        self.neutron._ports[self.neutron.port_1["id"]]["binding:vif_type"] = "tap"
+        self.neutron.default_port = copy.deepcopy(self.neutron.default_port)
+        self.neutron.default_port["binding:vif_type"] = "tap"
+        self.bridge = f"nlxbr{os.getpid() % 100000}"
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=self.bridge, kind="bridge")
+            ipr.link("set", index=ipr.link_lookup(ifname=self.bridge)[0], state="up")
+        self.addCleanup(self._del_link, self.bridge)
+
+    @staticmethod
+    def _del_link(name: str) -> None:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if found:
+                ipr.link("del", index=found[0])
+
+    def _enslave(self, port_id: str) -> str:
+        devname = ("tap" + port_id)[:14]
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=devname)
+            self.assertTrue(found, f"driver did not create {devname}")
+            ipr.link("set", index=found[0], master=ipr.link_lookup(ifname=self.bridge)[0])
+        return devname
+
+    def _boot_on(self, name: str, host: str, networks: list) -> dict:
+        server = self._build_server(name=name, image_uuid=self.image_id,
+                                    flavor_id=self.flavor_id, networks=networks)
+        server["host"] = host
+        self._track_images(self.image_id)
+        return self._wait_for_state_change(self.api.post_server({"server": server}), "ACTIVE")
+
+    def test_ports_wired_with_mac_and_fixed_ip(self):
+        port_1 = self.neutron.port_1
+        net_id = self.neutron.network_1["id"]
+        one = self._boot_on("nlx-net1", test_lxd_servers.COMPUTE_HOSTS[0],
+                            [{"port": port_1["id"]}])
+        two = self._boot_on("nlx-net2", test_lxd_servers.COMPUTE_HOSTS[1],
+                            [{"uuid": net_id}])
+        port_2 = [p for p in self.neutron._ports.values()
+                  if p.get("device_id") == two["id"]][0]
+        taps = [self._enslave(port_1["id"]), self._enslave(port_2["id"])]
+
+        link = self._exec(one, "ip", "-o", "link", "show", "eth0")
+        self.assertIn(port_1["mac_address"], link)
+        addr = self._exec(one, "ip", "-o", "-4", "addr", "show", "eth0")
+        self.assertIn(port_1["fixed_ips"][0]["ip_address"] + "/24", addr)
+        ip_2 = port_2["fixed_ips"][0]["ip_address"]
+        self.assertIn(ip_2 + "/24", self._exec(two, "ip", "-o", "-4", "addr", "show", "eth0"))
+        self._exec(one, "ping", "-c", "1", "-W", "5", ip_2)
+
+        for server in (one, two):
+            self._delete_server(server)
+        self._assert_runtimes_empty()
+        with IPRoute() as ipr:
+            for tap in taps:
+                self.assertEqual([], ipr.link_lookup(ifname=tap), f"{tap} left behind")
