@@ -1,0 +1,66 @@
+"""Pure pieces of networks, devices, limits and projects (no root, no containers)."""
+import pytest
+
+from runtime.errors import BadRequest
+from runtime.instances import cgroups, devices
+from runtime.network import dnsmasq, manager, tc
+from runtime import projects
+
+
+def test_parse_rate():
+    assert tc.parse_rate("10Mbit") == 10_000_000
+    assert tc.parse_rate("1Gbit") == 10**9
+    assert tc.parse_rate("500kbit") == 500_000
+    with pytest.raises(ValueError):
+        tc.parse_rate("10MB")
+
+
+def test_ifb_name_fits_interface_limit():
+    assert len(tc.ifb_name("veth0123456789ab")) <= 15
+
+
+def test_blkio_settings():
+    assert devices.blkio_settings({"limits.read": "10MB", "limits.write": "20iops"},
+                                  "254:0") == {
+        "blkio.throttle.read_bps_device": "254:0 10000000",
+        "blkio.throttle.write_iops_device": "254:0 20"}
+    both = devices.blkio_settings({"limits.max": "1MiB"}, "8:0")
+    assert both == {"blkio.throttle.read_bps_device": f"8:0 {2**20}",
+                    "blkio.throttle.write_bps_device": f"8:0 {2**20}"}
+
+
+def test_network_config_validation_names_the_key():
+    assert manager.validate_config({"ipv4.address": "10.0.3.1/24", "ipv4.nat": True}) == {
+        "ipv4.address": "10.0.3.1/24", "ipv4.nat": "true"}
+    for bad in ({"ipv4.address": "10.0.3.1"}, {"ipv4.address": "10.0.3.300/24"},
+                {"bridge.mtu": "20"}, {"nope": "1"}):
+        with pytest.raises(BadRequest, match=list(bad)[0]):
+            manager.validate_config(bad)
+    with pytest.raises(BadRequest):
+        manager.validate_name("a-name-longer-than-15")
+
+
+def test_dnsmasq_binds_only_to_its_bridge(tmp_path):
+    argv = dnsmasq.argv("ntbr0", str(tmp_path), {"ipv4.address": "10.9.8.1/24"})
+    assert "--bind-interfaces" in argv and "--interface=ntbr0" in argv
+    assert "--except-interface=lo" in argv and "--listen-address=10.9.8.1" in argv
+    assert "--dhcp-range=10.9.8.2,10.9.8.254,255.255.255.0,1h" in argv
+    assert dnsmasq.dhcp_range({"ipv4.address": "10.9.8.1/24",
+                               "ipv4.dhcp.ranges": "10.9.8.50-10.9.8.60"}) == \
+        ("10.9.8.50", "10.9.8.60")
+
+
+def test_live_limits_reset_what_is_unset():
+    out = cgroups.live_limits({"limits.memory": "64MiB"}, v2=False)
+    assert out["memory.limit_in_bytes"] == str(64 * 2**20)
+    assert out["pids.max"] == "max" and out["cpu.cfs_quota_us"] == "-1"
+    assert cgroups.live_limits({}, v2=True)["memory.max"] == "max"
+
+
+def test_project_config_validation():
+    with pytest.raises(BadRequest, match="features.images"):
+        projects._validate_config({"features.images": "maybe"})
+    with pytest.raises(BadRequest, match="unknown.key"):
+        projects._validate_config({"unknown.key": "1"})
+    assert projects._validate_config({"features.profiles": False, "user.x": "y"}) == {
+        "features.profiles": "false", "user.x": "y"}
