@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import time
 
 import aiohttp
 from aiohttp import web
@@ -157,7 +158,7 @@ def _websocket_op(d, description: str, run, project: str, resources: dict):
 
 
 # Sender -------------------------------------------------------------------------
-async def _tar_send(fs, directory: str, entries: list[str]) -> int:
+async def _tar_send(fs, directory: str, entries: list[str], progress=None) -> int:
     """Stream a tar of directory/entries as binary frames, then the "end" frame."""
     entries = [e for e in entries if os.path.lexists(os.path.join(directory, e))]
     p = await asyncio.create_subprocess_exec(
@@ -181,6 +182,8 @@ async def _tar_send(fs, directory: str, entries: list[str]) -> int:
             if buf:
                 await fs.send_bytes(bytes(buf))
                 total += len(buf)
+                if progress is not None:
+                    progress(len(buf))
                 buf.clear()
             if not data:
                 break
@@ -205,6 +208,9 @@ def _record(inst) -> dict:
 class Sender:
     def __init__(self, d, inst, body: dict):
         self.d, self.inst = d, inst
+        self.op = None
+        self._sent = 0
+        self._t0 = self._last = 0.0
         self.instance_only = bool(body.get("instance_only") or body.get("container_only"))
         self.allow_inconsistent = bool(body.get("allow_inconsistent"))
 
@@ -223,6 +229,19 @@ class Sender:
         return {"version": 1, "instance": _record(inst), "profiles": profiles,
                 "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
                 "running": running}
+
+    def progress(self, n: int) -> None:
+        """LXD's `fs_progress` operation metadata (migration_progress extension)."""
+        now = time.monotonic()
+        if not self._t0:
+            self._t0 = now
+        self._sent += n
+        if self.op is not None and now - self._last >= 0.25:
+            self._last = now
+            rate = self._sent / max(now - self._t0, 1e-3)
+            self.op.update_metadata(fs_progress=f"rootfs: {self._sent / 1e6:.2f}MB "
+                                                f"({rate / 1e6:.2f}MB/s)",
+                                    fs_progress_bytes=self._sent)
 
     async def run(self, control, fs) -> None:
         d = self.d
@@ -246,12 +265,13 @@ class Sender:
                     await pool.mount_snapshot(vol, snap["name"])
                     try:
                         await _tar_send(fs, pool.snapshot_path(vol, snap["name"]),
-                                        ["rootfs", "metadata.yaml", "templates"])
+                                        ["rootfs", "metadata.yaml", "templates"],
+                                        self.progress)
                     finally:
                         await pool.unmount_snapshot(vol, snap["name"])
                 await pool.mount(vol)
                 sent = await _tar_send(fs, pool.instance_path(vol),
-                                       ["rootfs", "metadata.yaml", "templates"])
+                                       ["rootfs", "metadata.yaml", "templates"], self.progress)
                 result = await _recv_json(control, None)
                 if not result.get("success"):
                     raise TransferError(f"Migration target failed: {result.get('error')}")
@@ -285,6 +305,7 @@ async def migrate_source(request: web.Request, inst, body: dict) -> web.Response
                      target.get("certificate"))
 
         async def push(op):
+            sender.op = op
             control, fs = await peer.connect()
             try:
                 await sender.run(control, fs)
@@ -295,6 +316,7 @@ async def migrate_source(request: web.Request, inst, body: dict) -> web.Response
                                    resources=resources, cancellable=True))
 
     async def pull(op):
+        sender.op = op
         try:
             control = await op.socket("control", CONNECT_TIMEOUT)
             fs = await op.socket("fs", CONNECT_TIMEOUT)
