@@ -438,16 +438,44 @@ class Snapshots:
             except Exception:  # noqa: BLE001
                 LOG.exception("snapshot schedule pass failed")
 
+    async def cleanup_leftovers(self) -> None:
+        """What a daemon killed mid-way leaves: publish snapshots, replaced volumes."""
+        from runtime.storage.base import remove_tree
+        for pool in list(self.d.pools.values()):
+            base = os.path.join(pool.path, "containers-snapshots")
+            for vol in _listdir(base):
+                for snap in _listdir(os.path.join(base, vol)):
+                    if snap.startswith(".publish-"):
+                        try:
+                            await pool.delete_snapshot(vol, snap)
+                        except Exception:  # noqa: BLE001
+                            LOG.exception("could not remove %s/%s", vol, snap)
+            if pool.driver != "dir":
+                continue
+            base = os.path.join(pool.path, "containers")
+            for entry in _listdir(base):
+                # instance names never contain dots: these are ours
+                if ".old-" in entry or entry.endswith(".restore"):
+                    await remove_tree(os.path.join(base, entry))
+
     async def start(self, app) -> None:
         loop = asyncio.get_running_loop()
         self.tasks = [loop.create_task(self.expiry_loop()),
-                      loop.create_task(self.schedule_loop())]
+                      loop.create_task(self.schedule_loop()),
+                      loop.create_task(self.cleanup_leftovers())]
 
     async def stop(self) -> None:
         for task in getattr(self, "tasks", []):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 # Copy ----------------------------------------------------------------------------------

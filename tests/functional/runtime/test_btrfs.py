@@ -97,8 +97,17 @@ def test_snapshot_restore_copy_publish(daemon, client, pool, make_instance):
     image = inst.publish(wait=True)
     try:
         assert len(image.fingerprint) == 64
+        child = make_instance("snp-bt2i", devices=ROOT, start=False,
+                              source={"type": "image", "fingerprint": image.fingerprint})
+        image_subvol = os.path.join(daemon.lxd_dir, "storage-pools", POOL, "images",
+                                    image.fingerprint, "rootfs")
+        assert _is_subvolume(image_subvol)
     finally:
         image.delete(wait=True)
+    # the image's subvolume goes; the instance made from it is a snapshot and stays
+    assert not os.path.exists(image_subvol)
+    child.start(wait=True)
+    assert _read(child, "/root/f") == "one"
 
 
 def test_copy_between_dir_and_btrfs(daemon, client, pool, make_instance):

@@ -194,3 +194,21 @@ def test_root_size_on_dir_is_accepted_and_stated(client, make_instance):
     assert inst.devices["root"]["size"] == "1GiB"
     state = client.api.storage_pools.default.get().json()["metadata"]["state"]
     assert state["quota_enforced"] is False and "not enforce" in state["quota_reason"]
+
+
+def test_daemon_restart_keeps_snapshots_and_clears_leftovers(daemon, client, make_instance):
+    inst = make_instance("snp-restart", start=False)
+    inst.snapshots.create("kept", wait=True)
+    pool = os.path.join(daemon.lxd_dir, "storage-pools", "default")
+    # what a daemon killed in the middle of a publish or a restore leaves behind
+    leftovers = [os.path.join(pool, "containers-snapshots", "snp-restart", ".publish-dead"),
+                 os.path.join(pool, "containers", "snp-restart.old-dead")]
+    for path in leftovers:
+        os.makedirs(os.path.join(path, "rootfs"))
+    daemon.stop()
+    daemon.start()
+    deadline = time.time() + 5
+    while time.time() < deadline and any(os.path.exists(p) for p in leftovers):
+        time.sleep(0.1)
+    assert not any(os.path.exists(p) for p in leftovers)
+    assert [s.name for s in client.instances.get("snp-restart").snapshots.all()] == ["kept"]
