@@ -583,15 +583,16 @@ def render(results: Results, targets: list[Any]) -> str:
     for r in rows:
         cells = (str(c).ljust(w) for c, w in zip(r, widths, strict=True))
         out.append("| " + " | ".join(cells) + " |")
-    reasons = []
+    grouped: dict[tuple[str, str], list[str]] = {}
     for k in keys:
         for key, v in results.values.get(k, {}).items():
             if isinstance(v, NA):
-                reasons.append(f"- {titles[k]} {key}: {v}")
-    if reasons:
+                grouped.setdefault((titles[k], str(v)), []).append(key)
+    if grouped:
         out.append("")
         out.append("n/a and failures:")
-        out.extend(sorted(set(reasons)))
+        for (title, why), ks in sorted(grouped.items()):
+            out.append(f"- {title} {', '.join(ks)}: {why}")
     for k in keys:
         for n in results.notes.get(k, []):
             out.append(f"- {titles[k]}: {n}")
