@@ -337,6 +337,11 @@ class Snapshots:
     async def restore(self, inst: Instance, snap_name: str) -> None:
         """Root volume and config back to the snapshot; a running instance is restarted."""
         mgr = self.d.instances
+        if isinstance(snap_name, str) and "/" in snap_name:
+            # The lxc CLI sends "instance/snapshot"; pylxd sends the bare name.
+            owner, _, snap_name = snap_name.partition("/")
+            if owner != inst.name:
+                raise BadRequest(f"Snapshot {owner}/{snap_name} belongs to another instance")
         async with mgr.lock(inst.project, inst.name):
             inst = mgr.load(inst.project, inst.name)
             row = self.row(inst, snap_name)

@@ -212,3 +212,36 @@ def test_daemon_restart_keeps_snapshots_and_clears_leftovers(daemon, client, mak
         time.sleep(0.1)
     assert not any(os.path.exists(p) for p in leftovers)
     assert [s.name for s in client.instances.get("snp-restart").snapshots.all()] == ["kept"]
+
+
+def test_lxc_cli_snapshot_restore_copy_publish(daemon, client, make_instance, tmp_path):
+    """The LXD 5.0 CLI's own request shapes (restore names 'instance/snapshot')."""
+    import subprocess
+    env = {"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def lxc(*args: str) -> str:
+        out = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    inst = make_instance("snp-cli")
+    _write(inst, "/root/f", "before")
+    lxc("snapshot", "snp-cli", "c1")
+    _write(inst, "/root/f", "after")
+    lxc("restore", "snp-cli", "c1")
+    assert _read(inst, "/root/f").strip() == "before"
+    lxc("move", "snp-cli/c1", "snp-cli/c2")
+    assert "c2" in lxc("info", "snp-cli")
+    try:
+        lxc("copy", "snp-cli/c2", "snp-cli-copy")
+        assert "snp-cli-copy,STOPPED" in lxc("list", "--format", "csv", "-c", "ns")
+        out = lxc("publish", "snp-cli/c2", "--alias", "snp-cli-img", "os=cli")
+        assert "fingerprint" in out
+        assert client.images.get_by_alias("snp-cli-img").properties["os"] == "cli"
+    finally:
+        subprocess.run(["lxc", "delete", "snp-cli-copy"], env=env, capture_output=True)
+        subprocess.run(["lxc", "image", "delete", "snp-cli-img"], env=env,
+                       capture_output=True)
+    lxc("delete", "snp-cli/c2")
+    assert inst.snapshots.all() == []

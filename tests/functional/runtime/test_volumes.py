@@ -152,3 +152,24 @@ def test_size_enforced_on_btrfs(daemon, client, make_instance, volumes):
         except pylxd.exceptions.LXDAPIException:
             pass
         client.storage_pools.get("snpvbt").delete()
+
+
+def test_lxc_cli_volume_attach_detach(daemon, client, make_instance, volumes, tmp_path):
+    import subprocess
+    env = {"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def lxc(*args: str) -> str:
+        out = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    inst = make_instance("snp-vcli")
+    volumes.append(("default", "snp-vc"))
+    lxc("storage", "volume", "create", "default", "snp-vc")
+    assert "snp-vc" in lxc("storage", "volume", "list", "default", "--format", "csv")
+    lxc("storage", "volume", "attach", "default", "snp-vc", "snp-vcli", "/mnt/vc")
+    assert inst.execute(["touch", "/mnt/vc/x"]).exit_code == 0
+    assert "/1.0/instances/snp-vcli" in lxc("storage", "volume", "show", "default", "snp-vc")
+    lxc("storage", "volume", "detach", "default", "snp-vc", "snp-vcli")
+    lxc("storage", "volume", "delete", "default", "snp-vc")
