@@ -15,7 +15,6 @@ plugs/unplugs devices of running instances:
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -146,10 +145,10 @@ class Devices:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": root}
 
-    async def _in_netns(self, pid: int, commands: list[str]) -> None:
+    async def _in_netns(self, pid: int, commands: list[str], check: bool = True) -> None:
         """Run `ip` commands inside the container's network namespace (host root)."""
         await proc.run(["nsenter", "-t", str(pid), "-n", "ip", "-batch", "-"],
-                       input=("\n".join(commands) + "\n").encode())
+                       input=("\n".join(commands) + "\n").encode(), check=check)
 
     # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
@@ -360,6 +359,7 @@ class Devices:
 
     # nics
     async def _plug_nic(self, inst, pid: int, name: str, dev: dict) -> None:
+        """Make the link on the host and move it into the container, in one helper run."""
         from runtime.network import netlink
         kind = nictype(dev)
         ifname = dev.get("name", name)
@@ -371,6 +371,7 @@ class Devices:
             hwaddr = random_hwaddr()
             volatile[f"volatile.{name}.hwaddr"] = hwaddr
         temp = "nlrtmp" + secrets.token_hex(4)
+        made: list[str] = []
         if kind in VETH_KINDS:
             bridge = None
             if kind == "bridged":
@@ -378,26 +379,26 @@ class Devices:
                 bridge = self.d.networks.bridge_for(dev) if hasattr(self.d, "networks") \
                     else dev.get("parent")
             host_if = dev.get("host_name") or "veth" + secrets.token_hex(4)
-            await asyncio.to_thread(netlink.create_veth, host_if, temp, bridge=bridge,
-                                    hwaddr=hwaddr, mtu=mtu)
+            calls = [("create_veth", [host_if, temp, bridge, hwaddr, mtu])]
+            made = [host_if]
             if not dev.get("host_name"):
                 volatile[f"volatile.{name}.host_name"] = host_if
-            moved = temp
         elif kind == "macvlan":
-            await asyncio.to_thread(netlink.create_macvlan, temp, dev["parent"],
-                                    dev.get("mode", "bridge"), hwaddr, mtu)
-            moved = temp
+            calls = [("create_macvlan", [temp, dev["parent"], dev.get("mode", "bridge"),
+                                         hwaddr, mtu])]
+            made = [temp]
         elif kind == "physical":
             if not netlink.exists(dev["parent"]):
                 raise BadRequest(f"nic {name!r}: host interface {dev['parent']!r} not found")
-            moved = dev["parent"]
+            temp = dev["parent"]
+            calls = []
             if hwaddr:
-                volatile[f"volatile.{name}.last_state.hwaddr"] = (await asyncio.to_thread(
-                    netlink.link_info, moved)).get("hwaddr", "")
+                volatile[f"volatile.{name}.last_state.hwaddr"] = netlink.link_info(
+                    temp).get("hwaddr", "")
         else:
             raise BadRequest(f"nic {name!r}: nictype {kind!r} can't be hot-plugged")
         try:
-            await asyncio.to_thread(netlink.move_to_pid, moved, pid, ifname)
+            await netlink.call(calls + [("move_to_pid", [temp, pid, ifname])])
             cmds = []
             if hwaddr and kind == "physical":
                 cmds.append(f"link set dev {ifname} address {hwaddr}")
@@ -406,11 +407,8 @@ class Devices:
             cmds.append(f"link set dev {ifname} up")
             await self._in_netns(pid, cmds)
         except Exception:
-            if kind != "physical":
-                await asyncio.to_thread(netlink.delete, moved)
-                if kind in VETH_KINDS:
-                    await asyncio.to_thread(netlink.delete,
-                                            volatile.get(f"volatile.{name}.host_name") or "")
+            for link in made:  # a veth's peer goes with it, wherever it is
+                await proc.run(["ip", "link", "del", link], check=False)
             raise
         if volatile:
             self.d.instances._set_volatile(inst, volatile)

@@ -97,13 +97,11 @@ def validate_name(name: object) -> str:
 
 def _used_subnets() -> list:
     nets = []
-    for name in netlink.host_links():
-        for a in netlink.link_info(name).get("addresses", []):
-            try:
-                nets.append(ipaddress.ip_network(f"{a['address']}/{a['netmask']}",
-                                                 strict=False))
-            except ValueError:
-                continue
+    for cidr in netlink.all_addresses():
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
     return nets
 
 
@@ -155,14 +153,18 @@ class Networks:
     # Host side -----------------------------------------------------------------
     def _apply(self, name: str, config: dict) -> None:
         """Bring the host in line with the config: bridge, addresses, dnsmasq, NAT."""
-        netlink.ensure_bridge(name, int(config["bridge.mtu"]) if config.get("bridge.mtu")
-                              else None, config.get("bridge.hwaddr"))
         addrs = [config[k] for k in ("ipv4.address", "ipv6.address")
                  if config.get(k) not in (None, "", "none", "auto")]
-        netlink.set_addresses(name, addrs)
+        calls = [("ensure_bridge", [name, int(config["bridge.mtu"]) if config.get("bridge.mtu")
+                                    else None, config.get("bridge.hwaddr")]),
+                 ("set_addresses", [name, addrs])]
         for ext in (config.get("bridge.external_interfaces") or "").split(","):
             if ext.strip():
-                netlink.set_master(ext.strip(), name)
+                calls.append(("set_master", [ext.strip(), name]))
+        try:
+            netlink.call_sync(calls)
+        except RuntimeError as exc:
+            raise BadRequest(f"Network {name!r}: {exc}")
         v4 = config.get("ipv4.address")
         if v4 and v4 != "none" and cfg.truthy(config.get("ipv4.dhcp", "true")):
             try:
@@ -185,15 +187,14 @@ class Networks:
         await proc.run(["nft", "-f", "-"], input=rules.encode())
 
     async def bring_up(self, name: str, config: dict) -> None:
-        # pyroute2 0.9 runs its own event loop: netlink work goes to a worker thread.
+        # Blocking work (netlink helper, dnsmasq start) runs off the event loop.
         await asyncio.to_thread(self._apply, name, config)
         await self._nat(name, config)
 
     def restore_all(self) -> None:
         """At daemon start: re-create bridges lost (host reboot) and dead dnsmasqs.
 
-        Called from the event loop before it serves: runs in a worker thread
-        (pyroute2 refuses a thread with a running loop) and waits for it.
+        Called before the daemon serves; the blocking work runs in a worker thread.
         """
         import threading
         rows = self.d.db.select("networks")
@@ -258,7 +259,8 @@ class Networks:
 
     def _teardown(self, name: str) -> None:
         dnsmasq.stop(self.rundir(name), name)
-        netlink.delete(name)
+        if netlink.exists(name):
+            netlink.call_sync([("delete", [name])])
         shutil.rmtree(self.rundir(name), ignore_errors=True)
 
     async def delete(self, name: str) -> None:
@@ -280,7 +282,7 @@ class Networks:
         if self.used_by(name):
             raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
         dnsmasq.stop(self.rundir(name), name)
-        await asyncio.to_thread(netlink.rename, name, new)
+        await netlink.call([("rename", [name, new])])
         if os.path.isdir(self.rundir(name)):
             os.rename(self.rundir(name), self.rundir(new))
         self.d.db.update("networks", {"name": name}, name=new)
