@@ -91,20 +91,40 @@ def median(xs: list[float]) -> float:
 
 
 class Results:
-    """Per-target figures plus every raw sample (for --json)."""
+    """Per-target figures plus every raw sample (for --json).
+
+    With --rounds, a figure measured again is merged: samples are pooled and
+    single values become the median of the rounds; a number beats an n/a.
+    """
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, Any]] = {}
         self.samples: dict[str, dict[str, list[float]]] = {}
+        self.rounds: dict[str, dict[str, list[float]]] = {}
         self.notes: dict[str, list[str]] = {}
 
     def put(self, target: str, key: str, value: Any, samples: list[float] | None = None) -> None:
-        self.values.setdefault(target, {})[key] = value
         if samples is not None:
-            self.samples.setdefault(target, {})[key] = samples
+            self.samples.setdefault(target, {}).setdefault(key, []).extend(samples)
+        if isinstance(value, NA):
+            old = self.values.get(target, {}).get(key)
+            if old is None or isinstance(old, NA):
+                self.values.setdefault(target, {})[key] = value
+            return
+        seen = self.rounds.setdefault(target, {}).setdefault(key, [])
+        seen.append(value)
+        merged = median(seen) if len(seen) > 1 else value
+        self.values.setdefault(target, {})[key] = (round(merged, 2) if isinstance(merged, float)
+                                                   else merged)
 
     def put_samples(self, target: str, key: str, samples: list[float]) -> None:
-        self.put(target, key, round(median(samples), 1) if samples else NA("no sample"), samples)
+        if not samples:
+            self.put(target, key, NA("no sample"))
+            return
+        pooled = self.samples.setdefault(target, {}).setdefault(key, [])
+        pooled.extend(samples)
+        self.rounds.setdefault(target, {})[key] = []
+        self.values.setdefault(target, {})[key] = round(median(pooled), 1)
 
     def has(self, target: str, key: str) -> bool:
         return key in self.values.get(target, {})
@@ -115,7 +135,14 @@ class Results:
                 self.put(target, k, NA(reason))
 
     def note(self, target: str, text: str) -> None:
-        self.notes.setdefault(target, []).append(text)
+        """A line under the table; a later round's line with the same label replaces it."""
+        label = text.split(":", 1)[0]
+        notes = self.notes.setdefault(target, [])
+        for i, old in enumerate(notes):
+            if old.split(":", 1)[0] == label:
+                notes[i] = text
+                return
+        notes.append(text)
 
 
 def short(e: BaseException) -> str:
@@ -161,30 +188,35 @@ class Bench:
                                            "copy_big_fraction"]),
         ]
         wanted = set(self.args.phases.split(",")) if self.args.phases else None
-        for name, fn, keys in phases:
-            if wanted and name not in wanted:
+        for rnd in range(self.args.rounds):
+            if self.args.rounds > 1:
+                print(f"[bench] round {rnd + 1}/{self.args.rounds}", file=sys.stderr)
+            for name, fn, keys in phases:
+                if not wanted or name in wanted:
+                    self.run_phase(name, fn, keys)
+
+    def run_phase(self, name: str, fn: Callable[[Any], None], keys: list[str]) -> None:
+        for t in self.targets:
+            if getattr(t, "broken", None):
+                self.r.na(t.key, keys, t.broken)
                 continue
-            for t in self.targets:
-                if getattr(t, "broken", None):
-                    self.r.na(t.key, keys, t.broken)
-                    continue
-                print(f"[bench] {name}: {t.title}", file=sys.stderr, flush=True)
-                t0 = time.perf_counter()
-                spy = self.start_py_spy(t, name)
-                try:
-                    fn(t)
-                except Exception as e:  # noqa: BLE001 - any failure becomes n/a
-                    na = classify(e)
-                    self.r.na(t.key, keys, na)
-                    if not na.startswith("n/a"):
-                        self.r.note(t.key, f"{name} phase failed: {short(e)}")
-                    if name == "warmup":
-                        t.broken = f"failed: warm-up launch: {short(e)}"
-                finally:
-                    self.stop_py_spy(spy)
-                    self.cleanup(t)
-                print(f"[bench]   {name} took {time.perf_counter() - t0:.1f}s",
-                      file=sys.stderr, flush=True)
+            print(f"[bench] {name}: {t.title}", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            spy = self.start_py_spy(t, name)
+            try:
+                fn(t)
+            except Exception as e:  # noqa: BLE001 - any failure becomes n/a
+                na = classify(e)
+                self.r.na(t.key, keys, na)
+                if not na.startswith("n/a"):
+                    self.r.note(t.key, f"{name} phase failed: {short(e)}")
+                if name == "warmup":
+                    t.broken = f"failed: warm-up launch: {short(e)}"
+            finally:
+                self.stop_py_spy(spy)
+                self.cleanup(t)
+            print(f"[bench]   {name} took {time.perf_counter() - t0:.1f}s",
+                  file=sys.stderr, flush=True)
 
     # -- helpers ---------------------------------------------------------
     def start_py_spy(self, t: Any, phase: str) -> subprocess.Popen | None:
@@ -276,7 +308,7 @@ class Bench:
         time.sleep(1)  # let the new containers' boot scripts finish first
         self.exec_modes(t, names[0])
         if getattr(t, "lost_output", 0):
-            self.r.note(t.key, f"exec websocket: {t.lost_output} of {self.args.exec_reps + 2} "
+            self.r.note(t.key, f"exec websocket: {t.lost_output} of {t.ws_calls} "
                                "round trips returned exit 0 with no output (output lost)")
         stops, deletes = [], []
         for n in names:
@@ -689,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--density", type=int, default=20, help="containers for the density phase")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds to wait before measuring memory with all running")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat all phases, pooling samples (evens out a shared machine's load)")
     p.add_argument("--phases", help="comma list: server,warmup,lifecycle,density,snapshots")
     p.add_argument("--json", help="write all samples to this file")
     p.add_argument("--py-spy", metavar="DIR",

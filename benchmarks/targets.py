@@ -42,6 +42,7 @@ class ApiTarget:
         self.config_note = ""
         self._pylxd = None
         self.lost_output = 0
+        self.ws_calls = 0
 
     # -- set-up ----------------------------------------------------------
     def server_pid(self) -> int:
@@ -242,6 +243,7 @@ class ApiTarget:
 
     # -- exec --------------------------------------------------------------
     def exec_ws(self, name: str) -> None:
+        self.ws_calls += 1
         code, out, _ = exec_websocket(self.client, name, ["echo", "hi"])
         if code == 0 and out == b"":
             # LXD before 5.14 sometimes loses a fast command's output (its issue
