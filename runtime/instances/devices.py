@@ -150,6 +150,11 @@ class Devices:
         await proc.run(["nsenter", "-t", str(pid), "-n", "ip", "-batch", "-"],
                        input=("\n".join(commands) + "\n").encode(), check=check)
 
+    def _volume_path(self, inst, dev: dict) -> str:
+        """A custom volume's directory, in the project that owns the instance's volumes."""
+        vproj = self.d._feature(inst.project, "features.storage.volumes")
+        return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, dev["source"]))
+
     # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
         """Host paths for pool-volume disks and the instance's own unix device nodes."""
@@ -163,8 +168,7 @@ class Devices:
                 continue
             if dtype != "disk" or dev.get("path") == "/" or not dev.get("pool"):
                 continue
-            pool = self.d.pool(dev["pool"])
-            path = pool.custom_path(dev["source"])
+            path = self._volume_path(inst, dev)
             if not os.path.isdir(path):
                 raise BadRequest(f"disk {name!r}: volume {dev['source']!r} not found in "
                                  f"pool {dev['pool']!r}")
@@ -223,7 +227,7 @@ class Devices:
             return self.d.pool(dev.get("pool") or inst.pool).instance_path(
                 volume_name(inst.project, inst.name))
         if dev.get("pool"):
-            return self.d.pool(dev["pool"]).custom_path(dev["source"])
+            return self._volume_path(inst, dev)
         return dev.get("source")
 
     async def _disk_limits(self, inst, name: str, dev: dict, force: bool = False) -> None:
@@ -446,7 +450,7 @@ class Devices:
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
         if dev.get("pool"):
-            source = self.d.pool(dev["pool"]).custom_path(dev["source"])
+            source = self._volume_path(inst, dev)
         else:
             source = dev.get("source")
         if not source or not os.path.exists(source):

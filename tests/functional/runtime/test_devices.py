@@ -223,3 +223,43 @@ def test_unix_block_device(make_instance):
     finally:
         subprocess.run(["losetup", "-d", dev], capture_output=True)
         os.unlink(img)
+
+
+def test_pool_volume_hotplug_in_a_project(daemon, client):
+    """A custom volume of an isolated project plugs into that project's instance."""
+    proj = "nt-vol-" + os.urandom(3).hex()
+    client.projects.create(proj, config={})
+    pc = pylxd.Client(endpoint=daemon.endpoint, project=proj)
+    inst = None
+    try:
+        with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".cache",
+                               "images", "busybox.tar.xz"), "rb") as f:
+            img = pc.images.create(f.read(), wait=True)
+        pc.storage_pools.get("default").volumes.create({"name": "ntvol", "type": "custom"},
+                                                       wait=True)
+        inst = pc.instances.create({"name": "nt-vol-user", "source": {
+            "type": "image", "fingerprint": img.fingerprint}, "devices": {
+            "root": {"type": "disk", "path": "/", "pool": "default"}}}, wait=True)
+        inst.start(wait=True)
+        inst.devices["data"] = {"type": "disk", "pool": "default", "source": "ntvol",
+                                "path": "/mnt/vol"}
+        inst.save(wait=True)
+        assert inst.execute(["sh", "-c", "echo in-vol > /mnt/vol/f"]).exit_code == 0
+        host = os.path.join(daemon.lxd_dir, "storage-pools", "default", "custom",
+                            f"{proj}_ntvol", "f")
+        with open(host) as f:
+            assert f.read() == "in-vol\n"
+        del inst.devices["data"]
+        inst.save(wait=True)
+        assert inst.execute(["test", "-e", "/mnt/vol/f"]).exit_code != 0
+    finally:
+        if inst is not None:
+            inst.stop(force=True, wait=True)
+            inst.delete(wait=True)
+        for call in (lambda: pc.api.storage_pools.default.volumes.custom.ntvol.delete(),
+                     lambda: [i.delete(wait=True) for i in pc.images.all()],
+                     lambda: client.projects.get(proj).delete()):
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
