@@ -36,6 +36,24 @@ def nictype(dev: dict) -> str:
     return dev.get("nictype") or "bridged"
 
 
+# nic keys accepted by validation (LXD knows them) that this runtime does not
+# implement: refused when set, rather than silently ignored.
+UNSUPPORTED_NIC_KEYS = ("security.mac_filtering", "security.ipv4_filtering",
+                        "security.ipv6_filtering", "security.port_isolation", "vlan",
+                        "vlan.tagged", "ipv4.routes", "ipv6.routes", "ipv4.routes.external",
+                        "ipv6.routes.external", "ipv6.address", "limits.priority", "gvrp",
+                        "acceleration", "queue.tx.length", "maas.subnet.ipv4",
+                        "maas.subnet.ipv6")
+
+
+def check_nic(name: str, dev: dict) -> None:
+    for key in UNSUPPORTED_NIC_KEYS:
+        if dev.get(key) not in (None, "", "false"):
+            raise BadRequest(f"nic {name!r}: {key!r} is not supported by this runtime")
+    if dev.get("ipv4.address") and not dev.get("network"):
+        raise BadRequest(f"nic {name!r}: 'ipv4.address' needs a managed 'network'")
+
+
 def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
     strip = lambda d: {k: v for k, v in d.items() if k not in keys}  # noqa: E731
     return strip(old) == strip(new)
@@ -181,6 +199,7 @@ class Devices:
         for name, dev in inst.expanded_devices.items():
             if dev.get("type") != "nic":
                 continue
+            check_nic(name, dev)
             if dev.get("network"):
                 if nets is None or not nets.managed(dev["network"]):
                     raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
@@ -328,6 +347,7 @@ class Devices:
     async def _plug(self, inst, pid: int, name: str, dev: dict) -> None:
         dtype = dev.get("type")
         if dtype == "nic":
+            check_nic(name, dev)
             await self._plug_nic(inst, pid, name, dev)
             await self._nic_limits(inst, name, dev)
         elif dtype == "disk":

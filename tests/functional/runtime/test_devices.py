@@ -263,3 +263,11 @@ def test_pool_volume_hotplug_in_a_project(daemon, client):
                 call()
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
+
+
+def test_unimplemented_nic_options_are_refused(bridge, make_instance):
+    inst = make_instance(start=False, devices={"eth0": {
+        "type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth0",
+        "security.mac_filtering": "true"}})
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="mac_filtering"):
+        inst.start(wait=True)
