@@ -149,3 +149,20 @@ def test_static_dhcp_address_from_nic_config(network, make_instance):
                         "-s", "/usr/share/udhcpc/default.script"])
     assert res.exit_code == 0, res.stdout + res.stderr
     assert "10.231.45.77" in inst.execute(["ip", "-4", "addr", "show", "eth0"]).stdout
+
+
+def test_networks_restored_when_the_daemon_starts(daemon, client, network):
+    """After a host reboot the bridge and its dnsmasq are gone: the daemon's next
+    start brings both back, with the configured address."""
+    net = network({"ipv4.address": "10.231.46.1/24"})
+    daemon.stop()
+    nh.kill_dnsmasq(daemon.lxd_dir)
+    nh.delete_links([net.name])
+    assert not nh.exists(net.name)
+    daemon.start()
+    assert "10.231.46.1/24" in nh.addresses(net.name)
+    pidfile = os.path.join(daemon.lxd_dir, "networks", net.name, "dnsmasq.pid")
+    with open(pidfile) as f:
+        pid = int(f.read())
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f"--interface={net.name}".encode() in f.read()
