@@ -262,6 +262,9 @@ async def update_volume(request: web.Request) -> web.Response:
         raise BadRequest("Only custom storage volumes can be changed")
     row = _row(d, pool.name, proj, name)
     body = await read_json(request)
+    if request.method == "PUT" and body.get("restore"):
+        await _restore(d, pool, row, str(body["restore"]))
+        return response.sync({})
     values = {}
     if "config" in body or request.method == "PUT":
         config = body.get("config") or {}
@@ -308,6 +311,13 @@ async def rename_volume(request: web.Request) -> web.Response:
         raise Conflict(f"Storage volume {new!r} already exists")
     os.rename(pool.custom_path(_disk_path(row["project"], name)),
               pool.custom_path(_disk_path(row["project"], new)))
+    old_snaps = _snap_dir(pool, row["project"], name)
+    if os.path.isdir(old_snaps):
+        os.rename(old_snaps, _snap_dir(pool, row["project"], new))
+    for snap in _snap_rows(d, pool.name, row):
+        d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
+                                        "type": _SNAP_TYPE, "name": snap["name"]},
+                    name=new + "/" + snap["name"].split("/", 1)[1])
     d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
                                     "type": "custom", "name": name}, name=new)
     d.bus.lifecycle("storage-volume-renamed",
@@ -325,12 +335,188 @@ async def delete_volume(request: web.Request) -> web.Response:
     used = _used_by(d, pool.name, row["project"], name)
     if used:
         raise BadRequest(f"Storage volume {name!r} is in use by {', '.join(used)}")
+    for snap in _snap_rows(d, pool.name, row):
+        await _remove_snapshot(pool, row, snap["name"].split("/", 1)[1])
+        d.db.delete("storage_volumes", pool=pool.name, project=row["project"],
+                    type=_SNAP_TYPE, name=snap["name"])
+    await remove_tree(_snap_dir(pool, row["project"], name))
     await _remove(pool, _disk_path(row["project"], name))
     d.db.delete("storage_volumes", pool=pool.name, project=row["project"], type="custom",
                 name=name)
     d.bus.lifecycle("storage-volume-deleted",
                     f"/1.0/storage-pools/{pool.name}/volumes/custom/{name}", proj)
     return response.sync({})
+
+
+# Snapshots of custom volumes --------------------------------------------------------
+# Stored as rows of type "custom-snapshot" named "<volume>/<snapshot>" (as LXD names
+# them); on disk under custom-snapshots/<volume>/<snapshot> (a read-only subvolume on
+# btrfs). Restore copies back in place with rsync, so a volume that is bind-mounted
+# into a running instance stays the same mount.
+_SNAP_TYPE = "custom-snapshot"
+
+
+def _snap_dir(pool, vproj: str, name: str, snap: str | None = None) -> str:
+    base = os.path.join(pool.path, "custom-snapshots", _disk_path(vproj, name))
+    return os.path.join(base, snap) if snap else base
+
+
+def _snap_rows(d, pool: str, row: dict) -> list[dict]:
+    rows = d.db.select("storage_volumes", {"pool": pool, "project": row["project"],
+                                           "type": _SNAP_TYPE}, order="created_at")
+    return [r for r in rows if r["name"].startswith(row["name"] + "/")]
+
+
+def _snap_row(d, pool: str, row: dict, snap: str) -> dict:
+    srow = d.db.get("storage_volumes", pool=pool, project=row["project"], type=_SNAP_TYPE,
+                    name=f"{row['name']}/{snap}")
+    if srow is None:
+        raise NotFound(f"Snapshot {snap!r} of storage volume {row['name']!r} not found")
+    return srow
+
+
+def _render_snap(srow: dict) -> dict:
+    from runtime.instances.snapshots import render_time
+    return {"name": srow["name"], "description": srow["description"],
+            "config": {k: v for k, v in srow["config"].items() if k != "_expires_at"},
+            "content_type": "filesystem", "created_at": timestamp(srow["created_at"]),
+            "expires_at": render_time(float(srow["config"].get("_expires_at") or 0))}
+
+
+async def _remove_snapshot(pool, row: dict, snap: str) -> None:
+    path = _snap_dir(pool, row["project"], row["name"], snap)
+    remover = getattr(pool, "_remove_dir", None)
+    if remover is not None:
+        await remover(path)
+    else:
+        await remove_tree(path)
+
+
+async def _restore(d, pool, row: dict, snap: str) -> None:
+    _snap_row(d, pool.name, row, snap)
+    src = _snap_dir(pool, row["project"], row["name"], snap)
+    dst = pool.custom_path(_disk_path(row["project"], row["name"]))
+    await proc.run(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete",
+                    src + "/", dst + "/"])
+    d.bus.lifecycle("storage-volume-restored",
+                    f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}",
+                    row["project"], {"snapshot": snap})
+
+
+def _vol_for_snapshots(request: web.Request):
+    d, pool, proj, vtype, name = _named(request)
+    if vtype != "custom":
+        raise BadRequest("Only custom volumes have snapshots here (use the instance's)")
+    return d, pool, proj, _row(d, pool.name, proj, name)
+
+
+async def list_volume_snapshots(request: web.Request) -> web.Response:
+    d, pool, proj, row = _vol_for_snapshots(request)
+    rows = _snap_rows(d, pool.name, row)
+    if recursion(request):
+        return response.sync([_render_snap(r) for r in rows])
+    base = f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}/snapshots"
+    return response.sync([f"{base}/{r['name'].split('/', 1)[1]}" for r in rows])
+
+
+async def create_volume_snapshot(request: web.Request) -> web.Response:
+    from runtime.instances.config import validate_snapshot_name
+    from runtime.instances.snapshots import parse_time
+    d, pool, proj, row = _vol_for_snapshots(request)
+    body = await read_json(request)
+    existing = {r["name"].split("/", 1)[1] for r in _snap_rows(d, pool.name, row)}
+    snap = body.get("name")
+    if not snap:
+        n = 0
+        while f"snap{n}" in existing:
+            n += 1
+        snap = f"snap{n}"
+    validate_snapshot_name(snap)
+    if snap in existing:
+        raise Conflict(f"Snapshot {snap!r} of storage volume {row['name']!r} already exists")
+    expires = parse_time(body.get("expires_at"))
+    src = pool.custom_path(_disk_path(row["project"], row["name"]))
+    target = _snap_dir(pool, row["project"], row["name"], snap)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+
+    async def run(op):
+        try:
+            if getattr(pool, "atomic_snapshots", False):
+                await proc.run(["btrfs", "-q", "subvolume", "snapshot", "-r", src, target])
+            else:
+                await proc.run(["cp", "-a", "--reflink=auto", "--", src, target])
+            d.db.insert("storage_volumes", pool=pool.name, project=row["project"],
+                        type=_SNAP_TYPE, name=f"{row['name']}/{snap}",
+                        description=str(body.get("description") or ""),
+                        config={**row["config"], "_expires_at": str(expires)},
+                        created_at=time.time())
+        except BaseException:
+            await _remove_snapshot(pool, row, snap)
+            raise
+        d.bus.lifecycle("storage-volume-snapshot-created",
+                        f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}"
+                        f"/snapshots/{snap}", proj)
+    url = f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}/snapshots/{snap}"
+    return response.async_(d.ops.create("task", "Snapshotting storage volume", run,
+                                        project=proj,
+                                        resources={"storage_volume_snapshots": [url]}))
+
+
+def _named_snapshot(request: web.Request):
+    d, pool, proj, row = _vol_for_snapshots(request)
+    snap = request.match_info["snap"]
+    return d, pool, proj, row, snap, _snap_row(d, pool.name, row, snap)
+
+
+async def get_volume_snapshot(request: web.Request) -> web.Response:
+    _d, _pool, _proj, _row_, _snap, srow = _named_snapshot(request)
+    return response.sync(_render_snap(srow))
+
+
+async def update_volume_snapshot(request: web.Request) -> web.Response:
+    from runtime.instances.snapshots import parse_time
+    d, pool, _proj, row, _snap, srow = _named_snapshot(request)
+    body = await read_json(request)
+    config = dict(srow["config"])
+    if "expires_at" in body:
+        config["_expires_at"] = str(parse_time(body["expires_at"]))
+    values = {"config": config}
+    if "description" in body:
+        values["description"] = str(body["description"] or "")
+    d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
+                                    "type": _SNAP_TYPE, "name": srow["name"]}, **values)
+    return response.sync({})
+
+
+async def rename_volume_snapshot(request: web.Request) -> web.Response:
+    from runtime.instances.config import validate_snapshot_name
+    d, pool, proj, row, snap, srow = _named_snapshot(request)
+    body = await read_json(request)
+    new = validate_snapshot_name(body.get("name"))
+    if d.db.get("storage_volumes", pool=pool.name, project=row["project"], type=_SNAP_TYPE,
+                name=f"{row['name']}/{new}"):
+        raise Conflict(f"Snapshot {new!r} already exists")
+    os.rename(_snap_dir(pool, row["project"], row["name"], snap),
+              _snap_dir(pool, row["project"], row["name"], new))
+    d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
+                                    "type": _SNAP_TYPE, "name": srow["name"]},
+                name=f"{row['name']}/{new}")
+
+    async def done(op):
+        return None
+    return response.async_(d.ops.create("task", "Renaming storage volume snapshot", done,
+                                        project=proj))
+
+
+async def delete_volume_snapshot(request: web.Request) -> web.Response:
+    d, pool, proj, row, snap, srow = _named_snapshot(request)
+
+    async def run(op):
+        await _remove_snapshot(pool, row, snap)
+        d.db.delete("storage_volumes", pool=pool.name, project=row["project"],
+                    type=_SNAP_TYPE, name=srow["name"])
+    return response.async_(d.ops.create("task", "Deleting storage volume snapshot", run,
+                                        project=proj))
 
 
 _BASE = "/1.0/storage-pools/{pool}/volumes"
@@ -345,4 +531,11 @@ ROUTES = [
     ("POST", _BASE + "/{type}/{vol}", rename_volume, False),
     ("DELETE", _BASE + "/{type}/{vol}", delete_volume, False),
     ("GET", _BASE + "/{type}/{vol}/state", get_volume_state, False),
+    ("GET", _BASE + "/{type}/{vol}/snapshots", list_volume_snapshots, False),
+    ("POST", _BASE + "/{type}/{vol}/snapshots", create_volume_snapshot, False),
+    ("GET", _BASE + "/{type}/{vol}/snapshots/{snap}", get_volume_snapshot, False),
+    ("PUT", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, False),
+    ("PATCH", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, False),
+    ("POST", _BASE + "/{type}/{vol}/snapshots/{snap}", rename_volume_snapshot, False),
+    ("DELETE", _BASE + "/{type}/{vol}/snapshots/{snap}", delete_volume_snapshot, False),
 ]

@@ -619,8 +619,12 @@ def _econfig(d, project: str, spec: dict) -> dict:
 
 
 async def rsync(src: str, dst: str) -> None:
-    """Make dst an exact copy of src (owners by number, hard links, xattrs, deletions)."""
-    await proc.run(["rsync", "-aHAX", "--numeric-ids", "--delete", "--inplace",
+    """Make dst an exact copy of src (owners by number, hard links, xattrs, deletions).
+
+    --checksum: successive snapshots synced into one tree can differ in a file of
+    the same size and mtime second, which rsync's quick check would skip.
+    """
+    await proc.run(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete", "--inplace",
                     src.rstrip("/") + "/", dst.rstrip("/") + "/"])
 
 

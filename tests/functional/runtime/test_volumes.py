@@ -173,3 +173,45 @@ def test_lxc_cli_volume_attach_detach(daemon, client, make_instance, volumes, tm
     assert "/1.0/instances/snp-vcli" in lxc("storage", "volume", "show", "default", "snp-vc")
     lxc("storage", "volume", "detach", "default", "snp-vc", "snp-vcli")
     lxc("storage", "volume", "delete", "default", "snp-vc")
+
+
+@pytest.mark.parametrize("pool_driver", ["dir", "btrfs"])
+def test_volume_snapshots(daemon, client, volumes, pool_driver):
+    pool_name = "default"
+    if pool_driver == "btrfs":
+        pool_name = "snpvsb"
+        client.storage_pools.create({"name": pool_name, "driver": "btrfs",
+                                     "config": {"size": "512MiB"}})
+    try:
+        vol = _create(client, volumes, "snp-vs", pool=pool_name)
+        path = os.path.join(daemon.lxd_dir, "storage-pools", pool_name, "custom", "snp-vs")
+        with open(os.path.join(path, "f"), "w") as f:
+            f.write("one")
+        snap = vol.snapshots.create("s1", wait=True)
+        assert snap.name == "s1" and snap.expires_at is None
+        with open(os.path.join(path, "f"), "w") as f:
+            f.write("two")
+        with open(os.path.join(path, "extra"), "w") as f:
+            f.write("x")
+        vol.restore_from("s1", wait=True)
+        with open(os.path.join(path, "f")) as f:
+            assert f.read() == "one"
+        assert not os.path.exists(os.path.join(path, "extra"))
+        vol.snapshots.get("s1").rename("s2")
+        assert [s.split("/")[-1] for s in vol.snapshots.all()] == ["s2"]
+        status, err = _fails(vol.snapshots.create, "s2", wait=True)
+        assert status == 409
+        vol.snapshots.create("s3", wait=True)
+        vol.snapshots.get("s3").delete(wait=True)
+        snapdir = os.path.join(daemon.lxd_dir, "storage-pools", pool_name,
+                               "custom-snapshots", "snp-vs")
+        assert sorted(os.listdir(snapdir)) == ["s2"]
+        vol.delete()
+        assert not os.path.exists(snapdir) and not os.path.exists(path)
+    finally:
+        if pool_driver == "btrfs":
+            try:
+                client.api.storage_pools[pool_name].volumes.custom["snp-vs"].delete()
+            except pylxd.exceptions.LXDAPIException:
+                pass
+            client.storage_pools.get(pool_name).delete()
