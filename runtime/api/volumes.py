@@ -403,6 +403,27 @@ async def _restore(d, pool, row: dict, snap: str) -> None:
                     row["project"], {"snapshot": snap})
 
 
+async def expire_volume_snapshots(d, now: float) -> float:
+    """Delete custom volume snapshots past expires_at; seconds until the next one."""
+    nxt = float("inf")
+    for srow in d.db.select("storage_volumes", {"type": _SNAP_TYPE}):
+        when = float(srow["config"].get("_expires_at") or 0)
+        if not when:
+            continue
+        if when > now:
+            nxt = min(nxt, when - now)
+            continue
+        vol, _, snap = srow["name"].partition("/")
+        row = d.db.get("storage_volumes", pool=srow["pool"], project=srow["project"],
+                       type="custom", name=vol)
+        if row is not None and srow["pool"] in d.pools:
+            await _remove_snapshot(d.pools[srow["pool"]], row, snap)
+        d.db.delete("storage_volumes", pool=srow["pool"], project=srow["project"],
+                    type=_SNAP_TYPE, name=srow["name"])
+        LOG.info("storage volume snapshot %s/%s expired", srow["pool"], srow["name"])
+    return nxt
+
+
 def _vol_for_snapshots(request: web.Request):
     d, pool, proj, vtype, name = _named(request)
     if vtype != "custom":
@@ -453,6 +474,8 @@ async def create_volume_snapshot(request: web.Request) -> web.Response:
         except BaseException:
             await _remove_snapshot(pool, row, snap)
             raise
+        if expires and getattr(d, "snapshots", None) is not None:
+            d.snapshots.wake.set()
         d.bus.lifecycle("storage-volume-snapshot-created",
                         f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}"
                         f"/snapshots/{snap}", proj)
@@ -485,6 +508,8 @@ async def update_volume_snapshot(request: web.Request) -> web.Response:
         values["description"] = str(body["description"] or "")
     d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
                                     "type": _SNAP_TYPE, "name": srow["name"]}, **values)
+    if getattr(d, "snapshots", None) is not None:
+        d.snapshots.wake.set()
     return response.sync({})
 
 

@@ -394,6 +394,11 @@ class Snapshots:
                 pass
             except Exception:  # noqa: BLE001 - keep the loop alive, retry later
                 LOG.exception("could not expire snapshot %s/%s", r["inst"], r["snap"])
+        try:
+            from runtime.api.volumes import expire_volume_snapshots
+            nxt = min(nxt, await expire_volume_snapshots(self.d, now))
+        except ImportError:
+            pass
         return max(nxt, 0.05)
 
     async def expiry_loop(self) -> None:

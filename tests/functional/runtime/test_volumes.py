@@ -215,3 +215,17 @@ def test_volume_snapshots(daemon, client, volumes, pool_driver):
             except pylxd.exceptions.LXDAPIException:
                 pass
             client.storage_pools.get(pool_name).delete()
+
+
+def test_volume_snapshot_expiry(daemon, client, volumes):
+    import datetime
+    import time
+    vol = _create(client, volumes, "snp-vexp")
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1.5)
+    vol.snapshots.create("short", expires_at=soon.isoformat().replace("+00:00", "Z"),
+                         wait=True)
+    vol.snapshots.create("kept", wait=True)
+    deadline = time.time() + 10
+    while time.time() < deadline and len(vol.snapshots.all()) > 1:
+        time.sleep(0.2)
+    assert [s.split("/")[-1] for s in vol.snapshots.all()] == ["kept"]
