@@ -105,6 +105,13 @@ def _used_subnets() -> list:
     return nets
 
 
+def nat_rules(table: str, address: str) -> str:
+    """nft rules masquerading only traffic from the network's subnet leaving it."""
+    subnet = str(ipaddress.ip_interface(address).network)
+    return (f"table ip {table} {{ chain postrouting {{ type nat hook postrouting "
+            f"priority 100; ip saddr {subnet} ip daddr != {subnet} masquerade; }} }}")
+
+
 def auto_ipv4() -> str:
     """A free 10.x.y.1/24, checked against every address on the host."""
     used = _used_subnets()
@@ -181,10 +188,7 @@ class Networks:
         v4 = config.get("ipv4.address")
         if not cfg.truthy(config.get("ipv4.nat")) or not v4 or v4 == "none":
             return
-        subnet = str(ipaddress.ip_interface(v4).network)
-        rules = (f"table ip {table} {{ chain postrouting {{ type nat hook postrouting "
-                 f"priority 100; ip saddr {subnet} ip daddr != {subnet} masquerade; }} }}")
-        await proc.run(["nft", "-f", "-"], input=rules.encode())
+        await proc.run(["nft", "-f", "-"], input=nat_rules(table, v4).encode())
 
     async def bring_up(self, name: str, config: dict) -> None:
         # Blocking work (netlink helper, dnsmasq start) runs off the event loop.

@@ -64,3 +64,9 @@ def test_project_config_validation():
         projects._validate_config({"unknown.key": "1"})
     assert projects._validate_config({"features.profiles": False, "user.x": "y"}) == {
         "features.profiles": "false", "user.x": "y"}
+
+
+def test_nat_rule_is_limited_to_the_network_subnet():
+    rules = manager.nat_rules("nlr_ntbr0", "10.9.8.1/24")
+    assert "ip saddr 10.9.8.0/24 ip daddr != 10.9.8.0/24 masquerade" in rules
+    assert rules.startswith("table ip nlr_ntbr0 ")
