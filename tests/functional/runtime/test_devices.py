@@ -271,3 +271,19 @@ def test_unimplemented_nic_options_are_refused(bridge, make_instance):
         "security.mac_filtering": "true"}})
     with pytest.raises(pylxd.exceptions.LXDAPIException, match="mac_filtering"):
         inst.start(wait=True)
+
+
+def test_nic_kinds_at_start_with_fixed_host_name(bridge, make_instance):
+    host_name = nh.name("h")
+    inst = make_instance(devices={
+        "eth0": {"type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth0",
+                 "host_name": host_name, "mtu": "1300"},
+        "eth1": {"type": "nic", "nictype": "p2p", "name": "eth1"},
+        "eth2": {"type": "nic", "nictype": "macvlan", "parent": bridge, "name": "eth2"}})
+    out = links(inst)
+    assert all(n in out for n in ("eth0", "eth1", "eth2")) and "mtu 1300" in out
+    assert nh.master(host_name) == bridge
+    p2p_host = inst.state().network["eth1"]["host_name"]
+    assert nh.exists(p2p_host) and nh.master(p2p_host) is None
+    inst.stop(force=True, wait=True)
+    assert not nh.exists(host_name) and not nh.exists(p2p_host)
