@@ -24,6 +24,23 @@ def _is_mount(path: str) -> bool:
     return os.path.ismount(path)
 
 
+def _backing_fs(path: str) -> tuple[str, str]:
+    """(fstype, mount point) of the filesystem holding path, from /proc/self/mounts."""
+    best = ("unknown", "/")
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                target = fields[1].replace("\\040", " ")
+                if (real == target or real.startswith(target.rstrip("/") + "/")) and \
+                        len(target) >= len(best[1]):
+                    best = (fields[2], target)
+    except OSError:
+        pass
+    return best
+
+
 class DirPool(PoolDriver):
     driver = "dir"
 
@@ -237,9 +254,11 @@ class DirPool(PoolDriver):
         return False
 
     def state(self) -> dict:
+        fstype, target = _backing_fs(self.path)
         return {"quota_enforced": False,
-                "quota_reason": "the dir driver does not enforce volume sizes; root disk "
-                                "'size' is accepted but not enforced (use a btrfs pool)"}
+                "quota_reason": f"the dir driver does not enforce volume sizes (backing "
+                                f"filesystem {fstype} at {target}); root disk 'size' is "
+                                "accepted but not enforced (use a btrfs pool)"}
 
     async def set_size(self, vol: str, size: int | None) -> bool:
         return False
