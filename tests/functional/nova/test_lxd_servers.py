@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from unittest import mock
 
 import fixtures
@@ -26,6 +27,7 @@ from nova_lxd_py import driver as _lxd_driver  # noqa: F401 - registers [lxd] op
 from nova_lxd_py.image import HOST_ARCH
 
 COMPUTE_HOSTS = ("nlx-host1", "nlx-host2")
+WAIT_TIMEOUT = 60
 
 
 def _paste_ini() -> str:
@@ -53,6 +55,24 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             self._start_lxd_compute(host)
 
     # -- harness -------------------------------------------------------------------
+    def _wait_for_server_parameter(self, server, expected_params, max_retries=None,
+                                   api=None, wait_for_fault_key=True):
+        """nova's helper polls 10 times every 0.5 s: too coarse to measure and
+        too short for real containers on a loaded CI box. Poll every 0.05 s
+        for up to WAIT_TIMEOUT seconds instead."""
+        api = api or getattr(self, "admin_api", self.api)
+        want_fault = wait_for_fault_key and expected_params.get("status") == "ERROR"
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while True:
+            server = api.get_server(server["id"])
+            if all(server[k] == v for k, v in expected_params.items()) and \
+                    (not want_fault or "fault" in server):
+                return server
+            if time.monotonic() > deadline:
+                self.fail(f"Wait for state change failed, expected_params={expected_params}, "
+                          f"server={server}")
+            time.sleep(0.05)
+
     def _start_lxd_compute(self, host: str) -> None:
         runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host))
         runtime.image_aliases = []
