@@ -366,8 +366,10 @@ class Snapshots:
                              devices=row["devices"], profiles=profiles,
                              architecture=row["architecture"],
                              ephemeral=bool(row["ephemeral"]))
+            restored = mgr.load(inst.project, inst.name)
+            await mgr._apply_root_size(restored)  # the snapshot's size, on the new volume
             if was_running:
-                await mgr.start(mgr.load(inst.project, inst.name))
+                await mgr.start(restored)
         self.d.bus.lifecycle("instance-restored", inst.url, inst.project,
                              {"snapshot": snap_name})
         LOG.info("instance %s/%s restored from snapshot %s", inst.project, inst.name,

@@ -148,6 +148,13 @@ def test_root_size_is_enforced(daemon, client, pool, make_instance):
     res = inst.execute(["sh", "-c", "dd if=/dev/zero of=/root/big bs=1M count=128 "
                         "conv=fsync 2>&1; echo rc=$?"])
     assert "rc=0" in res.stdout, res.stdout
+    inst.execute(["rm", "-f", "/root/big"])
+    # a restored rootfs is a new subvolume: the limit follows it
+    inst.snapshots.create("q", wait=True)
+    inst.restore_snapshot("q", wait=True)
+    res = inst.execute(["sh", "-c", "dd if=/dev/zero of=/root/big bs=1M count=320 "
+                        "conv=fsync 2>&1; echo rc=$?"])
+    assert "rc=0" not in res.stdout, res.stdout
 
 
 def test_pool_survives_daemon_restart(daemon, client, pool, make_instance):
