@@ -149,6 +149,19 @@ class ImageStore:
                 await tarball.unpack(image_file, rootfs_file, dest)
             await pool.create_image(fingerprint, unpack, self.d.default_idmap)
 
+    async def collect(self, pool) -> None:
+        """Drop image volumes kept only for instances that are now gone.
+
+        A pool keeps an image's unpacked volume while instances clone it, even
+        after the image itself was deleted; the last such instance frees it.
+        """
+        root = os.path.join(pool.path, "images")
+        if not os.path.isdir(root):
+            return
+        for fp in os.listdir(root):
+            if len(fp) == 64 and not self.d.db.select("images", {"fingerprint": fp}):
+                await pool.delete_image(fp)
+
     def mark_used(self, fingerprint: str) -> None:
         self.d.db.conn.execute("UPDATE images SET last_used_at = ? WHERE fingerprint = ?",
                                (dbmod.now(), fingerprint))

@@ -246,6 +246,8 @@ class InstanceManager:
         paths = self.paths(inst)
         try:
             await self.pool(inst).delete_instance(volume_name(inst.project, inst.name))
+            if inst.config.get("volatile.base_image"):
+                await self.d.images.collect(self.pool(inst))
         finally:
             shutil.rmtree(paths.log_dir, ignore_errors=True)
             self.d.db.delete("instances", id=inst.id)

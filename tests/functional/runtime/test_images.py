@@ -87,3 +87,22 @@ def test_instance_from_missing_image_is_404_and_leaves_nothing(client):
                                                              "alias": "nope"}}, wait=True)
     assert exc.value.response.status_code == 404
     assert not client.instances.exists("noimg")
+
+
+def test_image_deleted_while_in_use_is_kept_until_last_instance_goes(client, daemon, tmp_path):
+    import os
+    meta, root = _split(tmp_path)
+    image = client.images.create(root + b"\0" * 512, metadata=meta, wait=True)
+    fp = image.fingerprint
+    volume = os.path.join(daemon.lxd_dir, "storage-pools", "default", "images", fp)
+    inst = client.instances.create({"name": "keeper", "source": {
+        "type": "image", "fingerprint": fp}}, wait=True)
+    try:
+        image.delete(wait=True)
+        assert os.path.isdir(volume), "an instance still clones this image volume"
+        inst.start(wait=True)
+        assert inst.execute(["true"]).exit_code == 0
+        inst.stop(force=True, wait=True)
+    finally:
+        inst.delete(wait=True)
+    assert not os.path.exists(volume), "the last instance frees the image volume"
