@@ -198,8 +198,11 @@ def cmd_exec(cfg: Config, args) -> int:
     cert = None if addr.startswith("unix://") else cfg.client_cert
     ep = execws.Endpoint(addr, cert, cfg.server_cert(remote))
     command = args.command
-    if command and command[0] == "--":
-        command = command[1:]
+    if "--" in command:         # `exec NAME [options] -- command...`
+        cut = command.index("--")
+        opts, command = command[:cut], command[cut + 1:]
+        if opts:
+            exec_options().parse_args(opts, namespace=args)
     if not command:
         raise CLIError("Nothing to execute: give a command after --")
     interactive = args.force_interactive or (not args.force_noninteractive
@@ -549,6 +552,18 @@ def cmd_remote(cfg: Config, args) -> str:
 
 
 # Parser -----------------------------------------------------------------------
+def exec_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-t", "--force-interactive", action="store_true",
+                   help="a terminal even when stdin/stdout aren't one")
+    p.add_argument("-T", "--force-noninteractive", action="store_true")
+    p.add_argument("-n", "--disable-stdin", action="store_true")
+    p.add_argument("--env", action="append", help="KEY=VALUE")
+    p.add_argument("--cwd")
+    p.add_argument("--user", type=int)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nova-lxd", description=(
         "Command-line client for nova-lxd-runtime (and LXD) servers."))
@@ -592,16 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", nargs="?", default="", help="[remote:][instance]")
     s.set_defaults(fn=cmd_info)
 
-    s = sp.add_parser("exec", help="run a command in an instance", parents=[common])
+    s = sp.add_parser("exec", help="run a command in an instance",
+                      parents=[common, exec_options()])
     s.add_argument("name")
-    s.add_argument("command", nargs=argparse.REMAINDER)
-    s.add_argument("-t", "--force-interactive", action="store_true",
-                   help="a terminal even when stdin/stdout aren't one")
-    s.add_argument("-T", "--force-noninteractive", action="store_true")
-    s.add_argument("-n", "--disable-stdin", action="store_true")
-    s.add_argument("--env", action="append", help="KEY=VALUE")
-    s.add_argument("--cwd")
-    s.add_argument("--user", type=int)
+    s.add_argument("command", nargs=argparse.REMAINDER,
+                   help="options may also follow the name, before --")
     s.set_defaults(fn=cmd_exec)
 
     f = sp.add_parser("file", help="push and pull files", parents=[common]).add_subparsers(
