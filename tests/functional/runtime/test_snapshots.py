@@ -245,3 +245,28 @@ def test_lxc_cli_snapshot_restore_copy_publish(daemon, client, make_instance, tm
                        capture_output=True)
     lxc("delete", "snp-cli/c2")
     assert inst.snapshots.all() == []
+
+
+def test_deletions_from_the_image_layer_are_snapshotted(client, make_instance):
+    """On the overlay dir pool a deleted image file is a whiteout in the upper layer:
+    snapshots, restores, copies and publishes must keep it deleted (and undeleted)."""
+    inst = make_instance("snp-wh")
+    assert inst.execute(["rm", "-rf", "/etc/network"]).exit_code == 0
+    inst.snapshots.create("gone", wait=True)
+    inst.stop(wait=True)
+    inst.snapshots.create("gone-stopped", wait=True)
+    inst.start(wait=True)
+    assert inst.execute(["mkdir", "-p", "/etc/network/new"]).exit_code == 0
+    inst.restore_snapshot("gone", wait=True)
+    assert inst.execute(["test", "-e", "/etc/network"]).exit_code != 0
+    assert inst.execute(["test", "-e", "/etc/inittab"]).exit_code == 0
+    image = inst.snapshots.get("gone-stopped").publish(wait=True)
+    try:
+        import io
+        import tarfile
+        data = client.api.images[image.fingerprint].export.get().content
+        names = tarfile.open(fileobj=io.BytesIO(data)).getnames()
+        assert "rootfs/etc/inittab" in names
+        assert not any(n.startswith("rootfs/etc/network") for n in names)
+    finally:
+        image.delete(wait=True)
