@@ -52,6 +52,26 @@ def check_nic(name: str, dev: dict) -> None:
             raise BadRequest(f"nic {name!r}: {key!r} is not supported by this runtime")
     if dev.get("ipv4.address") and not dev.get("network"):
         raise BadRequest(f"nic {name!r}: 'ipv4.address' needs a managed 'network'")
+    rates = [k for k in ("limits.ingress", "limits.egress", "limits.max") if dev.get(k)]
+    if rates and nictype(dev) not in VETH_KINDS:
+        raise BadRequest(f"nic {name!r}: limits.ingress/egress need a veth nic "
+                         "(bridged or p2p)")
+    from runtime.network import tc
+    for key in rates:
+        try:
+            tc.parse_rate(dev[key])
+        except ValueError as exc:
+            raise BadRequest(f"nic {name!r}: {key}: {exc}")
+
+
+def check_disk(name: str, dev: dict) -> None:
+    for key in ("limits.read", "limits.write", "limits.max"):
+        if dev.get(key):
+            try:
+                _io_limit(dev[key])
+            except ValueError:
+                raise BadRequest(f"disk {name!r}: {key} must be a rate in bytes/s (10MB) "
+                                 "or operations/s (100iops)")
 
 
 def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
@@ -197,6 +217,8 @@ class Devices:
         """Managed bridges must exist before liblxc attaches veths to them."""
         nets = getattr(self.d, "networks", None)
         for name, dev in inst.expanded_devices.items():
+            if dev.get("type") == "disk":
+                check_disk(name, dev)
             if dev.get("type") != "nic":
                 continue
             check_nic(name, dev)
@@ -214,12 +236,20 @@ class Devices:
                 raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
 
     async def after_start(self, inst, pid: int) -> None:
-        """What liblxc's config cannot say: tc shaping and blkio throttles."""
-        for name, dev in inst.expanded_devices.items():
-            if dev.get("type") == "nic":
-                await self._nic_limits(inst, name, dev)
-            elif dev.get("type") == "disk":
-                await self._disk_limits(inst, name, dev)
+        """What liblxc's config cannot say: tc shaping and blkio throttles.
+
+        A container whose limits could not be applied is stopped again: it must
+        not run unconstrained while the client is told the start failed.
+        """
+        try:
+            for name, dev in inst.expanded_devices.items():
+                if dev.get("type") == "nic":
+                    await self._nic_limits(inst, name, dev)
+                elif dev.get("type") == "disk":
+                    await self._disk_limits(inst, name, dev)
+        except Exception:
+            await self.d.instances.lxc.stop(self.d.instances.paths(inst).name, True, 0)
+            raise
 
     async def _nic_limits(self, inst, name: str, dev: dict, force: bool = False) -> None:
         if not (dev.get("limits.ingress") or dev.get("limits.egress")
@@ -334,11 +364,13 @@ class Devices:
             if old is not None and old.get("type") == new.get("type") == "nic" and \
                     _only_limits_changed(old, new, ("limits.ingress", "limits.egress",
                                                     "limits.max")):
+                check_nic(name, new)
                 await self._nic_limits(inst, name, new, force=True)
                 continue
             if old is not None and old.get("type") == new.get("type") == "disk" and \
                     _only_limits_changed(old, new, ("limits.read", "limits.write",
                                                     "limits.max")):
+                check_disk(name, new)
                 await self._disk_limits(inst, name, new, force=True)
                 continue
             await self._plug(inst, pid, name, new)
@@ -351,6 +383,7 @@ class Devices:
             await self._plug_nic(inst, pid, name, dev)
             await self._nic_limits(inst, name, dev)
         elif dtype == "disk":
+            check_disk(name, dev)
             if dev.get("path") == "/":
                 LOG.info("instance %s: root disk change applies at next start", inst.name)
                 return

@@ -287,3 +287,18 @@ def test_nic_kinds_at_start_with_fixed_host_name(bridge, make_instance):
     assert nh.exists(p2p_host) and nh.master(p2p_host) is None
     inst.stop(force=True, wait=True)
     assert not nh.exists(host_name) and not nh.exists(p2p_host)
+
+
+def test_bad_limits_refused_before_anything_runs(bridge, make_instance):
+    inst = make_instance(start=False, devices={"eth0": {
+        "type": "nic", "nictype": "macvlan", "parent": bridge, "name": "eth0",
+        "limits.ingress": "10Mbit"}})
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="veth"):
+        inst.start(wait=True)
+    inst.sync()
+    assert inst.status == "Stopped"
+    running = make_instance()
+    running.devices["eth0"] = {"type": "nic", "nictype": "p2p", "name": "eth0",
+                               "limits.egress": "fast"}
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="limits.egress"):
+        running.save(wait=True)
