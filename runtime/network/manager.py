@@ -325,7 +325,8 @@ class Networks:
         try:
             with open(path) as f:
                 lines = [ln for ln in f.read().splitlines()
-                         if ln and ln.split(",")[-1] != instance]
+                         if ln and ln.split(",")[-1] != instance
+                         and (not hwaddr or ln.split(",")[0].lower() != hwaddr.lower())]
         except FileNotFoundError:
             lines = []
         if hwaddr:
