@@ -83,6 +83,8 @@ def test_raw_lxc_and_environment(make_instance):
     env = environ(inst)
     assert "NT_RAW=from-raw-lxc" in env
     assert "NT_ENV=hello world" in env
+    assert "NT_ENV=hello world" in inst.execute(["env"]).stdout.splitlines(), \
+        "environment.* also reaches exec sessions"
     assert inst.config["user.nt-note"] == "kept"
 
 
