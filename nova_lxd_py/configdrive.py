@@ -129,15 +129,14 @@ def hostname_for(instance: Any) -> str:
 
 
 def write_config_drive(instance: Any, path: str, network_info: Any,
-                       injected_files: list | None, admin_password: str | None,
-                       context: Any = None) -> None:
+                       injected_files: list | None, admin_password: str | None) -> None:
     """Write nova's config-drive tree (openstack/ and ec2/) under *path*."""
     from nova.api.metadata import base as instance_metadata
 
     extra_md = {"admin_pass": admin_password} if admin_password else {}
     md = instance_metadata.InstanceMetadata(
         instance, content=injected_files or [], extra_md=extra_md,
-        network_info=network_info, request_context=context)
+        network_info=network_info)
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     for relpath, data in md.metadata_for_config_drive():

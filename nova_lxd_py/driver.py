@@ -257,7 +257,7 @@ class LXDDriver(driver.ComputeDriver):
                 path = self._config_drive_path(instance)
                 undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
                 configdrive.write_config_drive(instance, path, network_info, injected_files,
-                                               admin_password, context)
+                                               admin_password)
                 devices["config-drive"] = configdrive.config_drive_device(path)
             config = dict(mapping.config)
             config[UUID_KEY] = instance.uuid

@@ -10,6 +10,8 @@ nova_lxd_py's driver, each with its own runtime daemon. Run with stestr
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sys
 import time
@@ -68,6 +70,8 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             if all(server[k] == v for k, v in expected_params.items()) and \
                     (not want_fault or "fault" in server):
                 return server
+            if server["status"] == "ERROR" and expected_params.get("status") != "ERROR":
+                self.fail(f"server went to ERROR: {server.get('fault')}")
             if time.monotonic() > deadline:
                 self.fail(f"Wait for state change failed, expected_params={expected_params}, "
                           f"server={server}")
@@ -236,6 +240,24 @@ class LXDServersTest(LXDServersBase):
         host = server["OS-EXT-SRV-ATTR:host"]
         self.computes[host].manager._sync_power_states(nova_context.get_admin_context())
         server = self._wait_for_state_change(server, "SHUTOFF")
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_config_drive_and_user_data(self):
+        server = self._build_server(name="nlx-cd", image_uuid=self.image_id,
+                                    flavor_id=self.flavor_id, networks="none")
+        server["config_drive"] = True
+        server["user_data"] = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
+        server["metadata"] = {"role": "nlx-test"}
+        self._track_images(self.image_id)
+        server = self._wait_for_state_change(self.api.post_server({"server": server}),
+                                             "ACTIVE")
+        meta = json.loads(self._exec(server, "cat",
+                                     "/config-drive/openstack/latest/meta_data.json"))
+        self.assertEqual(server["id"], meta["uuid"])
+        self.assertEqual({"role": "nlx-test"}, meta["meta"])
+        self.assertEqual("#!/bin/sh\necho hello\n", self._exec(
+            server, "cat", "/var/lib/cloud/seed/nocloud/user-data"))
         self._delete_server(server)
         self._assert_runtimes_empty()
 
