@@ -367,7 +367,9 @@ class Bench:
         self.r.put(t.key, "ct_pss", round(statistics.mean(total), 2), total)
         self.r.put(t.key, "ct_pss_monitor", round(statistics.mean(monitor), 2), monitor)
         self.r.put(t.key, "ct_pss_inside", round(statistics.mean(inside), 2), inside)
-        self.r.put(t.key, "ct_memavail", round((avail0 - avail1) / 1024 / len(names), 2))
+        per = (avail0 - avail1) / 1024 / len(names)
+        self.r.put(t.key, "ct_memavail", round(per, 2) if per > 0 else NA(
+            "n/a: MemAvailable rose meanwhile (other activity on the host)"))
         try:
             ipid = t.init_pid(names[0])
             parent = memory.ppid(ipid)
@@ -774,12 +776,12 @@ def main(argv: list[str] | None = None) -> int:
                         t.remote = ApiTarget("runtime2", "runtime #2", sock2, "bench-q",
                                              args.runtime_profile)
                     else:
-                        t.remote_reason = "n/a: no second runtime (--runtime-remote-socket)"
+                        t.remote_reason = "no second runtime (--runtime-remote-socket)"
                 elif t.key == "lxd":
                     t.remote = ApiTarget("lxd2", "LXD #2", args.lxd_remote_socket, "bench-y",
                                          ["bench-lxd"])
                 else:
-                    t.remote_reason = "n/a: no daemon"
+                    t.remote_reason = "no daemon"
             for t in targets:
                 src = getattr(t, "remote", None)
                 if src is None:
