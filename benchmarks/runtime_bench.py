@@ -439,7 +439,10 @@ class Bench:
     def phase_remote(self, t: Any) -> None:
         src = getattr(t, "remote", None)
         if src is None:
-            raise NotSupported(getattr(t, "remote_reason", "no second daemon (--remote)"))
+            why = getattr(t, "remote_reason", "no second daemon (--remote)")
+            if why.startswith("failed: "):
+                raise RuntimeError(why[len("failed: "):])
+            raise NotSupported(why)
         url = src.https_url()
         name = f"{t.prefix}-rsrc"
         src.create(name)
