@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -268,15 +269,20 @@ class Demo:
 
 
 def how_to_talk(cloud: Cloud) -> str:
-    nova = os.path.join(os.path.dirname(sys.executable), "nova")
+    python = sys.executable
     lines = [
         "The cloud stays up until you press Ctrl-C (or kill -TERM " + str(os.getpid()) + ").",
-        f"  Compute API (noauth, you are admin): {cloud.compute_url}",
-        f"    {nova} --os-auth-type none --os-endpoint-override {cloud.compute_url} "
-        f"--os-compute-api-version {COMPUTE_API_VERSION} list --fields "
-        "name,status,OS-EXT-SRV-ATTR:host",
+        f"  Compute API (no Keystone: every caller is admin): {cloud.compute_url}",
         f"    curl -s {cloud.compute_url}/servers/detail | python3 -m json.tool",
-        f"  Image API (Glance v2 subset): curl -s {cloud.image_url}/v2/images",
+        f"    curl -s -H 'OpenStack-API-Version: compute {COMPUTE_API_VERSION}' "
+        f"{cloud.compute_url}/os-hypervisors/detail",
+        f"    {python} -c \"from keystoneauth1 import noauth, session; "
+        "from novaclient import client; "
+        f"nova = client.Client('{COMPUTE_API_VERSION}', session=session.Session("
+        f"auth=noauth.NoAuth()), endpoint_override='{cloud.compute_url}'); "
+        "print([(s.name, s.status, getattr(s, 'OS-EXT-SRV-ATTR:host')) "
+        "for s in nova.servers.list()])\"",
+        f"  Image API (a Glance v2 subset): curl -s {cloud.image_url}/v2/images",
     ]
     for host, runtime in cloud.runtimes.items():
         lines.append(f"  {host} runtime: LXD_DIR={runtime.lxd_dir} lxc list   "
@@ -354,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
             problems = cloud.stop()
             for problem in problems:
                 say("  cleanup problem: " + problem)
-            if os.path.exists(args.state_dir):
-                os.rmdir(args.state_dir) if not os.listdir(args.state_dir) else None
+            if status == 1 and os.path.exists(cloud.log_path):
+                kept = f"/var/tmp/aio-nova-{os.getpid()}.log"
+                shutil.move(cloud.log_path, kept)
+                say(f"  nova's log kept as {kept}")
+            shutil.rmtree(args.state_dir, ignore_errors=True)
         say(f"cleaned up; total {time.monotonic() - started:.1f} s")
     return status
