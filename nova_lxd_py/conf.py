@@ -64,12 +64,6 @@ lxd_opts = [
         default="$state_path/lxd-images",
         help="Scratch directory where Glance images are downloaded and "
              "converted before they are imported into the runtime."),
-    cfg.BoolOpt(
-        "image_cache_keep",
-        default=True,
-        help="Keep imported images in the runtime (aliased by Glance id) "
-             "after the last instance using them is deleted, so the next "
-             "boot of that image skips the download."),
     cfg.StrOpt(
         "config_drive_dir",
         default="$instances_path",

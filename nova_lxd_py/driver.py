@@ -66,7 +66,7 @@ class LXDDriver(driver.ComputeDriver):
 
     capabilities: ClassVar[dict[str, bool]] = dict(driver.ComputeDriver.capabilities)
     capabilities.update({
-        "has_imagecache": False,
+        "has_imagecache": True,
         "supports_evacuate": False,
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": False,
@@ -629,6 +629,15 @@ class LXDDriver(driver.ComputeDriver):
             res, ratios, CONF.reserved_host_cpus, CONF.reserved_host_memory_mb,
             self._get_reserved_host_disk_gb_from_config()))
         provider_tree.add_traits(nodename, *host_info.driver_traits(res.arch))
+
+    def manage_image_cache(self, context, all_instances):
+        """nova's image cache task: drop runtime images of Glance images no
+        instance here uses, honouring [image_cache] remove_unused_* options."""
+        if not CONF.image_cache.remove_unused_base_images:
+            return
+        in_use = {inst.image_ref for inst in all_instances if inst.image_ref}
+        self._images.prune(in_use,
+                           CONF.image_cache.remove_unused_original_minimum_age_seconds)
 
     def get_host_ip_addr(self):
         return CONF.my_ip

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 import yaml
 from oslo_concurrency import lockutils
 from oslo_log import log as logging
+from oslo_utils import timeutils, uuidutils
 from pylxd import exceptions as lxd_exceptions
 
 from nova_lxd_py import exception
@@ -109,6 +110,21 @@ def sha256_of(*parts: bytes | str) -> str:
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def unused_aliases(aliases: list[dict], uploaded: dict[str, float], in_use: set[str],
+                   min_age: float, now: float) -> list[str]:
+    """Glance-id aliases whose image no instance on this host boots from and
+    that were imported at least *min_age* seconds ago (nova's
+    [image_cache] remove_unused_original_minimum_age_seconds)."""
+    stale = []
+    for alias in aliases:
+        name = alias.get("name", "")
+        if not uuidutils.is_uuid_like(name) or name in in_use:
+            continue
+        if now - uploaded.get(alias.get("target", ""), now) >= min_age:
+            stale.append(name)
+    return stale
 
 
 def image_property(image_meta: Any, name: str) -> Any:
@@ -227,6 +243,24 @@ class ImageStore:
             # against, e.g. a second compute process on this runtime).
             if self.alias_target(alias) != fingerprint:
                 raise
+
+    # -- cache ---------------------------------------------------------------
+    def prune(self, in_use: set[str], min_age: float) -> list[str]:
+        """Forget images no instance uses any more (nova's image cache task)."""
+        client = self._clients.get()
+        aliases = client.api.images.aliases.get(params={"recursion": 1}).json()["metadata"]
+        uploaded = {}
+        for image in client.api.images.get(params={"recursion": 1}).json()["metadata"]:
+            stamp = image.get("uploaded_at") or image.get("created_at")
+            try:
+                uploaded[image["fingerprint"]] = timeutils.parse_isotime(stamp).timestamp()
+            except (ValueError, TypeError):
+                continue
+        stale = unused_aliases(aliases, uploaded, in_use, min_age, time.time())
+        for alias in stale:
+            LOG.info("Removing unused cached image %s", alias)
+            self.forget(alias)
+        return stale
 
     # -- snapshots -----------------------------------------------------------
     def forget(self, alias: str) -> None:

@@ -261,6 +261,24 @@ class LXDServersTest(LXDServersBase):
         self._delete_server(server)
         self._assert_runtimes_empty()
 
+    def test_image_cache_pass_drops_unused_images(self):
+        self.flags(instances_path=self.useFixture(fixtures.TempDir()).path)
+        self.flags(remove_unused_original_minimum_age_seconds=0, group="image_cache")
+        # The pass lists instances of CONF.host, which in this one-process
+        # harness is the compute service started last.
+        host = COMPUTE_HOSTS[-1]
+        server = self._boot("nlx-cache", host=host)
+        runtime = self.runtimes[host]
+        manager = self.computes[host].manager
+        ctxt = nova_context.get_admin_context()
+        aliases = runtime.client.api.images.aliases
+
+        manager._run_image_cache_manager_pass(ctxt)
+        self.assertEqual(200, aliases[self.image_id].get().status_code, "in use: kept")
+        self._delete_server(server)
+        manager._run_image_cache_manager_pass(ctxt)
+        self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
+
     def test_invalid_extra_spec_fails_cleanly(self):
         flavor_id = self._create_flavor(name="nlx.bad", vcpu=1, memory_mb=128, disk=1, ephemeral=0,
                                         extra_spec={"lxd:nested_allowed": "perhaps"})

@@ -64,5 +64,20 @@ class ImageMetadataTest(unittest.TestCase):
                              image.sha256_of(f.name))
 
 
+class UnusedAliasesTest(unittest.TestCase):
+    A = "11111111-2222-3333-4444-555555555555"
+    B = "66666666-7777-8888-9999-000000000000"
+
+    def test_selection(self):
+        aliases = [{"name": self.A, "target": "fa"}, {"name": self.B, "target": "fb"},
+                   {"name": "nlx-busybox", "target": "fa"}]
+        uploaded = {"fa": 0.0, "fb": 1000.0}
+        self.assertEqual([self.A], image.unused_aliases(aliases, uploaded, {self.B}, 10, 2000))
+        # too young to go
+        self.assertEqual([], image.unused_aliases(aliases, uploaded, {self.A}, 1500, 2000))
+        # operator aliases (not Glance ids) are never touched
+        self.assertEqual([self.A, self.B], image.unused_aliases(aliases, uploaded, set(), 0, 2000))
+
+
 if __name__ == "__main__":
     unittest.main()
