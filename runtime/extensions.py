@@ -13,6 +13,7 @@ LOG = logging.getLogger(__name__)
 MODULES = [
     "runtime.instances.snapshots",    # snapshots, restore, copy, publish (issue 3)
     "runtime.network.attach",          # managed bridges, nic hotplug (issue 3)
+    "runtime.instances.seccomp_notify",  # syscall interception proxy (issue 3)
     "runtime.projects",                # project features (issue 3)
     "runtime.tls",                     # HTTPS listener and trust store (issue 4)
     "runtime.migration",               # copy/move between hosts (issue 4)

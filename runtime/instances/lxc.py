@@ -162,6 +162,7 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
         f"lxc.cap.drop = {DROP_CAPS}",
         f"lxc.seccomp.profile = {paths.seccomp}",
     ]
+    lines += _seccomp_notify_lines(paths, config)
     if architecture != host_arch and architecture == "i686":
         lines.append("lxc.arch = linux32")
     lines += idmap.lxc_lines()
@@ -195,6 +196,16 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
     return "\n".join(lines) + "\n"
 
 
+def _seccomp_notify_lines(paths: Paths, config: dict) -> list[str]:
+    """Hand intercepted syscalls to the daemon's seccomp proxy (when it listens)."""
+    from runtime.instances import seccomp_notify
+    sock = seccomp_notify.socket_path(os.path.dirname(paths.lxcpath))
+    if not seccomp_notify.wanted(config) or not os.path.exists(sock):
+        return []
+    return [f"lxc.seccomp.notify.proxy = unix:{sock}",
+            f"lxc.seccomp.notify.cookie = {paths.name}"]
+
+
 def seccomp_policy(config: dict) -> str:
     """Default deny list plus security.syscalls.deny; an allow list replaces it."""
     allow = config.get("security.syscalls.allow", "").split()
@@ -203,7 +214,9 @@ def seccomp_policy(config: dict) -> str:
     policy = SECCOMP_DEFAULT if config.get("security.syscalls.deny_default", "true") != \
         "false" else "2\ndenylist\n[all]\n"
     deny = config.get("security.syscalls.deny", "").split()
-    return policy + "".join(f"{s} errno 1\n" for s in deny)
+    from runtime.instances import seccomp_notify
+    notify = seccomp_notify.POLICY if seccomp_notify.wanted(config) else ""
+    return policy + notify + "".join(f"{s} errno 1\n" for s in deny)
 
 
 class LxcDriver:

@@ -118,3 +118,21 @@ def test_boot_autostart_after_daemon_restart(daemon, client, make_instance):
         time.sleep(0.2)
     assert client.instances.get(auto.name).status == "Running"
     assert client.instances.get(manual.name).status == "Stopped"
+
+
+def test_mknod_interception(make_instance):
+    """security.syscalls.intercept.mknod: the daemon makes harmless char devices for
+    an unprivileged container (the kernel refuses them to user namespaces)."""
+    plain = make_instance()
+    assert plain.execute(["mknod", "/tmp/null2", "c", "1", "3"]).exit_code != 0
+    inst = make_instance(config={"security.syscalls.intercept.mknod": "true"})
+    res = inst.execute(["sh", "-c", "cd /tmp && mknod null2 c 1 3 && echo x > null2 && "
+                        "ls -ln null2"])
+    assert res.exit_code == 0, res.stderr
+    fields = res.stdout.split()
+    assert fields[0].startswith("c") and fields[2:4] == ["0", "0"], res.stdout
+    for args in (["c", "1", "1"], ["b", "7", "0"]):  # /dev/mem, a loop device: refused
+        res = inst.execute(["mknod", "/tmp/no", *args])
+        assert res.exit_code != 0 and "not permitted" in res.stderr
+    # An unprivileged user inside lacks CAP_MKNOD: refused too.
+    assert inst.execute(["mknod", "/tmp/u", "c", "1", "3"], user=1000).exit_code != 0

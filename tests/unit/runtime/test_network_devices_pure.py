@@ -70,3 +70,22 @@ def test_nat_rule_is_limited_to_the_network_subnet():
     rules = manager.nat_rules("nlr_ntbr0", "10.9.8.1/24")
     assert "ip saddr 10.9.8.0/24 ip daddr != 10.9.8.0/24 masquerade" in rules
     assert rules.startswith("table ip nlr_ntbr0 ")
+
+
+def test_mknod_interception_decisions():
+    import errno
+    import os
+
+    from runtime.instances import seccomp_notify as sn
+    root = {"CapEff": "000001ffffffffff", "Umask": "0022"}
+    null = os.makedev(1, 3)
+    assert sn.decide(sn.NR_MKNOD, [0x1000, 0o20666, null, 0, 0, 0], root) == \
+        (0x1000, 0o20644, null)
+    assert sn.decide(sn.NR_MKNOD, [0, 0o20666, os.makedev(1, 1), 0, 0, 0], root) == \
+        -errno.EPERM
+    assert sn.decide(sn.NR_MKNOD, [0, 0o60666, os.makedev(7, 0), 0, 0, 0], root) == \
+        -errno.EPERM
+    user = {"CapEff": "0000000000000000", "Umask": "0022"}
+    assert sn.decide(sn.NR_MKNOD, [0, 0o20666, null, 0, 0, 0], user) == -errno.EPERM
+    assert sn.decide(sn.NR_MKNODAT, [5, 0, 0o20666, null, 0, 0], root) == -errno.EINVAL
+    assert "mknod notify" in sn.POLICY
