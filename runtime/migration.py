@@ -46,6 +46,21 @@ INCOMING_KEY = "volatile.migration.incoming"
 _HOST_VOLATILE = ("volatile.last_state.idmap", "volatile.idmap.base", "volatile.idmap.current",
                   "volatile.idmap.next", "volatile.last_state.power", "volatile.apply_template")
 _F_SETPIPE_SZ = 1031
+_VOLUME_ENTRIES = ["rootfs", "metadata.yaml", "templates"]
+# The dir pool's overlay instances: an image layer (named in .lower) and their own
+# upper layer. When the target has the same image, only the upper layer travels.
+_LAYER_ENTRIES = [".upper", "metadata.yaml", "templates"]
+
+
+def overlay_base(pool, path: str) -> str | None:
+    """The image fingerprint a dir-pool volume (or snapshot) is layered on, if any."""
+    if getattr(pool, "driver", "") != "dir" or not os.path.isdir(os.path.join(path, ".upper")):
+        return None
+    try:
+        with open(os.path.join(path, ".lower")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 class TransferError(RuntimeAPIError):
@@ -121,17 +136,19 @@ class _Peer:
         ssl_ctx = tls.client_ssl(self.certificate) if tls else False
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
             total=None, connect=CONNECT_TIMEOUT))
-        out = []
-        for name in ("control", "fs"):
-            try:
-                ws = await self.session.ws_connect(
-                    _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx,
-                    max_msg_size=0, autoping=True, heartbeat=None)
-            except (aiohttp.ClientError, OSError) as exc:
-                await self.close()
+        # Both handshakes at once: each TLS handshake costs a few round trips.
+        results = await asyncio.gather(*(self.session.ws_connect(
+            _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
+            autoping=True, heartbeat=None) for name in ("control", "fs")),
+            return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.close()
+            exc = errors[0]
+            if isinstance(exc, (aiohttp.ClientError, OSError)):
                 raise BadRequest(f"Can't reach the migration peer at {self.operation}: {exc}")
-            out.append(ws)
-        return tuple(out)
+            raise exc
+        return tuple(results)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -158,45 +175,63 @@ def _websocket_op(d, description: str, run, project: str, resources: dict):
 
 
 # Sender -------------------------------------------------------------------------
-async def _tar_send(fs, directory: str, entries: list[str], progress=None) -> int:
-    """Stream a tar of directory/entries as binary frames, then the "end" frame."""
-    entries = [e for e in entries if os.path.lexists(os.path.join(directory, e))]
-    p = await asyncio.create_subprocess_exec(
-        "tar", "-c", "-f", "-", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-        "-C", directory, "--", *entries,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+def _grow_pipe(stream) -> None:
+    """1 MB pipe buffers: fewer wake-ups between tar and the event loop."""
     try:
-        fcntl.fcntl(p.stdout._transport.get_extra_info("pipe").fileno(), _F_SETPIPE_SZ,
-                    1024 * 1024)
+        transport = getattr(stream, "_transport", None) or getattr(stream, "transport", None)
+        fcntl.fcntl(transport.get_extra_info("pipe").fileno(), _F_SETPIPE_SZ, 1024 * 1024)
     except (OSError, AttributeError):
         pass
-    total = 0
-    try:
-        buf = bytearray()
-        while True:
-            data = await p.stdout.read(CHUNK)
-            if data:
-                buf += data
-                if len(buf) < CHUNK // 2:
-                    continue
-            if buf:
-                await fs.send_bytes(bytes(buf))
-                total += len(buf)
+
+
+class TarSource:
+    """A `tar -c` of directory/entries, started early so it overlaps the handshake."""
+
+    def __init__(self, directory: str, entries: list[str]):
+        self.directory = directory
+        self.entries = [e for e in entries if os.path.lexists(os.path.join(directory, e))]
+        self.p: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> "TarSource":
+        self.p = await asyncio.create_subprocess_exec(
+            "tar", "-c", "-f", "-", "-b", "256", "--numeric-owner", "--xattrs",
+            "--xattrs-include=*", "-C", self.directory, "--", *self.entries,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
+        _grow_pipe(self.p.stdout)
+        return self
+
+    async def stream(self, fs, progress=None) -> int:
+        """Send as binary frames (whatever is ready, up to CHUNK), then the "end" frame."""
+        if self.p is None:
+            await self.start()
+        p = self.p
+        total = 0
+        try:
+            while True:
+                data = await p.stdout.read(CHUNK)
+                if not data:
+                    break
+                await fs.send_bytes(data)
+                total += len(data)
                 if progress is not None:
-                    progress(len(buf))
-                buf.clear()
-            if not data:
-                break
-        err = await p.stderr.read()
-        rc = await p.wait()
-        if rc != 0:
-            raise TransferError(f"tar failed on the source: {err.decode(errors='replace')}")
-        await fs.send_str("end")
-        return total
-    finally:
-        if p.returncode is None:
-            p.kill()
-            await p.wait()
+                    progress(len(data))
+            err = await p.stderr.read()
+            rc = await p.wait()
+            if rc != 0:
+                raise TransferError(f"tar failed on the source: {err.decode(errors='replace')}")
+            await fs.send_str("end")
+            return total
+        finally:
+            await self.kill()
+
+    async def kill(self) -> None:
+        if self.p is not None and self.p.returncode is None:
+            self.p.kill()
+            await self.p.wait()
+
+
+async def _tar_send(fs, directory: str, entries: list[str], progress=None) -> int:
+    return await TarSource(directory, entries).stream(fs, progress)
 
 
 def _record(inst) -> dict:
@@ -226,9 +261,15 @@ class Sender:
             {k: s[k] for k in ("name", "created_at", "expires_at", "stateful", "description",
                                "architecture", "ephemeral", "config", "devices", "profiles")}
             for s in d.db.select("snapshots", {"instance_id": inst.id}, order="id")]
+        pool = d.instances.pool(inst)
+        vol = volume_name(inst.project, inst.name)
+        base = overlay_base(pool, pool.instance_path(vol))
+        if base and any(overlay_base(pool, pool.snapshot_path(vol, s["name"])) != base
+                        for s in snaps):
+            base = None
         return {"version": 1, "instance": _record(inst), "profiles": profiles,
                 "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
-                "running": running}
+                "running": running, "base_image": base}
 
     def progress(self, n: int) -> None:
         """LXD's `fs_progress` operation metadata (migration_progress extension)."""
@@ -250,28 +291,46 @@ class Sender:
             running = d.instances.pid(inst) is not None
             stop_it = running and not self.allow_inconsistent
             header = self.header(stop_it)
-            await _send_json(control, header)
-            reply = await _recv_json(control, CONNECT_TIMEOUT * 4)
-            if not reply.get("ready"):
-                raise TransferError(f"Migration target refused: {reply.get('error')}")
+            pool = d.instances.pool(inst)
+            vol = volume_name(inst.project, inst.name)
+            early = None
+            if not stop_it and not header["snapshots"]:
+                # Nothing to stop first: let tar start while the target gets ready
+                # (betting on the layer alone when the target may have the image).
+                if header["base_image"]:
+                    early = await TarSource(pool.instance_path(vol), _LAYER_ENTRIES).start()
+                else:
+                    await pool.mount(vol)
+                    early = await TarSource(pool.instance_path(vol), _VOLUME_ENTRIES).start()
             stopped = False
             try:
+                await _send_json(control, header)
+                reply = await _recv_json(control, CONNECT_TIMEOUT * 4)
+                if not reply.get("ready"):
+                    raise TransferError(f"Migration target refused: {reply.get('error')}")
+                layered = bool(reply.get("layered"))
+                entries = _LAYER_ENTRIES if layered else _VOLUME_ENTRIES
+                if early is not None and early.entries != [
+                        e for e in entries if os.path.lexists(os.path.join(early.directory, e))]:
+                    await early.kill()
+                    early = None
                 if stop_it:
                     await d.instances.stop(inst, True, 0)
                     stopped = True
-                pool = d.instances.pool(inst)
-                vol = volume_name(inst.project, inst.name)
                 for snap in header["snapshots"]:
-                    await pool.mount_snapshot(vol, snap["name"])
+                    if not layered:
+                        await pool.mount_snapshot(vol, snap["name"])
                     try:
                         await _tar_send(fs, pool.snapshot_path(vol, snap["name"]),
-                                        ["rootfs", "metadata.yaml", "templates"],
-                                        self.progress)
+                                        entries, self.progress)
                     finally:
-                        await pool.unmount_snapshot(vol, snap["name"])
-                await pool.mount(vol)
-                sent = await _tar_send(fs, pool.instance_path(vol),
-                                       ["rootfs", "metadata.yaml", "templates"], self.progress)
+                        if not layered:
+                            await pool.unmount_snapshot(vol, snap["name"])
+                if early is None:
+                    if not layered:
+                        await pool.mount(vol)
+                    early = TarSource(pool.instance_path(vol), entries)
+                sent = await early.stream(fs, self.progress)
                 result = await _recv_json(control, None)
                 if not result.get("success"):
                     raise TransferError(f"Migration target failed: {result.get('error')}")
@@ -280,6 +339,8 @@ class Sender:
                 if stopped:
                     d.instances._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
             except BaseException:
+                if early is not None:
+                    await early.kill()
                 if stopped:
                     try:
                         await d.instances.start(d.instances.load(inst.project, inst.name))
@@ -338,10 +399,11 @@ def _async(op) -> web.Response:
 # Receiver -----------------------------------------------------------------------
 async def _tar_receive(fs, directory: str) -> int:
     p = await asyncio.create_subprocess_exec(
-        "tar", "-x", "-f", "-", "--numeric-owner", "--same-owner", "--same-permissions",
-        "--xattrs", "--xattrs-include=*", "-C", directory,
+        "tar", "-x", "-f", "-", "-b", "256", "--numeric-owner", "--same-owner",
+        "--same-permissions", "--xattrs", "--xattrs-include=*", "-C", directory,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
+    _grow_pipe(p.stdin)
     total = 0
     try:
         while True:
@@ -379,6 +441,13 @@ class Receiver:
     def __init__(self, d, project: str, body: dict):
         self.d, self.project, self.body = d, project, body
         self.inst = None
+        self.marks: list[tuple[str, float]] = []
+        self._t = time.monotonic()
+
+    def mark(self, what: str) -> None:
+        now = time.monotonic()
+        self.marks.append((what, now - self._t))
+        self._t = now
 
     def _spec(self, header: dict) -> dict:
         src = header.get("instance") or {}
@@ -409,7 +478,9 @@ class Receiver:
 
     async def run(self, control, fs) -> None:
         d = self.d
+        self._t = time.monotonic()
         header = await _recv_json(control, CONNECT_TIMEOUT * 4)
+        self.mark("header")
         try:
             if header.get("version") != 1:
                 raise BadRequest("Migration source speaks an unknown protocol version")
@@ -422,6 +493,7 @@ class Receiver:
             raise
         inst = d.instances.insert(self.project, spec, {INCOMING_KEY: "true"})
         self.inst = inst
+        self.mark("record")
         try:
             await self._receive(inst, header, control, fs)
         except BaseException as exc:
@@ -440,6 +512,20 @@ class Receiver:
             await d.instances.change_state(d.instances.load(self.project, inst.name),
                                            "start", False, 0)
 
+    async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
+        """Our copy of the image the sender's volume is layered on, ready in the pool."""
+        d = self.d
+        if not fingerprint or getattr(pool, "driver", "") != "dir" or idmap != d.default_idmap:
+            return None
+        if not d.db.select("images", {"fingerprint": fingerprint}) or not os.path.exists(
+                d.images.file(fingerprint)):
+            return None
+        try:
+            await d.images.ensure_volume(pool, fingerprint)
+        except RuntimeAPIError:
+            return None
+        return fingerprint
+
     async def _receive(self, inst, header: dict, control, fs) -> None:
         d = self.d
         mgr = d.instances
@@ -448,14 +534,17 @@ class Receiver:
             src_map = IdMap.decode(header.get("idmap") or "0:0")
             pool = mgr.pool(inst)
             vol = volume_name(self.project, inst.name)
-            await pool.create_instance(vol, None, idmap, d.default_idmap)
+            base = await self._local_base(pool, header.get("base_image"), idmap)
+            await pool.create_instance(vol, base, idmap, d.default_idmap)
             path = pool.instance_path(vol)
-            await _send_json(control, {"ready": True})
+            tree = os.path.join(path, ".upper" if base else "rootfs")
+            self.mark("volume")
+            await _send_json(control, {"ready": True, "layered": bool(base)})
             received = 0
             for snap in header.get("snapshots") or []:
-                await _empty_dir(path + "/rootfs")
+                await _empty_dir(tree)
                 received += await _tar_receive(fs, path)
-                await asyncio.to_thread(shift.shift_tree, path + "/rootfs", src_map, idmap)
+                await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap)
                 await pool.create_snapshot(vol, snap["name"])
                 d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
                             created_at=snap.get("created_at") or 0,
@@ -472,15 +561,21 @@ class Receiver:
                         shutil.rmtree(full)
                     elif os.path.lexists(full):
                         os.unlink(full)
-            await _empty_dir(path + "/rootfs")
+            await _empty_dir(tree)
             received += await _tar_receive(fs, path)
-            await asyncio.to_thread(shift.shift_tree, path + "/rootfs", src_map, idmap)
+            self.mark("layer" if base else "rootfs")
+            await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap)
+            if base:
+                d.images.mark_used(base)
+            self.mark("shift")
             mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                      "volatile.idmap.base": str(idmap.base),
                                      INCOMING_KEY: None})
             await mgr._apply_root_size(inst)
             await _send_json(control, {"success": True})
-            LOG.info("instance %s/%s received (%d bytes)", self.project, inst.name, received)
+            self.mark("finish")
+            LOG.info("instance %s/%s received (%d bytes; %s)", self.project, inst.name, received,
+                     ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.marks))
 
 
 async def create_from_migration(request: web.Request, project: str, body: dict):
@@ -517,7 +612,9 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
                  source.get("certificate"))
 
     async def pull(op):
+        t0 = time.monotonic()
         control, fs = await peer.connect()
+        receiver.marks.append(("connect", time.monotonic() - t0))
         try:
             await receiver.run(control, fs)
         finally:

@@ -303,3 +303,32 @@ def test_target_dies_midway_source_restarts_and_target_purges(hosts, names):
     assert name not in [i.name for i in hosts.local(1).instances.all()]
     pool = os.path.join(hosts.daemons[1].lxd_dir, "storage-pools", "default", "containers")
     assert name not in os.listdir(pool)
+
+
+def test_copy_sends_only_the_layer_when_target_has_the_image(hosts, names):
+    a, b = hosts.https(0), hosts.https(1)
+    import_busybox(hosts.local(1))
+    name = names()
+    inst = _launch(a, name)
+    _write_file(inst, "/etc/mg-layer", b"snap")
+    inst.snapshots.create("s0", wait=True)
+    _write_file(inst, "/etc/mg-layer", b"now")
+    inst.files.delete("/etc/hostname")           # a whiteout in the upper layer
+    op, secrets, cert = _migration_source(a, name)
+    _env, result = _post_instance(b, {"name": name, "source": {
+        "type": "migration", "mode": "pull", "operation": op, "certificate": cert,
+        "secrets": secrets}})
+    assert result["status"] == "Success", result["err"]
+    volume = os.path.join(hosts.daemons[1].lxd_dir, "storage-pools", "default",
+                          "containers", name)
+    assert os.path.exists(os.path.join(volume, ".lower"))     # shares B's image layer
+    copy = b.instances.get(name)
+    copy.start(wait=True)
+    assert _exec(copy, "cat", "/etc/mg-layer") == "now"
+    assert copy.execute(["test", "-e", "/etc/hostname"]).exit_code == 1
+    assert _exec(copy, "ls", "/bin/busybox").strip() == "/bin/busybox"
+    copy.stop(force=True, wait=True)
+    copy.restore_snapshot("s0", wait=True)
+    copy.start(wait=True)
+    assert _exec(copy, "cat", "/etc/mg-layer") == "snap"
+    assert copy.execute(["test", "-e", "/etc/hostname"]).exit_code == 0
