@@ -64,6 +64,16 @@ def check_nic(name: str, dev: dict) -> None:
             raise BadRequest(f"nic {name!r}: {key}: {exc}")
 
 
+SUPPORTED_TYPES = ("none", "disk", "nic", "unix-char", "unix-block")
+
+
+def check_supported(name: str, dev: dict) -> None:
+    """Device types LXD knows but this runtime does not make are refused, not ignored."""
+    if dev.get("type") not in SUPPORTED_TYPES:
+        raise BadRequest(f"device {name!r}: type {dev.get('type')!r} is not supported by "
+                         f"this runtime ({', '.join(SUPPORTED_TYPES[1:])})")
+
+
 def check_disk(name: str, dev: dict) -> None:
     for key in ("limits.read", "limits.write", "limits.max"):
         if dev.get(key):
@@ -217,6 +227,7 @@ class Devices:
         """Managed bridges must exist before liblxc attaches veths to them."""
         nets = getattr(self.d, "networks", None)
         for name, dev in inst.expanded_devices.items():
+            check_supported(name, dev)
             if dev.get("type") == "disk":
                 check_disk(name, dev)
             if dev.get("type") != "nic":
@@ -377,6 +388,7 @@ class Devices:
             plugged.append((name, new))
 
     async def _plug(self, inst, pid: int, name: str, dev: dict) -> None:
+        check_supported(name, dev)
         dtype = dev.get("type")
         if dtype == "nic":
             check_nic(name, dev)

@@ -302,3 +302,18 @@ def test_bad_limits_refused_before_anything_runs(bridge, make_instance):
                                "limits.egress": "fast"}
     with pytest.raises(pylxd.exceptions.LXDAPIException, match="limits.egress"):
         running.save(wait=True)
+
+
+def test_unsupported_device_types_refused(make_instance):
+    inst = make_instance(start=False, devices={"p": {
+        "type": "proxy", "listen": "tcp:127.0.0.1:1", "connect": "tcp:127.0.0.1:2"}})
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="proxy"):
+        inst.start(wait=True)
+    running = make_instance()
+    running.devices["g"] = {"type": "gpu"}
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="gpu"):
+        running.save(wait=True)
+    # type none masks a profile's device, as in LXD
+    running.sync()
+    running.devices["eth0"] = {"type": "none"}
+    running.save(wait=True)
