@@ -1,0 +1,178 @@
+"""What the driver supports, read from the driver itself.
+
+Why generated: a hand-written support matrix drifts the day someone adds a
+method. Here each feature (named as in nova's own support matrix) lists the
+``ComputeDriver`` methods and capability flags it rests on; its status is
+computed from ``LXDDriver``: *complete* when every method is overridden and
+every flag is true, *missing* when none is, *partial* otherwise or when a
+note below says what is left. ``doc/support-matrix.md`` is this module's
+output (a unit test keeps it current), and the devstack plugin sets
+tempest's ``[compute-feature-enabled]`` flags from the same data.
+
+    python -m nova_lxd_py.support_matrix             # the markdown document
+    python -m nova_lxd_py.support_matrix --tempest   # "flag True|False" lines
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+COMPLETE, PARTIAL, MISSING = "complete", "partial", "missing"
+
+
+@dataclass(frozen=True)
+class Feature:
+    key: str                     # nova's support-matrix feature name
+    title: str
+    methods: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    tempest: str | None = None   # [compute-feature-enabled] option it decides
+    why_missing: str = ""        # shown when not complete
+    partial: str = ""            # what is left even when the code is all there
+    notes: str = ""
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("operation.launch", "Launch instance", ("spawn",),
+            notes="Glance disk formats raw (unified LXD tarball), root-tar, squashfs"),
+    Feature("operation.terminate", "Delete instance", ("destroy", "cleanup")),
+    Feature("operation.reboot", "Reboot (soft and hard)", ("reboot",)),
+    Feature("operation.power-ops", "Stop and start", ("power_off", "power_on")),
+    Feature("operation.pause", "Pause / unpause (cgroup freezer)", ("pause", "unpause"),
+            tempest="pause"),
+    Feature("operation.suspend", "Suspend / resume", ("suspend", "resume"),
+            tempest="suspend",
+            partial="suspend freezes the container (no CRIU here): its memory is not "
+                    "saved to disk, so a host reboot loses it"),
+    Feature("operation.rescue", "Rescue / unrescue", ("rescue", "unrescue"),
+            tempest="rescue", notes="a rescue container mounts the root at /mnt/rescue"),
+    Feature("operation.snapshot", "Snapshot to Glance", ("snapshot",), tempest="snapshot",
+            notes="published while frozen; uploaded as raw (unified LXD tarball)"),
+    Feature("operation.shelve", "Shelve / unshelve", ("snapshot", "spawn", "destroy"),
+            tempest="shelve", notes="nova's generic path over snapshot and spawn"),
+    Feature("console.serial.log", "Console log", ("get_console_output",),
+            tempest="console_output", notes="the last [lxd] console_log_max_bytes"),
+    Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
+    Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",)),
+    Feature("operation.get-host-ip", "Host IP", ("get_host_ip_addr",)),
+    Feature("operation.report-resources", "Inventory in placement",
+            ("update_provider_tree", "get_available_resource"),
+            notes="VCPU, MEMORY_MB, DISK_GB with allocation ratios and reserved amounts"),
+    Feature("guest.setup.configdrive", "Config drive", ("spawn",), tempest="config_drive",
+            notes="a read-only directory mounted at /config-drive; cloud-init "
+                  "NoCloud seed files otherwise"),
+    Feature("networking.linuxbridge", "Neutron ports: Linux bridge / tap",
+            ("plug_vifs", "unplug_vifs")),
+    Feature("operation.attach-interface", "Attach / detach interface",
+            ("attach_interface", "detach_interface"),
+            capabilities=("supports_attach_interface",), tempest="interface_attach",
+            why_missing="interface hot-plug is a later issue"),
+    Feature("operation.attach-volume", "Attach / detach volume",
+            ("attach_volume", "detach_volume"), why_missing="volumes are a later issue"),
+    Feature("operation.resize", "Resize", ("migrate_disk_and_power_off", "finish_migration",
+                                           "confirm_migration", "finish_revert_migration"),
+            tempest="resize", why_missing="resize and cold migration are not implemented"),
+    Feature("operation.cold-migrate", "Cold migration",
+            ("migrate_disk_and_power_off", "finish_migration", "confirm_migration"),
+            tempest="cold_migration",
+            why_missing="the runtimes can move containers between hosts, but the "
+                        "driver does not drive it yet"),
+    Feature("operation.live-migrate", "Live migration",
+            ("live_migration", "pre_live_migration", "check_can_live_migrate_destination"),
+            tempest="live_migration",
+            why_missing="needs CRIU; `criu check` fails on the reference kernel"),
+    Feature("operation.evacuate", "Evacuate", ("rebuild",), capabilities=("supports_evacuate",),
+            why_missing="not advertised (supports_evacuate is false)"),
+    Feature("operation.set-admin-password", "Set admin password", ("set_admin_password",),
+            tempest="change_password", why_missing="not implemented"),
+    Feature("console.vnc", "VNC console", ("get_vnc_console",), tempest="vnc_console",
+            why_missing="containers have no graphical console"),
+    Feature("console.spice", "SPICE console", ("get_spice_console",), tempest="spice_console",
+            why_missing="containers have no graphical console"),
+    Feature("console.serial.interactive", "Interactive serial console",
+            ("get_serial_console",), tempest="serial_console",
+            why_missing="not implemented (the runtime's console websocket could back it)"),
+    Feature("guest.setup.inject.file", "File injection (personality)", (),
+            tempest="personality", why_missing="removed from nova's driver API"),
+    Feature("operation.trigger-crash-dump", "Trigger crash dump", ("trigger_crash_dump",),
+            why_missing="no NMI for containers"),
+)
+
+
+def _overridden(cls: type, base: type, name: str) -> bool:
+    mine = getattr(cls, name, None)
+    return mine is not None and mine is not getattr(base, name, None)
+
+
+def status_of(feature: Feature, driver_cls: type | None = None,
+              base_cls: type | None = None) -> tuple[str, str]:
+    """(status, reason) of one feature as the driver's code stands."""
+    if driver_cls is None or base_cls is None:
+        from nova.virt import driver as nova_driver
+
+        from nova_lxd_py.driver import LXDDriver
+        driver_cls, base_cls = LXDDriver, nova_driver.ComputeDriver
+    checks = [_overridden(driver_cls, base_cls, m) for m in feature.methods]
+    checks += [bool(driver_cls.capabilities.get(c)) for c in feature.capabilities]
+    if not checks or not any(checks):
+        return MISSING, feature.why_missing or "not implemented"
+    if not all(checks):
+        missing = [m for m in feature.methods if not _overridden(driver_cls, base_cls, m)]
+        missing += [c for c in feature.capabilities if not driver_cls.capabilities.get(c)]
+        return PARTIAL, feature.why_missing or ("missing: " + ", ".join(missing))
+    if feature.partial:
+        return PARTIAL, feature.partial
+    return COMPLETE, feature.notes
+
+
+def markdown() -> str:
+    rows = []
+    for feature in FEATURES:
+        status, why = status_of(feature)
+        methods = ", ".join(f"`{m}`" for m in feature.methods) or "-"
+        rows.append(f"| {feature.title} | `{feature.key}` | {status} | {methods} | {why} |")
+    counts = {s: sum(1 for f in FEATURES if status_of(f)[0] == s)
+              for s in (COMPLETE, PARTIAL, MISSING)}
+    return "\n".join([
+        "# nova-lxd-py support matrix",
+        "",
+        "Generated by `python -m nova_lxd_py.support_matrix` from the driver's code "
+        "(`nova_lxd_py/support_matrix.py`): a feature is *complete* when `LXDDriver` "
+        "overrides every `ComputeDriver` method it needs and sets its capability flags, "
+        "*missing* when it overrides none, *partial* otherwise or when a known limit "
+        "is stated. A unit test fails when this file is stale; regenerate it with",
+        "`python -m nova_lxd_py.support_matrix > doc/support-matrix.md`.",
+        "Feature names follow nova's own support matrix.",
+        "",
+        f"{counts[COMPLETE]} complete, {counts[PARTIAL]} partial, {counts[MISSING]} missing.",
+        "",
+        "| feature | nova name | status | driver methods | notes / why |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ])
+
+
+def tempest_flags() -> dict[str, bool]:
+    """tempest [compute-feature-enabled] options: true only when complete or
+    partial (the partial ones work through the API, with the stated limits)."""
+    return {f.tempest: status_of(f)[0] != MISSING for f in FEATURES if f.tempest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nova_lxd_py.support_matrix",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--tempest", action="store_true",
+                        help="print tempest [compute-feature-enabled] flags instead")
+    args = parser.parse_args(argv)
+    if args.tempest:
+        for name, enabled in sorted(tempest_flags().items()):
+            print(f"{name} {enabled}")
+    else:
+        sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
