@@ -178,6 +178,9 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
             lines.append(f"lxc.environment = {key[12:]}={value}")
         elif key.startswith("linux.sysctl."):
             lines.append(f"lxc.sysctl.{key[13:]} = {value}")
+        elif key.startswith("limits.kernel."):
+            # LXD's process limits (ulimits) map to liblxc's prlimits: "soft[:hard]".
+            lines.append(f"lxc.prlimit.{key[14:]} = {value}")
     nic = 0
     for devname in sorted(devices):
         dev = devices[devname]
@@ -208,6 +211,9 @@ def _seccomp_notify_lines(paths: Paths, config: dict) -> list[str]:
 
 def seccomp_policy(config: dict) -> str:
     """Default deny list plus security.syscalls.deny; an allow list replaces it."""
+    raw = config.get("raw.seccomp")
+    if raw:  # as in LXD, an administrator's own policy replaces ours whole
+        return raw if raw.endswith("\n") else raw + "\n"
     allow = config.get("security.syscalls.allow", "").split()
     if allow:
         return "2\nallowlist\n[all]\n" + "".join(f"{s}\n" for s in allow)

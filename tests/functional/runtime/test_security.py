@@ -136,3 +136,13 @@ def test_mknod_interception(make_instance):
         assert res.exit_code != 0 and "not permitted" in res.stderr
     # An unprivileged user inside lacks CAP_MKNOD: refused too.
     assert inst.execute(["mknod", "/tmp/u", "c", "1", "3"], user=1000).exit_code != 0
+
+
+def test_kernel_limits_and_raw_seccomp(make_instance):
+    inst = make_instance(config={"limits.kernel.nofile": "200:300",
+                                 "raw.seccomp": "2\ndenylist\n[all]\nrmdir errno 1\n"})
+    limits = sh(inst, "grep 'Max open files' /proc/1/limits").split()
+    assert limits[3:5] == ["200", "300"], limits  # init runs with the prlimits
+    inst.execute(["mkdir", "/tmp/d"])
+    res = inst.execute(["rmdir", "/tmp/d"])
+    assert res.exit_code != 0 and "not permitted" in res.stderr
