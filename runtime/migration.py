@@ -27,7 +27,9 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 
 import aiohttp
@@ -40,6 +42,7 @@ from runtime.storage import shift, volume_name
 
 LOG = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
+PIPE_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 30.0
 INCOMING_KEY = "volatile.migration.incoming"
 # Volatile keys that describe the sender's host, not the instance.
@@ -175,42 +178,67 @@ def _websocket_op(d, description: str, run, project: str, resources: dict):
 
 
 # Sender -------------------------------------------------------------------------
-def _grow_pipe(stream) -> None:
-    """1 MB pipe buffers: fewer wake-ups between tar and the event loop."""
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
     try:
-        transport = getattr(stream, "_transport", None) or getattr(stream, "transport", None)
-        fcntl.fcntl(transport.get_extra_info("pipe").fileno(), _F_SETPIPE_SZ, 1024 * 1024)
-    except (OSError, AttributeError):
+        fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
         pass
+    return r, w
 
 
 class TarSource:
-    """A `tar -c` of directory/entries, started early so it overlaps the handshake."""
+    """A `tar -c` of directory/entries, started early so it overlaps the handshake.
+
+    Its output is read by a thread (blocking reads release the GIL), so reading
+    the pipe overlaps with the event loop encrypting and sending the last chunk.
+    """
 
     def __init__(self, directory: str, entries: list[str]):
         self.directory = directory
         self.entries = [e for e in entries if os.path.lexists(os.path.join(directory, e))]
         self.p: asyncio.subprocess.Process | None = None
+        self.rfd: int | None = None
+        self.streaming = False
 
     async def start(self) -> "TarSource":
-        self.p = await asyncio.create_subprocess_exec(
-            "tar", "-c", "-f", "-", "-b", "256", "--numeric-owner", "--xattrs",
-            "--xattrs-include=*", "-C", self.directory, "--", *self.entries,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=CHUNK)
-        _grow_pipe(self.p.stdout)
+        r, w = _pipe()
+        try:
+            self.p = await asyncio.create_subprocess_exec(
+                "tar", "-c", "-f", "-", "-b", "256", "--numeric-owner", "--xattrs",
+                "--xattrs-include=*", "-C", self.directory, "--", *self.entries,
+                stdout=w, stderr=asyncio.subprocess.PIPE)
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self.rfd = r
         return self
 
     async def stream(self, fs, progress=None) -> int:
-        """Send as binary frames (whatever is ready, up to CHUNK), then the "end" frame."""
+        """Send as binary frames (what one read gives, up to 1 MB), then "end"."""
         if self.p is None:
             await self.start()
-        p = self.p
+        p, loop = self.p, asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        stop = threading.Event()
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    data = os.read(self.rfd, PIPE_SIZE)
+                except OSError:
+                    data = b""
+                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+                if not data:
+                    return
+        thread = threading.Thread(target=reader, name="tar-send", daemon=True)
+        self.streaming = True
+        thread.start()
         total = 0
         try:
-            while True:
-                data = await p.stdout.read(CHUNK)
-                if not data:
-                    break
+            while data := await queue.get():
                 await fs.send_bytes(data)
                 total += len(data)
                 if progress is not None:
@@ -222,12 +250,26 @@ class TarSource:
             await fs.send_str("end")
             return total
         finally:
+            stop.set()
             await self.kill()
+            while thread.is_alive():          # unblock a reader waiting on a full queue
+                while not queue.empty():
+                    queue.get_nowait()
+                await asyncio.sleep(0.01)
+            self.streaming = False
+            self._close()
+
+    def _close(self) -> None:
+        if self.rfd is not None:
+            os.close(self.rfd)
+            self.rfd = None
 
     async def kill(self) -> None:
         if self.p is not None and self.p.returncode is None:
             self.p.kill()
             await self.p.wait()
+        if not self.streaming:
+            self._close()
 
 
 async def _tar_send(fs, directory: str, entries: list[str], progress=None) -> int:
@@ -398,34 +440,65 @@ def _async(op) -> web.Response:
 
 # Receiver -----------------------------------------------------------------------
 async def _tar_receive(fs, directory: str) -> int:
-    p = await asyncio.create_subprocess_exec(
-        "tar", "-x", "-f", "-", "-b", "256", "--numeric-owner", "--same-owner",
-        "--same-permissions", "--xattrs", "--xattrs-include=*", "-C", directory,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
-    _grow_pipe(p.stdin)
+    """Feed the received frames to `tar -x`; a thread does the (blocking) pipe writes."""
+    r, w = _pipe()
+    try:
+        p = await asyncio.create_subprocess_exec(
+            "tar", "-x", "-f", "-", "-b", "256", "--numeric-owner", "--same-owner",
+            "--same-permissions", "--xattrs", "--xattrs-include=*", "-C", directory,
+            stdin=r, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(8)
+    chunks: queue.SimpleQueue = queue.SimpleQueue()
+    failed: list[OSError] = []
+
+    def writer() -> None:
+        try:
+            while (data := chunks.get()) is not None:
+                view = memoryview(data)
+                while view and not failed:
+                    try:
+                        view = view[os.write(w, view):]
+                    except OSError as exc:
+                        failed.append(exc)
+                loop.call_soon_threadsafe(slots.release)
+        finally:
+            os.close(w)
+    thread = threading.Thread(target=writer, name="tar-receive", daemon=True)
+    thread.start()
     total = 0
     try:
         while True:
             msg = await fs.receive()
             if msg.type == aiohttp.WSMsgType.BINARY:
-                p.stdin.write(msg.data)
+                await slots.acquire()
+                chunks.put(msg.data)
                 total += len(msg.data)
-                await p.stdin.drain()
             elif msg.type == aiohttp.WSMsgType.TEXT and msg.data == "end":
                 break
             else:
                 raise TransferError(f"Migration source went away mid-transfer "
                                     f"({msg.type.name})")
-        p.stdin.close()
+            if failed:
+                break
+        chunks.put(None)
+        await asyncio.to_thread(thread.join)
         err = await p.stderr.read()
-        if await p.wait() != 0:
+        if await p.wait() != 0 or failed:
             raise TransferError(f"tar failed on the target: {err.decode(errors='replace')}")
         return total
     finally:
         if p.returncode is None:
             p.kill()
             await p.wait()
+        if thread.is_alive():
+            failed.append(OSError("aborted"))
+            chunks.put(None)
 
 
 async def _empty_dir(path: str) -> None:
