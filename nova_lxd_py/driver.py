@@ -628,7 +628,11 @@ class LXDDriver(driver.ComputeDriver):
         provider_tree.update_inventory(nodename, host_info.inventory(
             res, ratios, CONF.reserved_host_cpus, CONF.reserved_host_memory_mb,
             self._get_reserved_host_disk_gb_from_config()))
-        provider_tree.add_traits(nodename, *host_info.driver_traits(res.arch))
+        wanted = host_info.driver_traits(res.arch, self._root_quota)
+        provider_tree.add_traits(nodename, *wanted)
+        stale = {host_info.ROOT_QUOTA_TRAIT} - wanted
+        if stale & set(provider_tree.data(nodename).traits):
+            provider_tree.remove_traits(nodename, *stale)
 
     def manage_image_cache(self, context, all_instances):
         """nova's image cache task: drop runtime images of Glance images no

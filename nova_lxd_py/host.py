@@ -22,11 +22,17 @@ GiB = 1024 * MiB
 # Traits this driver owns on its provider (the capability traits are added
 # by nova's resource tracker from LXDDriver.capabilities).
 CONTAINER_TRAIT = "CUSTOM_NOVA_LXD_CONTAINER"
+# Set only when the storage pool enforces root_gb (btrfs, zfs, lvm, ceph), so
+# a flavor can require enforced disk sizes with trait:...=required.
+ROOT_QUOTA_TRAIT = "CUSTOM_NOVA_LXD_ROOT_DISK_QUOTA"
 
 
-def driver_traits(arch: str) -> set[str]:
-    """Traits to set: the host architecture and that this is a container host."""
+def driver_traits(arch: str, root_quota: bool = False) -> set[str]:
+    """Traits to set: the host architecture, that this is a container host,
+    and whether root disk sizes are enforced."""
     traits = {CONTAINER_TRAIT}
+    if root_quota:
+        traits.add(ROOT_QUOTA_TRAIT)
     arch_trait = "HW_ARCH_" + arch.upper()
     if arch_trait in os_traits.get_traits("HW_ARCH_"):
         traits.add(arch_trait)

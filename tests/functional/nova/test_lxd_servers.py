@@ -156,6 +156,15 @@ class LXDServersTest(LXDServersBase):
             self.assertEqual("1", self._exec(server, "nproc").strip())
             self.assertEqual(server["OS-EXT-SRV-ATTR:hostname"],
                              self._exec(server, "hostname").strip())
+        for host in COMPUTE_HOSTS:
+            rp_uuid = self._get_provider_uuid_by_host(host)
+            traits = self._get_provider_traits(rp_uuid)
+            self.assertIn("CUSTOM_NOVA_LXD_CONTAINER", traits)
+            self.assertIn("COMPUTE_IMAGE_TYPE_RAW", traits)
+            inventory = self._get_provider_inventory(rp_uuid)
+            self.assertGreaterEqual(inventory["VCPU"]["total"], 1)
+            self.assertGreater(inventory["MEMORY_MB"]["total"], 128)
+            self.assertIn("DISK_GB", inventory)
         for server in servers:
             self._delete_server(server)
         self._assert_runtimes_empty()

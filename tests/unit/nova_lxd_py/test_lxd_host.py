@@ -44,6 +44,7 @@ class HostTest(unittest.TestCase):
         self.assertEqual({"CUSTOM_NOVA_LXD_CONTAINER", "HW_ARCH_X86_64"},
                          host.driver_traits("x86_64"))
         self.assertEqual({"CUSTOM_NOVA_LXD_CONTAINER"}, host.driver_traits("weird"))
+        self.assertIn("CUSTOM_NOVA_LXD_ROOT_DISK_QUOTA", host.driver_traits("x86_64", True))
 
     def test_version_int(self):
         self.assertEqual(5000002, host.version_int("5.0.2"))
