@@ -127,6 +127,9 @@ class Networks:
     def __init__(self, daemon):
         self.d = daemon
         self.base = os.path.join(daemon.paths.lxd_dir, "networks")
+        # Network changes run one at a time: two creations of one name, or an
+        # update racing a delete, must not interleave their host-side steps.
+        self.lock = asyncio.Lock()
 
     def rundir(self, name: str) -> str:
         return os.path.join(self.base, name)
@@ -219,47 +222,49 @@ class Networks:
 
     # API-facing --------------------------------------------------------------
     async def create(self, name: object, ntype: str, description: str, config: object) -> None:
-        name = validate_name(name)
-        if ntype not in ("bridge", ""):
-            raise BadRequest(f"Network type {ntype!r} is not supported (only 'bridge')")
-        config = validate_config(config or {})
-        if self.managed(name):
-            raise Conflict(f"Network {name!r} already exists")
-        if netlink.exists(name):
-            raise Conflict(f"Interface {name!r} already exists on the host")
-        config.setdefault("ipv4.address", "auto")
-        config.setdefault("ipv6.address", "none")
-        if config["ipv4.address"] == "auto":
-            config["ipv4.address"] = await asyncio.to_thread(auto_ipv4)
-        if config["ipv4.address"] != "none":
-            config.setdefault("ipv4.nat", "false")
-        try:
-            await self.bring_up(name, config)
-        except BaseException:
-            await asyncio.to_thread(self._teardown, name)
-            raise
-        self.d.db.insert("networks", name=name, type="bridge", description=description,
-                         config=config, status="Created")
-        self.d.bus.lifecycle("network-created", f"/1.0/networks/{name}", "default")
-        LOG.info("network %s created (%s)", name, config.get("ipv4.address"))
+        async with self.lock:
+            name = validate_name(name)
+            if ntype not in ("bridge", ""):
+                raise BadRequest(f"Network type {ntype!r} is not supported (only 'bridge')")
+            config = validate_config(config or {})
+            if self.managed(name):
+                raise Conflict(f"Network {name!r} already exists")
+            if netlink.exists(name):
+                raise Conflict(f"Interface {name!r} already exists on the host")
+            config.setdefault("ipv4.address", "auto")
+            config.setdefault("ipv6.address", "none")
+            if config["ipv4.address"] == "auto":
+                config["ipv4.address"] = await asyncio.to_thread(auto_ipv4)
+            if config["ipv4.address"] != "none":
+                config.setdefault("ipv4.nat", "false")
+            try:
+                await self.bring_up(name, config)
+            except BaseException:
+                await asyncio.to_thread(self._teardown, name)
+                raise
+            self.d.db.insert("networks", name=name, type="bridge", description=description,
+                             config=config, status="Created")
+            self.d.bus.lifecycle("network-created", f"/1.0/networks/{name}", "default")
+            LOG.info("network %s created (%s)", name, config.get("ipv4.address"))
 
     async def update(self, name: str, config: object, description: str | None,
                      patch: bool) -> None:
-        row = self.get(name)
-        config = validate_config(config if config is not None else
-                                 ({} if not patch else row["config"]))
-        if patch:
-            config = {**row["config"], **config}
-        if config.get("ipv4.address") == "auto":
-            config["ipv4.address"] = row["config"].get("ipv4.address") \
-                if row["config"].get("ipv4.address") not in (None, "auto") \
-                else await asyncio.to_thread(auto_ipv4)
-        config.setdefault("ipv4.address", "none")
-        await self.bring_up(name, config)
-        self.d.db.update("networks", {"name": name}, config=config,
-                         description=row["description"] if description is None
-                         else description)
-        self.d.bus.lifecycle("network-updated", f"/1.0/networks/{name}", "default")
+        async with self.lock:
+            row = self.get(name)
+            config = validate_config(config if config is not None else
+                                     ({} if not patch else row["config"]))
+            if patch:
+                config = {**row["config"], **config}
+            if config.get("ipv4.address") == "auto":
+                config["ipv4.address"] = row["config"].get("ipv4.address") \
+                    if row["config"].get("ipv4.address") not in (None, "auto") \
+                    else await asyncio.to_thread(auto_ipv4)
+            config.setdefault("ipv4.address", "none")
+            await self.bring_up(name, config)
+            self.d.db.update("networks", {"name": name}, config=config,
+                             description=row["description"] if description is None
+                             else description)
+            self.d.bus.lifecycle("network-updated", f"/1.0/networks/{name}", "default")
 
     def _teardown(self, name: str) -> None:
         dnsmasq.stop(self.rundir(name), name)
@@ -268,31 +273,33 @@ class Networks:
         shutil.rmtree(self.rundir(name), ignore_errors=True)
 
     async def delete(self, name: str) -> None:
-        self.get(name)
-        used = self.used_by(name)
-        if used:
-            raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
-        await proc.run(["nft", "delete", "table", "ip",
-                        f"nlr_{name.replace('-', '_').replace('.', '_')}"], check=False)
-        await asyncio.to_thread(self._teardown, name)
-        self.d.db.delete("networks", name=name)
-        self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
+        async with self.lock:
+            self.get(name)
+            used = self.used_by(name)
+            if used:
+                raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
+            await proc.run(["nft", "delete", "table", "ip",
+                            f"nlr_{name.replace('-', '_').replace('.', '_')}"], check=False)
+            await asyncio.to_thread(self._teardown, name)
+            self.d.db.delete("networks", name=name)
+            self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
 
     async def rename(self, name: str, new: object) -> None:
-        row = self.get(name)
-        new = validate_name(new)
-        if self.managed(new) or netlink.exists(new):
-            raise Conflict(f"Network {new!r} already exists")
-        if self.used_by(name):
-            raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
-        dnsmasq.stop(self.rundir(name), name)
-        await netlink.call([("rename", [name, new])])
-        if os.path.isdir(self.rundir(name)):
-            os.rename(self.rundir(name), self.rundir(new))
-        self.d.db.update("networks", {"name": name}, name=new)
-        await self.bring_up(new, row["config"])
-        self.d.bus.lifecycle("network-renamed", f"/1.0/networks/{new}", "default",
-                             {"old_name": name})
+        async with self.lock:
+            row = self.get(name)
+            new = validate_name(new)
+            if self.managed(new) or netlink.exists(new):
+                raise Conflict(f"Network {new!r} already exists")
+            if self.used_by(name):
+                raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
+            dnsmasq.stop(self.rundir(name), name)
+            await netlink.call([("rename", [name, new])])
+            if os.path.isdir(self.rundir(name)):
+                os.rename(self.rundir(name), self.rundir(new))
+            self.d.db.update("networks", {"name": name}, name=new)
+            await self.bring_up(new, row["config"])
+            self.d.bus.lifecycle("network-renamed", f"/1.0/networks/{new}", "default",
+                                 {"old_name": name})
 
     def render(self, name: str) -> dict:
         row = self.managed(name)
