@@ -243,6 +243,18 @@ class LXDServersTest(LXDServersBase):
         self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
         return image
 
+    def test_rebuild_gives_a_fresh_root(self):
+        server = self._boot("nlx-rebuild")
+        self._exec(server, "sh", "-c", "echo old > /root/marker")
+        self.api.post_server_action(server["id"], {"rebuild": {"imageRef": self.image_id}})
+        server = self._wait_for_server_parameter(
+            server, {"status": "ACTIVE", "OS-EXT-STS:task_state": None})
+        self.assertEqual("Running", self._status(server))
+        result = self._container(server).execute(["cat", "/root/marker"])
+        self.assertNotEqual(0, result.exit_code, "rebuild kept the old root filesystem")
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
     def test_power_state_sync_sees_container_stopped_behind_our_back(self):
         server = self._boot("nlx-sync")
         self._container(server).stop(force=True, wait=True)
