@@ -121,18 +121,18 @@ def server_context(crt: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(crt: str, key: str, server_pem: str | None) -> ssl.SSLContext | bool:
+def client_context(crt: str, key: str, server_pem: str | None) -> ssl.SSLContext:
     """For daemon-to-daemon calls: present our cert; pin the peer's if we know it."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(crt, key)
     if server_pem:
+        # Pinned: exactly this (self-signed) certificate, whatever name it carries.
         ctx.check_hostname = False
         ctx.load_verify_locations(cadata=server_pem)
         ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_default_certs()    # no pin given: the system's CAs and host name checks
     return ctx
 
 
@@ -169,7 +169,7 @@ class TLS:
         self._untrusted: set[tuple[str, str]] = set()
 
     # Client contexts for outgoing daemon-to-daemon connections
-    def client_ssl(self, server_pem: str | None) -> ssl.SSLContext | bool:
+    def client_ssl(self, server_pem: str | None) -> ssl.SSLContext:
         return client_context(self.d.paths.server_crt, self.d.paths.server_key, server_pem)
 
     def trusted_row(self, fp: str) -> dict | None:

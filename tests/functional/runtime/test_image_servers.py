@@ -258,3 +258,43 @@ def test_refresh_disabled(streams, client):
     streams.add_version("20260202_00:00", "v2")
     client.api.patch(json={"config": {"images.auto_update_interval": "1"}})
     assert client.api.images.aliases["nr"].get().json()["metadata"]["target"] == fp1
+
+
+def test_real_lxd_pulls_a_public_image_from_the_runtime(hosts, tmp_path):
+    """Debian's LXD 5.0 as the image client: our image-server side is the real protocol."""
+    sock = "/var/lib/lxd/unix.socket"
+    if not os.path.exists(sock):
+        pytest.skip("no LXD daemon here (benchmarks/lxd_baseline.sh up)")
+    import urllib.parse
+    lxd = pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(sock, safe=""))
+    try:
+        _ = lxd.host_info
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"LXD does not answer: {exc}")
+    # A variant of busybox, so that LXD really downloads (it may hold busybox already).
+    work = tmp_path / "v"
+    work.mkdir()
+    subprocess.run(["tar", "-xJf", BUSYBOX, "-C", str(work), "--numeric-owner"], check=True)
+    (work / "rootfs" / "etc" / "mg-variant").write_text(uuid.uuid4().hex)
+    variant = tmp_path / "variant.tar.gz"
+    subprocess.run(["tar", "-czf", str(variant), "--numeric-owner", "-C", str(work),
+                    *sorted(os.listdir(work))], check=True)
+    server = hosts.local(0)
+    img = server.images.create(variant.read_bytes(), public=True, wait=True)
+    alias = f"mg-variant-{uuid.uuid4().hex[:6]}"
+    img.add_alias(alias, "")
+    try:
+        env = lxd.api.images.post(json={"source": {
+            "type": "image", "mode": "pull", "protocol": "lxd", "alias": alias,
+            "server": hosts.daemons[0].url,
+            "certificate": open(hosts.daemons[0].server_crt).read()}}).json()
+        op = env["operation"].split("/")[-1]
+        result = lxd.api.operations[op].wait.get(params={"timeout": 60}).json()["metadata"]
+        assert result["status"] == "Success", result["err"]
+        assert result["metadata"]["fingerprint"] == img.fingerprint
+    finally:
+        try:
+            lxd.images.get(img.fingerprint).delete(wait=True)
+        except pylxd.exceptions.NotFound:
+            pass
+        img.delete(wait=True)
