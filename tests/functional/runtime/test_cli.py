@@ -224,3 +224,26 @@ def test_errors_are_one_line(cli):
     assert p.returncode == 1 and p.stderr.startswith("Error: ") and "Traceback" not in p.stderr
     p = cli("list", "nowhere:", check=False)
     assert p.returncode == 1 and "nowhere" in p.stderr
+
+
+def test_image_server_remotes(hosts, cli):
+    """A simplestreams remote and a runtime remote as image sources for launch/copy."""
+    from tests.functional.runtime.test_image_servers import Streams
+    streams = Streams()
+    name = f"mg-{uuid.uuid4().hex[:6]}"
+    try:
+        streams.add_version("20260101_00:00", "from-streams")
+        cli("remote", "add", "mgss", streams.url, "--protocol", "simplestreams", "--public")
+        listed = cli("remote", "list", "--format", "csv").stdout
+        assert f"mgss,{streams.url},simplestreams" in listed
+        p = cli("list", "mgss:", check=False)
+        assert p.returncode == 1 and "image server" in p.stderr
+        cli("launch", "mgss:mg-busybox", name)
+        assert cli("exec", name, "--", "cat", "/etc/mg-version").stdout == "from-streams"
+        cli("image", "copy", "mgss:mg-busybox", "local:", "--alias", "ss-copy")
+        assert "ss-copy" in cli("image", "list").stdout
+    finally:
+        cli("delete", "-f", name, check=False)
+        cli("image", "delete", "ss-copy", check=False)
+        cli("remote", "remove", "mgss", check=False)
+        streams.close()
