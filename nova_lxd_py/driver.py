@@ -33,6 +33,7 @@ from nova_lxd_py import configdrive, exception
 from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
+from nova_lxd_py import migration as migrations
 from nova_lxd_py import vif as vifs
 
 CONF = nova.conf.CONF
@@ -579,6 +580,72 @@ class LXDDriver(driver.ComputeDriver):
             raise nova_exception.NovaException(
                 f"cannot find the root filesystem of {name} in pool {pool_name}")
         return path
+
+    # -- cold migration and resize ------------------------------------------------------
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
+                                   block_device_info=None, timeout=0, retry_interval=0):
+        """Stop the container and offer it to the destination's runtime."""
+        name = instance.name
+        self._require(instance)
+        if block_device_info and block_device_info.get("block_device_mapping"):
+            raise nova_exception.InstanceFaultRollback(nova_exception.NovaException(
+                "Volumes are not supported by the LXD driver yet"))
+        try:
+            host = self.client.api.get().json()["metadata"]
+            migrations.https_url(host)
+        except migrations.NoHTTPSAddress as exc:
+            raise nova_exception.InstanceFaultRollback(
+                nova_exception.MigrationPreCheckError(reason=str(exc)))
+        self.power_off(instance, timeout, retry_interval)
+        response = self.client.api.instances[name].post(json={"migration": True})
+        body = response.json()
+        op_id = body["operation"].rsplit("/", 1)[-1]
+        secrets = (body.get("metadata") or {}).get("metadata") or {}
+        LOG.info("Offered container %s for migration to %s", name, dest, instance=instance)
+        return migrations.offer(op_id, secrets, host)
+
+    def finish_migration(self, context, migration, instance, disk_info, network_info,
+                         image_meta, resize_instance, allocations, block_device_info=None,
+                         power_on=True, share_info=None):
+        """Pull the container from the source runtime with the (new) flavor."""
+        name = instance.name
+        mapping = flavor_mapping.instance_config(
+            flavor_mapping.FlavorView.from_flavor(instance.flavor),
+            flavor_mapping.HostFacts(pool=self._pool or "default",
+                                     root_quota=self._root_quota))
+        devices = dict(mapping.devices)
+        for index, vif in enumerate(network_info or []):
+            dev_name, dev = vifs.nic_device(index, vif)
+            devices[dev_name] = dev
+        config = dict(mapping.config)
+        config[UUID_KEY] = instance.uuid
+        body = migrations.target_body(name, disk_info, self._profiles, config, devices)
+        undo: list[Any] = []
+        try:
+            undo.append(lambda: self.unplug_vifs(instance, network_info))
+            self.plug_vifs(instance, network_info or [])
+            undo.append(lambda: self._delete_container(name))
+            self._wait(self.client.api.instances.post(json=body))
+            self._push_seed(instance, network_info or [])
+            if power_on:
+                self._action(name, "start")
+        except Exception:  # noqa: BLE001 - roll back whatever failed, then re-raise
+            with excutils.save_and_reraise_exception():
+                self._rollback(undo, instance)
+        LOG.info("Received container %s (%s)", name,
+                 "resized" if resize_instance else "migrated", instance=instance)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        """The move is final: drop the stopped source container."""
+        self._delete_container(instance.name)
+        self.unplug_vifs(instance, network_info or [])
+
+    def finish_revert_migration(self, context, instance, network_info, migration,
+                                block_device_info=None, power_on=True, share_info=None):
+        """Back on the source: the container is still here, stopped."""
+        self._require(instance)
+        if power_on:
+            self.power_on(context, instance, network_info)
 
     # -- networking -----------------------------------------------------------------
     def plug_vifs(self, instance, network_info):

@@ -47,9 +47,10 @@ def runtime_kind() -> str:
 class RuntimeFixture(fixtures.Fixture):
     """A runtime endpoint for one compute host, cleaned up after the test."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, https: bool = False):
         super().__init__()
         self.label = label
+        self.https = https
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""
 
@@ -61,6 +62,21 @@ class RuntimeFixture(fixtures.Fixture):
             self.endpoint = kind
         self.client = lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
         self.addCleanup(self._remove_ours)
+        if self.https:
+            self._listen_https()
+
+    def _listen_https(self) -> None:
+        """Peers (migration targets) reach this runtime on a loopback port."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        api = self.client.api
+        before = api.get().json()["metadata"].get("config") or {}
+        api.patch(json={"config": {"core.https_address": f"127.0.0.1:{port}"}})
+        self.addCleanup(api.patch, json={"config": {
+            "core.https_address": before.get("core.https_address", "")}})
 
     def _start_bundled(self) -> None:
         # Not under $TMPDIR: nova's tests point it at a 0700 directory, which

@@ -1,0 +1,64 @@
+"""Resize and cold migration between two compute hosts, each with its own
+runtime: the destination runtime pulls the stopped container from the source
+runtime over HTTPS (websocket secrets from the source's migration offer).
+
+Needs one runtime per host, so it is skipped on a shared LXD daemon.
+"""
+from __future__ import annotations
+
+from unittest import mock
+
+from oslo_utils.fixture import uuidsentinel as uuids
+
+import nlx_fixtures
+import test_lxd_servers
+
+HOSTS = test_lxd_servers.COMPUTE_HOSTS
+
+
+class LXDMigrationTest(test_lxd_servers.LXDServersBase):
+    def setUp(self):
+        if nlx_fixtures.runtime_kind() != "bundled":
+            self.skipTest("migration needs one runtime per host")
+        super().setUp()
+        self.big_flavor_id = self._create_flavor(name="nlx.medium", vcpu=2, memory_mb=256,
+                                                 disk=1, ephemeral=0)
+
+    def _start_lxd_compute(self, host: str) -> None:
+        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host, https=True))
+        runtime.image_aliases = []
+        self.runtimes[host] = runtime
+        self.flags(endpoint=runtime.endpoint, group="lxd")
+        with mock.patch("nova.virt.node.get_local_node_uuid",
+                        return_value=str(getattr(uuids, "node_" + host))):
+            self.computes[host] = self.start_service("compute", host=host)
+
+    def _names(self, host: str) -> list[str]:
+        return self.runtimes[host].ours()
+
+    def test_resize_confirm_then_migrate_revert(self):
+        server = self._boot("nlx-move", host=HOSTS[0])
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        self._exec(server, "sh", "-c", "echo travels > /root/marker")
+
+        server = self._resize_server(server, self.big_flavor_id)
+        self.assertEqual(HOSTS[1], server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual("2", self._container(server).config["limits.cpu"])
+        self.assertEqual("travels", self._exec(server, "cat", "/root/marker").strip())
+        self.assertIn(name, self._names(HOSTS[0]), "source kept until confirmed")
+        server = self._confirm_resize(server)
+        self.assertEqual([], self._names(HOSTS[0]))
+
+        server = self._migrate_server(server)
+        self.assertEqual(HOSTS[0], server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual("travels", self._exec(server, "cat", "/root/marker").strip())
+        self.api.post_server_action(server["id"], {"revertResize": None})
+        server = self._wait_for_server_parameter(
+            server, {"status": "ACTIVE", "OS-EXT-SRV-ATTR:host": HOSTS[1],
+                     "OS-EXT-STS:task_state": None})
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual([], self._names(HOSTS[0]), "reverted target removed")
+
+        self._delete_server(server)
+        self._assert_runtimes_empty()
