@@ -315,7 +315,8 @@ def attach(daemon) -> None:
         pw = config.get("core.trust_password")
         if pw and pw != daemon.db.config_get().get("core.trust_password"):
             from runtime.api.certificates import hash_password
-            config = {**config, "core.trust_password": hash_password(pw)}
+            config = {**config, "core.trust_password": await asyncio.to_thread(
+                hash_password, pw)}
         await previous(config)
         if new != old:
             try:
