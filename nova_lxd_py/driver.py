@@ -649,8 +649,13 @@ class LXDDriver(driver.ComputeDriver):
 
     # -- networking -----------------------------------------------------------------
     def plug_vifs(self, instance, network_info):
+        limits = {}
+        if network_info:
+            limits = flavor_mapping.instance_config(
+                flavor_mapping.FlavorView.from_flavor(instance.flavor),
+                flavor_mapping.HostFacts()).nic_limits
         for vif in network_info or []:
-            vifs.plug(instance, vif)
+            vifs.plug(instance, vif, limits)
 
     def unplug_vifs(self, instance, network_info):
         for vif in network_info or []:

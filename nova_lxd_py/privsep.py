@@ -62,3 +62,19 @@ def delete_link(name: str) -> None:
 def link_exists(name: str) -> bool:
     with _ipr() as ipr:
         return _index(ipr, name) is not None
+
+
+@net_pctxt.entrypoint
+def shape_egress(name: str, kbit: int) -> None:
+    """Token bucket on the host end's egress = the instance's inbound rate."""
+    with _ipr() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return
+        try:
+            ipr.tc("del", index=index, handle="1:")
+        except Exception:  # noqa: BLE001 - no qdisc of ours yet
+            pass
+        burst = max(kbit * 1000 // 8 // 10, 16 * 1024)  # 100 ms worth, >= 16 KiB
+        ipr.tc("add", "tbf", index=index, handle="1:", rate=f"{kbit}kbit", burst=burst,
+               latency="50ms")

@@ -63,8 +63,24 @@ def _check(vif: Any) -> str:
     return vif_type
 
 
-def plug(instance: Any, vif: Any) -> None:
+def kbit(rate: str) -> int:
+    """'8000kbit' (flavor.nic_limits) -> 8000."""
+    return int(rate.removesuffix("kbit"))
+
+
+def plug(instance: Any, vif: Any, limits: dict[str, str] | None = None) -> None:
+    """Wire one port; *limits* are the flavor's nic limits (flavor.py).
+
+    limits.ingress (the instance's inbound traffic) becomes a token bucket on
+    the host end. limits.egress would need ingress policing (act_police),
+    which not every kernel has; it is logged as not enforced."""
     PLUG[_check(vif)](vif)
+    limits = limits or {}
+    if "limits.ingress" in limits:
+        privsep.shape_egress(host_name(vif), kbit(limits["limits.ingress"]))
+    if "limits.egress" in limits:
+        LOG.warning("quota:vif_outbound_* is not enforced for port %s", vif["id"],
+                    instance=instance)
     LOG.info("Plugged VIF %s (%s) as %s", vif["id"], vif.get("type"), host_name(vif),
              instance=instance)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 
 import fixtures
 from pyroute2 import IPRoute
@@ -47,9 +48,9 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
             ipr.link("set", index=found[0], master=ipr.link_lookup(ifname=self.bridge)[0])
         return devname
 
-    def _boot_on(self, name: str, host: str, networks: list) -> dict:
+    def _boot_on(self, name: str, host: str, networks: list, flavor_id=None) -> dict:
         server = self._build_server(name=name, image_uuid=self.image_id,
-                                    flavor_id=self.flavor_id, networks=networks)
+                                    flavor_id=flavor_id or self.flavor_id, networks=networks)
         server["host"] = host
         self._track_images(self.image_id)
         return self._wait_for_state_change(self.api.post_server({"server": server}), "ACTIVE")
@@ -57,13 +58,20 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
     def test_ports_wired_with_mac_and_fixed_ip(self):
         port_1 = self.neutron.port_1
         net_id = self.neutron.network_1["id"]
+        shaped = self._create_flavor(name="nlx.shaped", vcpu=1, memory_mb=128, disk=1,
+                                     ephemeral=0,
+                                     extra_spec={"quota:vif_inbound_average": "1000"})
         one = self._boot_on("nlx-net1", test_lxd_servers.COMPUTE_HOSTS[0],
-                            [{"port": port_1["id"]}])
+                            [{"port": port_1["id"]}], flavor_id=shaped)
         two = self._boot_on("nlx-net2", test_lxd_servers.COMPUTE_HOSTS[1],
                             [{"uuid": net_id}])
         port_2 = [p for p in self.neutron._ports.values()
                   if p.get("device_id") == two["id"]][0]
         taps = [self._enslave(port_1["id"]), self._enslave(port_2["id"])]
+        qdisc = subprocess.run(["tc", "qdisc", "show", "dev", taps[0]], capture_output=True,
+                               text=True).stdout
+        self.assertIn("tbf", qdisc)
+        self.assertIn("8Mbit", qdisc)  # 1000 KB/s inbound average
 
         link = self._exec(one, "ip", "-o", "link", "show", "eth0")
         self.assertIn(port_1["mac_address"], link)

@@ -22,6 +22,9 @@ class VifTest(unittest.TestCase):
                           "name": "eth1", "hwaddr": "fa:16:3e:00:00:01", "mtu": "1450"},
                          device)
 
+    def test_kbit(self):
+        self.assertEqual(8000, vif.kbit("8000kbit"))
+
     def test_unsupported_vif_type_is_a_clear_error(self):
         with self.assertRaises(nova_exception.VirtualInterfacePlugException) as ctx:
             vif.plug(None, dict(PORT, type="ovs"))
