@@ -290,6 +290,10 @@ class Sender:
         self._t0 = self._last = 0.0
         self.instance_only = bool(body.get("instance_only") or body.get("container_only"))
         self.allow_inconsistent = bool(body.get("allow_inconsistent"))
+        # LXD's Go client always sends `live` and starts the target itself after a
+        # stateless move (lxc move --stateless); pylxd's migrate() sends no `live` and
+        # never starts it, so then the daemons finish the move: the target starts it.
+        self.finish_move = "live" not in body
 
     def header(self, running: bool) -> dict:
         d, inst = self.d, self.inst
@@ -311,7 +315,8 @@ class Sender:
             base = None
         return {"version": 1, "instance": _record(inst), "profiles": profiles,
                 "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
-                "running": running, "base_image": base}
+                "running": running, "start": running and self.finish_move,
+                "base_image": base}
 
     def progress(self, n: int) -> None:
         """LXD's `fs_progress` operation metadata (migration_progress extension)."""
@@ -581,7 +586,7 @@ class Receiver:
                         pass
             raise
         d.bus.lifecycle("instance-created", inst.url, self.project)
-        if header.get("running") or self.body.get("start"):
+        if header.get("start") or self.body.get("start"):
             await d.instances.change_state(d.instances.load(self.project, inst.name),
                                            "start", False, 0)
 

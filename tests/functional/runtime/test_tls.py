@@ -318,6 +318,15 @@ def test_lxc_cli_remote_add_fingerprint_and_copy(hosts, lxc_cli):
         name = f"mg-{uuid.uuid4().hex[:6]}"
         lxc_cli("launch", "mga:busybox", f"mga:{name}")
         assert lxc_cli("exec", f"mga:{name}", "--", "echo", "hi").stdout == "hi\n"
+        # A running container: live migration is refused clearly (no working CRIU) ...
+        p = lxc_cli("move", f"mga:{name}", f"mgb:{name}", check=False)
+        assert p.returncode != 0 and "criu" in p.stderr.lower()
+        # ... a stateless move works (the source stops it, the CLI starts it there).
+        lxc_cli("move", "--stateless", f"mga:{name}", f"mgb:{name}")
+        assert lxc_cli("list", "mgb:", "--format", "csv", "-c", "ns").stdout.strip() == \
+            f"{name},RUNNING"
+        assert name not in lxc_cli("list", "mga:", "--format", "csv", "-c", "n").stdout
+        lxc_cli("move", "--stateless", f"mgb:{name}", f"mga:{name}")
         lxc_cli("stop", "-f", f"mga:{name}")
         t0 = time.perf_counter()
         lxc_cli("copy", f"mga:{name}", f"mgb:{name}")
