@@ -439,11 +439,13 @@ class LXDDriver(driver.ComputeDriver):
         self._require(instance)
         if self._status(instance.name) != 110:
             self._action(instance.name, "freeze")
+        LOG.info("Paused container %s", instance.name, instance=instance)
 
     def unpause(self, instance):
         self._require(instance)
         if self._status(instance.name) == 110:
             self._action(instance.name, "unfreeze")
+        LOG.info("Unpaused container %s", instance.name, instance=instance)
 
     def suspend(self, context, instance):
         """Containers have no RAM image to save: suspend freezes them and marks
@@ -451,6 +453,7 @@ class LXDDriver(driver.ComputeDriver):
         self._require(instance)
         self._patch_config(instance.name, {SUSPENDED_KEY: "true"})
         self._action(instance.name, "freeze")
+        LOG.info("Suspended (froze) container %s", instance.name, instance=instance)
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
@@ -460,6 +463,7 @@ class LXDDriver(driver.ComputeDriver):
         elif self._status(instance.name) == 102:
             self._action(instance.name, "start")
         self._clear_suspended(instance)
+        LOG.info("Resumed container %s", instance.name, instance=instance)
 
     def _clear_suspended(self, instance: Any) -> None:
         data = self._get(instance.name)

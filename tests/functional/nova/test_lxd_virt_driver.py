@@ -35,7 +35,9 @@ class LXDDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestC
 
     def setUp(self):
         self.driver_module = "nova_lxd_py.driver.LXDDriver"
-        self.runtime = self.useFixture(nlx_fixtures.RuntimeFixture("vdt"))
+        # migrate_disk_and_power_off offers the container to a peer over HTTPS.
+        https = self._testMethodName == "test_migrate_disk_and_power_off"
+        self.runtime = self.useFixture(nlx_fixtures.RuntimeFixture("vdt", https=https))
         self.flags(endpoint=self.runtime.endpoint, group="lxd")
         self.flags(instance_name_template=nlx_fixtures.NAME_PREFIX + "vdt-%08x",
                    shutdown_timeout=1)
