@@ -29,6 +29,24 @@ sys.path.insert(0, REPO)
 from runtime.tls import generate_keypair  # noqa: E402
 
 
+def _free_port_pair() -> int:
+    """A port p on 127.0.0.1 with p and p + 1 free right now (other sessions share ports)."""
+    import socket
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65000:
+            continue
+        try:
+            with socket.socket() as s2:
+                s2.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair on 127.0.0.1")
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
@@ -91,7 +109,7 @@ class Hosts:
         self.cert = os.path.join(self.tmp, "client.crt")
         self.key = os.path.join(self.tmp, "client.key")
         generate_keypair(self.cert, self.key, "mg-test-client")
-        port = base_port or 18400 + int(self.tag, 16) % 500 * 2
+        port = base_port or _free_port_pair()
         subnet = 10 + int(self.tag, 16) % 200
         try:
             for i in range(count):
