@@ -283,8 +283,10 @@ def _record(inst) -> dict:
 
 
 class Sender:
-    def __init__(self, d, inst, body: dict):
-        self.d, self.inst = d, inst
+    """Streams an instance (with its snapshots), or one snapshot as a new instance."""
+
+    def __init__(self, d, inst, body: dict, snapshot: str | None = None):
+        self.d, self.inst, self.snapshot = d, inst, snapshot
         self.op = None
         self._sent = 0
         self._t0 = self._last = 0.0
@@ -303,20 +305,37 @@ class Sender:
             if row:
                 profiles[name] = {"config": row["config"], "devices": row["devices"],
                                   "description": row["description"]}
-        snaps = [] if self.instance_only else [
+        snaps = [] if self.instance_only or self.snapshot else [
             {k: s[k] for k in ("name", "created_at", "expires_at", "stateful", "description",
                                "architecture", "ephemeral", "config", "devices", "profiles")}
             for s in d.db.select("snapshots", {"instance_id": inst.id}, order="id")]
         pool = d.instances.pool(inst)
         vol = volume_name(inst.project, inst.name)
-        base = overlay_base(pool, pool.instance_path(vol))
+        record = _record(inst)
+        if self.snapshot:
+            row = d.db.get("snapshots", instance_id=inst.id, name=self.snapshot)
+            if row is None:
+                raise TransferError(f"Snapshot {self.snapshot!r} is gone")
+            record.update({k: row[k] for k in ("architecture", "config", "devices",
+                                               "profiles", "ephemeral", "description")})
+        base = overlay_base(pool, self._dir(pool, vol))
         if base and any(overlay_base(pool, pool.snapshot_path(vol, s["name"])) != base
                         for s in snaps):
             base = None
-        return {"version": 1, "instance": _record(inst), "profiles": profiles,
+        return {"version": 1, "instance": record, "profiles": profiles,
                 "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
                 "running": running, "start": running and self.finish_move,
                 "base_image": base}
+
+    def _dir(self, pool, vol: str) -> str:
+        return pool.snapshot_path(vol, self.snapshot) if self.snapshot else \
+            pool.instance_path(vol)
+
+    async def _mount(self, pool, vol: str) -> None:
+        if self.snapshot:
+            await pool.mount_snapshot(vol, self.snapshot)
+        else:
+            await pool.mount(vol)
 
     def progress(self, n: int) -> None:
         """LXD's `fs_progress` operation metadata (migration_progress extension)."""
@@ -335,7 +354,7 @@ class Sender:
         d = self.d
         async with d.instances.lock(self.inst.project, self.inst.name):
             inst = self.inst = d.instances.load(self.inst.project, self.inst.name)
-            running = d.instances.pid(inst) is not None
+            running = d.instances.pid(inst) is not None and not self.snapshot
             stop_it = running and not self.allow_inconsistent
             header = self.header(stop_it)
             pool = d.instances.pool(inst)
@@ -345,10 +364,10 @@ class Sender:
                 # Nothing to stop first: let tar start while the target gets ready
                 # (betting on the layer alone when the target may have the image).
                 if header["base_image"]:
-                    early = await TarSource(pool.instance_path(vol), _LAYER_ENTRIES).start()
+                    early = await TarSource(self._dir(pool, vol), _LAYER_ENTRIES).start()
                 else:
-                    await pool.mount(vol)
-                    early = await TarSource(pool.instance_path(vol), _VOLUME_ENTRIES).start()
+                    await self._mount(pool, vol)
+                    early = await TarSource(self._dir(pool, vol), _VOLUME_ENTRIES).start()
             stopped = False
             try:
                 await _send_json(control, header)
@@ -375,8 +394,8 @@ class Sender:
                             await pool.unmount_snapshot(vol, snap["name"])
                 if early is None:
                     if not layered:
-                        await pool.mount(vol)
-                    early = TarSource(pool.instance_path(vol), entries)
+                        await self._mount(pool, vol)
+                    early = TarSource(self._dir(pool, vol), entries)
                 sent = await early.stream(fs, self.progress)
                 result = await _recv_json(control, None)
                 if not result.get("success"):
@@ -395,16 +414,27 @@ class Sender:
                         LOG.error("restarting %s after a failed move: %s", inst.name, exc)
                 raise
             finally:
-                if d.instances.pid(inst) is None:
-                    await d.instances.pool(inst).unmount(volume_name(inst.project, inst.name))
+                if self.snapshot:
+                    await pool.unmount_snapshot(vol, self.snapshot)
+                elif d.instances.pid(inst) is None:
+                    await pool.unmount(vol)
 
 
-async def migrate_source(request: web.Request, inst, body: dict) -> web.Response:
-    """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance."""
+async def migrate_source(request: web.Request, inst, body: dict,
+                         snapshot: str | None = None) -> web.Response:
+    """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance.
+
+    With `snapshot`, the answer to `POST /1.0/instances/<n>/snapshots/<s>
+    {"migration": true}`: that snapshot travels as a new instance (`lxc copy c/s r:`).
+    """
     d = request.app["daemon"]
     if body.get("live"):
         await refuse_live()
-    sender = Sender(d, inst, body)
+    if snapshot is not None and not d.db.get("snapshots", instance_id=inst.id,
+                                             name=snapshot):
+        from runtime.errors import NotFound
+        raise NotFound(f"Snapshot {snapshot!r} not found")
+    sender = Sender(d, inst, body, snapshot)
     resources = {"instances": [inst.url], "containers": [inst.url.replace(
         "/1.0/instances/", "/1.0/containers/")]}
     target = body.get("target")
@@ -716,6 +746,9 @@ def attach(daemon) -> None:
     reg = transfers.get(daemon)
     reg.register("migration", create_from_migration)
     reg.migrate_source = migrate_source
+    # For the snapshots API: `await d.transfers.migrate_snapshot(request, inst, snap, body)`.
+    reg.migrate_snapshot = lambda request, inst, snap, body: migrate_source(
+        request, inst, body, snapshot=snap)
 
     async def on_start(app) -> None:
         await purge_incomplete(daemon)
