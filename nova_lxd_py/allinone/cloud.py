@@ -27,7 +27,7 @@ from typing import Any
 from unittest import mock
 from wsgiref import simple_server
 
-from nova_lxd_py.allinone import glance_api
+from nova_lxd_py.allinone import glance_api, leftovers
 from nova_lxd_py.allinone.runtimes import Runtime
 
 PROJECT_ID = "aio"
@@ -123,6 +123,8 @@ class Cloud:
 
     # -- start -------------------------------------------------------------------
     def start(self) -> None:
+        leftovers.clean(os.path.dirname(os.path.abspath(self.state_dir)),
+                        progress=self.progress)
         os.makedirs(self.state_dir, mode=0o711, exist_ok=True)
         os.chmod(self.state_dir, 0o711)
         for name in _TEST_ENV:  # nova's test base would capture our output
@@ -131,8 +133,11 @@ class Cloud:
             runtime = Runtime(host, os.path.join(self.state_dir, host))
             self.runtimes[host] = runtime
             runtime.start()
+            leftovers.record(self.state_dir, os.getpid(),
+                             [r.pid for r in self.runtimes.values() if r.pid])
+            runtime.listen_https()
             self.progress(f"runtime daemon for {host} up (pid {runtime.pid}, "
-                          f"socket {runtime.socket})")
+                          f"socket {runtime.socket}, https {runtime.https_address})")
         self._start_nova()
 
     def _start_nova(self) -> None:
@@ -204,10 +209,10 @@ class Cloud:
                 problems.append(f"API server: {exc}")
         self.servers = []
         if self.case is not None:
-            # nova's log capture goes first among the cleanups; what the
-            # services say while stopping belongs in the log file only.
-            for name in ("nova", "oslo", "placement", "stevedore"):
-                logging.getLogger(name).propagate = False
+            # Anything nova's threads still say while their fixtures are
+            # torn down is noise (and would reach stderr once nova's log
+            # capture is gone): silence logging for the teardown.
+            logging.disable(logging.CRITICAL)
             cleanups = getattr(self.case, "_cleanups", [])
             while cleanups:
                 function, args, kwargs = cleanups.pop()
@@ -216,6 +221,7 @@ class Cloud:
                 except Exception:  # noqa: BLE001 - keep cleaning
                     problems.append("nova cleanup: " + traceback.format_exc(limit=2))
             self.case = None
+            logging.disable(logging.NOTSET)
         handler = getattr(self, "_log_handler", None)
         if handler:
             logging.getLogger().removeHandler(handler)

@@ -104,9 +104,11 @@ class Operator:
         return self.nova.servers.create(name, image_id, flavor_id, nics="none", **kwargs)
 
     def wait(self, server, states: tuple[str, ...] = ("ACTIVE",), timeout: float = 180,
-             task_state_none: bool = False):
+             task_state_none: bool = False, failed=None):
         deadline = time.monotonic() + timeout
         while True:
+            if failed and (why := failed()):
+                raise RuntimeError(f"server {server.name}: {why}")
             server = self.nova.servers.get(server.id)
             task = getattr(server, "OS-EXT-STS:task_state", None)
             if server.status in states and (not task_state_none or task is None):
@@ -119,6 +121,15 @@ class Operator:
                 raise RuntimeError(f"server {server.name} is {server.status} "
                                    f"(task {task}) after {timeout:.0f} s")
             time.sleep(0.2)
+
+    def migration_failed(self, server) -> str:
+        """Why the server's last migration failed, or '' while it has not."""
+        migrations = self.nova.migrations.list(instance_uuid=server.id)
+        if migrations and migrations[0].status in ("error", "failed"):
+            last = migrations[0]
+            return (f"migration {last.id} {last.source_compute} -> {last.dest_compute} "
+                    f"ended in status {last.status} (see nova's log)")
+        return ""
 
     def wait_gone(self, server, timeout: float = 120) -> None:
         from novaclient import exceptions
@@ -149,6 +160,7 @@ class Demo:
         self.servers: list[Any] = []
         self.boot_seconds: dict[str, float] = {}
         self.notes: dict[str, str] = {}
+        self.failed = False
 
     def container(self, server):
         runtime = self.cloud.runtimes[host_of(server)]
@@ -167,8 +179,9 @@ class Demo:
             # usage, and the scheduler's RAM weigher spreads them over hosts.
             for index in range(1, self.args.servers + 1):
                 start = time.monotonic()
-                server = op.wait(op.boot(f"aio-server{index}", image["id"], flavor.id))
-                self.servers.append(server)
+                server = op.boot(f"aio-server{index}", image["id"], flavor.id)
+                self.servers.append(server)  # known before it is ACTIVE: clean-up deletes it
+                server = self.servers[-1] = op.wait(server)
                 self.boot_seconds[server.id] = time.monotonic() - start
                 say(f"  {server.name} ACTIVE on {host_of(server)} "
                     f"in {self.boot_seconds[server.id]:.1f} s")
@@ -206,9 +219,10 @@ class Demo:
             f"{snapshot.get('size')} bytes); {server.name} kept running")
         other = [h for h in self.cloud.hosts if h != host_of(server)][0]
         start = time.monotonic()
-        clone = op.wait(op.boot("aio-from-snapshot", image_id, flavor.id, host=other))
-        self.boot_seconds[clone.id] = time.monotonic() - start
+        clone = op.boot("aio-from-snapshot", image_id, flavor.id, host=other)
         self.servers.append(clone)
+        clone = self.servers[-1] = op.wait(clone)
+        self.boot_seconds[clone.id] = time.monotonic() - start
         seen = self.container(clone).execute(["cat", "/root/aio-marker"]).stdout.strip()
         if seen != marker:
             raise RuntimeError(f"the server booted from the snapshot does not have the "
@@ -227,15 +241,25 @@ class Demo:
         server = self.servers[0]
         source = host_of(server)
         with step(f"cold-migrating {server.name} away from {source}"):
-            op.nova.servers.migrate(server)
-            server = op.wait(server, ("VERIFY_RESIZE",), timeout=300)
-            op.nova.servers.confirm_resize(server)
-            server = op.wait(server)
+            try:
+                op.nova.servers.migrate(server)
+                server = op.wait(server, ("VERIFY_RESIZE",), timeout=180,
+                                 failed=lambda: op.migration_failed(server))
+                op.nova.servers.confirm_resize(server)
+                server = op.wait(server)
+            except RuntimeError as exc:
+                # The rest of the story stands; say plainly what broke.
+                say(f"  cold migration: FAILED: {exc}")
+                self.notes["migration"] = f"FAILED: {exc}"
+                self.failed = True
+                return
             self.servers[0] = server
             if host_of(server) == source:
                 raise RuntimeError(f"{server.name} is still on {source} after migration")
-            say(f"  {server.name} moved {source} -> {host_of(server)}, "
-                f"container status {self.container(server).status}")
+            left = [i.name for i in self.cloud.runtimes[source].client().instances.all()]
+            say(f"  {server.name} moved {source} -> {host_of(server)}, container "
+                f"{container_of(server)} {self.container(server).status} there, "
+                f"{'still on' if container_of(server) in left else 'gone from'} {source}")
             self.notes["migration"] = f"{source} -> {host_of(server)}"
 
     def show_servers(self, title: str) -> None:
@@ -337,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(demo.servers)} servers on {len({host_of(s) for s in demo.servers})} "
             f"hosts; exec: {demo.notes.get('exec')}; snapshot: {demo.notes.get('snapshot')}; "
             f"migration: {demo.notes.get('migration')}")
+        if demo.failed:
+            status = 1
         if args.keep:
             print(how_to_talk(cloud), flush=True)
             say("ready")

@@ -8,6 +8,7 @@ behind: containers are stopped through liblxc even when the daemon is gone.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -30,9 +31,14 @@ def _mounts_below(path: str) -> list[str]:
 
 
 def wipe_state_dir(lxd_dir: str) -> None:
-    """Stop every container of a state directory, unmount and remove it."""
-    lxcpath = os.path.join(lxd_dir, "containers")
-    if os.path.isdir(lxcpath):
+    """Stop every container of a state directory, unmount and remove it.
+
+    *lxd_dir* is one runtime's state directory or a directory holding
+    several (the all-in-one cloud's, one per host).
+    """
+    lxcpaths = glob.glob(os.path.join(lxd_dir, "containers")) + glob.glob(
+        os.path.join(lxd_dir, "*", "containers"))
+    for lxcpath in lxcpaths:
         for name in os.listdir(lxcpath):
             subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"],
                            capture_output=True, timeout=60, check=False)
@@ -48,6 +54,7 @@ class Runtime:
         self.host = host
         self.lxd_dir = lxd_dir
         self.proc: subprocess.Popen | None = None
+        self.https_address = ""
 
     @property
     def socket(self) -> str:
@@ -82,6 +89,17 @@ class Runtime:
                     pass
             time.sleep(0.05)
         raise RuntimeError(f"nova-lxd-runtime for {self.host} did not answer in {timeout}s")
+
+    def listen_https(self) -> str:
+        """Listen on a loopback HTTPS port too: migration targets pull from it."""
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{probe.getsockname()[1]}"
+        self.client().api.patch(json={"config": {"core.https_address": address}})
+        self.https_address = address
+        return address
 
     def client(self):
         return lxd_client.make_client(lxd_client.Endpoint(self.socket))
