@@ -72,12 +72,16 @@ FEATURES: tuple[Feature, ...] = (
             ("attach_volume", "detach_volume"), why_missing="volumes are a later issue"),
     Feature("operation.resize", "Resize", ("migrate_disk_and_power_off", "finish_migration",
                                            "confirm_migration", "finish_revert_migration"),
-            tempest="resize", why_missing="resize and cold migration are not implemented"),
+            tempest="resize", why_missing="resize and cold migration are not implemented",
+            notes="to another host only (supports_migrate_to_same_host is false); the "
+                  "destination runtime pulls the stopped container over HTTPS"),
     Feature("operation.cold-migrate", "Cold migration",
             ("migrate_disk_and_power_off", "finish_migration", "confirm_migration"),
             tempest="cold_migration",
             why_missing="the runtimes can move containers between hosts, but the "
-                        "driver does not drive it yet"),
+                        "driver does not drive it yet",
+            notes="each runtime needs core.https_address (reachable by its peers); "
+                  "revert restarts the kept source container"),
     Feature("operation.live-migrate", "Live migration",
             ("live_migration", "pre_live_migration", "check_can_live_migrate_destination"),
             tempest="live_migration",
