@@ -56,9 +56,21 @@ class Streams:
         self.versions: dict[str, dict] = {}
         root = self.root
 
+        shutil.copy(BUSYBOX, os.path.join(root, "busybox.tar.xz"))
+        direct_fp = _sha(BUSYBOX)
+
         class Handler(http.server.SimpleHTTPRequestHandler):
             def __init__(self, *a, **kw):
                 super().__init__(*a, directory=root, **kw)
+
+            def do_HEAD(self):
+                if self.path == "/direct":    # LXD's `url` source protocol
+                    self.send_response(200)
+                    self.send_header("LXD-Image-Hash", direct_fp)
+                    self.send_header("LXD-Image-URL", "/busybox.tar.xz")
+                    self.end_headers()
+                    return
+                super().do_HEAD()
 
             def log_message(self, *args):
                 pass
@@ -298,3 +310,13 @@ def test_real_lxd_pulls_a_public_image_from_the_runtime(hosts, tmp_path):
         except pylxd.exceptions.NotFound:
             pass
         img.delete(wait=True)
+
+
+def test_pylxd_image_helpers(streams, client):
+    """pylxd's create_from_simplestreams() (alias sent as `fingerprint`) and
+    create_from_url() (LXD-Image-Hash / LXD-Image-URL headers)."""
+    fp = streams.add_version("20260101_00:00", "v1")
+    img = pylxd.models.Image.create_from_simplestreams(client, streams.url, "mg-busybox")
+    assert img.fingerprint == fp
+    img = pylxd.models.Image.create_from_url(client, streams.url + "/direct")
+    assert img.fingerprint == _sha(BUSYBOX)
