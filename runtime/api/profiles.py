@@ -72,13 +72,17 @@ async def update_profile(request: web.Request) -> web.Response:
         config = {**row["config"], **config}
         devices = {**row["devices"], **devices}
     description = str(body.get("description", row["description"] if patch else ""))
+    # Running instances using the profile get what can change live: limits, and
+    # devices plugged or unplugged against what they had before the edit.
+    running = [(inst, inst.expanded_devices) for inst in d.instances.list(None)
+               if row["name"] in inst.profiles and d.instances.pid(inst)
+               and d.profile_project(inst.project) == row["project"]]
     d.db.update("profiles", {"project": row["project"], "name": row["name"]},
                 config=config, devices=devices, description=description)
-    # Running instances using the profile get what can change live.
-    for inst in d.instances.list(None):
-        if row["name"] in inst.profiles and d.profile_project(inst.project) == row["project"] \
-                and d.instances.pid(inst):
-            await d.instances.apply_live(inst)
+    for inst, old_devices in running:
+        async with d.instances.lock(inst.project, inst.name):
+            await d.instances.apply_live(d.instances.load(inst.project, inst.name),
+                                         old_devices)
     d.bus.lifecycle("profile-updated", f"/1.0/profiles/{row['name']}", row["project"])
     return response.sync({})
 

@@ -30,8 +30,35 @@ def _mounts_below(path: str) -> list[str]:
     return out
 
 
+def _managed_networks(lxd_dir: str) -> list[str]:
+    import sqlite3
+    path = os.path.join(lxd_dir, "database", "runtime.db")
+    if not os.path.exists(path):
+        return []
+    try:
+        with sqlite3.connect(path) as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM networks")]
+    except sqlite3.Error:
+        return []
+
+
+def _kill_pidfiles(pattern: str) -> None:
+    import glob
+    for pidfile in glob.glob(pattern):
+        try:
+            with open(pidfile) as f:
+                os.kill(int(f.read().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            continue
+
+
 def wipe(lxd_dir: str) -> None:
-    """Stop containers, unmount and remove a state directory (best effort, thorough)."""
+    """Stop containers, unmount and remove a state directory (best effort, thorough):
+    also the managed bridges and dnsmasq processes the daemon made on the host."""
+    _kill_pidfiles(os.path.join(lxd_dir, "networks", "*", "dnsmasq.pid"))
+    for bridge in _managed_networks(lxd_dir):
+        if os.path.exists(f"/sys/class/net/{bridge}"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
     lxcpath = os.path.join(lxd_dir, "containers")
     if os.path.isdir(lxcpath):
         for name in os.listdir(lxcpath):
