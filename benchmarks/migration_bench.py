@@ -12,7 +12,7 @@ operations are done, through the raw unix-socket client of benchmarks/):
             streams it, the target starts it)
   big       copy of an instance with a 200 MB file: MB/s, and as a fraction of a raw
             `tar -c | loopback TCP | tar -x` of the same tree run right before each
-            copy (target: >= 0.7); 3 runs for us, 1 for LXD (it is slow)
+            copy (target: >= 0.7); --big-reps runs for us, 1 for LXD (it is slow)
 
 Two runtime daemons are started on fresh LXD_DIRs (HTTPS on 127.0.0.1:8460/8461)
 and removed afterwards. LXD is the pair from `benchmarks/lxd_baseline.sh up` and
@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--big-mb", type=int, default=200)
+    p.add_argument("--big-reps", type=int, default=5,
+                   help="throughput runs for our runtime, each after a raw stream")
     p.add_argument("--runtime-bin", default=os.path.join(REPO, ".venv/bin/nova-lxd-runtime"))
     p.add_argument("--lxd-socket", default="/var/lib/lxd/unix.socket")
     p.add_argument("--lxd-remote-socket", default="/var/lib/bench-lxd2/unix.socket")
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     elif phase == "move-srv" and pair.key == "runtime":
                         results[pair.key][phase] = pair.move_server(max(3, args.reps // 2))
                     elif phase == "big" and args.big_mb:
-                        reps = 3 if pair.key == "runtime" else 1
+                        reps = args.big_reps if pair.key == "runtime" else 1
                         ours, raws = pair.big(args.big_mb, reps, raw)
                         results[pair.key][phase] = ours
                         results[pair.key]["raw"] = raws
