@@ -113,9 +113,11 @@ class BtrfsPool(PoolDriver):
         source = self.config.get("source", "")
         if not (source and os.path.isdir(source)):
             self.path = os.path.join(lxd_dir, "storage-pools", name)
-        # On daemon start: a loop-backed pool made earlier needs its mount back.
+        # On daemon start: a pool made earlier (its mount point exists) on a loop
+        # file or device needs its mount back. A pool being created has no mount
+        # point yet; create() mounts it.
         if source and not os.path.isdir(source) and os.path.exists(source) and \
-                not os.path.ismount(self.path):
+                os.path.isdir(self.path) and not os.path.ismount(self.path):
             try:
                 self._mount_sync()
             except Exception as exc:  # noqa: BLE001 - the pool reports it when used
@@ -126,6 +128,8 @@ class BtrfsPool(PoolDriver):
         return os.path.join(self.lxd_dir, "disks", f"{self.name}.img")
 
     def _mount_sync(self) -> None:
+        if os.path.ismount(self.path):
+            return
         os.makedirs(self.path, exist_ok=True)
         source = self.config["source"]
         opts = "user_subvol_rm_allowed"

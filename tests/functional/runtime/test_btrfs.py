@@ -184,3 +184,62 @@ def test_delete_pool_removes_loop_file(daemon, client, busybox):
     with pytest.raises(pylxd.exceptions.LXDAPIException, match="at least"):
         c.storage_pools.create({"name": "snpbt3", "driver": "btrfs",
                                 "config": {"size": "10MiB"}})
+
+
+@pytest.fixture
+def btrfs_device(tmp_path):
+    """A formatted btrfs loop device, detached afterwards even on failure."""
+    import subprocess
+    img = tmp_path / "snp-bt.img"
+    with open(img, "wb") as f:
+        f.truncate(512 * 1024 * 1024)
+    subprocess.run(["mkfs.btrfs", "-q", "-f", str(img)], check=True)
+    dev = subprocess.run(["losetup", "-f", "--show", str(img)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    yield dev
+    with open("/proc/mounts") as f:
+        for line in f:
+            if line.split()[0] == dev:
+                subprocess.run(["umount", "-l", line.split()[1]], capture_output=True)
+    subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def test_pool_on_given_device_and_directory(daemon, client, busybox, btrfs_device, tmp_path):
+    import subprocess
+    c = client
+    # a block device: mounted by the pool, left in place when the pool goes
+    c.storage_pools.create({"name": "snpbtdev", "driver": "btrfs",
+                            "config": {"source": btrfs_device}})
+    mnt = os.path.join(daemon.lxd_dir, "storage-pools", "snpbtdev")
+    try:
+        assert os.path.ismount(mnt)
+        root = {"root": {"type": "disk", "path": "/", "pool": "snpbtdev"}}
+        inst = c.instances.create({"name": "snp-btdev", "devices": root, "source": {
+            "type": "image", "alias": "busybox"}}, wait=True)
+        inst.start(wait=True)
+        assert inst.execute(["true"]).exit_code == 0
+        inst.stop(wait=True)
+        inst.delete(wait=True)
+    finally:
+        c.storage_pools.get("snpbtdev").delete()
+    assert not os.path.ismount(mnt)
+
+    # an existing btrfs directory: used in place
+    where = tmp_path / "mnt"
+    where.mkdir()
+    subprocess.run(["mount", btrfs_device, str(where)], check=True)
+    c.storage_pools.create({"name": "snpbtdir", "driver": "btrfs",
+                            "config": {"source": str(where)}})
+    try:
+        assert (where / "containers").is_dir()
+        inst = c.instances.create({"name": "snp-btdir", "devices": {"root": {
+            "type": "disk", "path": "/", "pool": "snpbtdir"}}, "source": {
+            "type": "image", "alias": "busybox"}}, wait=True)
+        assert os.stat(where / "containers" / "snp-btdir" / "rootfs").st_ino == 256
+        inst.delete(wait=True)
+    finally:
+        c.storage_pools.get("snpbtdir").delete()
+    assert not (where / "containers").exists()
+    with pytest.raises(pylxd.exceptions.LXDAPIException, match="not on a btrfs"):
+        c.storage_pools.create({"name": "snpbtbad", "driver": "btrfs",
+                                "config": {"source": str(tmp_path)}})
