@@ -148,6 +148,8 @@ def test_root_size_is_enforced(daemon, client, pool, make_instance):
     res = inst.execute(["sh", "-c", "dd if=/dev/zero of=/root/big bs=1M count=128 "
                         "conv=fsync 2>&1; echo rc=$?"])
     assert "rc=0" in res.stdout, res.stdout
+    # the instance's disk usage is its subvolume's qgroup (referenced bytes)
+    assert inst.state().disk["root"]["usage"] >= 128 * 1024 * 1024
     inst.execute(["rm", "-f", "/root/big"])
     # a restored rootfs is a new subvolume: the limit follows it
     inst.snapshots.create("q", wait=True)
