@@ -27,7 +27,7 @@ from typing import Any
 from unittest import mock
 from wsgiref import simple_server
 
-from nova_lxd_py.allinone import glance_api, leftovers
+from nova_lxd_py.allinone import glance_api, leftovers, network
 from nova_lxd_py.allinone.runtimes import Runtime
 
 PROJECT_ID = "aio"
@@ -107,13 +107,15 @@ class Cloud:
     """Nova API, conductor, scheduler, placement and N LXD compute hosts."""
 
     def __init__(self, state_dir: str, hosts: tuple[str, ...] = ("aio-host1", "aio-host2"),
-                 api_port: int = 0, image_port: int = 0,
+                 api_port: int = 0, image_port: int = 0, netns: bool = True,
                  progress: Callable[[str], None] = print):
         self.state_dir = state_dir
         self.hosts = hosts
         self.api_port = api_port
         self.image_port = image_port
         self.progress = progress
+        self.netns = netns
+        self.network: network.HostNetwork | None = None
         self.runtimes: dict[str, Runtime] = {}
         self.computes: dict[str, Any] = {}
         self.case: Any = None
@@ -129,16 +131,34 @@ class Cloud:
         os.chmod(self.state_dir, 0o711)
         for name in _TEST_ENV:  # nova's test base would capture our output
             os.environ.pop(name, None)
-        for host in self.hosts:
+        if self.netns and not network.available():
+            self.progress("network namespaces unavailable here: runtimes share loopback")
+            self.netns = False
+        if self.netns:
+            self.network = network.HostNetwork()
+        for index, host in enumerate(self.hosts):
             runtime = Runtime(host, os.path.join(self.state_dir, host))
+            if self.network:
+                namespace, runtime.address = self.network.add_host(index)
+                runtime.wrap = lambda argv, ns=namespace: network.HostNetwork.wrap(ns, argv)
             self.runtimes[host] = runtime
+            self._record()
             runtime.start()
-            leftovers.record(self.state_dir, os.getpid(),
-                             [r.pid for r in self.runtimes.values() if r.pid])
+            self._record()
             runtime.listen_https()
+            where = (f"netns {namespace}, https {runtime.https_address}" if self.network
+                     else f"https {runtime.https_address}")
             self.progress(f"runtime daemon for {host} up (pid {runtime.pid}, "
-                          f"socket {runtime.socket}, https {runtime.https_address})")
+                          f"socket {runtime.socket}, {where})")
+        if self.network:
+            self.progress(f"hosts joined by bridge {self.network.bridge} "
+                          f"({self.network.subnet}.0/24)")
         self._start_nova()
+
+    def _record(self) -> None:
+        leftovers.record(self.state_dir, os.getpid(),
+                         [r.pid for r in self.runtimes.values() if r.pid],
+                         self.network.names() if self.network else [])
 
     def _start_nova(self) -> None:
         from nova_lxd_py import driver as _lxd_driver  # noqa: F401 - registers [lxd]
@@ -231,4 +251,9 @@ class Cloud:
                 runtime.stop()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"runtime {host}: {exc}")
+        if self.network:
+            try:
+                self.network.destroy()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"network: {exc}")
         return problems

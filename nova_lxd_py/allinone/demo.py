@@ -260,10 +260,14 @@ class Demo:
             self.servers[index] = server
             if host_of(server) == source:
                 raise RuntimeError(f"{server.name} is still on {source} after migration")
-            left = [i.name for i in self.cloud.runtimes[source].client().instances.all()]
+            source_runtime = self.cloud.runtimes[source]
+            left = [i.name for i in source_runtime.client().instances.all()]
             say(f"  {server.name} moved {source} -> {host_of(server)}, container "
                 f"{container_of(server)} {self.container(server).status} there, "
                 f"{'still on' if container_of(server) in left else 'gone from'} {source}")
+            if self.cloud.network:
+                say(f"  (the destination runtime pulled it from {source_runtime.https_address} "
+                    f"across bridge {self.cloud.network.bridge})")
             self.notes["migration"] = f"{source} -> {host_of(server)}"
 
     def show_servers(self, title: str) -> None:
@@ -332,6 +336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", default=f"/var/tmp/aio-{os.getpid()}",
                         help="where the runtimes' state directories and logs go "
                              "(removed on exit)")
+    parser.add_argument("--no-netns", dest="netns", action="store_false",
+                        help="run both runtimes in this machine's network namespace "
+                             "(default: each in its own, joined by a bridge)")
     parser.add_argument("--api-port", type=int, default=0,
                         help="Compute API port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--image-port", type=int, default=0,
@@ -354,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, _raise_interrupted)
     started = time.monotonic()
-    cloud = Cloud(args.state_dir, progress=lambda m: say("  " + m))
+    cloud = Cloud(args.state_dir, api_port=args.api_port, image_port=args.image_port,
+                  netns=args.netns, progress=lambda m: say("  " + m))
     demo = Demo(cloud, args)
     status = 0
     try:

@@ -14,16 +14,21 @@ import signal
 import time
 from collections.abc import Callable
 
+from nova_lxd_py.allinone import network
 from nova_lxd_py.allinone.runtimes import wipe_state_dir
 
 PIDS_FILE = "aio.pids"
 
 
-def record(state_dir: str, demo_pid: int, runtime_pids: list[int]) -> None:
+def record(state_dir: str, demo_pid: int, runtime_pids: list[int],
+           names: list[tuple[str, str]] = ()) -> None:
+    """Write what a cloud made: its pid, its daemons, its netns and bridge."""
     with open(os.path.join(state_dir, PIDS_FILE), "w") as f:
         f.write(f"demo {demo_pid}\n")
         for pid in runtime_pids:
             f.write(f"runtime {pid}\n")
+        for kind, name in names:
+            f.write(f"{kind} {name}\n")
 
 
 def _alive(pid: int) -> bool:
@@ -60,6 +65,8 @@ def clean(parent: str, pattern: str = "aio-*",
         except OSError:
             continue
         demo = [int(pid) for kind, pid in entries if kind == "demo"]
+        names = [(kind, name) for kind, name in entries
+                 if kind in ("netns", "bridge") and name.startswith("aio")]
         if any(_alive(pid) for pid in demo):
             continue  # a running cloud: not ours to touch
         for kind, pid in entries:
@@ -70,6 +77,7 @@ def clean(parent: str, pattern: str = "aio-*",
                         break
                     time.sleep(0.1)
         wipe_state_dir(state_dir)
+        network.remove(names)
         progress(f"removed the leftovers of a killed cloud in {state_dir}")
         cleaned.append(state_dir)
     return cleaned

@@ -12,9 +12,11 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from nova_lxd_py import client as lxd_client
 
@@ -30,12 +32,37 @@ def _mounts_below(path: str) -> list[str]:
     return found
 
 
+def _monitors_below(lxd_dir: str) -> list[tuple[int, str, str]]:
+    """(pid, lxcpath, name) of liblxc monitors of containers under *lxd_dir*."""
+    prefix = os.path.abspath(lxd_dir).rstrip("/") + "/"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                words = f.read().replace(b"\0", b" ").decode(errors="replace").split()
+        except OSError:
+            continue
+        if words[:2] == ["[lxc", "monitor]"] and len(words) == 4 and \
+                words[2].startswith(prefix):
+            found.append((int(entry), words[2], words[3]))
+    return found
+
+
 def wipe_state_dir(lxd_dir: str) -> None:
     """Stop every container of a state directory, unmount and remove it.
 
     *lxd_dir* is one runtime's state directory or a directory holding
     several (the all-in-one cloud's, one per host).
     """
+    # liblxc's command socket is an abstract unix socket, which lives in a
+    # network namespace: a daemon run in a namespace of its own started its
+    # containers' monitors there, and only lxc-stop run there reaches them.
+    for pid, lxcpath, name in _monitors_below(lxd_dir):
+        subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", "lxc-stop", "-P",
+                        lxcpath, "-n", name, "-k"], capture_output=True, timeout=60,
+                       check=False)
     lxcpaths = glob.glob(os.path.join(lxd_dir, "containers")) + glob.glob(
         os.path.join(lxd_dir, "*", "containers"))
     for lxcpath in lxcpaths:
@@ -50,9 +77,13 @@ def wipe_state_dir(lxd_dir: str) -> None:
 class Runtime:
     """A nova-lxd-runtime daemon for one compute host."""
 
-    def __init__(self, host: str, lxd_dir: str):
+    def __init__(self, host: str, lxd_dir: str,
+                 wrap: Callable[[list[str]], list[str]] | None = None,
+                 address: str = "127.0.0.1"):
         self.host = host
         self.lxd_dir = lxd_dir
+        self.wrap = wrap  # e.g. run the daemon inside a network namespace
+        self.address = address  # where peers reach its HTTPS listener
         self.proc: subprocess.Popen | None = None
         self.https_address = ""
 
@@ -74,7 +105,8 @@ class Runtime:
         with open(self.log_path, "ab") as log:
             # Own session: a Ctrl-C on the terminal reaches the demo, which
             # then stops the daemons in order, not the daemons directly.
-            self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
+            argv = self.wrap([exe]) if self.wrap else [exe]
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,12 +123,15 @@ class Runtime:
         raise RuntimeError(f"nova-lxd-runtime for {self.host} did not answer in {timeout}s")
 
     def listen_https(self) -> str:
-        """Listen on a loopback HTTPS port too: migration targets pull from it."""
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            address = f"127.0.0.1:{probe.getsockname()[1]}"
+        """Listen on HTTPS too: migration targets pull from it. In a namespace
+        of its own the runtime has its address to itself (LXD's port 8443);
+        on loopback it takes a free port."""
+        if self.address != "127.0.0.1":
+            address = f"{self.address}:8443"
+        else:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                address = f"127.0.0.1:{probe.getsockname()[1]}"
         self.client().api.patch(json={"config": {"core.https_address": address}})
         self.https_address = address
         return address

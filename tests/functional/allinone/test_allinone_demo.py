@@ -20,6 +20,7 @@ import urllib.request
 
 import pytest
 
+from nova_lxd_py.allinone import network
 from nova_lxd_py.allinone.runtimes import wipe_state_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -76,9 +77,15 @@ class Demo:
         return [int(p) for p in re.findall(r"runtime daemon for aio-host\d up \(pid (\d+)",
                                            self.output)]
 
+    def network_names(self) -> list[tuple[str, str]]:
+        names = [("netns", n) for n in re.findall(r"netns (aio\w+n\d)", self.output)]
+        names += [("bridge", b) for b in re.findall(r"bridge (aiobr\w+)", self.output)]
+        return list(dict.fromkeys(names))
+
     def kill(self) -> None:
         """Last resort after a failed test: the demo and its daemons, by pid."""
         pids = self.runtime_pids()
+        names = self.network_names()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)
             try:
@@ -90,6 +97,7 @@ class Demo:
             if _alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         wipe_state_dir(self.state_dir)
+        network.remove(names)
 
 
 @pytest.fixture
@@ -146,6 +154,13 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
         running += sum(1 for c in json.loads(listed) if c["status"] == "Running")
     assert running == 3
 
+    # Each host's runtime in its own network namespace, on one bridge.
+    names = demo.network_names()
+    namespaces = [n for kind, n in names if kind == "netns"]
+    if "network namespaces unavailable" not in out:
+        assert len(namespaces) == 2 and len(names) == 3, names
+        assert re.search(r"https 10\.219\.\d+\.1:8443", out), out
+
     # Ctrl-C: everything goes.
     pids = demo.runtime_pids()
     assert len(pids) == 2 and all(_alive(p) for p in pids)
@@ -159,3 +174,9 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
     assert not os.path.exists(demo.state_dir)
     with open("/proc/mounts") as mounts:
         assert demo.state_dir not in mounts.read()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    left = subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    for kind, name in names:
+        assert name not in (left if kind == "netns" else links), f"{kind} {name} left"
+    monitors = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert demo.state_dir not in monitors, "a container monitor is still running"

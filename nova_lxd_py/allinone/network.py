@@ -1,0 +1,86 @@
+"""Each all-in-one compute host in its own network namespace, on one bridge.
+
+Why: on a real cloud each runtime listens on its own host's address and a
+migration's data crosses the network from one host to the other. Here each
+runtime daemon runs in a network namespace of its own (``nsenter --net``: only
+the network is separate, mounts and cgroups stay the machine's), with a veth
+to a bridge in the machine's namespace, so the destination runtime pulls a
+migrating container from the source runtime's address over that bridge. The
+unix sockets nova-compute uses are files and need no network.
+
+Names carry the ``aio`` prefix and a random tag; the subnet is a /24 of
+10.219.0.0/16 chosen from the tag. Everything is removed by ``destroy``.
+"""
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class HostNetwork:
+    """A bridge plus one namespace (with a veth on the bridge) per host."""
+
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(3)
+        self.bridge = f"aiobr{self.tag}"
+        self.subnet = f"10.219.{10 + int(self.tag, 16) % 240}"
+        self.namespaces: list[str] = []
+        self._made_bridge = False
+
+    def add_host(self, index: int) -> tuple[str, str]:
+        """Create host *index*'s namespace; return (namespace, its address)."""
+        if not self._made_bridge:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            self._made_bridge = True
+            _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+        ns = f"aio{self.tag}n{index}"
+        _ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        host_end, ns_end = f"aio{self.tag}h{index}", f"aio{self.tag}c{index}"
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", ns_end, "netns", ns)
+        _ip("link", "set", host_end, "master", self.bridge, "up")
+        address = f"{self.subnet}.{index + 1}"
+        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", ns_end)
+        _ip("-n", ns, "link", "set", ns_end, "up")
+        _ip("-n", ns, "link", "set", "lo", "up")
+        return ns, address
+
+    @staticmethod
+    def wrap(namespace: str, argv: list[str]) -> list[str]:
+        """*argv* run inside *namespace*'s network only."""
+        return ["nsenter", f"--net=/run/netns/{namespace}", "--", *argv]
+
+    def names(self) -> list[tuple[str, str]]:
+        """(kind, name) of everything made, for the leftovers record."""
+        made = [("netns", ns) for ns in self.namespaces]
+        return made + ([("bridge", self.bridge)] if self._made_bridge else [])
+
+    def destroy(self) -> None:
+        """Remove namespaces (their veth ends go with them) and the bridge."""
+        remove(self.names())
+        self.namespaces = []
+        self._made_bridge = False
+
+
+def remove(names: list[tuple[str, str]]) -> None:
+    for kind, name in names:
+        if kind == "netns":
+            _ip("netns", "del", name, check=False)
+        elif kind == "bridge":
+            _ip("link", "del", name, check=False)
+
+
+def available() -> bool:
+    """Whether this machine lets us make namespaces (containers in containers
+    may not)."""
+    probe = f"aio{secrets.token_hex(3)}p"
+    if _ip("netns", "add", probe, check=False).returncode != 0:
+        return False
+    _ip("netns", "del", probe, check=False)
+    return True
