@@ -463,7 +463,7 @@ async def create_volume_snapshot(request: web.Request) -> web.Response:
     async def run(op):
         try:
             if getattr(pool, "atomic_snapshots", False):
-                await proc.run(["btrfs", "-q", "subvolume", "snapshot", "-r", src, target])
+                await pool._snapshot(src, target, readonly=True)
             else:
                 await proc.run(["cp", "-a", "--reflink=auto", "--", src, target])
             d.db.insert("storage_volumes", pool=pool.name, project=row["project"],

@@ -171,6 +171,10 @@ def test_lxc_cli_volume_attach_detach(daemon, client, make_instance, volumes, tm
     lxc("storage", "volume", "attach", "default", "snp-vc", "snp-vcli", "/mnt/vc")
     assert inst.execute(["touch", "/mnt/vc/x"]).exit_code == 0
     assert "/1.0/instances/snp-vcli" in lxc("storage", "volume", "show", "default", "snp-vc")
+    lxc("storage", "volume", "snapshot", "default", "snp-vc", "vs1")
+    assert inst.execute(["rm", "/mnt/vc/x"]).exit_code == 0
+    lxc("storage", "volume", "restore", "default", "snp-vc", "vs1")
+    assert inst.execute(["test", "-e", "/mnt/vc/x"]).exit_code == 0  # same mount, restored
     lxc("storage", "volume", "detach", "default", "snp-vc", "snp-vcli")
     lxc("storage", "volume", "delete", "default", "snp-vc")
 
