@@ -242,3 +242,18 @@ def test_copy_and_snapshots_in_a_project(client, cleanup):
             except pylxd.exceptions.LXDAPIException:
                 pass
         client.projects.get("snpproj").delete()
+
+
+def test_publish_and_copy_an_empty_instance(client, cleanup):
+    """An instance made from no image has no metadata.yaml: publish writes one."""
+    cleanup["instances"] += ["snp-empty", "snp-empty2"]
+    client.instances.create({"name": "snp-empty", "source": {"type": "none"}}, wait=True)
+    _copy(client, cleanup, "snp-empty2", "snp-empty")
+    resp = client.api.images.post(json={"source": {"type": "instance", "name": "snp-empty"},
+                                        "properties": {"os": "empty"}})
+    fp = client.operations.wait_for_operation(resp.json()["operation"]).metadata["fingerprint"]
+    cleanup["images"].append(fp)
+    tar = _export(client, fp)
+    meta = yaml.safe_load(tar.extractfile("metadata.yaml"))
+    assert meta["properties"] == {"os": "empty"} and meta["architecture"]
+    assert "rootfs" in tar.getnames()
