@@ -126,6 +126,11 @@ function configure_tempest_nova_lxd_py {
     while read -r name enabled; do
         iniset "$TEMPEST_CONFIG" compute-feature-enabled "$name" "$enabled"
     done < <(nova_lxd_py_python -m nova_lxd_py.support_matrix --tempest)
+    if [[ "$NOVA_LXD_MULTINODE" != "True" ]]; then
+        # the driver moves instances to another host only
+        iniset "$TEMPEST_CONFIG" compute-feature-enabled resize False
+        iniset "$TEMPEST_CONFIG" compute-feature-enabled cold_migration False
+    fi
     # busybox has no sshd: tempest must not try to log in to servers.
     iniset "$TEMPEST_CONFIG" validation run_validation False
     if [[ -s "$NOVA_LXD_PY_DATA/busybox.id" ]]; then

@@ -112,7 +112,9 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
     tempest = _ini(str(tmp_path / "etc" / "tempest.conf"))
     flags = {k: tempest.get("compute-feature-enabled", k)
              for k in tempest.options("compute-feature-enabled")}
-    assert flags == {k: str(v) for k, v in support_matrix.tempest_flags().items()}
+    expected = {k: str(v) for k, v in support_matrix.tempest_flags().items()}
+    expected.update(resize="False", cold_migration="False")  # one node: nowhere to move
+    assert flags == expected
     assert tempest.get("validation", "run_validation") == "False"
     assert tempest.get("compute", "image_ref") == "0f0e0d0c-0b0a-4909-8807-060504030201"
 
@@ -136,10 +138,29 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
 def test_existing_lxd_instead_of_the_runtime(tmp_path):
     log, files = _run_devstack(tmp_path, NOVA_LXD_USE_RUNTIME="False",
                                NOVA_LXD_ENDPOINT="/var/lib/lxd/unix.socket",
-                               NOVA_LXD_POOL="default")
+                               NOVA_LXD_POOL="default", NOVA_LXD_MULTINODE="True")
     nova = _ini(str(tmp_path / "etc" / "nova.conf"))
     assert nova.get("lxd", "endpoint") == "/var/lib/lxd/unix.socket"
     assert nova.get("lxd", "pool") == "default"
     assert "unit" not in files
     assert "systemctl" not in log
+    tempest = _ini(str(tmp_path / "etc" / "tempest.conf"))
+    assert tempest.get("compute-feature-enabled", "cold_migration") == str(
+        support_matrix.tempest_flags()["cold_migration"])  # NOVA_LXD_MULTINODE=True
 
+
+
+def test_systemd_unit_verifies(tmp_path):
+    """The unit, filled in as the plugin does, passes systemd's own checks."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    with open(os.path.join(REPO, "devstack", "files", "nova-lxd-runtime.service")) as f:
+        unit = (f.read().replace("@BIN_DIR@", os.path.dirname(sys.executable))
+                .replace("@LXD_DIR@", str(tmp_path / "runtime")).replace("@GROUP@", "root"))
+    path = tmp_path / "nova-lxd-runtime.service"
+    path.write_text(unit)
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "nova-lxd-runtime.service" in line]
+    assert not problems, "\n".join(problems)
