@@ -62,7 +62,8 @@ class Daemon(RuntimeDaemon):
         env = dict(os.environ, LXD_DIR=self.lxd_dir)
         argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
         if self.netns:
-            argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--"] + argv
+            # --no-fork: the pid we hold is the daemon itself, so stop() reaches it.
+            argv = ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
