@@ -10,6 +10,10 @@ def _render(d, row: dict) -> dict:
     used += [f"/1.0/profiles/{p['name']}" for p in d.db.select("profiles")
              if any(dev.get("type") == "disk" and dev.get("pool") == row["name"]
                     for dev in p["devices"].values())]
+    for vol in d.db.select("storage_volumes", {"pool": row["name"]}):
+        suffix = "" if vol["project"] == "default" else f"?project={vol['project']}"
+        used.append(f"/1.0/storage-pools/{row['name']}/volumes/{vol['type']}/"
+                    f"{vol['name']}{suffix}")
     return {"name": row["name"], "driver": row["driver"], "description": row["description"],
             "config": row["config"], "status": row["status"], "locations": ["none"],
             "used_by": sorted(used)}
