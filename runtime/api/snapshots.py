@@ -64,11 +64,8 @@ async def update_snapshot(request: web.Request) -> web.Response:
     body = await read_json(request)
     snaps.update(inst, request.match_info["snap"], body, patch=request.method == "PATCH")
 
-    async def done(op):
-        return None
-    return response.async_(d.ops.create("task", "Updating snapshot", done,
-                                        project=inst.project,
-                                        resources={"instances": [inst.url]}))
+    return response.async_(d.ops.completed("Updating snapshot", project=inst.project,
+                                           resources={"instances": [inst.url]}))
 
 
 async def post_snapshot(request: web.Request) -> web.Response:

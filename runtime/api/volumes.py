@@ -527,10 +527,7 @@ async def rename_volume_snapshot(request: web.Request) -> web.Response:
                                     "type": _SNAP_TYPE, "name": srow["name"]},
                 name=f"{row['name']}/{new}")
 
-    async def done(op):
-        return None
-    return response.async_(d.ops.create("task", "Renaming storage volume snapshot", done,
-                                        project=proj))
+    return response.async_(d.ops.completed("Renaming storage volume snapshot", project=proj))
 
 
 async def delete_volume_snapshot(request: web.Request) -> web.Response:
