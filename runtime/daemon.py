@@ -177,7 +177,9 @@ class Daemon:
             if _socket_alive(sock):
                 raise SystemExit(f"another daemon is already listening on {sock}")
             os.unlink(sock)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Open websockets (events, exec) must not hold a shutdown for aiohttp's 60 s.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=1.0)
         await runner.setup()
         site = web.UnixSite(runner, sock)
         await site.start()

@@ -18,62 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import datetime
 import hashlib
-import ipaddress
 import logging
 import os
 import re
-import socket
 import ssl
 
 from aiohttp import web
+
+from runtime.certs import generate_in_child, generate_keypair  # noqa: F401 - re-exported
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PORT = 8443
 # Forward-secret AEAD suites only (TLS 1.3 suites are fixed by OpenSSL and all fine).
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-
-
-# Key pair ----------------------------------------------------------------------
-def generate_keypair(crt_path: str, key_path: str, cn: str | None = None) -> None:
-    """A self-signed EC P-384 certificate like LXD's, valid for ten years."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    host = socket.gethostname()
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "linuxcontainers.org"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn or f"root@{host}")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    san = [x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-           x509.IPAddress(ipaddress.ip_address("::1"))]
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName(san), critical=False)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                         content_commitment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(key, hashes.SHA384()))
-    fd = os.open(key_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.TraditionalOpenSSL,
-                                  serialization.NoEncryption()))
-    with open(crt_path + ".tmp", "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(key_path + ".tmp", key_path)
-    os.replace(crt_path + ".tmp", crt_path)
 
 
 def pem_to_der(pem: str | bytes) -> bytes:
@@ -156,7 +114,7 @@ class TLS:
         self.d = daemon
         p = daemon.paths
         if not (os.path.exists(p.server_crt) and os.path.exists(p.server_key)):
-            generate_keypair(p.server_crt, p.server_key)
+            generate_in_child(p.server_crt, p.server_key)
             LOG.info("generated server certificate %s", p.server_crt)
         with open(p.server_crt) as f:
             self.cert_pem = f.read()
