@@ -34,6 +34,7 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
+from nova_lxd_py import runtime_api
 from nova_lxd_py import vif as vifs
 
 CONF = nova.conf.CONF
@@ -54,7 +55,7 @@ STATUS_TO_POWER = {
     111: power_state.RUNNING,    # Thawed
 }
 
-UUID_KEY = "user.nova_instance_uuid"
+UUID_KEY = runtime_api.UUID_KEY
 SUSPENDED_KEY = "user.nova_suspended"
 RESCUE_SUFFIX = "-rescue"
 RESCUE_MOUNT = "/mnt/rescue"
@@ -89,20 +90,16 @@ class LXDDriver(driver.ComputeDriver):
         self._pool = CONF.lxd.pool
         self._root_quota = False
         self._op_timeout = CONF.lxd.operation_timeout
+        self._rt = runtime_api.RuntimeAPI(self._clients, self._op_timeout)
         self._console_max = CONF.lxd.console_log_max_bytes
         self._config_drive_dir = CONF.lxd.config_drive_dir
         self._images = images.ImageStore(self._clients, glance.API(),
                                          CONF.lxd.image_cache_dir)
 
     # -- connection ------------------------------------------------------------
-    @property
-    def client(self):
-        return self._clients.get()
-
     def init_host(self, host: str) -> None:
         """Connect, check the runtime speaks what we need, learn the pool."""
-        client = self.client
-        info = client.host_info
+        info = self._rt.client.host_info
         missing = [ext for ext in REQUIRED_EXTENSIONS
                    if ext not in (info.get("api_extensions") or [])]
         if missing:
@@ -110,7 +107,7 @@ class LXDDriver(driver.ComputeDriver):
                                                 missing=", ".join(missing))
         self._pool = self._pool or self._profile_pool() or "default"
         try:
-            pool = client.api["storage-pools"][self._pool].get().json()["metadata"]
+            pool = self._rt.pool(self._pool)
         except lxd_exceptions.NotFound:
             raise exception.RuntimeConfigError(
                 reason=f"storage pool {self._pool!r} does not exist in the runtime")
@@ -127,7 +124,7 @@ class LXDDriver(driver.ComputeDriver):
     def _profile_pool(self) -> str | None:
         for name in reversed(self._profiles):
             try:
-                profile = self.client.api.profiles[name].get().json()["metadata"]
+                profile = self._rt.api.profiles[name].get().json()["metadata"]
             except lxd_exceptions.NotFound:
                 raise exception.RuntimeConfigError(
                     reason=f"profile {name!r} from [lxd] profiles does not exist")
@@ -136,102 +133,38 @@ class LXDDriver(driver.ComputeDriver):
                     return device.get("pool")
         return None
 
-    # -- runtime helpers ---------------------------------------------------------
-    def _wait(self, response) -> dict:
-        """Wait for the operation of an async response; raise on failure.
-
-        Returns the operation's own metadata (e.g. ``fingerprint`` of a
-        publish), or a sync response's metadata."""
-        body = response.json()
-        if body.get("type") != "async":
-            return body.get("metadata") or {}
-        op_id = body["operation"].rsplit("/", 1)[-1]
-        deadline = time.monotonic() + self._op_timeout
-        while True:
-            left = max(1, int(deadline - time.monotonic()))
-            op = self.client.api.operations[op_id].wait.get(
-                params={"timeout": min(left, 30)}, timeout=min(left, 30) + 10).json()
-            meta = op.get("metadata") or {}
-            status = meta.get("status_code", 0)
-            if status == 200:
-                return meta.get("metadata") or {}
-            if status >= 400 or meta.get("status") == "Failure":
-                raise lxd_exceptions.LXDAPIException(_FakeResponse(meta.get("err")))
-            if time.monotonic() > deadline:
-                raise nova_exception.NovaException(
-                    f"runtime operation {op_id} did not finish in {self._op_timeout}s")
-
-    def _get(self, name: str) -> dict | None:
-        try:
-            return self.client.api.instances[name].get().json()["metadata"]
-        except lxd_exceptions.NotFound:
-            return None
-
-    def _state(self, name: str) -> dict | None:
-        try:
-            return self.client.api.instances[name].state.get().json()["metadata"]
-        except lxd_exceptions.NotFound:
-            return None
-
-    def _action(self, name: str, action: str, timeout: int = 30, force: bool = True) -> None:
-        response = self.client.api.instances[name].state.put(
-            json={"action": action, "timeout": timeout, "force": force},
-            timeout=max(timeout, 0) + 30)
-        self._wait(response)
-
-    def _status(self, name: str) -> int | None:
-        state = self._state(name)
-        return state.get("status_code") if state else None
-
     def _require(self, instance: Any) -> dict:
-        data = self._get(instance.name)
+        data = self._rt.get(instance.name)
         if data is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
         return data
 
-    def _patch_config(self, name: str, config: dict[str, str]) -> None:
-        self._wait(self.client.api.instances[name].patch(json={"config": config}))
-
-    def _delete_container(self, name: str) -> None:
-        if self._get(name) is None:
-            return
-        if self._status(name) not in (102, None):
-            with contextlib.suppress(lxd_exceptions.LXDAPIException):
-                self._action(name, "stop", timeout=-1, force=True)
-        try:
-            self._wait(self.client.api.instances[name].delete())
-        except lxd_exceptions.NotFound:
-            pass
-
     # -- inventory -----------------------------------------------------------------
     def list_instances(self) -> list[str]:
         """Names of the containers this driver made (others are left alone)."""
-        return [i["name"] for i in self._owned()]
+        return [i["name"] for i in self._rt.owned()]
 
     def list_instance_uuids(self) -> list[str]:
-        return [i["config"][UUID_KEY] for i in self._owned()]
-
-    def _owned(self) -> list[dict]:
-        data = self.client.api.instances.get(params={"recursion": 1}).json()["metadata"]
-        return [i for i in data if UUID_KEY in (i.get("config") or {})]
+        return [i["config"][UUID_KEY] for i in self._rt.owned()]
 
     def instance_exists(self, instance: Any) -> bool:
-        return self._get(instance.name) is not None
+        return self._rt.get(instance.name) is not None
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
-        data = self._get(instance.name)
+        data = self._rt.get(instance.name)
         if data is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
         status = data.get("status_code")
         state = STATUS_TO_POWER.get(status, power_state.NOSTATE)
         if state == power_state.PAUSED and (data.get("config") or {}).get(SUSPENDED_KEY):
             state = power_state.SUSPENDED
-        if state == power_state.SHUTDOWN and self._status(instance.name + RESCUE_SUFFIX) == 103:
-            state = power_state.RUNNING
+        rescue = instance.name + RESCUE_SUFFIX
+        if state == power_state.SHUTDOWN and self._rt.status(rescue) == runtime_api.RUNNING:
+            state = power_state.RUNNING  # rescued: nova expects the instance up
         return hardware.InstanceInfo(state=state, internal_id=instance.name)
 
     def get_num_instances(self) -> int:
-        return len(self._owned())
+        return len(self._rt.owned())
 
     # -- spawn -------------------------------------------------------------------
     def spawn(self, context, instance, image_meta, injected_files, admin_password,
@@ -241,38 +174,30 @@ class LXDDriver(driver.ComputeDriver):
         if block_device_info and block_device_info.get("block_device_mapping"):
             raise nova_exception.NovaException(
                 "Volumes are not supported by the LXD driver yet")
-        mapping = flavor_mapping.instance_config(
-            flavor_mapping.FlavorView.from_flavor(instance.flavor),
-            flavor_mapping.HostFacts(pool=self._pool or "default",
-                                     root_quota=self._root_quota))
+        network_info = network_info or []
+        config, devices = self._config(instance, network_info)
         start = time.monotonic()
         fingerprint = self._images.ensure(context, image_meta)
-        network_info = network_info or []
         undo: list[Any] = []
         try:
-            devices = dict(mapping.devices)
-            for index, vif in enumerate(network_info):
-                dev_name, dev = vifs.nic_device(index, vif)
-                devices[dev_name] = dev
             if configdrive_required(instance):
                 path = self._config_drive_path(instance)
                 undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
                 configdrive.write_config_drive(instance, path, network_info, injected_files,
                                                admin_password)
                 devices["config-drive"] = configdrive.config_drive_device(path)
-            config = dict(mapping.config)
-            config[UUID_KEY] = instance.uuid
             events = self._neutron_events(network_info) if power_on else []
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
                     error_callback=self._neutron_failed_callback):
                 undo.append(lambda: self.unplug_vifs(instance, network_info))
                 self.plug_vifs(instance, network_info)
-                undo.append(lambda: self._delete_container(name))
-                self._create(name, fingerprint, config, devices)
+                undo.append(lambda: self._rt.delete(name))
+                self._rt.create(self._body(name, config, devices,
+                                           {"type": "image", "fingerprint": fingerprint}))
                 self._push_seed(instance, network_info)
                 if power_on:
-                    self._action(name, "start")
+                    self._rt.action(name, "start")
         except nova_exception.InstanceEventTimeout:
             with excutils.save_and_reraise_exception(reraise=False):
                 self._rollback(undo, instance)
@@ -291,42 +216,27 @@ class LXDDriver(driver.ComputeDriver):
             except Exception:
                 LOG.exception("Rollback step failed", instance=instance)
 
-    def _create(self, name: str, fingerprint: str, config: dict, devices: dict,
-                source: dict | None = None) -> None:
-        body = {
-            "name": name, "type": "container", "profiles": self._profiles,
-            "config": config, "devices": devices,
-            "source": source or {"type": "image", "fingerprint": fingerprint},
-        }
-        try:
-            self._wait(self.client.api.instances.post(json=body))
-        except lxd_exceptions.LXDAPIException as exc:
-            raise exception.RuntimeOperationFailed(action="create", name=name,
-                                                   reason=str(exc)) from exc
+    def _config(self, instance: Any, network_info: Any) -> tuple[dict, dict]:
+        """Instance config and devices from the flavor and the ports."""
+        mapping = flavor_mapping.instance_config(
+            flavor_mapping.FlavorView.from_flavor(instance.flavor),
+            flavor_mapping.HostFacts(pool=self._pool or "default",
+                                     root_quota=self._root_quota))
+        devices = dict(mapping.devices)
+        for index, vif in enumerate(network_info or []):
+            dev_name, dev = vifs.nic_device(index, vif)
+            devices[dev_name] = dev
+        config = dict(mapping.config)
+        config[UUID_KEY] = instance.uuid
+        return config, devices
+
+    def _body(self, name: str, config: dict, devices: dict, source: dict) -> dict:
+        return {"name": name, "type": "container", "profiles": self._profiles,
+                "config": config, "devices": devices, "source": source}
 
     def _push_seed(self, instance: Any, network_info: Any) -> None:
-        files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
-                                          network_info)
-        api = self.client.api.instances[instance.name].files
-        made: set[str] = set()
-        for path, data in files.items():
-            self._mkdirs(api, os.path.dirname(path), made)
-            api.post(params={"path": path}, data=data,
-                     headers={"X-LXD-type": "file", "X-LXD-mode": "0600",
-                              "X-LXD-uid": "0", "X-LXD-gid": "0"})
-
-    @staticmethod
-    def _mkdirs(api, path: str, made: set[str]) -> None:
-        parts = [p for p in path.split("/") if p]
-        current = ""
-        for part in parts:
-            current += "/" + part
-            if current in made:
-                continue
-            with contextlib.suppress(lxd_exceptions.LXDAPIException):
-                api.post(params={"path": current},
-                         headers={"X-LXD-type": "directory", "X-LXD-mode": "0755"})
-            made.add(current)
+        self._rt.push_files(instance.name, configdrive.nocloud_files(
+            instance, configdrive.hostname_for(instance), network_info))
 
     def _config_drive_path(self, instance: Any) -> str:
         return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
@@ -348,13 +258,13 @@ class LXDDriver(driver.ComputeDriver):
         """Stop the container; with destroy_disks its root filesystem goes too
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
-        self._delete_container(name + RESCUE_SUFFIX)
-        data = self._get(name)
+        self._rt.delete(name + RESCUE_SUFFIX)
+        data = self._rt.get(name)
         if data is not None:
             if destroy_disks:
-                self._delete_container(name)
-            elif self._status(name) != 102:
-                self._action(name, "stop", timeout=-1, force=True)
+                self._rt.delete(name)
+            elif self._rt.status(name) != runtime_api.STOPPED:
+                self._rt.action(name, "stop", timeout=-1, force=True)
         else:
             LOG.warning("Container %s was already gone", name, instance=instance)
         self.cleanup(context, instance, network_info, block_device_info,
@@ -372,7 +282,7 @@ class LXDDriver(driver.ComputeDriver):
         if destroy_vifs:
             self.unplug_vifs(instance, network_info or [])
         if destroy_disks:
-            self._delete_container(instance.name)
+            self._rt.delete(instance.name)
             shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
                           ignore_errors=True)
 
@@ -382,40 +292,40 @@ class LXDDriver(driver.ComputeDriver):
         name = instance.name
         self._require(instance)
         self._clear_suspended(instance)
-        status = self._status(name)
-        if status == 110:
-            self._action(name, "unfreeze")
-        if status == 102:
-            self._action(name, "start")
+        status = self._rt.status(name)
+        if status == runtime_api.FROZEN:
+            self._rt.action(name, "unfreeze")
+        if status == runtime_api.STOPPED:
+            self._rt.action(name, "start")
         elif reboot_type == "SOFT":
             try:
-                self._action(name, "restart", timeout=CONF.shutdown_timeout, force=False)
+                self._rt.action(name, "restart", timeout=CONF.shutdown_timeout, force=False)
             except lxd_exceptions.LXDAPIException:
                 LOG.warning("Soft reboot timed out, forcing it", instance=instance)
-                self._action(name, "restart", force=True)
+                self._rt.action(name, "restart", force=True)
         else:
-            self._action(name, "restart", force=True)
-        if self._status(name) != 103:
-            self._action(name, "start")
+            self._rt.action(name, "restart", force=True)
+        if self._rt.status(name) != runtime_api.RUNNING:
+            self._rt.action(name, "start")
         LOG.info("Rebooted container %s (%s)", name, reboot_type, instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         name = instance.name
         self._require(instance)
         self._clear_suspended(instance)
-        status = self._status(name)
-        if status == 102:
+        status = self._rt.status(name)
+        if status == runtime_api.STOPPED:
             return
-        if status == 110:
-            self._action(name, "unfreeze")
+        if status == runtime_api.FROZEN:
+            self._rt.action(name, "unfreeze")
         if timeout:
             try:
-                self._action(name, "stop", timeout=timeout, force=False)
+                self._rt.action(name, "stop", timeout=timeout, force=False)
             except lxd_exceptions.LXDAPIException as exc:
                 LOG.warning("Graceful stop did not finish in %ss (%s), forcing it",
                             timeout, exc, instance=instance)
-        if self._status(name) != 102:
-            self._action(name, "stop", timeout=-1, force=True)
+        if self._rt.status(name) != runtime_api.STOPPED:
+            self._rt.action(name, "stop", timeout=-1, force=True)
         LOG.info("Powered off container %s", name, instance=instance)
 
     def power_on(self, context, instance, network_info, block_device_info=None,
@@ -423,12 +333,12 @@ class LXDDriver(driver.ComputeDriver):
         name = instance.name
         self._require(instance)
         self._clear_suspended(instance)
-        status = self._status(name)
-        if status == 110:
-            self._action(name, "unfreeze")
-        elif status != 103:
+        status = self._rt.status(name)
+        if status == runtime_api.FROZEN:
+            self._rt.action(name, "unfreeze")
+        elif status != runtime_api.RUNNING:
             self.plug_vifs(instance, network_info or [])
-            self._action(name, "start")
+            self._rt.action(name, "start")
         LOG.info("Powered on container %s", name, instance=instance)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
@@ -437,39 +347,39 @@ class LXDDriver(driver.ComputeDriver):
 
     def pause(self, instance):
         self._require(instance)
-        if self._status(instance.name) != 110:
-            self._action(instance.name, "freeze")
+        if self._rt.status(instance.name) != runtime_api.FROZEN:
+            self._rt.action(instance.name, "freeze")
         LOG.info("Paused container %s", instance.name, instance=instance)
 
     def unpause(self, instance):
         self._require(instance)
-        if self._status(instance.name) == 110:
-            self._action(instance.name, "unfreeze")
+        if self._rt.status(instance.name) == runtime_api.FROZEN:
+            self._rt.action(instance.name, "unfreeze")
         LOG.info("Unpaused container %s", instance.name, instance=instance)
 
     def suspend(self, context, instance):
         """Containers have no RAM image to save: suspend freezes them and marks
         them so get_info reports SUSPENDED rather than PAUSED."""
         self._require(instance)
-        self._patch_config(instance.name, {SUSPENDED_KEY: "true"})
-        self._action(instance.name, "freeze")
+        self._rt.patch_config(instance.name, {SUSPENDED_KEY: "true"})
+        self._rt.action(instance.name, "freeze")
         LOG.info("Suspended (froze) container %s", instance.name, instance=instance)
 
     def resume(self, context, instance, network_info, block_device_info=None,
                share_info=None):
         self._require(instance)
-        if self._status(instance.name) == 110:
-            self._action(instance.name, "unfreeze")
-        elif self._status(instance.name) == 102:
-            self._action(instance.name, "start")
+        if self._rt.status(instance.name) == runtime_api.FROZEN:
+            self._rt.action(instance.name, "unfreeze")
+        elif self._rt.status(instance.name) == runtime_api.STOPPED:
+            self._rt.action(instance.name, "start")
         self._clear_suspended(instance)
         LOG.info("Resumed container %s", instance.name, instance=instance)
 
     def _clear_suspended(self, instance: Any) -> None:
-        data = self._get(instance.name)
+        data = self._rt.get(instance.name)
         if data and (data.get("config") or {}).get(SUSPENDED_KEY):
             config = {k: v for k, v in data["config"].items() if k != SUSPENDED_KEY}
-            self._wait(self.client.api.instances[instance.name].put(json={
+            self._rt.wait(self._rt.api.instances[instance.name].put(json={
                 "config": config, "devices": data.get("devices") or {},
                 "profiles": data.get("profiles") or [],
                 "architecture": data.get("architecture"),
@@ -479,11 +389,7 @@ class LXDDriver(driver.ComputeDriver):
     # -- console -----------------------------------------------------------------
     def get_console_output(self, context, instance):
         self._require(instance)
-        try:
-            response = self.client.api.instances[instance.name].console.get(is_api=False)
-            data = response.content
-        except lxd_exceptions.LXDAPIException:
-            data = b""
+        data = self._rt.console_log(instance.name)
         return data[-self._console_max:].decode("utf-8", errors="replace")
 
     # -- snapshot -----------------------------------------------------------------
@@ -494,43 +400,36 @@ class LXDDriver(driver.ComputeDriver):
         the image is published from that snapshot, so the instance keeps
         running while the image is built and uploaded."""
         name = instance.name
-        if self._get(name) is None:
+        if self._rt.get(name) is None:
             raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = "nova-snapshot-" + image_id[:8]
-        was_running = self._status(name) == 103
+        was_running = self._rt.status(name) == runtime_api.RUNNING
         if was_running:
-            self._action(name, "freeze")
+            self._rt.action(name, "freeze")
         try:
-            self._wait(self.client.api.instances[name].snapshots.post(
-                json={"name": snap, "stateful": False}))
+            self._rt.snapshot(name, snap)
         finally:
             if was_running:
-                self._action(name, "unfreeze")
+                self._rt.action(name, "unfreeze")
         try:
-            meta = self._wait(self.client.api.images.post(json={
-                "source": {"type": "snapshot", "name": f"{name}/{snap}"},
-                "public": False,
-                "properties": {"description": f"snapshot of {instance.uuid}"}}))
+            fingerprint = self._rt.publish_snapshot(name, snap,
+                                                    f"snapshot of {instance.uuid}")
         finally:
-            with contextlib.suppress(lxd_exceptions.LXDAPIException):
-                self._wait(self.client.api.instances[name].snapshots[snap].delete())
-        fingerprint = meta["fingerprint"]
+            self._rt.delete_snapshot(name, snap)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)
         glance_api = glance.API()
         image_meta = {"disk_format": "raw", "container_format": "bare",
                       "properties": {"hypervisor_type": "lxd", "vm_mode": "exe"}}
         try:
-            with contextlib.closing(self.client.api.images[fingerprint].export.get(
-                    stream=True, is_api=False, timeout=self._op_timeout)) as response:
+            with contextlib.closing(self._rt.export(fingerprint, self._op_timeout)) as resp:
                 glance_api.update(context, image_id, image_meta,
-                                  data=_ResponseReader(response))
-            self._images._add_alias(image_id, fingerprint)
+                                  data=runtime_api.ResponseReader(resp))
+            self._images.add_alias(image_id, fingerprint)
         except Exception:  # noqa: BLE001 - drop the image, then re-raise
-            with excutils.save_and_reraise_exception(), contextlib.suppress(
-                    lxd_exceptions.LXDAPIException):
-                self.client.api.images[fingerprint].delete()
+            with excutils.save_and_reraise_exception():
+                self._rt.delete_image(fingerprint)
         LOG.info("Snapshot of %s uploaded as image %s", name, image_id, instance=instance)
 
     # -- rescue ------------------------------------------------------------------
@@ -541,30 +440,28 @@ class LXDDriver(driver.ComputeDriver):
         name = instance.name
         data = self._require(instance)
         source = self._rootfs_path(name, data)
-        if self._status(name) != 102:
-            self._action(name, "stop", timeout=-1, force=True)
+        if self._rt.status(name) != runtime_api.STOPPED:
+            self._rt.action(name, "stop", timeout=-1, force=True)
         fingerprint = self._images.ensure(context, image_meta)
         rescue = name + RESCUE_SUFFIX
-        mapping = flavor_mapping.instance_config(
-            flavor_mapping.FlavorView.from_flavor(instance.flavor),
-            flavor_mapping.HostFacts(pool=self._pool or "default",
-                                     root_quota=self._root_quota))
-        devices = dict(mapping.devices)
+        config, devices = self._config(instance, [])
+        del config[UUID_KEY]  # not an instance of its own: list_instances skips it
         devices["rescue"] = {"type": "disk", "source": source, "path": RESCUE_MOUNT}
         try:
-            self._create(rescue, fingerprint, dict(mapping.config), devices)
-            self._action(rescue, "start")
+            self._rt.create(self._body(rescue, config, devices,
+                                       {"type": "image", "fingerprint": fingerprint}))
+            self._rt.action(rescue, "start")
         except Exception:  # noqa: BLE001 - undo the rescue, then re-raise
             with excutils.save_and_reraise_exception():
-                self._delete_container(rescue)
-                self._action(name, "start")
+                self._rt.delete(rescue)
+                self._rt.action(name, "start")
         LOG.info("Rescued %s in %s", name, rescue, instance=instance)
 
     def unrescue(self, context, instance):
         name = instance.name
-        self._delete_container(name + RESCUE_SUFFIX)
-        if self._status(name) != 103:
-            self._action(name, "start")
+        self._rt.delete(name + RESCUE_SUFFIX)
+        if self._rt.status(name) != runtime_api.RUNNING:
+            self._rt.action(name, "start")
         LOG.info("Unrescued %s", name, instance=instance)
 
     def _rootfs_path(self, name: str, data: dict) -> str:
@@ -574,7 +471,7 @@ class LXDDriver(driver.ComputeDriver):
         the LXD layout under the local runtime's state directory."""
         pool_name = (data.get("expanded_devices") or {}).get("root", {}).get("pool") \
             or self._pool
-        pool = self.client.api["storage-pools"][pool_name].get().json()["metadata"]
+        pool = self._rt.pool(pool_name)
         source = (pool.get("config") or {}).get("source")
         if not source and self._endpoint.is_unix:
             state_dir = os.path.dirname(self._endpoint.url.removeprefix("unix://"))
@@ -595,16 +492,13 @@ class LXDDriver(driver.ComputeDriver):
             raise nova_exception.InstanceFaultRollback(nova_exception.NovaException(
                 "Volumes are not supported by the LXD driver yet"))
         try:
-            host = self.client.api.get().json()["metadata"]
+            host = self._rt.server()
             migrations.https_url(host)
         except migrations.NoHTTPSAddress as exc:
             raise nova_exception.InstanceFaultRollback(
                 nova_exception.MigrationPreCheckError(reason=str(exc)))
         self.power_off(instance, timeout, retry_interval)
-        response = self.client.api.instances[name].post(json={"migration": True})
-        body = response.json()
-        op_id = body["operation"].rsplit("/", 1)[-1]
-        secrets = (body.get("metadata") or {}).get("metadata") or {}
+        op_id, secrets = self._rt.offer_migration(name)
         LOG.info("Offered container %s for migration to %s", name, dest, instance=instance)
         return migrations.offer(op_id, secrets, host)
 
@@ -613,26 +507,17 @@ class LXDDriver(driver.ComputeDriver):
                          power_on=True, share_info=None):
         """Pull the container from the source runtime with the (new) flavor."""
         name = instance.name
-        mapping = flavor_mapping.instance_config(
-            flavor_mapping.FlavorView.from_flavor(instance.flavor),
-            flavor_mapping.HostFacts(pool=self._pool or "default",
-                                     root_quota=self._root_quota))
-        devices = dict(mapping.devices)
-        for index, vif in enumerate(network_info or []):
-            dev_name, dev = vifs.nic_device(index, vif)
-            devices[dev_name] = dev
-        config = dict(mapping.config)
-        config[UUID_KEY] = instance.uuid
+        config, devices = self._config(instance, network_info)
         body = migrations.target_body(name, disk_info, self._profiles, config, devices)
         undo: list[Any] = []
         try:
             undo.append(lambda: self.unplug_vifs(instance, network_info))
             self.plug_vifs(instance, network_info or [])
-            undo.append(lambda: self._delete_container(name))
-            self._wait(self.client.api.instances.post(json=body))
+            undo.append(lambda: self._rt.delete(name))
+            self._rt.create(body)
             self._push_seed(instance, network_info or [])
             if power_on:
-                self._action(name, "start")
+                self._rt.action(name, "start")
         except Exception:  # noqa: BLE001 - roll back whatever failed, then re-raise
             with excutils.save_and_reraise_exception():
                 self._rollback(undo, instance)
@@ -641,7 +526,7 @@ class LXDDriver(driver.ComputeDriver):
 
     def confirm_migration(self, context, migration, instance, network_info):
         """The move is final: drop the stopped source container."""
-        self._delete_container(instance.name)
+        self._rt.delete(instance.name)
         self.unplug_vifs(instance, network_info or [])
 
     def finish_revert_migration(self, context, instance, network_info, migration,
@@ -667,19 +552,16 @@ class LXDDriver(driver.ComputeDriver):
 
     # -- host -----------------------------------------------------------------------
     def _host_resources(self) -> host_info.HostResources:
-        client = self.client
         pool_name = self._pool or "default"
         try:
-            resources = client.api.resources.get().json()["metadata"]
-            pool = client.api["storage-pools"][pool_name].resources.get().json()["metadata"]
+            resources, pool = self._rt.resources(pool_name)
         except lxd_exceptions.LXDAPIException:
             if not self._endpoint.is_unix:
                 raise
             # A local runtime without the resources API: measure this host.
             source = None
             with contextlib.suppress(lxd_exceptions.LXDAPIException):
-                source = (client.api["storage-pools"][pool_name].get().json()["metadata"]
-                          .get("config") or {}).get("source")
+                source = (self._rt.pool(pool_name).get("config") or {}).get("source")
             resources, pool = host_info.local_resources(
                 source if source and os.path.isdir(source) else CONF.state_path)
         return host_info.host_resources(resources, pool)
@@ -692,7 +574,7 @@ class LXDDriver(driver.ComputeDriver):
 
     def get_available_resource(self, nodename):
         res = self._host_resources()
-        env = self.client.host_info.get("environment") or {}
+        env = self._rt.client.host_info.get("environment") or {}
         return host_info.available_resource(
             res, nodename, host_info.version_int(env.get("server_version")),
             self._node_uuid)
@@ -736,43 +618,3 @@ def configdrive_required(instance: Any) -> bool:
     from nova.virt import configdrive as nova_configdrive
 
     return nova_configdrive.required_by(instance)
-
-
-class _FakeResponse:
-    """Enough of a requests.Response for pylxd's exception from an op error."""
-
-    status_code = 500
-
-    def __init__(self, error: str | None):
-        self._error = error or "operation failed"
-
-    def json(self) -> dict:
-        return {"error": self._error}
-
-    @property
-    def content(self) -> bytes:
-        return self._error.encode()
-
-
-class _ResponseReader:
-    """File-like view of a streamed export, so Glance uploads it in chunks."""
-
-    def __init__(self, response):
-        self._iter = response.iter_content(chunk_size=1024 * 1024)
-        self._buf = b""
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buf) < size:
-            try:
-                self._buf += next(self._iter)
-            except StopIteration:
-                break
-        if size < 0:
-            data, self._buf = self._buf, b""
-        else:
-            data, self._buf = self._buf[:size], self._buf[size:]
-        return data
-
-    def __iter__(self):
-        while chunk := self.read(1024 * 1024):
-            yield chunk

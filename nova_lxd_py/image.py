@@ -187,7 +187,7 @@ class ImageStore:
                 fingerprint = self._import(image_meta, disk_format, path)
             finally:
                 os.unlink(path)
-            self._add_alias(image_id, fingerprint)
+            self.add_alias(image_id, fingerprint)
             return fingerprint
 
     def _import(self, image_meta: Any, disk_format: str, path: str) -> str:
@@ -232,7 +232,7 @@ class ImageStore:
                                              reason=f"the runtime refused it: {exc}")
         return image.fingerprint
 
-    def _add_alias(self, alias: str, fingerprint: str) -> None:
+    def add_alias(self, alias: str, fingerprint: str) -> None:
         client = self._clients.get()
         try:
             client.api.images.aliases.post(json={

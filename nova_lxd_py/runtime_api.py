@@ -1,0 +1,218 @@
+"""Small, typed calls on the runtime's REST API, shared by the driver.
+
+pylxd's models re-read objects and hide operation errors in places; the
+driver needs a handful of exact calls (state changes with timeouts, waits
+with a deadline, file pushes) and clear errors, so they live here, on top
+of pylxd's raw API nodes and one shared client.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from pylxd import exceptions as lxd_exceptions
+
+from nova import exception as nova_exception
+from nova_lxd_py import exception
+
+# LXD status codes the driver looks at.
+STOPPED, RUNNING, FROZEN = 102, 103, 110
+UUID_KEY = "user.nova_instance_uuid"
+
+
+class _OperationError:
+    """Enough of a requests.Response for pylxd's exception from an op error."""
+
+    status_code = 500
+
+    def __init__(self, error: str | None):
+        self._error = error or "operation failed"
+
+    def json(self) -> dict:
+        return {"error": self._error}
+
+    @property
+    def content(self) -> bytes:
+        return self._error.encode()
+
+
+class ResponseReader:
+    """File-like view of a streamed download, so Glance uploads it in chunks."""
+
+    def __init__(self, response, chunk: int = 1024 * 1024):
+        self._iter = response.iter_content(chunk_size=chunk)
+        self._chunk = chunk
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._iter)
+            except StopIteration:
+                break
+        if size < 0:
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def __iter__(self):
+        while chunk := self.read(self._chunk):
+            yield chunk
+
+
+class RuntimeAPI:
+    def __init__(self, clients, op_timeout: int):
+        self._clients = clients
+        self._op_timeout = op_timeout
+
+    @property
+    def client(self):
+        return self._clients.get()
+
+    @property
+    def api(self):
+        return self._clients.get().api
+
+    def wait(self, response) -> dict:
+        """Wait for the operation of an async response; raise on failure.
+
+        Returns the operation's own metadata (e.g. ``fingerprint`` of a
+        publish), or a sync response's metadata."""
+        body = response.json()
+        if body.get("type") != "async":
+            return body.get("metadata") or {}
+        op_id = body["operation"].rsplit("/", 1)[-1]
+        deadline = time.monotonic() + self._op_timeout
+        while True:
+            left = max(1, int(deadline - time.monotonic()))
+            op = self.api.operations[op_id].wait.get(
+                params={"timeout": min(left, 30)}, timeout=min(left, 30) + 10).json()
+            meta = op.get("metadata") or {}
+            status = meta.get("status_code", 0)
+            if status == 200:
+                return meta.get("metadata") or {}
+            if status >= 400 or meta.get("status") == "Failure":
+                raise lxd_exceptions.LXDAPIException(_OperationError(meta.get("err")))
+            if time.monotonic() > deadline:
+                raise nova_exception.NovaException(
+                    f"runtime operation {op_id} did not finish in {self._op_timeout}s")
+
+    def get(self, name: str) -> dict | None:
+        try:
+            return self.api.instances[name].get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def state(self, name: str) -> dict | None:
+        try:
+            return self.api.instances[name].state.get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def status(self, name: str) -> int | None:
+        state = self.state(name)
+        return state.get("status_code") if state else None
+
+    def action(self, name: str, action: str, timeout: int = 30, force: bool = True) -> None:
+        response = self.api.instances[name].state.put(
+            json={"action": action, "timeout": timeout, "force": force},
+            timeout=max(timeout, 0) + 30)
+        self.wait(response)
+
+    def patch_config(self, name: str, config: dict[str, str]) -> None:
+        self.wait(self.api.instances[name].patch(json={"config": config}))
+
+    def create(self, body: dict) -> None:
+        try:
+            self.wait(self.api.instances.post(json=body))
+        except lxd_exceptions.LXDAPIException as exc:
+            raise exception.RuntimeOperationFailed(action="create", name=body["name"],
+                                                   reason=str(exc)) from exc
+
+    def delete(self, name: str) -> None:
+        """Stop (forced) and delete; absent is fine."""
+        if self.get(name) is None:
+            return
+        if self.status(name) not in (STOPPED, None):
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                self.action(name, "stop", timeout=-1, force=True)
+        try:
+            self.wait(self.api.instances[name].delete())
+        except lxd_exceptions.NotFound:
+            pass
+
+    def owned(self) -> list[dict]:
+        """Containers made by this driver (marked with the instance uuid)."""
+        data = self.api.instances.get(params={"recursion": 1}).json()["metadata"]
+        return [i for i in data if UUID_KEY in (i.get("config") or {})]
+
+    def push_files(self, name: str, files: dict[str, bytes], mode: str = "0600") -> None:
+        """Write files (root-owned) into the container, parents included."""
+        api = self.api.instances[name].files
+        made: set[str] = set()
+        for path, data in files.items():
+            self._mkdirs(api, os.path.dirname(path), made)
+            api.post(params={"path": path}, data=data,
+                     headers={"X-LXD-type": "file", "X-LXD-mode": mode,
+                              "X-LXD-uid": "0", "X-LXD-gid": "0"})
+
+    @staticmethod
+    def _mkdirs(api, path: str, made: set[str]) -> None:
+        current = ""
+        for part in (p for p in path.split("/") if p):
+            current += "/" + part
+            if current in made:
+                continue
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                api.post(params={"path": current},
+                         headers={"X-LXD-type": "directory", "X-LXD-mode": "0755"})
+            made.add(current)
+
+    def console_log(self, name: str) -> bytes:
+        try:
+            return self.api.instances[name].console.get(is_api=False).content
+        except lxd_exceptions.LXDAPIException:
+            return b""
+
+    def pool(self, name: str) -> dict:
+        return self.api["storage-pools"][name].get().json()["metadata"]
+
+    def export(self, fingerprint: str, timeout: float):
+        """Streaming response of an image export (close it when done)."""
+        return self.api.images[fingerprint].export.get(stream=True, is_api=False,
+                                                       timeout=timeout)
+
+    def delete_image(self, fingerprint: str) -> None:
+        with contextlib.suppress(lxd_exceptions.LXDAPIException):
+            self.api.images[fingerprint].delete()
+
+    def snapshot(self, name: str, snap: str) -> None:
+        self.wait(self.api.instances[name].snapshots.post(json={"name": snap,
+                                                                "stateful": False}))
+
+    def delete_snapshot(self, name: str, snap: str) -> None:
+        with contextlib.suppress(lxd_exceptions.LXDAPIException):
+            self.wait(self.api.instances[name].snapshots[snap].delete())
+
+    def publish_snapshot(self, name: str, snap: str, description: str) -> str:
+        meta = self.wait(self.api.images.post(json={
+            "source": {"type": "snapshot", "name": f"{name}/{snap}"},
+            "public": False, "properties": {"description": description}}))
+        return meta["fingerprint"]
+
+    def offer_migration(self, name: str) -> tuple[str, dict]:
+        """Start a pull migration source; returns (operation id, secrets)."""
+        body = self.api.instances[name].post(json={"migration": True}).json()
+        op_id = body["operation"].rsplit("/", 1)[-1]
+        return op_id, (body.get("metadata") or {}).get("metadata") or {}
+
+    def server(self) -> dict:
+        """A fresh GET /1.0 (host_info of the client is from connect time)."""
+        return self.api.get().json()["metadata"]
+
+    def resources(self, pool: str) -> tuple[dict, dict]:
+        return (self.api.resources.get().json()["metadata"],
+                self.api["storage-pools"][pool].resources.get().json()["metadata"])
+
