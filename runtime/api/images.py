@@ -151,19 +151,22 @@ async def delete_image(request: web.Request) -> web.Response:
 
 async def export_image(request: web.Request) -> web.StreamResponse:
     d = daemon(request)
-    proj = project(request)
-    row = d.images.get(proj, request.match_info["fingerprint"])
-    fp = row["fingerprint"]
-    name = row["filename"] or fp
-    rootfs = d.images.rootfs_file(fp)
-    if rootfs is None:
-        return web.FileResponse(d.images.file(fp), headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f"attachment; filename={name}"})
+    row = d.images.get(project(request), request.match_info["fingerprint"])
+    return await export_response(request, d.images, row)
+
+
+async def export_response(request: web.Request, store, row: dict) -> web.StreamResponse:
+    """The image as uploaded: one file, or multipart metadata + rootfs (split images)."""
     from aiohttp import MultipartWriter
+    fp = row["fingerprint"]
+    rootfs = store.rootfs_file(fp)
+    if rootfs is None:
+        return web.FileResponse(store.file(fp), headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": f"attachment; filename={row['filename'] or fp}"})
     with MultipartWriter("form-data") as mp:
-        for field, path in (("metadata", d.images.file(fp)), ("rootfs", rootfs)):
-            part = mp.append(open(path, "rb"))
+        for field, path in (("metadata", store.file(fp)), ("rootfs", rootfs)):
+            part = mp.append(open(path, "rb"))  # noqa: SIM115 - the writer closes it
             part.set_content_disposition("form-data", name=field,
                                          filename=os.path.basename(path))
     resp = web.StreamResponse(headers={"Content-Type": mp.content_type})

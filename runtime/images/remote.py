@@ -555,27 +555,8 @@ class RemoteImages:
             raise NotFound("Image not found")
         if len(parts) == 4:
             return response.sync(self.d.images.render(proj, row))
-        return await _export(request, self.d.images, row)
-
-
-async def _export(request: web.Request, store, row: dict) -> web.StreamResponse:
-    """The image file as uploaded: one file, or multipart metadata + rootfs."""
-    fp = row["fingerprint"]
-    rootfs = store.rootfs_file(fp)
-    if rootfs is None:
-        return web.FileResponse(store.file(fp), headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": f"attachment; filename={row['filename'] or fp}"})
-    with aiohttp.MultipartWriter("form-data") as mp:
-        for field, path in (("metadata", store.file(fp)), ("rootfs", rootfs)):
-            part = mp.append(open(path, "rb"))
-            part.set_content_disposition("form-data", name=field,
-                                         filename=os.path.basename(path))
-    resp = web.StreamResponse(headers={"Content-Type": mp.content_type})
-    await resp.prepare(request)
-    await mp.write(resp)
-    await resp.write_eof()
-    return resp
+        from runtime.api.images import export_response
+        return await export_response(request, self.d.images, row)
 
 
 def attach(daemon) -> None:
