@@ -23,7 +23,6 @@ import os
 import ssl
 import time
 import urllib.parse
-import urllib.request
 
 import aiohttp
 from aiohttp import web
@@ -81,6 +80,7 @@ class Remote:
 
     # Synchronous lookups (small JSON documents) --------------------------------
     def _get_json(self, path: str) -> dict:
+        import urllib.request  # lazily: only remote lookups need it (daemon RSS)
         req = urllib.request.Request(self.server + path, headers={"Accept": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=LOOKUP_TIMEOUT, context=self.ssl) as resp:
@@ -252,6 +252,7 @@ class UrlRemote(Remote):
         self.ssl = ssl.create_default_context() if url.startswith("https") else None
 
     def lookup(self) -> dict:
+        import urllib.request
         req = urllib.request.Request(self.url, method="HEAD")
         try:
             with urllib.request.urlopen(req, timeout=LOOKUP_TIMEOUT, context=self.ssl) as resp:
