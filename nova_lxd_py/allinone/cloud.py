@@ -11,9 +11,10 @@ host and one real runtime daemon per host. We host that machinery in one
 we run on exit; it never runs as a test.
 
 What is added on top for operators: the Compute API served on a real
-loopback TCP port (``noauth``: every request is an administrator) and a small
-Glance v2 image API on another port over the in-process image stand-in, so
-ordinary HTTP clients (python-novaclient, curl) can drive the cloud.
+loopback TCP port (``noauth``: every request is an administrator), a small
+Glance v2 image API on another port over the in-process image stand-in, and
+an Identity v3 token stand-in whose catalog lists both, so ordinary clients
+(the ``nova`` CLI, python-novaclient, keystoneauth, curl) can drive the cloud.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from typing import Any
 from unittest import mock
 from wsgiref import simple_server
 
-from nova_lxd_py.allinone import glance_api, leftovers, network
+from nova_lxd_py.allinone import glance_api, identity, leftovers, network
 from nova_lxd_py.allinone.runtimes import Runtime
 
 PROJECT_ID = "aio"
@@ -107,12 +108,14 @@ class Cloud:
     """Nova API, conductor, scheduler, placement and N LXD compute hosts."""
 
     def __init__(self, state_dir: str, hosts: tuple[str, ...] = ("aio-host1", "aio-host2"),
-                 api_port: int = 0, image_port: int = 0, netns: bool = True,
+                 api_port: int = 0, image_port: int = 0, identity_port: int = 0,
+                 netns: bool = True,
                  progress: Callable[[str], None] = print):
         self.state_dir = state_dir
         self.hosts = hosts
         self.api_port = api_port
         self.image_port = image_port
+        self.identity_port = identity_port
         self.progress = progress
         self.netns = netns
         self.network: network.HostNetwork | None = None
@@ -122,6 +125,7 @@ class Cloud:
         self.servers: list[simple_server.WSGIServer] = []
         self.compute_url = ""
         self.image_url = ""
+        self.identity_url = ""
 
     # -- start -------------------------------------------------------------------
     def start(self) -> None:
@@ -182,10 +186,15 @@ class Cloud:
                           f"{self.runtimes[host].socket})")
         api = serve(noauth(case.api_fixture.app()), self.api_port)
         images = serve(glance_api.GlanceV2(glance, PROJECT_ID), self.image_port)
-        self.servers = [api, images]
         self.compute_url = f"http://127.0.0.1:{api.server_port}/v2.1"
         self.image_url = f"http://127.0.0.1:{images.server_port}"
-        self.progress(f"Compute API on {self.compute_url}, image API on {self.image_url}")
+        keystone = serve(identity.IdentityV3({"compute": self.compute_url,
+                                              "image": self.image_url}, PROJECT_ID),
+                         self.identity_port)
+        self.identity_url = f"http://127.0.0.1:{keystone.server_port}/v3"
+        self.servers = [api, images, keystone]
+        self.progress(f"Compute API on {self.compute_url}, image API on {self.image_url}, "
+                      f"identity on {self.identity_url}")
 
     def _start_compute(self, host: str) -> None:
         from oslo_utils import uuidutils

@@ -29,6 +29,10 @@ MEMORY_CMD = ("cat /sys/fs/cgroup/memory.max 2>/dev/null || "
               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
+CREDENTIALS = {"username": "admin", "password": "aio", "project_name": "aio",
+               "user_domain_id": "default", "project_domain_id": "default"}
+
+
 class Interrupted(Exception):
     """SIGTERM or SIGINT: stop what we do and clean up."""
 
@@ -76,14 +80,17 @@ def cold_migration_supported() -> tuple[bool, str]:
 class Operator:
     """What an operator does, over HTTP only."""
 
-    def __init__(self, compute_url: str, image_url: str):
-        from keystoneauth1 import noauth, session
+    def __init__(self, identity_url: str):
+        from keystoneauth1 import session
+        from keystoneauth1.identity import v3
         from novaclient import client as nova_client
 
-        self.session = session.Session(auth=noauth.NoAuth())
-        self.nova = nova_client.Client(COMPUTE_API_VERSION, session=self.session,
-                                       endpoint_override=compute_url)
-        self.image_url = image_url
+        # Logs in like any operator; endpoints come from the catalog.
+        auth = v3.Password(auth_url=identity_url, **CREDENTIALS)
+        self.session = session.Session(auth=auth)
+        self.nova = nova_client.Client(COMPUTE_API_VERSION, session=self.session)
+        self.image_url = self.session.get_endpoint(service_type="image",
+                                                   interface="public").rstrip("/")
 
     # -- images ------------------------------------------------------------------
     def upload_image(self, name: str, path: str, disk_format: str) -> dict:
@@ -167,7 +174,7 @@ class Demo:
         return runtime.client().instances.get(container_of(server))
 
     def run(self) -> None:
-        op = self.op = Operator(self.cloud.compute_url, self.cloud.image_url)
+        op = self.op = Operator(self.cloud.identity_url)
         with step("uploading the bundled busybox image to the image service"):
             image = op.upload_image("aio-busybox", BUSYBOX, "raw")
             say(f"  image {image['id']} ({image['disk_format']}, {image['size']} bytes, "
@@ -288,6 +295,11 @@ class Demo:
     def delete_servers(self) -> None:
         if not self.op:
             return
+        # Also what an operator booted by hand on a kept cloud.
+        with contextlib.suppress(Exception):
+            known = {s.id for s in self.servers}
+            self.servers += [s for s in self.op.nova.servers.list(
+                search_opts={"all_tenants": 1}) if s.id not in known]
         with step(f"deleting {len(self.servers)} servers through the Compute API"):
             for server in self.servers:
                 with contextlib.suppress(Exception):
@@ -301,20 +313,21 @@ class Demo:
 
 
 def how_to_talk(cloud: Cloud) -> str:
-    python = sys.executable
+    bin_dir = os.path.dirname(sys.executable)
+    env = (f"export OS_AUTH_URL={cloud.identity_url} OS_USERNAME={CREDENTIALS['username']} "
+           f"OS_PASSWORD={CREDENTIALS['password']} OS_PROJECT_NAME={CREDENTIALS['project_name']} "
+           "OS_USER_DOMAIN_ID=default OS_PROJECT_DOMAIN_ID=default "
+           f"OS_COMPUTE_API_VERSION={COMPUTE_API_VERSION}")
     lines = [
         "The cloud stays up until you press Ctrl-C (or kill -TERM " + str(os.getpid()) + ").",
-        f"  Compute API (no Keystone: every caller is admin): {cloud.compute_url}",
-        f"    curl -s {cloud.compute_url}/servers/detail | python3 -m json.tool",
-        f"    curl -s -H 'OpenStack-API-Version: compute {COMPUTE_API_VERSION}' "
-        f"{cloud.compute_url}/os-hypervisors/detail",
-        f"    {python} -c \"from keystoneauth1 import noauth, session; "
-        "from novaclient import client; "
-        f"nova = client.Client('{COMPUTE_API_VERSION}', session=session.Session("
-        f"auth=noauth.NoAuth()), endpoint_override='{cloud.compute_url}'); "
-        "print([(s.name, s.status, getattr(s, 'OS-EXT-SRV-ATTR:host')) "
-        "for s in nova.servers.list()])\"",
-        f"  Image API (a Glance v2 subset): curl -s {cloud.image_url}/v2/images",
+        f"  Identity (a token stand-in, any password): {cloud.identity_url}",
+        f"  Compute API: {cloud.compute_url}    image API: {cloud.image_url}/v2/images",
+        f"    {env}",
+        f"    {bin_dir}/nova list --fields name,status,OS-EXT-SRV-ATTR:host",
+        f"    {bin_dir}/nova hypervisor-list",
+        "    openstack server list     (if python-openstackclient is installed)",
+        f"    curl -s {cloud.compute_url}/servers/detail       (no token needed: noauth)",
+        f"    curl -s {cloud.image_url}/v2/images",
     ]
     for host, runtime in cloud.runtimes.items():
         lines.append(f"  {host} runtime: LXD_DIR={runtime.lxd_dir} lxc list   "
@@ -341,6 +354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: each in its own, joined by a bridge)")
     parser.add_argument("--api-port", type=int, default=0,
                         help="Compute API port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--identity-port", type=int, default=0,
+                        help="identity (token stand-in) port on 127.0.0.1 (default: any)")
     parser.add_argument("--image-port", type=int, default=0,
                         help="image API port on 127.0.0.1 (default: any free port)")
     return parser.parse_args(argv)
@@ -362,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _raise_interrupted)
     started = time.monotonic()
     cloud = Cloud(args.state_dir, api_port=args.api_port, image_port=args.image_port,
-                  netns=args.netns, progress=lambda m: say("  " + m))
+                  identity_port=args.identity_port, netns=args.netns,
+                  progress=lambda m: say("  " + m))
     demo = Demo(cloud, args)
     status = 0
     try:

@@ -2,8 +2,9 @@
 
 One run covers the whole story (a cloud start costs seconds, a second one
 would double this test's time): the demo's own steps and table, then the kept
-cloud answers an operator over HTTP and through the runtime's ``lxc`` CLI,
-then Ctrl-C stops it and nothing is left: no daemons, containers or state.
+cloud answers an operator over HTTP, through the ``nova`` CLI (logged in at
+the identity stand-in: boot, list) and each host runtime's ``lxc`` CLI, then
+Ctrl-C stops it and nothing is left: no daemons, containers or state.
 Run as root (real containers), under pytest: the demo is a subprocess.
 """
 from __future__ import annotations
@@ -133,7 +134,7 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
     assert elapsed < 240, f"the demo took {elapsed:.0f} s"
 
     # The kept cloud answers over HTTP...
-    url = re.search(r"Compute API \(.*\): (http://127\.0\.0\.1:\d+/v2\.1)", out).group(1)
+    url = re.search(r"Compute API: (http://127\.0\.0\.1:\d+/v2\.1)", out).group(1)
     request = urllib.request.Request(url + "/servers/detail",
                                      headers={"OpenStack-API-Version": "compute 2.96"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -143,8 +144,20 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
     assert {s["status"] for s in servers} == {"ACTIVE"}
     image_url = re.search(r"curl -s (http://127\.0\.0\.1:\d+/v2/images)", out).group(1)
     with urllib.request.urlopen(image_url, timeout=30) as response:
-        names = {i["name"] for i in json.load(response)["images"]}
-    assert names == {"aio-busybox", "aio-snapshot"}
+        images = json.load(response)["images"]
+    assert {i["name"] for i in images} == {"aio-busybox", "aio-snapshot"}
+    # ...to the nova CLI, logged in through the identity stand-in...
+    exports = re.search(r"export (OS_AUTH_URL=.*)", out).group(1).split()
+    cli_env = dict(os.environ, **dict(e.split("=", 1) for e in exports))
+    busybox = next(i["id"] for i in images if i["name"] == "aio-busybox")
+    nova = [os.path.join(os.path.dirname(sys.executable), "nova")]
+    booted = subprocess.run(nova + ["boot", "--image", busybox, "--flavor", "aio.small",
+                                    "--nic", "none", "--poll", "aio-cli"], env=cli_env,
+                            capture_output=True, text=True, timeout=120)
+    assert booted.returncode == 0, booted.stdout + booted.stderr
+    listed = subprocess.run(nova + ["list", "--fields", "name,status"], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert re.search(r"\| aio-cli\s+\| ACTIVE", listed.stdout), listed.stdout + listed.stderr
     # ...and each host's runtime to the stock lxc CLI.
     running = 0
     for host in ("aio-host1", "aio-host2"):
@@ -152,7 +165,7 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
         listed = subprocess.run(["lxc", "list", "--format", "json"], env=env, check=True,
                                 capture_output=True, text=True, timeout=60).stdout
         running += sum(1 for c in json.loads(listed) if c["status"] == "Running")
-    assert running == 3
+    assert running == 4
 
     # Each host's runtime in its own network namespace, on one bridge.
     names = demo.network_names()
@@ -167,6 +180,7 @@ def test_demo_end_to_end_keep_and_ctrl_c(demo):
     os.killpg(demo.proc.pid, signal.SIGINT)
     out = demo.read_until("[aio] cleaned up", timeout=120)
     assert demo.proc.wait(60) == 130
+    assert "deleting 4 servers" in out, out  # the one booted by hand too
     assert "runtime aio-host1: 0 containers left" in out, out
     assert "runtime aio-host2: 0 containers left" in out, out
     assert "cleanup problem" not in out, out

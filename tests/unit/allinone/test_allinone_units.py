@@ -12,7 +12,7 @@ import wsgiref.util
 
 import pytest
 
-from nova_lxd_py.allinone import cloud, demo, glance_api, leftovers
+from nova_lxd_py.allinone import cloud, demo, glance_api, identity, leftovers
 
 
 class FakeStore:
@@ -134,3 +134,24 @@ def test_cli_help(argv, capsys):
         demo.parse_args(argv)
     assert exit_info.value.code == 0
     assert "--keep" in capsys.readouterr().out
+
+
+def test_identity_issues_user_project_tokens_with_the_catalog():
+    app = identity.IdentityV3({"compute": "http://c/v2.1", "image": "http://i"}, "aio")
+    assert call(app, "GET", "/v3")[0] == 200
+    body = json.dumps({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "alice", "domain": {"id": "default"}, "password": "x"}}},
+        "scope": {"project": {"name": "p1", "domain": {"id": "default"}}}}}).encode()
+    seen = {}
+
+    def start_response(status, headers):
+        seen.update(status=status, headers=dict(headers))
+    token = json.loads(b"".join(app({
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/v3/auth/tokens",
+        "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}, start_response)))
+    assert seen["status"].startswith("201")
+    assert seen["headers"]["X-Subject-Token"] == "alice:p1"  # what noauth reads back
+    urls = {s["type"]: s["endpoints"][0]["url"] for s in token["token"]["catalog"]}
+    assert urls == {"compute": "http://c/v2.1", "image": "http://i"}
+    assert call(app, "POST", "/v3/auth/tokens", b"[]")[0] == 400
