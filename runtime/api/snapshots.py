@@ -69,15 +69,17 @@ async def update_snapshot(request: web.Request) -> web.Response:
 
 
 async def post_snapshot(request: web.Request) -> web.Response:
-    """Rename (migration of a single snapshot is not offered)."""
+    """Rename, or (migration: true) send the snapshot to another host as a new instance."""
     d, snaps = _snaps(request)
     inst = _inst(request)
     old = request.match_info["snap"]
     snaps.row(inst, old)
     body = await read_json(request)
     if body.get("migration"):
-        raise BadRequest("Migrating a single snapshot is not supported: copy or migrate "
-                         "the instance")
+        migrate = getattr(getattr(d, "transfers", None), "migrate_snapshot", None)
+        if migrate is None:
+            raise BadRequest("Migration is not supported by this runtime build")
+        return await migrate(request, inst, old, body)
     new = body.get("name")
     if not new:
         raise BadRequest("Body needs a new 'name'")

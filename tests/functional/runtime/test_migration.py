@@ -332,3 +332,28 @@ def test_copy_sends_only_the_layer_when_target_has_the_image(hosts, names):
     copy.start(wait=True)
     assert _exec(copy, "cat", "/etc/mg-layer") == "snap"
     assert copy.execute(["test", "-e", "/etc/hostname"]).exit_code == 0
+
+
+def test_single_snapshot_becomes_an_instance_on_another_host(hosts, names):
+    """POST .../snapshots/<snap> {migration: true}: the target gets the snapshot's
+    state as a new instance (what `lxc copy c/snap remote:new` does)."""
+    a, b = hosts.https(0), hosts.https(1)
+    name, target = names(), names()
+    inst = _launch(a, name)
+    _write_file(inst, "/etc/mg-marker", b"in-snapshot")
+    inst.snapshots.create("s1", wait=True)
+    _write_file(inst, "/etc/mg-marker", b"after")
+    resp = a.api.instances[name].snapshots["s1"].post(json={"migration": True, "name": target})
+    env = resp.json()
+    op = a.api.operations[env["operation"].split("/")[-1]]._api_endpoint
+    cert = a.host_info["environment"]["certificate"]
+    _env, result = _post_instance(b, {"name": target, "source": {
+        "type": "migration", "mode": "pull", "operation": op, "certificate": cert,
+        "secrets": env["metadata"]["metadata"]}})
+    assert result["status"] == "Success", result["err"]
+    copy = b.instances.get(target)
+    assert copy.files.get("/etc/mg-marker") == b"in-snapshot"
+    assert copy.snapshots.all() == []
+    copy.start(wait=True)
+    assert _exec(copy, "cat", "/etc/mg-marker") == "in-snapshot"
+    assert a.instances.get(name).files.get("/etc/mg-marker") == b"after"
