@@ -92,8 +92,21 @@ class PoolDriver(abc.ABC):
     @abc.abstractmethod
     async def delete_instance(self, vol: str) -> None: ...
 
-    @abc.abstractmethod
-    async def rename_instance(self, old: str, new: str) -> None: ...
+    async def rename_instance(self, old: str, new: str) -> None:
+        await self.unmount(old)
+        os.rename(self.instance_path(old), self.instance_path(new))
+        if os.path.isdir(self.snapshot_path(old)):
+            os.rename(self.snapshot_path(old), self.snapshot_path(new))
+
+    def volume_source(self, vol: str, snapshot: str | None) -> str:
+        """Directory a copy reads from: the volume itself or one of its snapshots."""
+        return self.snapshot_path(vol, snapshot) if snapshot else self.instance_path(vol)
+
+    def new_volume_dir(self, vol: str) -> str:
+        path = self.instance_path(vol)
+        os.makedirs(path)
+        os.chmod(path, 0o711)
+        return path
 
     @abc.abstractmethod
     async def copy_instance(self, src: str, dst: str, src_snapshot: str | None = None) -> None:

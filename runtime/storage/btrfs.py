@@ -316,17 +316,9 @@ class BtrfsPool(PoolDriver):
         await self._remove_dir(self.instance_path(vol))
         await self._remove_dir(self.snapshot_path(vol))
 
-    async def rename_instance(self, old: str, new: str) -> None:
-        os.rename(self.instance_path(old), self.instance_path(new))
-        if os.path.isdir(self.snapshot_path(old)):
-            os.rename(self.snapshot_path(old), self.snapshot_path(new))
-
     async def copy_instance(self, src: str, dst: str, src_snapshot: str | None = None) -> None:
-        srcpath = self.snapshot_path(src, src_snapshot) if src_snapshot else \
-            self.instance_path(src)
-        dstpath = self.instance_path(dst)
-        os.makedirs(dstpath)
-        os.chmod(dstpath, 0o711)
+        srcpath = self.volume_source(src, src_snapshot)
+        dstpath = self.new_volume_dir(dst)
         try:
             await self._snapshot(os.path.join(srcpath, "rootfs"),
                                  os.path.join(dstpath, "rootfs"), readonly=False)
