@@ -36,7 +36,9 @@ class HostNetwork:
         if not self._made_bridge:
             _ip("link", "add", self.bridge, "type", "bridge")
             self._made_bridge = True
-            _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
+            # No address on the bridge: only the hosts talk over it, and the
+            # machine's own routing stays untouched (two clouds at once may
+            # even draw the same subnet without noticing each other).
             _ip("link", "set", self.bridge, "up")
         ns = f"aio{self.tag}n{index}"
         _ip("netns", "add", ns)
