@@ -19,7 +19,8 @@ from nova_lxd_py import support_matrix
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = [os.path.join(REPO, "devstack", name) for name in ("plugin.sh", "settings")]
+SCRIPTS = [os.path.join(REPO, "devstack", name)
+           for name in ("plugin.sh", "settings", "lib/hypervisor-lxd_py")]
 STUB = os.path.join(HERE, "devstack_stub.sh")
 
 
@@ -67,6 +68,10 @@ def _run_devstack(tmp_path, **overrides) -> tuple[str, dict[str, str]]:
         set -eu -o pipefail
         source "$STUB_DIR/devstack_stub.sh"
         source "$REPO/devstack/settings"
+        # what devstack's lib/nova does with VIRT_DRIVER
+        source "$TOP_DIR/lib/nova_plugins/hypervisor-$VIRT_DRIVER"
+        install_nova_hypervisor
+        configure_nova_hypervisor
         for phase in pre-install install post-config extra test-config; do
             source "$REPO/devstack/plugin.sh" stack "$phase"
         done
@@ -74,6 +79,8 @@ def _run_devstack(tmp_path, **overrides) -> tuple[str, dict[str, str]]:
         source "$REPO/devstack/plugin.sh" unstack
         source "$REPO/devstack/plugin.sh" clean
     """
+    (tmp_path / "devstack" / "lib" / "nova_plugins").mkdir(parents=True)
+    env["TOP_DIR"] = str(tmp_path / "devstack")
     # The install phase waits for the runtime's socket: be the runtime.
     runtime_dir = tmp_path / "runtime"
     runtime_dir.mkdir()
