@@ -309,7 +309,7 @@ class Demo:
             self.servers = []
             for host, runtime in self.cloud.runtimes.items():
                 left = [i.name for i in runtime.client().instances.all()]
-                say(f"  runtime {host}: {len(left)} containers left {left if left else ''}")
+                say(f"  runtime {host}: {len(left)} containers left" + (f" {left}" if left else ""))
 
 
 def how_to_talk(cloud: Cloud) -> str:
