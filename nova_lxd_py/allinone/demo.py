@@ -1,9 +1,10 @@
 """The all-in-one demo: an operator drives the cloud over HTTP.
 
-Everything the operator does goes through the loopback Compute API with
-python-novaclient (and the image API with plain HTTP), as against any nova;
-only the proof that a server is a real container looks behind the API, at the
-host's runtime daemon, as an operator would with ``lxc exec``.
+The operator logs in at the identity stand-in (keystoneauth, password) and
+does everything else through the endpoints of its catalog: the Compute API
+with python-novaclient, the image API with Glance v2 calls, as against any
+cloud. Only the proof that a server is a real container looks behind the
+API, at the host's runtime daemon, as an operator would with ``lxc exec``.
 """
 from __future__ import annotations
 
