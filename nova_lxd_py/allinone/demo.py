@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -331,9 +332,9 @@ def how_to_talk(cloud: Cloud) -> str:
         f"    curl -s {cloud.image_url}/v2/images",
     ]
     for host, runtime in cloud.runtimes.items():
-        lines.append(f"  {host} runtime: LXD_DIR={runtime.lxd_dir} lxc list   "
-                     f"(pylxd: Client(endpoint='http+unix://' + quote('{runtime.socket}', "
-                     "safe='')))")
+        endpoint = "http+unix://" + urllib.parse.quote(runtime.socket, safe="")
+        lines.append(f"  {host} runtime: LXD_DIR={runtime.lxd_dir} lxc list    "
+                     f"pylxd.Client(endpoint='{endpoint}')")
     lines.append(f"  nova's log: {cloud.log_path}")
     return "\n".join(lines)
 
