@@ -71,7 +71,7 @@ class LXDDriver(driver.ComputeDriver):
         "has_imagecache": True,
         "supports_evacuate": False,
         "supports_migrate_to_same_host": False,
-        "supports_attach_interface": False,
+        "supports_attach_interface": True,
         "supports_image_type_raw": True,
         "supports_pcpus": False,
         "supports_accelerators": False,
@@ -379,12 +379,7 @@ class LXDDriver(driver.ComputeDriver):
         data = self._rt.get(instance.name)
         if data and (data.get("config") or {}).get(SUSPENDED_KEY):
             config = {k: v for k, v in data["config"].items() if k != SUSPENDED_KEY}
-            self._rt.wait(self._rt.api.instances[instance.name].put(json={
-                "config": config, "devices": data.get("devices") or {},
-                "profiles": data.get("profiles") or [],
-                "architecture": data.get("architecture"),
-                "ephemeral": data.get("ephemeral", False),
-                "description": data.get("description", "")}))
+            self._rt.put_instance(instance.name, dict(data, config=config))
 
     # -- console -----------------------------------------------------------------
     def get_console_output(self, context, instance):
@@ -545,6 +540,39 @@ class LXDDriver(driver.ComputeDriver):
                 flavor_mapping.HostFacts()).nic_limits
         for vif in network_info or []:
             vifs.plug(instance, vif, limits)
+
+    def attach_interface(self, context, instance, image_meta, vif):
+        """Hot-plug a port: a new veth, its container end as the next eth<N>."""
+        name = instance.name
+        data = self._require(instance)
+        devices = dict(data.get("devices") or {})
+        index = vifs.next_nic_name({**(data.get("expanded_devices") or {}), **devices})
+        dev_name, dev = vifs.nic_device(index, vif)
+        self.plug_vifs(instance, [vif])
+        try:
+            self._rt.put_instance(name, dict(data, devices={**devices, dev_name: dev}))
+        except Exception as exc:  # noqa: BLE001 - undo the plug, report nova's error
+            vifs.unplug(instance, vif)
+            LOG.error("Attaching port %s failed: %s", vif["id"], exc, instance=instance)
+            raise nova_exception.InterfaceAttachFailed(instance_uuid=instance.uuid)
+        LOG.info("Attached port %s as %s", vif["id"], dev_name, instance=instance)
+
+    def detach_interface(self, context, instance, vif):
+        name = instance.name
+        data = self._require(instance)
+        devices = dict(data.get("devices") or {})
+        dev_name = vifs.find_nic(devices, vif)
+        if dev_name is None:
+            LOG.warning("Port %s is not attached", vif["id"], instance=instance)
+        else:
+            del devices[dev_name]
+            try:
+                self._rt.put_instance(name, dict(data, devices=devices))
+            except lxd_exceptions.LXDAPIException as exc:
+                LOG.error("Detaching port %s failed: %s", vif["id"], exc, instance=instance)
+                raise nova_exception.InterfaceDetachFailed(instance_uuid=instance.uuid)
+        vifs.unplug(instance, vif)
+        LOG.info("Detached port %s", vif["id"], instance=instance)
 
     def unplug_vifs(self, instance, network_info):
         for vif in network_info or []:

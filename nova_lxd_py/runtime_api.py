@@ -124,6 +124,16 @@ class RuntimeAPI:
     def patch_config(self, name: str, config: dict[str, str]) -> None:
         self.wait(self.api.instances[name].patch(json={"config": config}))
 
+    def put_instance(self, name: str, data: dict) -> None:
+        """Replace the instance's own config and devices with *data*'s (on a
+        running instance this hot-plugs or removes devices)."""
+        self.wait(self.api.instances[name].put(json={
+            "config": data.get("config") or {}, "devices": data.get("devices") or {},
+            "profiles": data.get("profiles") or [],
+            "architecture": data.get("architecture"),
+            "ephemeral": data.get("ephemeral", False),
+            "description": data.get("description", "")}))
+
     def create(self, body: dict) -> None:
         try:
             self.wait(self.api.instances.post(json=body))

@@ -112,6 +112,21 @@ def unplug_devices(instance: Any, devices: dict[str, dict[str, str]]) -> None:
                 LOG.exception("Failed to delete %s", parent, instance=instance)
 
 
+def next_nic_name(devices: dict[str, dict[str, str]]) -> int:
+    """Index of the next free eth<N> among a container's nics."""
+    used = {int(name[3:]) for name, dev in devices.items()
+            if dev.get("type") == "nic" and name.startswith("eth") and name[3:].isdigit()}
+    return next(i for i in range(len(used) + 1) if i not in used)
+
+
+def find_nic(devices: dict[str, dict[str, str]], vif: Any) -> str | None:
+    """The device name of *vif*'s nic in a container, if attached."""
+    for name, dev in devices.items():
+        if dev.get("type") == "nic" and dev.get("parent") == peer_name(vif):
+            return name
+    return None
+
+
 def nic_device(index: int, vif: Any) -> tuple[str, dict[str, str]]:
     """The container nic for the index-th port."""
     name = f"eth{index}"

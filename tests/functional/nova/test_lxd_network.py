@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
+import time
 
 import fixtures
 from pyroute2 import IPRoute
@@ -87,3 +88,32 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
         with IPRoute() as ipr:
             for tap in taps:
                 self.assertEqual([], ipr.link_lookup(ifname=tap), f"{tap} left behind")
+
+    def test_attach_and_detach_interface(self):
+        server = self._boot_on("nlx-hot", test_lxd_servers.COMPUTE_HOSTS[0], "none")
+        net_id = self.neutron.network_1["id"]
+        attachment = self.api.attach_interface(
+            server["id"], {"interfaceAttachment": {"net_id": net_id}}).body["interfaceAttachment"]
+        port_id = attachment["port_id"]
+        mac = attachment["mac_addr"]
+        self.assertIn(mac, self._exec(server, "ip", "-o", "link", "show", "eth0"))
+        tap = ("tap" + port_id)[:14]
+        with IPRoute() as ipr:
+            self.assertTrue(ipr.link_lookup(ifname=tap))
+
+        self.api.detach_interface(server["id"], port_id)
+        self._wait_for_port_detached(server, port_id)
+        result = self._container(server).execute(["ip", "link", "show", "eth0"])
+        self.assertNotEqual(0, result.exit_code, "eth0 still in the container")
+        with IPRoute() as ipr:
+            self.assertEqual([], ipr.link_lookup(ifname=tap), f"{tap} left behind")
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
+        for _ in range(200):
+            ports = self.api.get_port_interfaces(server["id"])
+            if port_id not in {p["port_id"] for p in ports}:
+                return
+            time.sleep(0.05)
+        self.fail(f"port {port_id} still attached")
