@@ -22,6 +22,14 @@ class VifTest(unittest.TestCase):
                           "name": "eth1", "hwaddr": "fa:16:3e:00:00:01", "mtu": "1450"},
                          device)
 
+    def test_next_nic_name_and_find(self):
+        devices = {"root": {"type": "disk"}, "eth0": {"type": "nic", "parent": "x"},
+                   "eth2": {"type": "nic", "parent": vif.peer_name(PORT)}}
+        self.assertEqual(1, vif.next_nic_name(devices))
+        self.assertEqual(0, vif.next_nic_name({}))
+        self.assertEqual("eth2", vif.find_nic(devices, PORT))
+        self.assertIsNone(vif.find_nic({}, PORT))
+
     def test_kbit(self):
         self.assertEqual(8000, vif.kbit("8000kbit"))
 
