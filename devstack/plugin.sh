@@ -63,12 +63,22 @@ function install_nova_lxd_runtime {
         | sudo tee "$NOVA_LXD_PY_UNIT_PATH" >/dev/null
     sudo systemctl daemon-reload
     sudo systemctl enable --now "$NOVA_LXD_PY_UNIT"
-    local _
+    local _ up=False
     for _ in $(seq 300); do
-        [[ -S "$NOVA_LXD_ENDPOINT" ]] && return 0
+        if [[ -S "$NOVA_LXD_ENDPOINT" ]]; then
+            up=True
+            break
+        fi
         sleep 0.1
     done
-    die $LINENO "nova-lxd-runtime did not create $NOVA_LXD_ENDPOINT (journalctl -u $NOVA_LXD_PY_UNIT)"
+    if [[ "$up" != "True" ]]; then
+        die $LINENO "nova-lxd-runtime did not create $NOVA_LXD_ENDPOINT (journalctl -u $NOVA_LXD_PY_UNIT)"
+    fi
+    if [[ "$NOVA_LXD_MULTINODE" == "True" ]]; then
+        # Resize and cold migration: the destination runtime pulls from this one.
+        sudo env LXD_DIR="$NOVA_LXD_RUNTIME_DIR" lxc config set core.https_address \
+            "${HOST_IP:-127.0.0.1}:8443"
+    fi
 }
 
 function configure_nova_lxd_py {

@@ -134,6 +134,7 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
     assert "install_package lxc uidmap" in log
     assert f"setup_develop {REPO}" in log
     assert "sudo systemctl enable --now nova-lxd-runtime.service" in log
+    assert "core.https_address" not in log  # one node: no peers to pull from
     assert "--disk-format raw" in log and "image create busybox-lxd" in log
     assert "VIRT_DRIVER=lxd_py" in log
     unstack = log.split("VIRT_DRIVER=lxd_py", 1)[1]
