@@ -279,6 +279,8 @@ class InstanceManager:
             self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                       "volatile.idmap.base": str(idmap.base)})
         rootfs = await pool.mount(vol)
+        if not idmap.privileged:
+            _check_traversable(rootfs)
         os.makedirs(paths.log_dir, exist_ok=True)
         volatile = {}
         for devname, dev in inst.expanded_devices.items():
@@ -543,6 +545,20 @@ class InstanceManager:
                 await self.change_state(inst, "start", False, 0)
             except Exception as exc:  # noqa: BLE001 - keep starting the others
                 LOG.error("autostart of %s failed: %s", inst.name, exc)
+
+
+def _check_traversable(path: str) -> None:
+    """An unprivileged container's root (a host uid without privileges) must be able to
+    reach its rootfs: every parent directory needs the execute bit for others."""
+    import stat
+    parent = os.path.dirname(os.path.realpath(path))
+    while parent and parent != "/":
+        if not os.stat(parent).st_mode & stat.S_IXOTH:
+            raise BadRequest(
+                f"Unprivileged containers can't reach their root filesystem: {parent} is "
+                "not traversable by other users (it needs o+x); put LXD_DIR (or the "
+                "storage pool) under world-traversable directories")
+        parent = os.path.dirname(parent)
 
 
 async def _copy(src: str, dst: str) -> None:

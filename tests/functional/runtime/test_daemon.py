@@ -116,3 +116,29 @@ def test_operation_wait_and_list(client, make_instance):
                                     "/wait?timeout=10", timeout=15).json()["metadata"]
     assert waited["status"] == "Success"
     assert client.api.operations.get().json()["type"] == "sync"
+
+
+def test_unreachable_rootfs_is_a_clear_error(tmp_path):
+    """LXD_DIR under a 0700 directory: unprivileged containers can't reach their
+    rootfs; the start fails with a message saying which directory and why."""
+    import shutil
+    import tempfile
+
+    from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
+    closed = tempfile.mkdtemp(prefix="nlr-closed-", dir="/var/tmp")
+    os.chmod(closed, 0o700)
+    d = RuntimeDaemon(os.path.join(closed, "rt"))
+    os.makedirs(d.lxd_dir, exist_ok=True)
+    try:
+        d.start()
+        c = d.client()
+        import_busybox(c)
+        inst = c.instances.create({"name": "x1", "source": {"type": "image",
+                                                             "alias": "busybox"}}, wait=True)
+        with pytest.raises(pylxd.exceptions.LXDAPIException, match="o\\+x") as exc:
+            inst.start(wait=True)
+        assert closed in str(exc.value)
+        assert c.instances.get("x1").status == "Stopped"
+    finally:
+        d.destroy()
+        shutil.rmtree(closed, ignore_errors=True)
