@@ -127,8 +127,8 @@ def test_unreachable_rootfs_is_a_clear_error(tmp_path):
     from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
     closed = tempfile.mkdtemp(prefix="nlr-closed-", dir="/var/tmp")
     os.chmod(closed, 0o700)
+    os.makedirs(os.path.join(closed, "rt"))
     d = RuntimeDaemon(os.path.join(closed, "rt"))
-    os.makedirs(d.lxd_dir, exist_ok=True)
     try:
         d.start()
         c = d.client()
