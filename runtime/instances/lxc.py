@@ -297,15 +297,25 @@ class LxcDriver:
             tool = "lxc-freeze" if frozen else "lxc-unfreeze"
             await proc.run([tool, *self._args(name)], timeout=60)
             return
-        with open(os.path.join(path, knob), "w") as f:
-            f.write(value)
+        def write(text: str) -> None:
+            with open(os.path.join(path, knob), "w") as f:
+                f.write(text)
+        write(value)
         if want is None:
             return
-        for _ in range(600):
+        # cgroup v1: a freeze that meets a task it can't stop yet stays FREEZING and
+        # must be retried by writing FROZEN again (Documentation/cgroup-v1/freezer).
+        delay = 0.002
+        deadline = asyncio.get_running_loop().time() + 10
+        while asyncio.get_running_loop().time() < deadline:
             if cgroups.read("freezer", cgroup, "freezer.state") == want:
                 return
-            await asyncio.sleep(0.01)
-        raise CommandFailed(f"Container did not reach {want} within 6s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            write(value)
+        if frozen:
+            write("THAWED")  # never leave it half frozen
+        raise CommandFailed(f"Container did not reach {want} within 10s")
 
     async def set_cgroup(self, name: str, key: str, value: str) -> None:
         await proc.run(["lxc-cgroup", *self._args(name), "--", key, value])
