@@ -127,9 +127,10 @@ def test_unreachable_rootfs_is_a_clear_error(tmp_path):
     from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
     closed = tempfile.mkdtemp(prefix="nlr-closed-", dir="/var/tmp")
     os.chmod(closed, 0o700)
-    os.makedirs(os.path.join(closed, "rt"))
-    d = RuntimeDaemon(os.path.join(closed, "rt"))
+    d = None
     try:
+        os.makedirs(os.path.join(closed, "rt"))
+        d = RuntimeDaemon(os.path.join(closed, "rt"))
         d.start()
         c = d.client()
         import_busybox(c)
@@ -140,5 +141,6 @@ def test_unreachable_rootfs_is_a_clear_error(tmp_path):
         assert closed in str(exc.value)
         assert c.instances.get("x1").status == "Stopped"
     finally:
-        d.destroy()
+        if d is not None:
+            d.destroy()
         shutil.rmtree(closed, ignore_errors=True)
