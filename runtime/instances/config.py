@@ -104,6 +104,20 @@ def is_raw_lxc(v: str) -> None:
             raise ValueError(f"line {n}: {key} is managed by the runtime")
 
 
+def unsupported(why: str) -> Callable[[str], None]:
+    """A key LXD has but this runtime can't honour: refuse it rather than ignore it."""
+    def check(v: str) -> None:
+        raise ValueError(f"not supported by this runtime ({why})")
+    return check
+
+
+def only_false(why: str) -> Callable[[str], None]:
+    def check(v: str) -> None:
+        if truthy(v):
+            raise ValueError(f"only 'false' is supported ({why})")
+    return check
+
+
 def one_of(*choices: str) -> Callable[[str], None]:
     def check(v: str) -> None:
         if v not in choices:
@@ -128,9 +142,11 @@ INSTANCE_KEYS: dict[str, Callable[[str], None]] = {
     "limits.network.priority": is_priority, "limits.processes": is_uint,
     "linux.kernel_modules": any_value,
     "migration.incremental.memory": is_bool, "migration.stateful": is_bool,
-    "raw.apparmor": any_value, "raw.idmap": any_value, "raw.lxc": is_raw_lxc,
+    "raw.apparmor": any_value,
+    "raw.idmap": unsupported("use security.idmap.isolated, .base or .size"), "raw.lxc": is_raw_lxc,
     "raw.seccomp": any_value,
-    "security.devlxd": is_bool, "security.devlxd.images": is_bool,
+    "security.devlxd": only_false("there is no /dev/lxd guest API"),
+    "security.devlxd.images": only_false("there is no /dev/lxd guest API"),
     "security.idmap.base": is_uint, "security.idmap.isolated": is_bool,
     "security.idmap.size": is_uint, "security.nesting": is_bool,
     "security.privileged": is_bool, "security.protection.delete": is_bool,

@@ -134,3 +134,11 @@ def test_seccomp_policy():
     assert "mount errno 1" in lxc.seccomp_policy({"security.syscalls.deny": "mount"})
     allow = lxc.seccomp_policy({"security.syscalls.allow": "read write"})
     assert allow.startswith("2\nallowlist") and "init_module" not in allow
+
+
+def test_keys_this_runtime_cannot_honour_are_refused_not_ignored():
+    with pytest.raises(BadRequest, match="raw.idmap.*not supported"):
+        config.validate_config({"raw.idmap": "both 1000 1000"})
+    with pytest.raises(BadRequest, match="security.devlxd.*only 'false'"):
+        config.validate_config({"security.devlxd": "true"})
+    assert config.validate_config({"security.devlxd": "false"}) == {"security.devlxd": "false"}
