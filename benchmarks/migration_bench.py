@@ -48,34 +48,8 @@ def ms(t0: float) -> float:
 
 def migrate(dst: ApiTarget, src: ApiTarget, name: str, new: str, url: str,
             daemons_finish: bool = False) -> None:
-    """Pull mode, as `lxc copy` does (it always sends `live`).
-
-    daemons_finish: the request pylxd's migrate() makes (no `live`): a running
-    instance is stopped by the source and started by the target (move-srv).
-    """
-    inst = src.client.request("GET", f"/1.0/instances/{name}")["metadata"]
-    req = {"name": name, "migration": True, "instance_only": True}
-    if not daemons_finish:
-        req["live"] = False
-    env = src.client.request("POST", f"/1.0/instances/{name}", req)
-    op = env["operation"]
-    secrets = (env.get("metadata") or {}).get("metadata") or {}
-    cert = src.client.server()["environment"]["certificate"]
-    body = {"name": new, "architecture": inst["architecture"], "profiles": inst["profiles"],
-            "config": {k: v for k, v in (inst.get("config") or {}).items()
-                       if not k.startswith("volatile.")},
-            "devices": inst.get("devices") or {},
-            "source": {"type": "migration", "mode": "pull", "operation": url + op,
-                       "certificate": cert, "secrets": secrets, "instance_only": True}}
-    try:
-        dst.client.call("POST", "/1.0/instances", body)
-    except BaseException:
-        try:
-            src.client.request("DELETE", op)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-        raise
-    src.client.wait(op, 120)
+    """Pull mode, as `lxc copy` does; see ApiTarget.copy_from."""
+    dst.copy_from(src, name, new, url, daemons_finish=daemons_finish, timeout=120)
 
 
 class Pair:

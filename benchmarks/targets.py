@@ -314,16 +314,21 @@ class ApiTarget:
             raise NotSupported("source daemon has no core.https_address")
         return f"https://{addr}"
 
-    def copy_from(self, src: ApiTarget, src_name: str, dst_name: str, url: str) -> None:
-        """Copy a stopped instance from another daemon over TLS, as `lxc copy` does.
+    def copy_from(self, src: ApiTarget, src_name: str, dst_name: str, url: str,
+                  daemons_finish: bool = False, timeout: float = 60) -> None:
+        """Copy an instance from another daemon over TLS, as `lxc copy` does.
 
         The source exposes a migration operation with secrets; this daemon pulls
         from the source's HTTPS address, checking its certificate. Done when both
-        operations are.
+        operations are. daemons_finish: the request pylxd's migrate() makes (no
+        `live` key): a running instance is stopped by the source and started by
+        the target.
         """
         inst = src.client.request("GET", f"/1.0/instances/{src_name}")["metadata"]
-        env = src.client.request("POST", f"/1.0/instances/{src_name}", {
-            "name": src_name, "migration": True, "live": False, "instance_only": True})
+        req = {"name": src_name, "migration": True, "instance_only": True}
+        if not daemons_finish:
+            req["live"] = False
+        env = src.client.request("POST", f"/1.0/instances/{src_name}", req)
         op = env["operation"]
         secrets = (env.get("metadata") or {}).get("metadata") or {}
         cert = src.client.server()["environment"]["certificate"]
@@ -342,7 +347,7 @@ class ApiTarget:
             except (ApiError, OSError):
                 pass
             raise
-        src.client.wait(op, 60)
+        src.client.wait(op, timeout)
 
     def delete_image(self, fp: str) -> None:
         self.client.call("DELETE", f"/1.0/images/{fp}")
