@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from rawclient import exec_record  # noqa: E402
-from runtime_bench import REPO, RuntimeProcess, build_image, mounted_under  # noqa: E402
+from runtime_bench import REPO, RuntimeProcess, build_image  # noqa: E402
 from targets import ApiTarget  # noqa: E402
 
 LXD_FIGURE_MS = 215
@@ -248,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         for pair in pairs:
             pair.cleanup()
         for proc in procs:
-            proc.stop()
-            if proc.own_dir and not mounted_under(proc.dir):
-                shutil.rmtree(proc.dir, ignore_errors=True)
+            proc.remove()
 
     rt, lx = results["runtime"], results["lxd"]
 

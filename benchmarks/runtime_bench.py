@@ -693,6 +693,23 @@ class RuntimeProcess:
         self.log.close()
         shutil.copyfile(self.log.name, f"/var/tmp/bench-{self.label}-last.log")
 
+    def remove(self) -> None:
+        """Stop the daemon and, for a directory of our own, remove every trace of it:
+        containers left running, mounts below it, the directory."""
+        self.stop()
+        if not self.own_dir:
+            return
+        lxcpath = os.path.join(self.dir, "containers")
+        for name in os.listdir(lxcpath) if os.path.isdir(lxcpath) else []:
+            subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"], capture_output=True)
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f
+                      if line.split()[1].startswith(self.dir.rstrip("/") + "/")]
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        if not mounted_under(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
@@ -828,9 +845,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] teardown of {t.title}: {e}", file=sys.stderr)
         for proc in (rt2_proc, rt_proc):
             if proc is not None:
-                proc.stop()
-                if proc.own_dir and not mounted_under(proc.dir):
-                    shutil.rmtree(proc.dir, ignore_errors=True)
+                proc.remove()
 
     print()
     print(f"busybox image {os.path.basename(image)}; {args.launches} launches, "

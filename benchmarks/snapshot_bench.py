@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from rawclient import ApiError, Client  # noqa: E402
+from rawclient import ApiError  # noqa: E402
+from runtime_bench import RuntimeProcess  # noqa: E402
 from targets import ApiTarget  # noqa: E402
 
 # LXD 5.0.2 on this machine (doc DESIGN.md section 4 and issue 3); targets are half.
@@ -39,52 +36,6 @@ LXD_REFERENCE = {"snapshot_stopped": 121, "restore_stopped": 81, "copy_stopped":
 NOTES: list[str] = []
 ROWS = ["snapshot_stopped", "restore_stopped", "snapshot_running", "restore_running",
         "copy_stopped", "publish_stopped", "publish_running"]
-
-
-def wait_socket(path: str, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            c = Client(path, timeout=2)
-            c.server()
-            c.close()
-            return
-        except (OSError, ApiError):
-            if time.time() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-class Runtime:
-    """Our daemon on a throwaway LXD_DIR."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="snp-bench-", dir="/var/tmp")
-        os.chmod(self.dir, 0o711)
-        self.log = open(os.path.join(self.dir, "daemon.log"), "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([os.path.join(REPO, ".venv/bin/nova-lxd-runtime")],
-                                     env=dict(os.environ, LXD_DIR=self.dir),
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.socket = os.path.join(self.dir, "unix.socket")
-        wait_socket(self.socket)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
-        lxcpath = os.path.join(self.dir, "containers")
-        for name in os.listdir(lxcpath) if os.path.isdir(lxcpath) else []:
-            subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"], capture_output=True)
-        with open("/proc/mounts") as f:
-            mounts = [line.split()[1] for line in f if line.split()[1].startswith(self.dir)]
-        for m in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ensure_profile(t: ApiTarget, name: str, pool: str) -> None:
@@ -193,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sock = args.runtime_socket
         if not sock:
-            rt = Runtime()
+            rt = RuntimeProcess(os.path.join(REPO, ".venv/bin/nova-lxd-runtime"), None,
+                                "snapshots")
+            rt.ready(20)
             sock = rt.socket
         ours = ApiTarget("runtime", "runtime (dir)", sock, "snp-bd")
         ours.ensure_image(args.image)
@@ -237,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             except (ApiError, OSError) as e:
                 print(f"cleanup: {e}", file=sys.stderr)
         if rt:
-            rt.stop()
+            rt.remove()
 
 
 if __name__ == "__main__":
