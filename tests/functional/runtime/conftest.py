@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
+from tests.functional.runtime.remote_hosts import Hosts
 
 if os.geteuid() != 0:
     pytest.skip("runtime functional tests need root (they run real containers)",
@@ -17,6 +18,14 @@ def daemon():
     d = RuntimeDaemon().start()
     yield d
     d.destroy()
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    """Two daemons on this host (loopback HTTPS); modules may override it."""
+    h = Hosts(2, netns=False)
+    yield h
+    h.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,9 @@ import os
 import pylxd
 import pytest
 
-from tests.functional.runtime.harness import RuntimeDaemon
 
 POOL = "snpbt"
 ROOT = {"root": {"type": "disk", "path": "/", "pool": POOL}}
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    d = RuntimeDaemon(prefix="snp-").start()
-    yield d
-    d.destroy()
 
 
 @pytest.fixture(scope="module")

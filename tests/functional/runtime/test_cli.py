@@ -15,17 +15,9 @@ import pytest
 import yaml
 
 from tests.functional.runtime.harness import BUSYBOX, REPO
-from tests.functional.runtime.remote_hosts import Hosts
 
 if os.geteuid() != 0:
     pytest.skip("needs root (real containers)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    h = Hosts(2, netns=False)
-    yield h
-    h.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,6 @@ import pylxd
 import pytest
 import yaml
 
-from tests.functional.runtime.harness import RuntimeDaemon
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    d = RuntimeDaemon(prefix="snp-").start()
-    yield d
-    d.destroy()
 
 
 @pytest.fixture

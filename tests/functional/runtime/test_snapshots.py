@@ -7,14 +7,6 @@ import time
 import pylxd
 import pytest
 
-from tests.functional.runtime.harness import RuntimeDaemon
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    d = RuntimeDaemon(prefix="snp-").start()
-    yield d
-    d.destroy()
 
 
 def _read(inst, path: str) -> str:

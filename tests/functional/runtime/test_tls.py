@@ -19,17 +19,10 @@ import pytest
 import requests
 
 from tests.functional.runtime.harness import import_busybox
-from tests.functional.runtime.remote_hosts import Hosts, generate_keypair
+from tests.functional.runtime.remote_hosts import generate_keypair
 
 if os.geteuid() != 0:
     pytest.skip("needs root (real containers)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def hosts():
-    h = Hosts(2, netns=False)
-    yield h
-    h.destroy()
 
 
 @pytest.fixture

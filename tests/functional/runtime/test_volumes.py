@@ -6,14 +6,6 @@ import os
 import pylxd
 import pytest
 
-from tests.functional.runtime.harness import RuntimeDaemon
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    d = RuntimeDaemon(prefix="snp-").start()
-    yield d
-    d.destroy()
 
 
 @pytest.fixture
