@@ -70,7 +70,7 @@ class Daemon:
         self.ops = Operations(self.bus)
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
-        self._seed()
+        await self._seed()
         for row in self.db.select("storage_pools"):
             self.pools[row["name"]] = driver_class(row["driver"])(
                 row["name"], row["config"], self.paths.lxd_dir)
@@ -93,20 +93,16 @@ class Daemon:
                 raise
             mod.attach(self)
 
-    def _seed(self) -> None:
+    async def _seed(self) -> None:
         """What a fresh state directory starts with: project, pool, profile."""
         if not self.db.get("projects", name="default"):
             self.db.insert("projects", name="default", description="Default project",
                            config={"features.images": "true", "features.profiles": "true",
                                    "features.storage.volumes": "true"})
         if not self.db.get("storage_pools", name="default"):
-            pool = driver_class("dir")("default", {}, self.paths.lxd_dir)
-            os.makedirs(pool.path, exist_ok=True)
+            await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
             self.db.insert("storage_pools", name="default", driver="dir",
                            description="Default storage pool", config={})
-            for sub in ("containers", "containers-snapshots", "images", "custom",
-                        "custom-snapshots"):
-                os.makedirs(os.path.join(pool.path, sub), exist_ok=True)
         if not self.db.get("profiles", project="default", name="default"):
             self.db.insert("profiles", project="default", name="default",
                            description="Default profile", config={},

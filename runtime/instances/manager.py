@@ -31,6 +31,13 @@ def random_hwaddr() -> str:
     return "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
 
 
+def missing_hwaddrs(devices: dict, config: dict) -> dict[str, str]:
+    """volatile.<nic>.hwaddr for nics that have no MAC yet (LXD's 00:16:3e prefix)."""
+    return {f"volatile.{name}.hwaddr": random_hwaddr() for name, dev in devices.items()
+            if dev.get("type") == "nic" and not dev.get("hwaddr")
+            and f"volatile.{name}.hwaddr" not in config}
+
+
 class InstanceManager:
     def __init__(self, daemon):
         self.d = daemon
@@ -185,9 +192,7 @@ class InstanceManager:
         """Reserve the name: write the record (volatile keys included)."""
         config = dict(spec["config"])
         config["volatile.uuid"] = str(uuid.uuid4())
-        for devname, dev in spec["expanded_devices"].items():
-            if dev.get("type") == "nic" and not dev.get("hwaddr"):
-                config.setdefault(f"volatile.{devname}.hwaddr", random_hwaddr())
+        config.update(missing_hwaddrs(spec["expanded_devices"], config))
         config.update(extra_config or {})
         self.d.db.insert("instances", project=project, name=spec["name"],
                          architecture=spec["architecture"], ephemeral=spec["ephemeral"],
@@ -282,14 +287,11 @@ class InstanceManager:
         if not idmap.privileged:
             _check_traversable(rootfs)
         os.makedirs(paths.log_dir, exist_ok=True)
-        volatile = {}
+        volatile = missing_hwaddrs(inst.expanded_devices, inst.config)
         for devname, dev in inst.expanded_devices.items():
             if dev.get("type") == "nic" and dev.get("nictype", "bridged") in ("bridged", "p2p") \
                     and not dev.get("host_name"):
                 volatile[f"volatile.{devname}.host_name"] = "veth" + secrets.token_hex(4)
-            if dev.get("type") == "nic" and not dev.get("hwaddr") and \
-                    f"volatile.{devname}.hwaddr" not in inst.config:
-                volatile[f"volatile.{devname}.hwaddr"] = random_hwaddr()
         if volatile:
             self._set_volatile(inst, volatile)
         pending = inst.config.get("volatile.apply_template")
