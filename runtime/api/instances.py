@@ -37,16 +37,17 @@ async def list_instances(request: web.Request) -> web.Response:
     level = recursion(request)
     if level == 0:
         return response.sync([i.url for i in insts])
-    out = []
-    for inst in insts:
-        item = inst.render(d.instances.status(inst))
-        if level > 1:
-            item["state"] = await inst_state.render(d, inst)
-            item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") \
-                else None
-            item["backups"] = None
-        out.append(item)
-    return response.sync(out)
+    return response.sync([await _render(d, inst, full=level > 1) for inst in insts])
+
+
+async def _render(d, inst, full: bool) -> dict:
+    """The instance object; full adds state, snapshots and backups (LXD's recursion)."""
+    item = inst.render(d.instances.status(inst))
+    if full:
+        item["state"] = await inst_state.render(d, inst)
+        item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") else None
+        item["backups"] = None
+    return item
 
 
 async def create_instance(request: web.Request) -> web.Response:
@@ -74,11 +75,7 @@ async def create_instance(request: web.Request) -> web.Response:
 async def get_instance(request: web.Request) -> web.Response:
     d = daemon(request)
     inst = _inst(request)
-    item = inst.render(d.instances.status(inst))
-    if recursion(request) > 0:
-        item["state"] = await inst_state.render(d, inst)
-        item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") else None
-        item["backups"] = None
+    item = await _render(d, inst, full=recursion(request) > 0)
     return response.sync(item, etag=inst.etag())
 
 
