@@ -22,6 +22,7 @@ from runtime.instances.files import InstanceFS
 from runtime.instances.idmap import PRIVILEGED, IdMap, allocate_isolated
 from runtime.instances.model import Instance, expand, root_disk
 from runtime.storage import volume_name
+from runtime.storage.base import copy_tree
 
 LOG = logging.getLogger(__name__)
 LIVE_PREFIXES = ("limits.",)
@@ -224,7 +225,7 @@ class InstanceManager:
                     src = pool.image_path(image["fingerprint"])
                     for entry in ("metadata.yaml", "templates"):
                         if os.path.exists(os.path.join(src, entry)):
-                            await _copy(os.path.join(src, entry),
+                            await copy_tree(os.path.join(src, entry),
                                         os.path.join(pool.instance_path(vol), entry))
                     self.d.images.mark_used(image["fingerprint"])
                 self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
@@ -561,8 +562,3 @@ def _check_traversable(path: str) -> None:
                 "not traversable by other users (it needs o+x); put LXD_DIR (or the "
                 "storage pool) under world-traversable directories")
         parent = os.path.dirname(parent)
-
-
-async def _copy(src: str, dst: str) -> None:
-    from runtime.storage.base import copy_tree
-    await copy_tree(src, dst)
