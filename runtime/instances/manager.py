@@ -226,7 +226,7 @@ class InstanceManager:
                     for entry in ("metadata.yaml", "templates"):
                         if os.path.exists(os.path.join(src, entry)):
                             await copy_tree(os.path.join(src, entry),
-                                        os.path.join(pool.instance_path(vol), entry))
+                                            os.path.join(pool.instance_path(vol), entry))
                     self.d.images.mark_used(image["fingerprint"])
                 self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
