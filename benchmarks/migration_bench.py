@@ -12,7 +12,9 @@ operations are done, through the raw unix-socket client of benchmarks/):
             streams it, the target starts it)
   big       copy of an instance with a 200 MB file: MB/s, and as a fraction of a raw
             `tar -c | loopback TCP | tar -x` of the same tree run right before each
-            copy (target: >= 0.7); --big-reps runs for us, 1 for LXD (it is slow)
+            copy (target: >= 0.7); --big-reps runs for us, 1 for LXD (it is slow);
+            every timed run starts after a sync, so none pays for the previous
+            run's writeback
 
 Two runtime daemons are started on fresh LXD_DIRs (HTTPS on 127.0.0.1:8460/8461)
 and removed afterwards. LXD is the pair from `benchmarks/lxd_baseline.sh up` and
@@ -72,6 +74,7 @@ class Pair:
         for i in range(reps):
             new = f"{self.dst.prefix}-c{i}"
             self.made.add((self.dst, new))
+            os.sync()  # the raw run's writeback must not land inside ours
             t0 = time.perf_counter()
             migrate(self.dst, self.src, name, new, self.url)
             out.append(ms(t0))
@@ -86,6 +89,7 @@ class Pair:
             self.create(self.src, name)
             self.src.start(name)
             self.made.add((self.dst, new))
+            os.sync()  # the raw run's writeback must not land inside ours
             t0 = time.perf_counter()
             self.src.stop_force(name)
             migrate(self.dst, self.src, name, new, self.url)
@@ -102,6 +106,7 @@ class Pair:
             self.create(self.src, name)
             self.src.start(name)
             self.made.add((self.dst, new))
+            os.sync()  # the raw run's writeback must not land inside ours
             t0 = time.perf_counter()
             migrate(self.dst, self.src, name, new, self.url, daemons_finish=True)
             out.append(ms(t0))
@@ -131,6 +136,7 @@ class Pair:
             raws.append(raw())
             new = f"{self.dst.prefix}-big{i}"
             self.made.add((self.dst, new))
+            os.sync()  # the raw run's writeback must not land inside ours
             t0 = time.perf_counter()
             migrate(self.dst, self.src, name, new, self.url)
             ours.append(mb / (time.perf_counter() - t0))
@@ -155,6 +161,7 @@ class RawStream:
     def __call__(self) -> float:
         dst = tempfile.mkdtemp(prefix="dst-", dir=self.base)
         srv = socket.create_server(("127.0.0.1", 0))
+        os.sync()  # same start for both: no writeback left from the previous copy
         t0 = time.perf_counter()
         cli = socket.create_connection(srv.getsockname())
         conn, _ = srv.accept()

@@ -15,6 +15,10 @@ daemons):
       frames ended by the text frame "end"
   control, receiver -> sender: {"success": true} or {"success": false, "error": ...}
 
+In pull mode the receiver reads `fs` on a blocking socket in a thread
+(runtime/wsclient.py) and writes it straight into `tar -x`; the event loop
+only sees the control messages.
+
 Files travel with their owners as numeric host ids; the receiver shifts them to
 its own id map. Nothing is held in memory beyond one chunk. If either side
 dies, the other sees its websocket close: the receiver removes the half-made
@@ -35,7 +39,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import proc
+from runtime import proc, wsclient
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
@@ -44,6 +48,7 @@ LOG = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 30.0
+IDLE_TIMEOUT = 300.0    # a blocking fs stream that stalls this long has failed
 INCOMING_KEY = "volatile.migration.incoming"
 # Volatile keys that describe the sender's host, not the instance.
 _HOST_VOLATILE = ("volatile.last_state.idmap", "volatile.idmap.base", "volatile.idmap.current",
@@ -133,27 +138,43 @@ class _Peer:
         self.d, self.operation, self.secrets = d, operation, secrets
         self.certificate = certificate
         self.session: aiohttp.ClientSession | None = None
+        self.fs: wsclient.BlockingWebSocket | None = None
 
-    async def connect(self) -> tuple:
+    async def connect(self, receive: bool = False) -> tuple:
+        """(control, fs); a receiver's fs is a BlockingWebSocket read in a thread."""
         tls = getattr(self.d, "tls", None)
         ssl_ctx = tls.client_ssl(self.certificate) if tls else False
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
             total=None, connect=CONNECT_TIMEOUT))
+
+        def aio(name: str):
+            return self.session.ws_connect(
+                _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
+                autoping=True, heartbeat=None)
+        fs = aio("fs")
+        if receive:
+            self.fs = wsclient.BlockingWebSocket(
+                _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,
+                CONNECT_TIMEOUT, IDLE_TIMEOUT)
+            fs = asyncio.to_thread(self.fs.connect)
         # Both handshakes at once: each TLS handshake costs a few round trips.
-        results = await asyncio.gather(*(self.session.ws_connect(
-            _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
-            autoping=True, heartbeat=None) for name in ("control", "fs")),
-            return_exceptions=True)
+        results = await asyncio.gather(aio("control"), fs, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
+            for r in results:
+                if not isinstance(r, BaseException):
+                    await _close(r)
             await self.close()
             exc = errors[0]
-            if isinstance(exc, (aiohttp.ClientError, OSError)):
+            if isinstance(exc, (aiohttp.ClientError, OSError, wsclient.WebSocketError)):
                 raise BadRequest(f"Can't reach the migration peer at {self.operation}: {exc}")
             raise exc
         return tuple(results)
 
     async def close(self) -> None:
+        if self.fs is not None:
+            await asyncio.to_thread(self.fs.close)
+            self.fs = None
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -161,7 +182,9 @@ class _Peer:
 
 async def _close(*sockets) -> None:
     for ws in sockets:
-        if ws is not None and not ws.closed:
+        if isinstance(ws, wsclient.BlockingWebSocket):
+            await asyncio.to_thread(ws.close)
+        elif ws is not None and not ws.closed:
             try:
                 await asyncio.wait_for(ws.close(), 2)
             except (TimeoutError, OSError, RuntimeError):
@@ -475,7 +498,7 @@ def _async(op) -> web.Response:
 
 # Receiver -----------------------------------------------------------------------
 async def _tar_receive(fs, directory: str) -> int:
-    """Feed the received frames to `tar -x`; a thread does the (blocking) pipe writes."""
+    """Feed one received tar stream (binary frames, then "end") to `tar -x`."""
     r, w = _pipe()
     try:
         p = await asyncio.create_subprocess_exec(
@@ -487,6 +510,49 @@ async def _tar_receive(fs, directory: str) -> int:
         raise
     finally:
         os.close(r)
+    if isinstance(fs, wsclient.BlockingWebSocket):
+        return await _blocking_receive(fs, p, w)
+    return await _aio_receive(fs, p, w)
+
+
+async def _tar_result(p, failure: str | None) -> None:
+    err = await p.stderr.read()
+    if await p.wait() != 0 or failure:
+        raise TransferError(f"tar failed on the target: "
+                            f"{err.decode(errors='replace') or failure}")
+
+
+async def _blocking_receive(fs, p, w: int) -> int:
+    """The whole stream in one thread: TLS reads and pipe writes, off the event loop."""
+    def pump() -> tuple[int, str]:
+        try:
+            return fs.stream_to(w)
+        finally:
+            os.close(w)
+    worker = asyncio.ensure_future(asyncio.to_thread(pump))
+    try:
+        try:
+            total, text = await asyncio.shield(worker)
+        except wsclient.WebSocketError as exc:
+            raise TransferError(f"Migration source went away mid-transfer ({exc})")
+        except OSError as exc:          # the pipe: tar -x died
+            await _tar_result(p, str(exc))
+            raise
+        if text != "end":
+            raise TransferError(f"Unexpected message in the fs stream: {text[:80]!r}")
+        await _tar_result(p, None)
+        return total
+    finally:
+        if not worker.done():
+            fs.abort()
+            await asyncio.wait([worker])
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+async def _aio_receive(fs, p, w: int) -> int:
+    """aiohttp frames (push mode, where the source connects to us); a thread writes the pipe."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(8)
     chunks: queue.SimpleQueue = queue.SimpleQueue()
@@ -523,9 +589,7 @@ async def _tar_receive(fs, directory: str) -> int:
                 break
         chunks.put(None)
         await asyncio.to_thread(thread.join)
-        err = await p.stderr.read()
-        if await p.wait() != 0 or failed:
-            raise TransferError(f"tar failed on the target: {err.decode(errors='replace')}")
+        await _tar_result(p, str(failed[0]) if failed else None)
         return total
     finally:
         if p.returncode is None:
@@ -721,7 +785,7 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
 
     async def pull(op):
         t0 = time.monotonic()
-        control, fs = await peer.connect()
+        control, fs = await peer.connect(receive=True)
         receiver.marks.append(("connect", time.monotonic() - t0))
         try:
             await receiver.run(control, fs)
