@@ -113,16 +113,20 @@ class BlockingWebSocket:
             raise WebSocketError("Websocket handshake: wrong Sec-WebSocket-Accept")
 
     # Frames -------------------------------------------------------------------
-    def _fill(self) -> None:
+    def _recv(self, call, *args, what: str = ""):
+        """One socket read; a timeout, an error or the end of the stream is a WebSocketError."""
         try:
-            data = self.sock.recv(65536)
+            got = call(*args)
         except TimeoutError:
             raise WebSocketError(f"No data from the peer for {self.idle_timeout:.0f} s")
         except OSError as exc:
             raise WebSocketError(f"Connection to the peer failed: {exc}")
-        if not data:
-            raise WebSocketError("The peer closed the connection")
-        self._pending += data
+        if not got:
+            raise WebSocketError(f"The peer closed the connection{what}")
+        return got
+
+    def _fill(self) -> None:
+        self._pending += self._recv(self.sock.recv, 65536)
 
     def _exact(self, n: int) -> bytes:
         while len(self._pending) < n:
@@ -152,15 +156,8 @@ class BlockingWebSocket:
             buf[:got] = self._pending[:got]
             del self._pending[:got]
             while got < min(n, len(buf)):
-                try:
-                    k = self.sock.recv_into(buf[got:min(n, len(buf))])
-                except TimeoutError:
-                    raise WebSocketError(f"No data from the peer for {self.idle_timeout:.0f} s")
-                except OSError as exc:
-                    raise WebSocketError(f"Connection to the peer failed: {exc}")
-                if not k:
-                    raise WebSocketError("The peer closed the connection mid-frame")
-                got += k
+                got += self._recv(self.sock.recv_into, buf[got:min(n, len(buf))],
+                                  what=" mid-frame")
             view = buf[:got]
             while view:
                 view = view[os.write(fd, view):]
