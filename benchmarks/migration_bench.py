@@ -27,17 +27,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from rawclient import exec_record  # noqa: E402
+from rawstream import RawStream  # noqa: E402
 from runtime_bench import REPO, RuntimeProcess, build_image  # noqa: E402
 from targets import ApiTarget  # noqa: E402
 
@@ -143,41 +141,6 @@ class Pair:
             self.dst.force_remove(new)
         self.src.force_remove(name)
         return ours, raws
-
-
-class RawStream:
-    """tar -c | loopback TCP | tar -x of the busybox rootfs plus mb MB (the yardstick)."""
-
-    def __init__(self, image: str, mb: int):
-        self.mb = mb
-        self.base = tempfile.mkdtemp(prefix="bench-mstream-", dir="/var/tmp")
-        self.src = os.path.join(self.base, "src")
-        subprocess.run(["tar", "-C", self.base, "-xf", image, "rootfs"], check=True)
-        os.rename(os.path.join(self.base, "rootfs"), self.src)
-        with open(os.path.join(self.src, "big"), "wb") as f:
-            f.writelines(os.urandom(1 << 20) for _ in range(mb))
-        subprocess.run(["sync"], check=False)
-
-    def __call__(self) -> float:
-        dst = tempfile.mkdtemp(prefix="dst-", dir=self.base)
-        srv = socket.create_server(("127.0.0.1", 0))
-        os.sync()  # same start for both: no writeback left from the previous copy
-        t0 = time.perf_counter()
-        cli = socket.create_connection(srv.getsockname())
-        conn, _ = srv.accept()
-        rx = subprocess.Popen(["tar", "-C", dst, "-xf", "-"], stdin=conn.fileno())
-        tx = subprocess.Popen(["tar", "-C", self.src, "-cf", "-", "."], stdout=cli.fileno())
-        cli.close()
-        tx.wait()
-        conn.close()
-        rx.wait()
-        took = time.perf_counter() - t0
-        srv.close()
-        shutil.rmtree(dst, ignore_errors=True)
-        return self.mb / took
-
-    def close(self) -> None:
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def fmt(samples: list[float] | float | str | None) -> str:

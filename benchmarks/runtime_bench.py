@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import memory
 from rawclient import ApiError, exec_record
+from rawstream import RawStream
 from targets import ApiTarget, NotSupported, wait_socket
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -519,36 +520,13 @@ class Bench:
 
     def raw_stream_rate(self, mb: int) -> float:
         """MB/s of tar -c | loopback TCP | tar -x of the busybox rootfs plus mb MB."""
-        if self._raw_rate:
-            return self._raw_rate
-        import socket
-        base = tempfile.mkdtemp(prefix="bench-stream-", dir="/var/tmp")
-        try:
-            src, dst = os.path.join(base, "src"), os.path.join(base, "dst")
-            os.makedirs(dst)
-            subprocess.run(["tar", "-C", base, "-xf", self.args.image_path, "rootfs"],
-                           check=True)
-            os.rename(os.path.join(base, "rootfs"), src)
-            with open(os.path.join(src, "big"), "wb") as f:
-                f.writelines(os.urandom(1 << 20) for _ in range(mb))
-            subprocess.run(["sync"], check=False)
-            srv = socket.create_server(("127.0.0.1", 0))
-            port = srv.getsockname()[1]
-            t0 = time.perf_counter()
-            cli = socket.create_connection(("127.0.0.1", port))
-            conn, _ = srv.accept()
-            rx = subprocess.Popen(["tar", "-C", dst, "-xf", "-"], stdin=conn.fileno())
-            tx = subprocess.Popen(["tar", "-C", src, "-cf", "-", "."], stdout=cli.fileno())
-            cli.close()
-            tx.wait()
-            conn.close()
-            rx.wait()
-            took = time.perf_counter() - t0
-            srv.close()
-            self._raw_rate = mb / took
-            return self._raw_rate
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        if not self._raw_rate:
+            stream = RawStream(self.args.image_path, mb)
+            try:
+                self._raw_rate = stream()
+            finally:
+                stream.close()
+        return self._raw_rate
 
 
 # -- report ----------------------------------------------------------------
