@@ -29,6 +29,20 @@ async def read_json(request: web.Request) -> dict:
     return body
 
 
+_KINDS = {dict: "an object", str: "a string", list: "a list", bool: "true or false",
+          int: "an integer"}
+
+
+def field(body: dict, key: str, kind: type, default=None):
+    """body[key] when it is of that kind, default when absent or null, else a clear 400."""
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise errors.BadRequest(f"'{key}' must be {_KINDS[kind]}")
+    return value
+
+
 def daemon(request: web.Request):
     return request.app["daemon"]
 

@@ -50,6 +50,8 @@ def _tls():
 
 def parse_certificate(text: str) -> tuple[str, str]:
     """(PEM, fingerprint) from a PEM or base64 DER certificate, or a clear 400."""
+    if text is not None and not isinstance(text, str):
+        raise BadRequest("'certificate' must be a string (PEM or base64 DER)")
     text = (text or "").strip()
     if not text:
         raise BadRequest("Missing 'certificate'")

@@ -3,7 +3,7 @@ import os
 
 from aiohttp import web
 
-from runtime.api import daemon, project, read_json, recursion, response
+from runtime.api import daemon, field, project, read_json, recursion, response
 from runtime.errors import BadRequest, NotFound, PreconditionFailed
 from runtime.instances import state as inst_state
 
@@ -54,7 +54,7 @@ async def create_instance(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
     body = await read_json(request)
-    stype = (body.get("source") or {}).get("type", "none")
+    stype = field(field(body, "source", dict, {}), "type", str, "none")
     if stype in ("copy", "migration"):
         handler = d.transfers.create_handler(stype) if hasattr(d, "transfers") else None
         if handler is None:

@@ -250,6 +250,9 @@ def _check_device(name: str, dev: dict[str, str]) -> None:
     if dtype == "disk":
         if "path" not in dev:
             raise BadRequest(f"Invalid device {name!r}: disk needs a 'path'")
+        if not dev["path"].startswith("/"):
+            raise BadRequest(f"Invalid device {name!r}: disk 'path' must be absolute "
+                             f"(got {dev['path']!r})")
         if dev["path"] != "/" and "source" not in dev:
             raise BadRequest(f"Invalid device {name!r}: disk at {dev['path']!r} needs "
                              "a 'source'")
@@ -272,6 +275,9 @@ def _check_device(name: str, dev: dict[str, str]) -> None:
     elif dtype in ("unix-char", "unix-block"):
         if "source" not in dev and "path" not in dev:
             raise BadRequest(f"Invalid device {name!r}: needs 'source' or 'path'")
+        for key in ("source", "path"):
+            if key in dev and not dev[key].startswith("/"):
+                raise BadRequest(f"Invalid device {name!r}: {key!r} must be absolute")
         for key in ("major", "minor", "uid", "gid"):
             if dev.get(key) and not dev[key].isdigit():
                 raise BadRequest(f"Invalid device {name!r}: {key} must be an integer")

@@ -64,6 +64,19 @@ def check_nic(name: str, dev: dict) -> None:
             raise BadRequest(f"nic {name!r}: {key}: {exc}")
 
 
+def check_parent(name: str, dev: dict) -> None:
+    """A nic's host parent must be there when the nic is started or plugged: liblxc's
+    own error for a missing one is only "Failed to spawn container"."""
+    parent = dev.get("parent")
+    if dev.get("network") or not parent or nictype(dev) not in (
+            "bridged", "macvlan", "physical"):
+        return
+    from runtime.network import netlink
+    if "/" in parent or parent in (".", "..") or len(parent) > 15 or \
+            not netlink.exists(parent):
+        raise BadRequest(f"nic {name!r}: parent {parent!r} does not exist on this host")
+
+
 SUPPORTED_TYPES = ("none", "disk", "nic", "unix-char", "unix-block")
 
 
@@ -245,6 +258,7 @@ class Devices:
                     nets.static_lease(dev["network"], inst.name, hwaddr, dev.get("ipv4.address"))
             elif nictype(dev) in ("bridged", "macvlan", "physical") and not dev.get("parent"):
                 raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
+            check_parent(name, dev)
 
     async def after_start(self, inst, pid: int) -> None:
         """What liblxc's config cannot say: tc shaping and blkio throttles.
@@ -430,6 +444,7 @@ class Devices:
     async def _plug_nic(self, inst, pid: int, name: str, dev: dict) -> None:
         """Make the link on the host and move it into the container, in one helper run."""
         from runtime.network import netlink
+        check_parent(name, dev)
         kind = nictype(dev)
         ifname = dev.get("name", name)
         hwaddr = dev.get("hwaddr") or inst.config.get(f"volatile.{name}.hwaddr")
