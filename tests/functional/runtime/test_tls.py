@@ -77,6 +77,30 @@ def test_untrusted_sees_public_form_only(hosts, stranger):
         assert _raw(hosts, 0, "/1.0", cert, "PATCH", json={"config": {}}).status_code == 403
 
 
+def test_every_route_refuses_untrusted_clients(hosts, stranger):
+    """Walks the daemon's own endpoint tables: only routes marked untrusted_ok (and
+    public images) answer a client without a trusted certificate; every other one
+    is a 403 envelope."""
+    import importlib
+    import re
+
+    from runtime import api
+    checked = 0
+    for modname in api.MODULES:
+        for method, path, _handler, untrusted_ok in importlib.import_module(
+                f"runtime.api.{modname}").ROUTES:
+            if untrusted_ok or (method == "GET" and path.startswith("/1.0/images")):
+                continue  # public images are for anyone: test_image_servers covers them
+            url = re.sub(r"\{[^}]+\}", "x", path)
+            for cert in (None, stranger):
+                r = _raw(hosts, 0, url, cert, method,
+                         data=b"{}" if method in ("POST", "PUT", "PATCH") else None)
+                assert r.status_code == 403, (method, url, r.status_code, r.text[:200])
+                assert r.json()["error_code"] == 403
+                checked += 1
+    assert checked > 100
+
+
 def test_tls_policy(hosts):
     host, port = "127.0.0.1", hosts.daemons[0].port
 
