@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from typing import Any, ClassVar
@@ -203,9 +204,14 @@ class LXDDriver(driver.ComputeDriver):
                 self._rollback(undo, instance)
             if CONF.vif_plugging_is_fatal:
                 raise nova_exception.VirtualInterfaceCreateException()
-        except Exception:  # noqa: BLE001 - roll back whatever failed, then re-raise
-            with excutils.save_and_reraise_exception():
+        except Exception as exc:  # noqa: BLE001 - roll back whatever failed, then re-raise
+            with excutils.save_and_reraise_exception() as ctx:
                 self._rollback(undo, instance)
+                reason = unbootable_image_reason(exc)
+                if reason:
+                    # No other host can boot it either: fail the build, don't reschedule.
+                    ctx.reraise = False
+            raise nova_exception.ImageUnacceptable(image_id=image_meta.id, reason=reason)
         LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
                  time.monotonic() - start, instance=instance)
 
@@ -646,3 +652,18 @@ def configdrive_required(instance: Any) -> bool:
     from nova.virt import configdrive as nova_configdrive
 
     return nova_configdrive.required_by(instance)
+
+
+# liblxc's words when the image has nothing to run as init. The bundled runtime
+# puts liblxc's cause in its start error; LXD's only points at its log, so with
+# LXD such a build is rescheduled like any other failure.
+_NO_INIT = re.compile(r'Failed to exec "(/[^"]*)"')
+
+
+def unbootable_image_reason(exc: BaseException) -> str | None:
+    """Why the image itself can't boot on any host, from a start error, or None."""
+    m = _NO_INIT.search(str(exc))
+    if m is None:
+        return None
+    return (f"the image has no usable init: {m.group(1)} could not be executed "
+            "(a system container image needs /sbin/init)")

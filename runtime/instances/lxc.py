@@ -34,8 +34,15 @@ OPTIONAL_BINDS = [
     ("/proc/sys/fs/binfmt_misc", "proc/sys/fs/binfmt_misc", "create=dir"),
     ("/sys/fs/fuse/connections", "sys/fs/fuse/connections", "create=dir"),
     ("/sys/kernel/security", "sys/kernel/security", "create=dir"),
-    ("/dev/mqueue", "dev/mqueue", "create=dir"),
 ]
+# The container's own POSIX message queues: a fresh mqueue instance for its IPC
+# namespace (a bind of the host's /dev/mqueue would show the host's queues).
+MQUEUE_ENTRY = "lxc.mount.entry = mqueue dev/mqueue mqueue rw,relatime,create=dir,optional 0 0"
+
+
+# Sources of the ERROR lines liblxc logs after any failed start (not the cause).
+_LXC_START_CASCADE = ("tools/lxc_start.c", "sync.c:sync_wait", "wait_on_daemonized_start",
+                      "start.c:__lxc_start", "lxc_abort")
 
 
 @dataclass
@@ -171,6 +178,7 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
                      "rbind,create=dir,optional 0 0")
     for src, dst, create in OPTIONAL_BINDS:
         lines.append(f"lxc.mount.entry = {src} {dst} none bind,{create},optional 0 0")
+    lines.append(MQUEUE_ENTRY)
     for setting, value in cgroups.limits(config).items():
         lines.append(f"{cgroups.lxc_key(setting)} = {value}")
     for key, value in sorted(config.items()):
@@ -237,23 +245,36 @@ class LxcDriver:
     async def start(self, paths: Paths) -> int:
         open(paths.console_log, "a").close()
         try:
+            offset = os.path.getsize(paths.lxc_log)
+        except OSError:
+            offset = 0
+        try:
             await proc.run(["lxc-start", *self._args(paths.name), "-d", "-f", paths.config,
                             "-o", paths.lxc_log, "-l", "warn"], timeout=60)
         except CommandFailed as exc:
-            detail = self._log_tail(paths) or str(exc)
+            detail = self._start_errors(paths, offset) or str(exc)
             raise CommandFailed(f"Failed to start the container: {detail}")
         pid = await self.init_pid(paths.name)
         if pid is None:
-            raise CommandFailed(f"Container exited at start: {self._log_tail(paths)}")
+            raise CommandFailed(f"Container exited at start: "
+                                f"{self._start_errors(paths, offset)}")
         return pid
 
-    def _log_tail(self, paths: Paths) -> str:
+    def _start_errors(self, paths: Paths, offset: int) -> str:
+        """The cause of a failed start, from what this start wrote to lxc.log.
+
+        liblxc ends every failure with the same cascade (another process failed,
+        state ABORTING, "run the container in foreground mode"...); the cause is
+        the first ERROR before it, e.g. `Failed to exec "/sbin/init"`.
+        """
         try:
             with open(paths.lxc_log, errors="replace") as f:
-                errs = [line.strip() for line in f if " ERROR " in line]
-            return " | ".join(e.split(" - ", 1)[-1] for e in errs[-3:])
+                f.seek(offset)
+                errs = [line.strip().split(" - ", 1)[-1] for line in f if " ERROR " in line]
         except OSError:
             return ""
+        causes = [e for e in errs if not any(g in e for g in _LXC_START_CASCADE)]
+        return " | ".join(causes[:2] or errs[-3:])
 
     async def init_pid(self, name: str) -> int | None:
         rc, out, _ = await proc.run(["lxc-info", *self._args(name), "-pH"], check=False)

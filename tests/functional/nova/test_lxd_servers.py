@@ -300,6 +300,29 @@ class LXDServersTest(LXDServersBase):
         manager._run_image_cache_manager_pass(ctxt)
         self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
 
+    def test_image_that_cannot_boot_fails_cleanly(self):
+        """A failure after the container exists (its init is missing): the server goes
+        to ERROR at once with the cause in its fault, and no host keeps a container."""
+        import subprocess
+        import tempfile
+        work = self.useFixture(fixtures.TempDir()).path
+        subprocess.run(["tar", "-xJf", nlx_fixtures.busybox_image(), "-C", work,
+                        "--numeric-owner"], check=True)
+        os.unlink(os.path.join(work, "rootfs", "sbin", "init"))
+        with tempfile.TemporaryFile() as tarball:
+            subprocess.run(["tar", "-cz", "--numeric-owner", "-C", work,
+                            *sorted(os.listdir(work))], stdout=tarball, check=True)
+            tarball.seek(0)
+            image = self.glance.create(nova_context.get_admin_context(), {
+                "name": "nlx-noinit", "disk_format": "raw", "container_format": "bare",
+                "min_disk": 0, "status": "active",
+                "properties": {"hw_architecture": HOST_ARCH}}, data=tarball)
+        server = self._boot("nlx-noinit", image_id=image["id"], wait="ERROR")
+        self._assert_runtimes_empty()
+        # Not rescheduled (no host could boot it): the fault says why.
+        self.assertIn("has no usable init: /sbin/init", server["fault"]["message"])
+        self._delete_server(server)
+
     def test_invalid_extra_spec_fails_cleanly(self):
         flavor_id = self._create_flavor(name="nlx.bad", vcpu=1, memory_mb=128, disk=1, ephemeral=0,
                                         extra_spec={"lxd:nested_allowed": "perhaps"})

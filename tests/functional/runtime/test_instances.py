@@ -216,3 +216,35 @@ def test_lxc_cli_interactive_exec(daemon, make_instance, tmp_path):
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def test_failed_start_says_why(client, daemon, tmp_path):
+    """An image without /sbin/init: the error names liblxc's cause (not its generic
+    "run the container in foreground mode" cascade), the instance stays Stopped
+    and no liblxc monitor is left for it."""
+    import os
+
+    from tests.functional.runtime.harness import BUSYBOX
+    work = tmp_path / "img"
+    work.mkdir()
+    subprocess.run(["tar", "-xJf", BUSYBOX, "-C", str(work), "--numeric-owner"], check=True)
+    os.unlink(work / "rootfs" / "sbin" / "init")
+    tarball = tmp_path / "noinit.tar.gz"
+    subprocess.run(["tar", "-czf", str(tarball), "--numeric-owner", "-C", str(work),
+                    *sorted(os.listdir(work))], check=True)
+    img = client.images.create(tarball.read_bytes(), wait=True)
+    inst = client.instances.create({"name": "noinit", "source": {
+        "type": "image", "fingerprint": img.fingerprint}}, wait=True)
+    try:
+        for _ in range(2):    # the second failure reports its own cause, not the first's
+            with pytest.raises(pylxd.exceptions.LXDAPIException) as err:
+                inst.start(wait=True)
+            assert 'Failed to exec "/sbin/init"' in str(err.value)
+            assert "foreground mode" not in str(err.value)
+            assert client.instances.get("noinit").status == "Stopped"
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert not [line for line in ps.splitlines()
+                    if "[lxc monitor]" in line and daemon.lxd_dir in line and "noinit" in line]
+    finally:
+        inst.delete(wait=True)
+        img.delete(wait=True)

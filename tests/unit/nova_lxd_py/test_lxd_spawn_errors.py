@@ -1,0 +1,28 @@
+"""Which start errors mean the image itself can't boot (fail the build, no reschedule)."""
+import pytest
+
+from nova_lxd_py.driver import unbootable_image_reason
+
+
+@pytest.mark.parametrize("message, init", [
+    # the bundled runtime's start error
+    ('Failed to start the container: ../src/lxc/start.c:start:2197 - No such file or '
+     'directory - Failed to exec "/sbin/init"', "/sbin/init"),
+    ('Container exited at start: Failed to exec "/lib/systemd/systemd"',
+     "/lib/systemd/systemd"),
+])
+def test_missing_init_is_the_images_fault(message, init):
+    reason = unbootable_image_reason(RuntimeError(message))
+    assert reason is not None and init in reason
+
+
+@pytest.mark.parametrize("message", [
+    "nic 'eth0': parent 'br-x' does not exist on this host",
+    "Failed to start the container: Failed to mount rootfs",
+    # LXD 5.0's start error only points at its log: rescheduled like any failure
+    "Failed to run: /usr/bin/lxd forkstart c1 /var/lib/lxd/containers "
+    "/var/log/lxd/c1/lxc.conf: exit status 1",
+    "",
+])
+def test_other_start_errors_are_not(message):
+    assert unbootable_image_reason(RuntimeError(message)) is None
