@@ -49,7 +49,6 @@ CHUNK = 4 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 30.0
 IDLE_TIMEOUT = 300.0    # a blocking fs stream that stalls this long has failed
-INCOMING_KEY = "volatile.migration.incoming"
 # Volatile keys that describe the sender's host, not the instance.
 _HOST_VOLATILE = ("volatile.last_state.idmap", "volatile.idmap.base", "volatile.idmap.current",
                   "volatile.idmap.next", "volatile.last_state.power", "volatile.apply_template")
@@ -663,7 +662,7 @@ class Receiver:
         except RuntimeAPIError as exc:
             await _send_json(control, {"error": str(exc)})
             raise
-        inst = d.instances.insert(self.project, spec, {INCOMING_KEY: "true"})
+        inst = d.instances.insert(self.project, spec)
         self.inst = inst
         self.mark("record")
         try:
@@ -741,8 +740,8 @@ class Receiver:
                 d.images.mark_used(base)
             self.mark("shift")
             mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
-                                     "volatile.idmap.base": str(idmap.base),
-                                     INCOMING_KEY: None})
+                                     "volatile.idmap.base": str(idmap.base)})
+            mgr.completed(inst)
             await mgr._apply_root_size(inst)
             await _send_json(control, {"success": True})
             self.mark("finish")
@@ -796,15 +795,6 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
                                resources=resources, cancellable=True))
 
 
-async def purge_incomplete(d) -> None:
-    """After a crash mid-transfer: drop instances that never finished arriving."""
-    for inst in d.instances.list(None):
-        if inst.config.get(INCOMING_KEY) and d.instances.pid(inst) is None:
-            LOG.warning("removing %s/%s: its migration never completed", inst.project,
-                        inst.name)
-            await d.instances._purge(inst)
-
-
 def attach(daemon) -> None:
     from runtime.instances import transfers
     reg = transfers.get(daemon)
@@ -814,6 +804,3 @@ def attach(daemon) -> None:
     reg.migrate_snapshot = lambda request, inst, snap, body: migrate_source(
         request, inst, body, snapshot=snap)
 
-    async def on_start(app) -> None:
-        await purge_incomplete(daemon)
-    daemon.start_hooks.append(on_start)

@@ -160,6 +160,14 @@ FREE_PREFIXES = ("user.", "environment.", "image.", "volatile.", "linux.sysctl."
                  "limits.kernel.", "security.syscalls.intercept.", "limits.hugepages.")
 
 
+# Set while an instance is being made (create, copy, migration) and cleared when
+# it is whole; a daemon that restarts removes instances still marked.
+INCOMPLETE_KEY = "volatile.incomplete"
+# Keys only the daemon writes: a client's value (a PUT of what a GET returned, say)
+# is dropped, so no client can mark an instance for removal.
+DAEMON_KEYS = (INCOMPLETE_KEY,)
+
+
 def validate_config(config: dict, where: str = "instance") -> dict[str, str]:
     if not isinstance(config, dict):
         raise BadRequest(f"Invalid {where} config: must be an object")
@@ -167,6 +175,8 @@ def validate_config(config: dict, where: str = "instance") -> dict[str, str]:
     for key, value in config.items():
         if not isinstance(key, str):
             raise BadRequest(f"Invalid {where} config key {key!r}")
+        if key in DAEMON_KEYS:
+            continue
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (int, float)):

@@ -190,11 +190,13 @@ class InstanceManager:
                 "expanded_devices": edevices}
 
     def insert(self, project: str, spec: dict, extra_config: dict | None = None) -> Instance:
-        """Reserve the name: write the record (volatile keys included)."""
+        """Reserve the name: write the record (volatile keys included), marked
+        incomplete until the caller's `completed()`."""
         config = dict(spec["config"])
         config["volatile.uuid"] = str(uuid.uuid4())
         config.update(missing_hwaddrs(spec["expanded_devices"], config))
         config.update(extra_config or {})
+        config[cfg.INCOMPLETE_KEY] = "true"
         self.d.db.insert("instances", project=project, name=spec["name"],
                          architecture=spec["architecture"], ephemeral=spec["ephemeral"],
                          description=spec["description"], created_at=dbmod.now(),
@@ -231,12 +233,17 @@ class InstanceManager:
                 self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
                 await self._apply_root_size(inst)
+                self.completed(inst)
         except BaseException:
             await self._purge(inst)
             raise
         self.d.bus.lifecycle("instance-created", inst.url, project)
         LOG.info("instance %s/%s created", project, inst.name)
         return self.load(project, inst.name)
+
+    def completed(self, inst: Instance) -> None:
+        """The instance is whole: a daemon restart keeps it from now on."""
+        self._set_volatile(inst, {cfg.INCOMPLETE_KEY: None})
 
     async def _apply_root_size(self, inst: Instance) -> None:
         root = root_disk(inst.expanded_devices)
@@ -518,6 +525,11 @@ class InstanceManager:
         lost = []
         for inst in self.list(None):
             pid = await self.lxc.init_pid(self.paths(inst).name)
+            if inst.config.get(cfg.INCOMPLETE_KEY) and not pid:
+                LOG.warning("removing %s/%s: it was still being made when the daemon "
+                            "stopped", inst.project, inst.name)
+                await self._purge(inst)
+                continue
             if pid:
                 self.pids[inst.id] = pid
                 self._watch(inst, pid)

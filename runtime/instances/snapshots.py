@@ -578,6 +578,7 @@ class Copier:
                                  ephemeral=row["ephemeral"], config=row["config"],
                                  devices=row["devices"], profiles=row["profiles"])
             await mgr._apply_root_size(mgr.load(project, inst.name))
+            mgr.completed(inst)
         except BaseException:
             await mgr._purge(inst)
             raise

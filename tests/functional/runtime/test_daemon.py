@@ -144,3 +144,34 @@ def test_unreachable_rootfs_is_a_clear_error(tmp_path):
         if d is not None:
             d.destroy()
         shutil.rmtree(closed, ignore_errors=True)
+
+
+def test_restart_removes_instances_left_half_made(daemon, client, make_instance):
+    """A daemon killed while it made an instance leaves the record marked
+    volatile.incomplete (and a partial volume): the next start removes both. A
+    client can't set the mark (a PUT that sends it back is ignored for that key)."""
+    import json
+    import sqlite3
+    whole = make_instance(start=False)
+    half = make_instance(start=False)
+    # What a SIGKILL between the record and the end of the volume leaves behind.
+    daemon.stop()
+    db = sqlite3.connect(os.path.join(daemon.lxd_dir, "database", "runtime.db"))
+    row = db.execute("SELECT config FROM instances WHERE name = ?", (half.name,)).fetchone()
+    config = dict(json.loads(row[0]), **{"volatile.incomplete": "true"})
+    db.execute("UPDATE instances SET config = ? WHERE name = ?",
+               (json.dumps(config), half.name))
+    db.commit()
+    db.close()
+    daemon.start()
+    fresh = daemon.client()
+    names = [i.name for i in fresh.instances.all()]
+    assert half.name not in names and whole.name in names
+    assert not [d for d in os.listdir(os.path.join(
+        daemon.lxd_dir, "storage-pools", "default", "containers")) if half.name in d]
+    # the mark is the daemon's alone
+    fresh.api.instances[whole.name].patch(json={"config": {"volatile.incomplete": "true"}})
+    assert "volatile.incomplete" not in fresh.instances.get(whole.name).config
+    daemon.stop()
+    daemon.start()
+    assert whole.name in [i.name for i in daemon.client().instances.all()]
