@@ -33,6 +33,8 @@ from rawclient import ApiError, exec_record
 from rawstream import RawStream
 from targets import ApiTarget, NotSupported, wait_socket
 
+from runtime import statedir
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -646,12 +648,6 @@ def build_image(path: str | None) -> str:
     return out
 
 
-def mounted_under(path: str) -> bool:
-    """True if anything is still mounted below path (then it is not removed)."""
-    with open("/proc/mounts") as f:
-        return any(line.split()[1].startswith(path.rstrip("/") + "/") for line in f)
-
-
 class RuntimeProcess:
     """Our daemon started on a temporary LXD_DIR for the run (--start-runtime)."""
 
@@ -696,16 +692,7 @@ class RuntimeProcess:
         self.stop()
         if not self.own_dir:
             return
-        lxcpath = os.path.join(self.dir, "containers")
-        for name in os.listdir(lxcpath) if os.path.isdir(lxcpath) else []:
-            subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"], capture_output=True)
-        with open("/proc/mounts") as f:
-            mounts = [line.split()[1] for line in f
-                      if line.split()[1].startswith(self.dir.rstrip("/") + "/")]
-        for m in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", m], capture_output=True)
-        if not mounted_under(self.dir):
-            shutil.rmtree(self.dir, ignore_errors=True)
+        statedir.wipe(self.dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,7 @@ behind: containers are stopped through liblxc even when the daemon is gone.
 """
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,59 +17,14 @@ import time
 from collections.abc import Callable
 
 from nova_lxd_py import client as lxd_client
-
-
-def _mounts_below(path: str) -> list[str]:
-    prefix = path.rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mounts") as mounts:
-        for line in mounts:
-            target = line.split()[1].replace("\\040", " ")
-            if target == path or target.startswith(prefix):
-                found.append(target)
-    return found
-
-
-def _monitors_below(lxd_dir: str) -> list[tuple[int, str, str]]:
-    """(pid, lxcpath, name) of liblxc monitors of containers under *lxd_dir*."""
-    prefix = os.path.abspath(lxd_dir).rstrip("/") + "/"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                words = f.read().replace(b"\0", b" ").decode(errors="replace").split()
-        except OSError:
-            continue
-        if words[:2] == ["[lxc", "monitor]"] and len(words) == 4 and \
-                words[2].startswith(prefix):
-            found.append((int(entry), words[2], words[3]))
-    return found
+from runtime import statedir
 
 
 def wipe_state_dir(lxd_dir: str) -> None:
-    """Stop every container of a state directory, unmount and remove it.
-
-    *lxd_dir* is one runtime's state directory or a directory holding
-    several (the all-in-one cloud's, one per host).
-    """
-    # liblxc's command socket is an abstract unix socket, which lives in a
-    # network namespace: a daemon run in a namespace of its own started its
-    # containers' monitors there, and only lxc-stop run there reaches them.
-    for pid, lxcpath, name in _monitors_below(lxd_dir):
-        subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", "lxc-stop", "-P",
-                        lxcpath, "-n", name, "-k"], capture_output=True, timeout=60,
-                       check=False)
-    lxcpaths = glob.glob(os.path.join(lxd_dir, "containers")) + glob.glob(
-        os.path.join(lxd_dir, "*", "containers"))
-    for lxcpath in lxcpaths:
-        for name in os.listdir(lxcpath):
-            subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"],
-                           capture_output=True, timeout=60, check=False)
-    for target in sorted(_mounts_below(lxd_dir), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-    shutil.rmtree(lxd_dir, ignore_errors=True)
+    """Stop every container of a state directory (or of a directory of them),
+    unmount and remove it. The daemons ran in namespaces of their own, so their
+    bridges went with those."""
+    statedir.wipe(lxd_dir, bridges=False)
 
 
 class Runtime:

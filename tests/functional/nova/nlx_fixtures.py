@@ -22,6 +22,7 @@ import pylxd
 from pylxd import exceptions as lxd_exceptions
 
 from nova_lxd_py import client as lxd_client
+from runtime import statedir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -83,7 +84,7 @@ class RuntimeFixture(fixtures.Fixture):
         # unprivileged containers (their root is a high host uid) can't cross.
         lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-", dir="/var/tmp")
         os.chmod(lxd_dir, 0o711)
-        self.addCleanup(shutil.rmtree, lxd_dir, True)
+        self.addCleanup(statedir.wipe, lxd_dir)
         keep = os.environ.get("NOVA_LXD_TEST_LOG_DIR")
         if keep:  # keep the daemon's logs for debugging a failed run
             self.addCleanup(self._keep_logs, lxd_dir, keep)

@@ -5,7 +5,6 @@ hands out an unchanged pylxd client on its unix socket, and on stop removes ever
 trace: containers, mounts, the state directory.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,58 +14,16 @@ import urllib.parse
 
 import pylxd
 
+from runtime import statedir
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 BUSYBOX = os.path.join(REPO, ".cache", "images", "busybox.tar.xz")
 
 
-def _mounts_below(path: str) -> list[str]:
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            target = line.split()[1].replace("\\040", " ")
-            if target == path or target.startswith(path.rstrip("/") + "/"):
-                out.append(target)
-    return out
-
-
-def _managed_networks(lxd_dir: str) -> list[str]:
-    import sqlite3
-    path = os.path.join(lxd_dir, "database", "runtime.db")
-    if not os.path.exists(path):
-        return []
-    try:
-        with sqlite3.connect(path) as conn:
-            return [r[0] for r in conn.execute("SELECT name FROM networks")]
-    except sqlite3.Error:
-        return []
-
-
-def _kill_pidfiles(pattern: str) -> None:
-    import glob
-    for pidfile in glob.glob(pattern):
-        try:
-            with open(pidfile) as f:
-                os.kill(int(f.read().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            continue
-
-
 def wipe(lxd_dir: str) -> None:
-    """Stop containers, unmount and remove a state directory (best effort, thorough):
-    also the managed bridges and dnsmasq processes the daemon made on the host."""
-    _kill_pidfiles(os.path.join(lxd_dir, "networks", "*", "dnsmasq.pid"))
-    for bridge in _managed_networks(lxd_dir):
-        if os.path.exists(f"/sys/class/net/{bridge}"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
-    lxcpath = os.path.join(lxd_dir, "containers")
-    if os.path.isdir(lxcpath):
-        for name in os.listdir(lxcpath):
-            subprocess.run(["lxc-stop", "-P", lxcpath, "-n", name, "-k"],
-                           capture_output=True, timeout=60)
-    for target in sorted(_mounts_below(lxd_dir), key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], capture_output=True)
-    shutil.rmtree(lxd_dir, ignore_errors=True)
+    """Containers, bridges, dnsmasq, mounts and the directory: see runtime.statedir."""
+    statedir.wipe(lxd_dir)
 
 
 class RuntimeDaemon:

@@ -175,3 +175,30 @@ def test_restart_removes_instances_left_half_made(daemon, client, make_instance)
     daemon.stop()
     daemon.start()
     assert whole.name in [i.name for i in daemon.client().instances.all()]
+
+
+def test_wipe_after_a_crash_leaves_nothing():
+    """runtime.statedir.wipe (tests, benchmarks and the all-in-one cloud use it)
+    after the daemon was SIGKILLed with a container running: no liblxc monitor,
+    no mount, no directory. The lxcpath holds no per-container directory, so the
+    containers are found through their monitors."""
+    import signal as sig
+
+    from runtime import statedir
+    from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
+    d = RuntimeDaemon().start()
+    try:
+        c = d.client()
+        import_busybox(c)
+        inst = c.instances.create({"name": "crash", "source": {
+            "type": "image", "alias": "busybox"}}, wait=True)
+        inst.start(wait=True)
+        assert not os.listdir(os.path.join(d.lxd_dir, "containers"))
+        assert statedir.monitors_below(d.lxd_dir)
+        d.proc.send_signal(sig.SIGKILL)
+        d.proc.wait()
+    finally:
+        statedir.wipe(d.lxd_dir)
+    assert not statedir.monitors_below(d.lxd_dir)
+    assert not statedir.mounts_below(d.lxd_dir)
+    assert not os.path.exists(d.lxd_dir)
