@@ -4,8 +4,8 @@ For tests, benchmarks and the all-in-one cloud, which start daemons on
 throwaway directories and must leave nothing behind, even when the daemon is
 already gone: containers (found through their liblxc monitors, since a daemon
 started with `lxc-start -f` leaves no per-container directory in the lxcpath),
-the managed bridges and dnsmasq processes of its networks, and every mount
-below the directory.
+the managed bridges and dnsmasq processes of its networks, every mount below
+the directory, and the daemon's (now empty) cgroup parents.
 """
 from __future__ import annotations
 
@@ -97,4 +97,8 @@ def wipe(lxd_dir: str, bridges: bool = True) -> None:
                                check=False)
     for target in sorted(mounts_below(lxd_dir), key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    from runtime.instances import cgroups, lxc
+    for state in [lxd_dir] + glob.glob(os.path.join(lxd_dir, "*", "")):
+        for parent in lxc.daemon_cgroup_dirs(state.rstrip("/")):
+            cgroups.remove_stale(parent)
     shutil.rmtree(lxd_dir, ignore_errors=True)

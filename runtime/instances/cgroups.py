@@ -154,3 +154,29 @@ def read(controller: str, cgroup_dir: str, name: str) -> str | None:
             return f.read().strip()
     except OSError:
         return None
+
+
+def hierarchies() -> list[str]:
+    """Every mounted hierarchy: the v2 root alone, or each v1 one plus the v2 mount."""
+    if unified_only():
+        return [CGROUP_ROOT]
+    found = set()
+    for entry in os.listdir(CGROUP_ROOT):
+        path = os.path.realpath(os.path.join(CGROUP_ROOT, entry))
+        if os.path.isdir(path):
+            found.add(path)
+    return sorted(found)
+
+
+def remove_stale(cgroup_dir: str) -> None:
+    """Remove a cgroup directory (children first) in every hierarchy. One that
+    still holds a process stays: rmdir refuses it, so only leftovers go."""
+    for root in hierarchies():
+        top = os.path.join(root, cgroup_dir)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass

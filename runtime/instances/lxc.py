@@ -75,6 +75,17 @@ def cgroup_dir(lxd_dir: str, name: str) -> str:
     return f"nlr-{tag}/{name}"
 
 
+def monitor_cgroup_dir(cgroup: str) -> str:
+    """Where liblxc puts the container's monitor: a sibling tree of the containers'."""
+    return cgroup.replace("/", ".monitor/", 1)
+
+
+def daemon_cgroup_dirs(lxd_dir: str) -> list[str]:
+    """The parents under which one daemon's containers and monitors live."""
+    parent = cgroup_dir(lxd_dir, "x").split("/")[0]
+    return [parent, parent + ".monitor"]
+
+
 def _nic_lines(idx: int, devname: str, dev: dict, volatile: dict) -> list[str]:
     k = f"lxc.net.{idx}"
     nictype = dev.get("nictype", "bridged")
@@ -161,7 +172,7 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
         "lxc.signal.reboot = SIGINT",
         "lxc.signal.stop = SIGKILL",
         f"lxc.cgroup.dir.container = {cgroup}",
-        f"lxc.cgroup.dir.monitor = {cgroup.replace('/', '.monitor/', 1)}",
+        f"lxc.cgroup.dir.monitor = {monitor_cgroup_dir(cgroup)}",
         # As LXD: a user namespace makes rw safe; privileged ones get the mixed forms.
         # ":force" because liblxc skips cgroup mounts on cgroup-namespace kernels.
         "lxc.mount.auto = " + ("proc:mixed sys:mixed cgroup:mixed:force" if privileged

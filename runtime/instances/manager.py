@@ -322,6 +322,11 @@ class InstanceManager:
         with open(paths.seccomp, "w") as f:
             f.write(lxc.seccomp_policy(inst.expanded_config))
         await self.d.devices.before_start(inst)
+        # A failed start can leave liblxc's monitor cgroup behind, and with a fixed
+        # lxc.cgroup.dir.monitor every later start then fails ("Failed to create
+        # monitor cgroup"): clear leftovers of this (stopped) instance first.
+        for leftover in (self.cgroup(inst), lxc.monitor_cgroup_dir(self.cgroup(inst))):
+            cgroups.remove_stale(leftover)
         pid = await self.lxc.start(paths)
         self.pids[inst.id] = pid
         self._watch(inst, pid)

@@ -180,8 +180,8 @@ def test_restart_removes_instances_left_half_made(daemon, client, make_instance)
 def test_wipe_after_a_crash_leaves_nothing():
     """runtime.statedir.wipe (tests, benchmarks and the all-in-one cloud use it)
     after the daemon was SIGKILLed with a container running: no liblxc monitor,
-    no mount, no directory. The lxcpath holds no per-container directory, so the
-    containers are found through their monitors."""
+    no mount, no directory, no cgroup of that daemon. The lxcpath holds no
+    per-container directory, so the containers are found through their monitors."""
     import signal as sig
 
     from runtime import statedir
@@ -202,3 +202,7 @@ def test_wipe_after_a_crash_leaves_nothing():
     assert not statedir.monitors_below(d.lxd_dir)
     assert not statedir.mounts_below(d.lxd_dir)
     assert not os.path.exists(d.lxd_dir)
+    from runtime.instances import cgroups, lxc
+    assert not [os.path.join(root, parent) for root in cgroups.hierarchies()
+                for parent in lxc.daemon_cgroup_dirs(d.lxd_dir)
+                if os.path.exists(os.path.join(root, parent))]
