@@ -22,7 +22,6 @@ import pylxd
 from pylxd import exceptions as lxd_exceptions
 
 from nova_lxd_py import client as lxd_client
-from runtime import statedir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -39,6 +38,13 @@ def busybox_image() -> str:
         subprocess.run([os.path.join(REPO, "tools", "images", "build-busybox"), path],
                        check=True)
     return path
+
+
+def _wipe(lxd_dir: str) -> None:
+    """runtime.statedir.wipe in a child process: it reads /sys/fs/cgroup, which nova's
+    test fixtures forbid inside the test process."""
+    subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
+                    "statedir.wipe(sys.argv[1])", lxd_dir], check=False, timeout=120)
 
 
 def runtime_kind() -> str:
@@ -84,7 +90,7 @@ class RuntimeFixture(fixtures.Fixture):
         # unprivileged containers (their root is a high host uid) can't cross.
         lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-", dir="/var/tmp")
         os.chmod(lxd_dir, 0o711)
-        self.addCleanup(statedir.wipe, lxd_dir)
+        self.addCleanup(_wipe, lxd_dir)
         keep = os.environ.get("NOVA_LXD_TEST_LOG_DIR")
         if keep:  # keep the daemon's logs for debugging a failed run
             self.addCleanup(self._keep_logs, lxd_dir, keep)
