@@ -86,12 +86,14 @@ def _fill(path: str, fingerprint: str, op_id: str, missing: bool) -> str:
 
 
 def _request(sock_path: str, method: str, path: str, body: bytes | None,
-             content_type: str = "application/json") -> tuple[int, dict | None]:
+             content_type: str = "application/json",
+             headers: dict | None = None) -> tuple[int, dict | None]:
     """One raw HTTP/1.0 request: bodies pylxd would never send."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
     s.connect(sock_path)
     head = f"{method} {path} HTTP/1.0\r\nHost: lxd\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     if body is not None:
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     s.sendall(head.encode() + b"\r\n" + (body or b""))
@@ -221,3 +223,27 @@ def test_wrong_content_types_and_huge_numbers(daemon, world):
     status, env = _request(daemon.socket, "GET", "/1.0/instances/" + urllib.parse.quote(
         "x" * 5000), None)
     assert 400 <= status < 500, env
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-LXD-uid": "root"}, {"X-LXD-gid": "-5"}, {"X-LXD-mode": "999"},
+    {"X-LXD-mode": "0o7777777"}, {"X-LXD-uid": "99999999999999999999"},
+    {"X-LXD-type": "fifo"}, {"X-LXD-type": "symlink"}, {"X-LXD-write": "prepend"},
+    {"X-LXD-type": "directory", "X-LXD-mode": "abc"},
+])
+@pytest.mark.parametrize("running", [False, True])
+def test_file_push_with_bad_headers_is_a_4xx(daemon, client, make_instance, headers,
+                                             running):
+    inst = make_instance(start=running)
+    for path in ("/root/fz", "root/relative", "/root/..", "/", "/root/a%00b"):
+        status, env = _request(daemon.socket, "POST",
+                               f"/1.0/instances/{inst.name}/files?path={path}", b"",
+                               content_type="application/octet-stream", headers=headers)
+        assert status < 500, (path, headers, env)
+        if status >= 400:
+            assert env and env.get("error_code") == status, env
+    for method, path in (("GET", "?path=/no/such"), ("GET", ""), ("DELETE", "?path=/"),
+                         ("DELETE", "?path=relative")):
+        status, env = _request(daemon.socket, method,
+                               f"/1.0/instances/{inst.name}/files{path}", None)
+        assert 400 <= status < 500, (method, path, env)
