@@ -9,7 +9,8 @@ migrating container from the source runtime's address over that bridge. The
 unix sockets nova-compute uses are files and need no network.
 
 Names carry the ``aio`` prefix and a random tag; the subnet is a /24 of
-10.219.0.0/16 chosen from the tag. Everything is removed by ``destroy``.
+10.219.0.0/16 chosen from the tag. Everything is removed by ``destroy``. The
+runtime's functional tests use the same class (prefix ``mg``, 10.218.0.0/16).
 """
 from __future__ import annotations
 
@@ -24,10 +25,16 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 class HostNetwork:
     """A bridge plus one namespace (with a veth on the bridge) per host."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "aio", net: str = "10.219",
+                 reach_from_machine: bool = False) -> None:
+        """Names start with *prefix*; the subnet is a /24 of *net*.0.0/16. With
+        *reach_from_machine* the bridge gets the subnet's .254, so processes in the
+        machine's namespace (a test, say) reach the hosts too."""
+        self.prefix = prefix
         self.tag = secrets.token_hex(3)
-        self.bridge = f"aiobr{self.tag}"
-        self.subnet = f"10.219.{10 + int(self.tag, 16) % 240}"
+        self.bridge = f"{prefix}br{self.tag}"
+        self.subnet = f"{net}.{10 + int(self.tag, 16) % 240}"
+        self.reach_from_machine = reach_from_machine
         self.namespaces: list[str] = []
         self._made_bridge = False
 
@@ -36,14 +43,17 @@ class HostNetwork:
         if not self._made_bridge:
             _ip("link", "add", self.bridge, "type", "bridge")
             self._made_bridge = True
-            # No address on the bridge: only the hosts talk over it, and the
-            # machine's own routing stays untouched (two clouds at once may
-            # even draw the same subnet without noticing each other).
+            # By default no address on the bridge: only the hosts talk over it,
+            # and the machine's own routing stays untouched (two clouds at once
+            # may even draw the same subnet without noticing each other).
+            if self.reach_from_machine:
+                _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
-        ns = f"aio{self.tag}n{index}"
+        tag = f"{self.prefix}{self.tag}"
+        ns = f"{tag}n{index}"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
-        host_end, ns_end = f"aio{self.tag}h{index}", f"aio{self.tag}c{index}"
+        host_end, ns_end = f"{tag}h{index}", f"{tag}c{index}"
         _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
         _ip("link", "set", ns_end, "netns", ns)
         _ip("link", "set", host_end, "master", self.bridge, "up")

@@ -12,7 +12,6 @@ suffix; everything is removed at the end, even after a failure.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from tests.functional.runtime.harness import REPO, RuntimeDaemon
 for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_var, None)
 sys.path.insert(0, REPO)
+from nova_lxd_py.allinone.network import HostNetwork  # noqa: E402
 from runtime.tls import generate_keypair  # noqa: E402
 
 
@@ -45,10 +45,6 @@ def _free_port_pair() -> int:
         except OSError:
             continue
     raise RuntimeError("no free port pair on 127.0.0.1")
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
 class Daemon(RuntimeDaemon):
@@ -101,25 +97,22 @@ class Daemon(RuntimeDaemon):
 
 class Hosts:
     def __init__(self, count: int = 2, netns: bool = False, base_port: int | None = None):
-        self.tag = secrets.token_hex(3)
         self.netns = netns
         self.daemons: list[Daemon] = []
-        self.namespaces: list[str] = []
-        self.bridge: str | None = None
+        # The all-in-one cloud's host namespaces, with an address on the bridge
+        # so this test process reaches every daemon too.
+        self.network = HostNetwork(prefix="mg", net="10.218", reach_from_machine=True) \
+            if netns else None
         self.tmp = tempfile.mkdtemp(prefix="mg-cli-", dir="/var/tmp")
         self.cert = os.path.join(self.tmp, "client.crt")
         self.key = os.path.join(self.tmp, "client.key")
         generate_keypair(self.cert, self.key, "mg-test-client")
         port = base_port or _free_port_pair()
-        subnet = 10 + int(self.tag, 16) % 200
         try:
             for i in range(count):
-                if netns:
-                    address = self._make_netns(i, subnet)
-                else:
-                    address = "127.0.0.1"
-                d = Daemon(self.namespaces[-1] if netns else None, address,
-                           port + i if not netns else 8443)
+                namespace, address = self.network.add_host(i) if netns else \
+                    (None, "127.0.0.1")
+                d = Daemon(namespace, address, port + i if not netns else 8443)
                 self.daemons.append(d)
                 d.start()
                 d.client().certificates.create("", open(self.cert, "rb").read(),
@@ -127,25 +120,6 @@ class Hosts:
         except BaseException:
             self.destroy()
             raise
-
-    def _make_netns(self, i: int, subnet: int) -> str:
-        net = f"10.218.{subnet}"
-        if self.bridge is None:
-            self.bridge = f"mgbr{self.tag}"
-            _ip("link", "add", self.bridge, "type", "bridge")
-            _ip("addr", "add", f"{net}.254/24", "dev", self.bridge)
-            _ip("link", "set", self.bridge, "up")
-        ns = f"mg{self.tag}n{i}"
-        _ip("netns", "add", ns)
-        self.namespaces.append(ns)
-        host_end, ns_end = f"mg{self.tag}h{i}", f"mg{self.tag}c{i}"
-        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-        _ip("link", "set", ns_end, "netns", ns)
-        _ip("link", "set", host_end, "master", self.bridge, "up")
-        _ip("-n", ns, "addr", "add", f"{net}.{i + 1}/24", "dev", ns_end)
-        _ip("-n", ns, "link", "set", ns_end, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        return f"{net}.{i + 1}"
 
     def https(self, i: int) -> pylxd.Client:
         d = self.daemons[i]
@@ -160,10 +134,8 @@ class Hosts:
                 d.destroy()
             except Exception:  # noqa: BLE001 - keep cleaning the rest
                 pass
-        for ns in self.namespaces:
-            _ip("netns", "del", ns, check=False)
-        if self.bridge:
-            _ip("link", "del", self.bridge, check=False)
+        if self.network is not None:
+            self.network.destroy()
         subprocess.run(["rm", "-rf", self.tmp], check=False)
 
 
