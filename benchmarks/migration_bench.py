@@ -12,9 +12,10 @@ operations are done, through the raw unix-socket client of benchmarks/):
             streams it, the target starts it)
   big       copy of an instance with a 200 MB file: MB/s, and as a fraction of a raw
             `tar -c | loopback TCP | tar -x` of the same tree run right before each
-            copy (target: >= 0.7); --big-reps runs for us, 1 for LXD (it is slow);
-            every timed run starts after a sync, so none pays for the previous
-            run's writeback
+            copy (target: >= 0.7); --big-reps runs for us, 1 for LXD (it is slow)
+
+Every timed run (in all rows, and each raw stream) starts after a sync, so none
+pays for the previous run's writeback.
 
 Two runtime daemons are started on fresh LXD_DIRs (HTTPS on 127.0.0.1:8460/8461)
 and removed afterwards. LXD is the pair from `benchmarks/lxd_baseline.sh up` and
@@ -72,7 +73,7 @@ class Pair:
         for i in range(reps):
             new = f"{self.dst.prefix}-c{i}"
             self.made.add((self.dst, new))
-            os.sync()  # the raw run's writeback must not land inside ours
+            os.sync()  # no writeback of the previous run inside this one
             t0 = time.perf_counter()
             migrate(self.dst, self.src, name, new, self.url)
             out.append(ms(t0))
@@ -87,7 +88,7 @@ class Pair:
             self.create(self.src, name)
             self.src.start(name)
             self.made.add((self.dst, new))
-            os.sync()  # the raw run's writeback must not land inside ours
+            os.sync()  # no writeback of the previous run inside this one
             t0 = time.perf_counter()
             self.src.stop_force(name)
             migrate(self.dst, self.src, name, new, self.url)
@@ -104,7 +105,7 @@ class Pair:
             self.create(self.src, name)
             self.src.start(name)
             self.made.add((self.dst, new))
-            os.sync()  # the raw run's writeback must not land inside ours
+            os.sync()  # no writeback of the previous run inside this one
             t0 = time.perf_counter()
             migrate(self.dst, self.src, name, new, self.url, daemons_finish=True)
             out.append(ms(t0))
