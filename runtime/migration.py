@@ -137,7 +137,6 @@ class _Peer:
         self.d, self.operation, self.secrets = d, operation, secrets
         self.certificate = certificate
         self.session: aiohttp.ClientSession | None = None
-        self.fs: wsclient.BlockingWebSocket | None = None
 
     async def connect(self, receive: bool = False) -> tuple:
         """(control, fs); a receiver's fs is a BlockingWebSocket read in a thread."""
@@ -150,12 +149,9 @@ class _Peer:
             return self.session.ws_connect(
                 _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
                 autoping=True, heartbeat=None)
-        fs = aio("fs")
-        if receive:
-            self.fs = wsclient.BlockingWebSocket(
-                _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,
-                CONNECT_TIMEOUT, IDLE_TIMEOUT)
-            fs = asyncio.to_thread(self.fs.connect)
+        fs = asyncio.to_thread(wsclient.BlockingWebSocket(
+            _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,
+            CONNECT_TIMEOUT, IDLE_TIMEOUT).connect) if receive else aio("fs")
         # Both handshakes at once: each TLS handshake costs a few round trips.
         results = await asyncio.gather(aio("control"), fs, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -171,9 +167,6 @@ class _Peer:
         return tuple(results)
 
     async def close(self) -> None:
-        if self.fs is not None:
-            await asyncio.to_thread(self.fs.close)
-            self.fs = None
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -89,7 +89,8 @@ def wipe(lxd_dir: str, bridges: bool = True) -> None:
     if not os.path.isdir(lxd_dir):
         return
     stop_containers(lxd_dir)
-    for state in [lxd_dir] + glob.glob(os.path.join(lxd_dir, "*", "")):
+    states = [lxd_dir] + [d.rstrip("/") for d in glob.glob(os.path.join(lxd_dir, "*", ""))]
+    for state in states:
         _kill_pidfiles(os.path.join(state, "networks", "*", "dnsmasq.pid"))
         for bridge in managed_networks(state) if bridges else []:
             if os.path.exists(f"/sys/class/net/{bridge}"):
@@ -98,7 +99,6 @@ def wipe(lxd_dir: str, bridges: bool = True) -> None:
     for target in sorted(mounts_below(lxd_dir), key=len, reverse=True):
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
     from runtime.instances import cgroups, lxc
-    for state in [lxd_dir] + glob.glob(os.path.join(lxd_dir, "*", "")):
-        for parent in lxc.daemon_cgroup_dirs(state.rstrip("/")):
-            cgroups.remove_stale(parent)
+    cgroups.remove_stale(*(parent for state in states
+                           for parent in lxc.daemon_cgroup_dirs(state)))
     shutil.rmtree(lxd_dir, ignore_errors=True)

@@ -168,15 +168,16 @@ def hierarchies() -> list[str]:
     return sorted(found)
 
 
-def remove_stale(cgroup_dir: str) -> None:
-    """Remove a cgroup directory (children first) in every hierarchy. One that
+def remove_stale(*cgroup_dirs: str) -> None:
+    """Remove cgroup directories (children first) in every hierarchy. One that
     still holds a process stays: rmdir refuses it, so only leftovers go."""
     for root in hierarchies():
-        top = os.path.join(root, cgroup_dir)
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _dirs, _files in os.walk(top, topdown=False):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+        for cgroup_dir in cgroup_dirs:
+            top = os.path.join(root, cgroup_dir)
+            if not os.path.isdir(top):
+                continue
+            for dirpath, _dirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass

@@ -64,13 +64,18 @@ def check_nic(name: str, dev: dict) -> None:
             raise BadRequest(f"nic {name!r}: {key}: {exc}")
 
 
+PARENT_KINDS = ("bridged", "macvlan", "physical")
+
+
 def check_parent(name: str, dev: dict) -> None:
-    """A nic's host parent must be there when the nic is started or plugged: liblxc's
-    own error for a missing one is only "Failed to spawn container"."""
-    parent = dev.get("parent")
-    if dev.get("network") or not parent or nictype(dev) not in (
-            "bridged", "macvlan", "physical"):
+    """A nic without a managed network needs a host parent that is there when the nic
+    is started or plugged: liblxc's own error for a missing one is only "Failed to
+    spawn container"."""
+    if dev.get("network") or nictype(dev) not in PARENT_KINDS:
         return
+    parent = dev.get("parent")
+    if not parent:
+        raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
     from runtime.network import netlink
     if "/" in parent or parent in (".", "..") or len(parent) > 15 or \
             not netlink.exists(parent):
@@ -238,7 +243,6 @@ class Devices:
 
     async def before_start(self, inst) -> None:
         """Managed bridges must exist before liblxc attaches veths to them."""
-        nets = getattr(self.d, "networks", None)
         for name, dev in inst.expanded_devices.items():
             check_supported(name, dev)
             if dev.get("type") == "disk":
@@ -246,9 +250,9 @@ class Devices:
             if dev.get("type") != "nic":
                 continue
             check_nic(name, dev)
+            check_parent(name, dev)
             if dev.get("network"):
-                if nets is None or not nets.managed(dev["network"]):
-                    raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
+                nets = self._managed_networks(name, dev)
                 row = nets.get(dev["network"])
                 from runtime.network import netlink
                 if not netlink.exists(dev["network"]):
@@ -256,9 +260,6 @@ class Devices:
                 hwaddr = dev.get("hwaddr") or inst.config.get(f"volatile.{name}.hwaddr")
                 if hwaddr:
                     nets.static_lease(dev["network"], inst.name, hwaddr, dev.get("ipv4.address"))
-            elif nictype(dev) in ("bridged", "macvlan", "physical") and not dev.get("parent"):
-                raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
-            check_parent(name, dev)
 
     async def after_start(self, inst, pid: int) -> None:
         """What liblxc's config cannot say: tc shaping and blkio throttles.
@@ -459,7 +460,8 @@ class Devices:
         if kind in VETH_KINDS:
             bridge = None
             if kind == "bridged":
-                await self.before_start_nic(name, dev)
+                if dev.get("network"):
+                    self._managed_networks(name, dev)
                 bridge = self.d.networks.bridge_for(dev) if hasattr(self.d, "networks") \
                     else dev.get("parent")
             host_if = dev.get("host_name") or "veth" + secrets.token_hex(4)
@@ -472,8 +474,6 @@ class Devices:
                                          hwaddr, mtu])]
             made = [temp]
         elif kind == "physical":
-            if not netlink.exists(dev["parent"]):
-                raise BadRequest(f"nic {name!r}: host interface {dev['parent']!r} not found")
             temp = dev["parent"]
             calls = []
             if hwaddr:
@@ -497,13 +497,12 @@ class Devices:
         if volatile:
             self.d.instances._set_volatile(inst, volatile)
 
-    async def before_start_nic(self, name: str, dev: dict) -> None:
+    def _managed_networks(self, name: str, dev: dict):
+        """The network manager, when the nic's `network` is one of its bridges."""
         nets = getattr(self.d, "networks", None)
-        if dev.get("network"):
-            if nets is None or not nets.managed(dev["network"]):
-                raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
-        elif not dev.get("parent"):
-            raise BadRequest(f"nic {name!r}: needs 'parent' or 'network'")
+        if nets is None or not nets.managed(dev["network"]):
+            raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
+        return nets
 
     async def _unplug_nic(self, inst, pid: int, name: str, dev: dict) -> None:
         ifname = dev.get("name", name)

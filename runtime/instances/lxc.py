@@ -69,10 +69,13 @@ class Paths:
         return os.path.join(self.log_dir, "seccomp")
 
 
+def _daemon_cgroup(lxd_dir: str) -> str:
+    """Per-daemon cgroup parent so two daemons on one host never collide."""
+    return "nlr-" + hashlib.sha256(os.path.realpath(lxd_dir).encode()).hexdigest()[:8]
+
+
 def cgroup_dir(lxd_dir: str, name: str) -> str:
-    """Per-daemon cgroup directory so two daemons on one host never collide."""
-    tag = hashlib.sha256(os.path.realpath(lxd_dir).encode()).hexdigest()[:8]
-    return f"nlr-{tag}/{name}"
+    return f"{_daemon_cgroup(lxd_dir)}/{name}"
 
 
 def monitor_cgroup_dir(cgroup: str) -> str:
@@ -82,7 +85,7 @@ def monitor_cgroup_dir(cgroup: str) -> str:
 
 def daemon_cgroup_dirs(lxd_dir: str) -> list[str]:
     """The parents under which one daemon's containers and monitors live."""
-    parent = cgroup_dir(lxd_dir, "x").split("/")[0]
+    parent = _daemon_cgroup(lxd_dir)
     return [parent, parent + ".monitor"]
 
 

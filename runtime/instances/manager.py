@@ -325,8 +325,8 @@ class InstanceManager:
         # A failed start can leave liblxc's monitor cgroup behind, and with a fixed
         # lxc.cgroup.dir.monitor every later start then fails ("Failed to create
         # monitor cgroup"): clear leftovers of this (stopped) instance first.
-        for leftover in (self.cgroup(inst), lxc.monitor_cgroup_dir(self.cgroup(inst))):
-            cgroups.remove_stale(leftover)
+        cgroup = self.cgroup(inst)
+        cgroups.remove_stale(cgroup, lxc.monitor_cgroup_dir(cgroup))
         pid = await self.lxc.start(paths)
         self.pids[inst.id] = pid
         self._watch(inst, pid)
