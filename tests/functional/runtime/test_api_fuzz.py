@@ -124,7 +124,7 @@ def world(client, busybox):
     return {"fingerprint": busybox, "op": op_id}
 
 
-def _fails(daemon, world, method: str, path: str, body: bytes | None) -> str | None:
+def _fails(daemon, method: str, path: str, body: bytes | None) -> str | None:
     status, env = _request(daemon.socket, method, path, body)
     if status >= 500:
         return f"{method} {path} body={body[:60]!r} -> {status}: {(env or {}).get('error')}"
@@ -144,7 +144,7 @@ def test_malformed_input_never_gives_5xx(daemon, client, world):
             if method == "GET":
                 for query in ("", "?recursion=x", "?recursion=9", "?project=" + MISSING,
                               "?filter=%28", "?all-projects=maybe"):
-                    problems.append(_fails(daemon, world, method, path + query, None))
+                    problems.append(_fails(daemon, method, path + query, None))
                 continue
             bodies = list(BAD_BODIES)
             if method != "DELETE" and not missing:
@@ -157,7 +157,7 @@ def test_malformed_input_never_gives_5xx(daemon, client, world):
                 if method in ("POST", "PUT", "PATCH") and not missing and \
                         _dangerous(template, body):
                     continue
-                problems.append(_fails(daemon, world, method, path, body))
+                problems.append(_fails(daemon, method, path, body))
     assert len(problems) > 3000, f"only {len(problems)} requests: did the routes vanish?"
     problems = [p for p in problems if p]
     assert not problems, f"{len(problems)} bad answers:\n" + "\n".join(problems[:40])
@@ -188,7 +188,7 @@ def test_bad_updates_to_a_running_instance_change_nothing(daemon, client, make_i
             full = dict(before, **body) if method == "PUT" else body
             full = {k: v for k, v in full.items() if k not in ("expanded_config",
                                                                  "expanded_devices")}
-            problems.append(_fails(daemon, None, method, path, json.dumps(full).encode()))
+            problems.append(_fails(daemon, method, path, json.dumps(full).encode()))
             now = client.api.instances[inst.name].get().json()["metadata"]
             if now["status"] != "Running":
                 problems.append(f"{method} {body}: instance is {now['status']}")
@@ -212,7 +212,7 @@ def _dangerous(template: str, body: bytes) -> bool:
     return False
 
 
-def test_wrong_content_types_and_huge_numbers(daemon, world):
+def test_wrong_content_types_and_huge_numbers(daemon):
     status, env = _request(daemon.socket, "POST", "/1.0/instances",
                            b"name=x", content_type="application/x-www-form-urlencoded")
     assert 400 <= status < 500, env
