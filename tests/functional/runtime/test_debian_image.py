@@ -1,0 +1,277 @@
+"""The Debian 12 image (tools/images/build-debian) booted for real under the runtime.
+
+Two unprivileged containers on a managed bridge (the runtime's dnsmasq serves
+DHCP), each seeded exactly as the driver seeds a server (configdrive.nocloud_files
+pushed through the file API before the first start): one with no network config
+(cloud-init's default, DHCP on eth0), one with a static address as nova hands it
+over. Then: systemd reaches `running` with no failed unit, cloud-init used the
+NoCloud seed (hostname, the key and the user-data marker), sshd listens on host
+keys made at first boot, an SSH login with the key works from this machine, and
+the console log shows a getty prompt.
+
+Builds the image first if it is missing or its recipe changed (about 70 s); once
+it exists the module takes well under two minutes.
+"""
+import base64
+import os
+import socket
+import subprocess
+import tarfile
+import time
+import types
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pylxd
+import pytest
+
+from nova_lxd_py import configdrive
+from nova_lxd_py.runtime_api import RuntimeAPI
+from tests.functional.runtime import nethelpers as nh
+from tests.functional.runtime.harness import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+BUILDER = os.path.join(REPO, "tools", "images", "build-debian")
+IMAGE = os.path.join(REPO, ".cache", "images", "debian-12.tar.gz")
+SUBNET = "10.231.61"
+STATIC_ADDRESS = f"{SUBNET}.250"
+BOOT_TIMEOUT = 120
+MARKER = "/var/tmp/nlx-user-data-ran"
+
+
+@pytest.fixture(scope="module")
+def debian_image():
+    """The image at its usual path, built (or rebuilt) only when its recipe changed."""
+    started = time.monotonic()
+    out = subprocess.run([BUILDER, IMAGE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == IMAGE
+    print(f"\nbuild-debian: {time.monotonic() - started:.1f}s, "
+          f"{os.path.getsize(IMAGE) / 1e6:.0f} MB")
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def debian(client, debian_image):
+    started = time.monotonic()
+    with open(debian_image, "rb") as f:
+        image = client.images.create(f.read(), wait=True)
+    print(f"\nimport: {time.monotonic() - started:.1f}s")
+    return image.fingerprint
+
+
+@pytest.fixture(scope="module")
+def bridge(client, daemon):
+    before = set(os.listdir("/sys/class/net"))
+    net = client.networks.create(nh.name("deb"), config={"ipv4.address": f"{SUBNET}.1/24"})
+    yield net.name
+    try:
+        client.networks.get(net.name).delete()
+    except pylxd.exceptions.LXDAPIException:
+        pass
+    nh.cleanup(daemon.lxd_dir, before)
+    nh.delete_links([net.name])
+
+
+@pytest.fixture(scope="module")
+def ssh_key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nlx-test",
+                    "-f", str(path)], check=True)
+    return str(path)
+
+
+class _Clients:
+    def __init__(self, client):
+        self._client = client
+
+    def get(self):
+        return self._client
+
+
+def _user_data(ssh_key: str) -> str:
+    with open(ssh_key + ".pub") as f:
+        pub = f.read().strip()
+    doc = ("#cloud-config\n"
+           f"ssh_authorized_keys:\n  - {pub}\n"
+           f"runcmd:\n  - [sh, -c, 'hostname > {MARKER}']\n")
+    return base64.b64encode(doc.encode()).decode()
+
+
+def _vif(mac: str) -> dict:
+    """A port as nova's network_info carries it: a fixed IP, gateway, DNS."""
+    return {"id": str(uuid.uuid4()), "address": mac, "network": {"subnets": [{
+        "cidr": f"{SUBNET}.0/24", "ips": [{"address": STATIC_ADDRESS, "type": "fixed"}],
+        "gateway": {"address": f"{SUBNET}.1"}, "dns": [{"address": f"{SUBNET}.1"}]}]}}
+
+
+def _ipv4(inst) -> str | None:
+    eth0 = (inst.state().network or {}).get("eth0") or {}
+    addrs = [a["address"] for a in eth0.get("addresses", []) if a["family"] == "inet"]
+    return addrs[0] if addrs else None
+
+
+def _port_open(address: str, port: int = 22) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=1) as sock:
+            return sock.recv(64).startswith(b"SSH-2.0-")
+    except OSError:
+        return False
+
+
+class Booted:
+    def __init__(self, inst, hostname: str, started: float):
+        self.inst, self.hostname, self.started = inst, hostname, started
+        self.address: str | None = None
+        self.sshd_after: float | None = None
+
+    def run(self, *argv: str) -> str:
+        res = self.inst.execute(list(argv))
+        assert res.exit_code == 0, f"{argv}: {res.stdout}{res.stderr}"
+        return res.stdout
+
+    def wait_sshd(self) -> "Booted":
+        deadline = self.started + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            self.address = self.address or _ipv4(self.inst)
+            if self.address and _port_open(self.address):
+                self.sshd_after = time.monotonic() - self.started
+                return self
+            time.sleep(0.2)
+        console = self.inst.client.api.instances[self.inst.name].console.get().text
+        raise AssertionError(f"{self.inst.name}: no sshd on eth0 ({self.address}) within "
+                             f"{BOOT_TIMEOUT}s; console:\n{console[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def servers(client, debian, bridge, ssh_key):
+    """{'dhcp': Booted, 'static': Booted}, started together as the driver starts them."""
+    rt = RuntimeAPI(_Clients(client), op_timeout=120)
+    made, booted = [], {}
+    try:
+        for kind in ("dhcp", "static"):
+            name = f"deb-{kind}-{uuid.uuid4().hex[:6]}"
+            mac = "00:16:3e:%02x:%02x:%02x" % tuple(os.urandom(3))
+            nic = {"type": "nic", "network": bridge, "name": "eth0", "hwaddr": mac}
+            inst = client.instances.create({
+                "name": name, "source": {"type": "image", "fingerprint": debian},
+                "config": {"limits.memory": "512MiB"}, "devices": {"eth0": nic}}, wait=True)
+            made.append(name)
+            hostname = f"nlx-{kind}-host"
+            instance = types.SimpleNamespace(uuid=str(uuid.uuid4()), name=name,
+                                             user_data=_user_data(ssh_key))
+            network_info = [_vif(mac)] if kind == "static" else []
+            rt.push_files(name, configdrive.nocloud_files(instance, hostname, network_info))
+            booted[kind] = Booted(inst, hostname, time.monotonic())
+            inst.start(wait=True)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(Booted.wait_sshd, booted.values()))
+        for b in booted.values():
+            print(f"\n{b.inst.name}: sshd on {b.address}:22 after {b.sshd_after:.1f}s")
+        yield booted
+    finally:
+        for name in made:
+            try:
+                client.instances.get(name).stop(force=True, wait=True)
+            except pylxd.exceptions.LXDAPIException:
+                pass
+            try:
+                client.instances.get(name).delete(wait=True)
+            except pylxd.exceptions.LXDAPIException:
+                pass
+
+
+def test_image_has_no_instance_identity(debian_image):
+    """Nothing that must differ per instance is baked in (keys, machine-id, a password)."""
+    with tarfile.open(debian_image, "r:gz") as tar:
+        first = tar.next()
+        assert first.name == "metadata.yaml", "the driver looks for it among the first members"
+        names = set(tar.getnames())
+        assert not [n for n in names if n.startswith("rootfs/etc/ssh/ssh_host_")]
+        assert tar.getmember("rootfs/etc/machine-id").size == 0
+        shadow = tar.extractfile("rootfs/etc/shadow").read().decode()
+    root = next(line for line in shadow.splitlines() if line.startswith("root:"))
+    assert root.split(":")[1] in ("*", "!", "!*"), "root has no password"
+
+
+def test_systemd_running_with_no_failed_units(servers):
+    for b in servers.values():
+        state = b.inst.execute(["systemctl", "is-system-running", "--wait"]).stdout.strip()
+        failed = b.inst.execute(["systemctl", "--failed", "--no-legend", "--plain"]).stdout
+        assert state == "running" and not failed.strip(), f"{b.inst.name}: {state}\n{failed}"
+        assert b.run("cat", "/proc/1/comm").strip() == "systemd"
+
+
+def test_cloud_init_used_the_nocloud_seed(servers):
+    for b in servers.values():
+        status = b.inst.execute(["cloud-init", "status", "--long", "--wait"])
+        assert status.exit_code == 0, status.stdout + status.stderr
+        assert b.run("cloud-id").strip() == "nocloud"
+        assert b.run("hostname").strip() == b.hostname
+        assert b.run("cat", MARKER).strip() == b.hostname, "user-data's runcmd ran"
+        keys = b.run("cat", "/home/debian/.ssh/authorized_keys")
+        assert "nlx-test" in keys
+
+
+def test_dhcp_on_eth0_by_default(client, servers, bridge):
+    b = servers["dhcp"]
+    assert b.address.startswith(f"{SUBNET}.") and b.address != STATIC_ADDRESS
+    leases = client.api.networks[bridge].leases.get().json()["metadata"]
+    assert any(lease["address"] == b.address for lease in leases), leases
+    assert "inet dhcp" in b.run("cat", "/etc/network/interfaces.d/50-cloud-init")
+    assert f"default via {SUBNET}.1 dev eth0" in b.run("ip", "route")
+
+
+def test_static_network_config_is_honoured(servers):
+    b = servers["static"]
+    assert b.address == STATIC_ADDRESS
+    assert f"default via {SUBNET}.1 dev eth0" in b.run("ip", "route")
+    assert "dhclient" not in b.run("ps", "-eo", "comm")
+
+
+def test_ssh_login_with_the_key_from_cloud_init(servers, ssh_key, tmp_path):
+    for b in servers.values():
+        # Trust only the host key the instance made at first boot.
+        pub = b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
+        known = tmp_path / f"known_{b.inst.name}"
+        known.write_text(f"{b.address} {pub[0]} {pub[1]}\n")
+        out = subprocess.run(
+            ["ssh", "-i", ssh_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+             "-o", f"UserKnownHostsFile={known}", "-o", "ConnectTimeout=10",
+             "-o", "HostKeyAlgorithms=ssh-ed25519", f"debian@{b.address}",
+             "hostname; sudo -n id -u; ping -c1 -W2 " + f"{SUBNET}.1 >/dev/null && echo pong"],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [b.hostname, "0", "pong"]
+
+
+def test_each_instance_has_its_own_identity(servers):
+    ids = {b.run("cat", "/etc/machine-id").strip() for b in servers.values()}
+    keys = {b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub") for b in servers.values()}
+    assert len(ids) == 2 and all(len(i) == 32 for i in ids)
+    assert len(keys) == 2
+
+
+def test_console_shows_a_getty_prompt(client, servers):
+    for b in servers.values():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            console = client.api.instances[b.inst.name].console.get().content.decode(
+                errors="replace")
+            if f"{b.hostname} login:" in console:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no getty prompt on the console:\n{console[-2000:]}")
+
+
+def test_clean_shutdown(servers):
+    """A graceful stop (nova's power_off) ends systemd cleanly, well within its timeout."""
+    b = servers["static"]
+    started = time.monotonic()
+    b.inst.stop(timeout=30, force=False, wait=True)
+    took = time.monotonic() - started
+    b.inst.sync()
+    assert b.inst.status == "Stopped"
+    assert took < 20, f"graceful stop took {took:.1f}s"
