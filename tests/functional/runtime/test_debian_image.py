@@ -234,6 +234,7 @@ def test_dhcp_on_eth0_by_default(client, servers, bridge):
     assert any(lease["address"] == b.address for lease in leases), leases
     assert "inet dhcp" in b.run("cat", "/etc/network/interfaces.d/50-cloud-init")
     assert f"default via {SUBNET}.1 dev eth0" in b.run("ip", "route")
+    assert f"nameserver {SUBNET}.1" in b.run("cat", "/etc/resolv.conf")
 
 
 def test_static_network_config_is_honoured(servers):
@@ -241,6 +242,7 @@ def test_static_network_config_is_honoured(servers):
     assert b.address == STATIC_ADDRESS
     assert f"default via {SUBNET}.1 dev eth0" in b.run("ip", "route")
     assert "dhclient" not in b.run("ps", "-eo", "comm")
+    assert f"nameserver {SUBNET}.1" in b.run("cat", "/etc/resolv.conf")
 
 
 def test_ssh_login_with_the_key_from_cloud_init(servers, ssh_key, tmp_path):
@@ -277,6 +279,22 @@ def test_console_shows_a_getty_prompt(client, servers):
             time.sleep(0.5)
         else:
             pytest.fail(f"no getty prompt on the console:\n{console[-2000:]}")
+
+
+def test_reboot_keeps_the_instance(servers):
+    """A graceful reboot (nova's soft reboot) comes back as the same instance:
+    same host keys, cloud-init's per-instance work not repeated."""
+    b = servers["dhcp"]
+    keys = b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+    b.run("rm", MARKER)
+    b.inst.restart(timeout=30, force=False, wait=True)
+    b.started, b.address = time.monotonic(), None
+    b.wait_sshd()
+    state = b.inst.execute(["systemctl", "is-system-running", "--wait"]).stdout.strip()
+    assert state == "running"
+    assert b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub") == keys
+    assert b.inst.execute(["test", "-e", MARKER]).exit_code != 0, "runcmd ran only once"
+    assert len(b.run("ls", "/var/lib/cloud/instances").split()) == 1
 
 
 def test_clean_shutdown(servers):
