@@ -13,7 +13,9 @@ Builds the image first if it is missing or its recipe changed (about 70 s); once
 it exists the module takes well under two minutes.
 """
 import base64
+import glob
 import os
+import signal
 import socket
 import subprocess
 import tarfile
@@ -25,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pylxd
 import pytest
 
-from nova_lxd_py import configdrive
+from nova_lxd_py import configdrive, image
 from nova_lxd_py.runtime_api import RuntimeAPI
+from runtime.images import tarball
 from tests.functional.runtime import nethelpers as nh
 from tests.functional.runtime.harness import REPO
 
@@ -56,9 +59,9 @@ def debian_image():
 def debian(client, debian_image):
     started = time.monotonic()
     with open(debian_image, "rb") as f:
-        image = client.images.create(f.read(), wait=True)
+        uploaded = client.images.create(f.read(), wait=True)
     print(f"\nimport: {time.monotonic() - started:.1f}s")
-    return image.fingerprint
+    return uploaded.fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +188,16 @@ def servers(client, debian, bridge, ssh_key):
                 pass
 
 
+def test_image_is_what_the_driver_and_runtime_take(debian_image):
+    """A unified tarball: Glance disk format raw (or root-tar) imports it as is."""
+    assert image.is_unified_tarball(debian_image)
+    meta = tarball.read_metadata(debian_image)
+    assert meta["architecture"] == image.HOST_ARCH
+    assert meta["properties"]["os"] == "debian" and meta["properties"]["release"] == "bookworm"
+    check = subprocess.run([BUILDER, "--check", debian_image])
+    assert check.returncode == 0, "the image carries the current recipe's stamp"
+
+
 def test_image_has_no_instance_identity(debian_image):
     """Nothing that must differ per instance is baked in (keys, machine-id, a password)."""
     with tarfile.open(debian_image, "r:gz") as tar:
@@ -225,6 +238,32 @@ def test_cloud_init_used_the_nocloud_seed(servers):
         assert b.run("cat", MARKER).strip() == b.hostname, "user-data's runcmd ran"
         keys = b.run("cat", "/home/debian/.ssh/authorized_keys")
         assert "nlx-test" in keys
+
+
+def _datasources(b: "Booted", product_name: str | None = None) -> str:
+    """The datasource_list ds-identify (cloud-init's generator) would choose now,
+    with PID 1's environment as given, written to a scratch directory."""
+    env = f"product_name={product_name}\\0" if product_name else ""
+    script = (f"rm -rf /tmp/di && mkdir /tmp/di && printf '{env}container=lxc\\0' "
+              "> /tmp/di/environ && PATH_PROC_1_ENVIRON=/tmp/di/environ PATH_RUN_CI=/tmp/di "
+              "DI_LOG=/tmp/di/log /usr/lib/cloud-init/ds-identify --force; "
+              "grep ^datasource_list /tmp/di/cloud.cfg")
+    return b.run("sh", "-c", script).strip()
+
+
+def test_datasources_for_a_cloud(servers):
+    """The order the cloud needs: a config drive, else nova's metadata service
+    (when the container says it runs on OpenStack Nova), else the NoCloud seed."""
+    b = servers["dhcp"]
+    assert _datasources(b) == "datasource_list: [ NoCloud, None ]"
+    assert _datasources(b, "OpenStack Nova") == "datasource_list: [ OpenStack, NoCloud, None ]"
+    b.run("mkdir", "-p", "/config-drive/openstack/2012-08-10")
+    try:
+        b.run("sh", "-c", "echo '{}' > /config-drive/openstack/2012-08-10/meta_data.json")
+        assert _datasources(b, "OpenStack Nova") == \
+            "datasource_list: [ ConfigDrive, NoCloud, None ]"
+    finally:
+        b.run("rm", "-rf", "/config-drive", "/tmp/di")
 
 
 def test_dhcp_on_eth0_by_default(client, servers, bridge):
@@ -306,3 +345,49 @@ def test_clean_shutdown(servers):
     b.inst.sync()
     assert b.inst.status == "Stopped"
     assert took < 20, f"graceful stop took {took:.1f}s"
+
+
+def _mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path)]
+
+
+def _processes_using(path: str) -> list[str]:
+    """Processes chrooted under *path* or naming it on their command line."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            root = os.readlink(f"/proc/{pid}/root")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if root.startswith(path) or path in cmdline:
+            found.append(f"{pid} {cmdline}")
+    return found
+
+
+def test_interrupted_build_leaves_nothing(debian_image, tmp_path):
+    """SIGTERM in the middle of debootstrap (its /proc and /sys mounted in the
+    staging root): no image, no staging directory, no mount left behind."""
+    out = tmp_path / "debian.tar.gz"
+    with open(tmp_path / "build.log", "wb") as log:
+        proc = subprocess.Popen([BUILDER, "--force", str(out)], stdout=log, stderr=log,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _mounts_under(str(tmp_path)) and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "build.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert _mounts_under(str(tmp_path)), "debootstrap never mounted /proc in its root"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) != 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert not _mounts_under(str(tmp_path))
+    assert not out.exists()
+    assert not glob.glob(str(tmp_path / ".build-debian-*"))
+    assert not glob.glob(str(out) + ".tmp-*")
+    assert not _processes_using(str(tmp_path)), "no debootstrap, chroot or dpkg left"
