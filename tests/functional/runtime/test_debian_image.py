@@ -159,7 +159,7 @@ def servers(client, debian, bridge, ssh_key):
             nic = {"type": "nic", "network": bridge, "name": "eth0", "hwaddr": mac}
             inst = client.instances.create({
                 "name": name, "source": {"type": "image", "fingerprint": debian},
-                "config": {"limits.memory": "512MiB"}, "devices": {"eth0": nic}}, wait=True)
+                "config": {"limits.memory": "128MiB"}, "devices": {"eth0": nic}}, wait=True)
             made.append(name)
             hostname = f"nlx-{kind}-host"
             instance = types.SimpleNamespace(uuid=str(uuid.uuid4()), name=name,
@@ -173,7 +173,10 @@ def servers(client, debian, bridge, ssh_key):
         for b in booted.values():
             b.inst.execute(["systemctl", "is-system-running", "--wait"])
             analyze = b.inst.execute(["systemd-analyze"])
+            memory = b.inst.state().memory or {}
             print(f"\n{b.inst.name}: sshd on {b.address}:22 after {b.sshd_after:.1f}s; "
+                  f"memory {memory.get('usage', 0) / 2**20:.0f} MiB "
+                  f"(peak {memory.get('usage_peak', 0) / 2**20:.0f}); "
                   f"{(analyze.stdout + analyze.stderr).strip()}")
         yield booted
     finally:
