@@ -149,11 +149,13 @@ class Booted:
 
 @pytest.fixture(scope="module")
 def servers(client, debian, bridge, ssh_key):
-    """{'dhcp': Booted, 'static': Booted}, started together as the driver starts them."""
+    """Three containers started together: 'dhcp' and 'static' seeded as the driver
+    seeds a server (no network config / a fixed IP), 'bare' as `lxc launch` makes
+    it (no seed at all)."""
     rt = RuntimeAPI(_Clients(client), op_timeout=120)
     made, booted = [], {}
     try:
-        for kind in ("dhcp", "static"):
+        for kind in ("dhcp", "static", "bare"):
             name = f"deb-{kind}-{uuid.uuid4().hex[:6]}"
             mac = "00:16:3e:%02x:%02x:%02x" % tuple(os.urandom(3))
             nic = {"type": "nic", "network": bridge, "name": "eth0", "hwaddr": mac}
@@ -161,14 +163,16 @@ def servers(client, debian, bridge, ssh_key):
                 "name": name, "source": {"type": "image", "fingerprint": debian},
                 "config": {"limits.memory": "128MiB"}, "devices": {"eth0": nic}}, wait=True)
             made.append(name)
-            hostname = f"nlx-{kind}-host"
-            instance = types.SimpleNamespace(uuid=str(uuid.uuid4()), name=name,
-                                             user_data=_user_data(ssh_key))
-            network_info = [_vif(mac)] if kind == "static" else []
-            rt.push_files(name, configdrive.nocloud_files(instance, hostname, network_info))
+            hostname = f"nlx-{kind}-host" if kind != "bare" else name
+            if kind != "bare":
+                instance = types.SimpleNamespace(uuid=str(uuid.uuid4()), name=name,
+                                                 user_data=_user_data(ssh_key))
+                network_info = [_vif(mac)] if kind == "static" else []
+                rt.push_files(name, configdrive.nocloud_files(instance, hostname,
+                                                              network_info))
             booted[kind] = Booted(inst, hostname, time.monotonic())
             inst.start(wait=True)
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(len(booted)) as pool:
             list(pool.map(Booted.wait_sshd, booted.values()))
         for b in booted.values():
             b.inst.execute(["systemctl", "is-system-running", "--wait"])
@@ -232,8 +236,12 @@ def test_systemd_running_with_no_failed_units(servers):
         assert b.run("cat", "/proc/1/comm").strip() == "systemd"
 
 
+def _seeded(servers) -> list:
+    return [servers["dhcp"], servers["static"]]
+
+
 def test_cloud_init_used_the_nocloud_seed(servers):
-    for b in servers.values():
+    for b in _seeded(servers):
         status = b.inst.execute(["cloud-init", "status", "--long", "--wait"])
         assert status.exit_code == 0, status.stdout + status.stderr
         assert b.run("cloud-id").strip() == "nocloud"
@@ -279,6 +287,19 @@ def test_dhcp_on_eth0_by_default(client, servers, bridge):
     assert f"nameserver {SUBNET}.1" in b.run("cat", "/etc/resolv.conf")
 
 
+def test_without_a_seed_cloud_init_still_brings_up_dhcp(client, servers, bridge):
+    """`lxc launch` gives no seed: the hostname comes from the image's template,
+    cloud-init falls back to DHCP on eth0 and makes the host keys; no login exists."""
+    b = servers["bare"]
+    assert b.run("cloud-id").strip() == "none"
+    assert b.run("hostname").strip() == b.inst.name
+    assert "inet dhcp" in b.run("cat", "/etc/network/interfaces.d/50-cloud-init")
+    leases = client.api.networks[bridge].leases.get().json()["metadata"]
+    assert any(lease["address"] == b.address for lease in leases), leases
+    keys = b.run("sh", "-c", "cat /home/debian/.ssh/authorized_keys 2>/dev/null; true")
+    assert keys.strip() == ""
+
+
 def test_static_network_config_is_honoured(servers):
     b = servers["static"]
     assert b.address == STATIC_ADDRESS
@@ -288,7 +309,7 @@ def test_static_network_config_is_honoured(servers):
 
 
 def test_ssh_login_with_the_key_from_cloud_init(servers, ssh_key, tmp_path):
-    for b in servers.values():
+    for b in _seeded(servers):
         # Trust only the host key the instance made at first boot.
         pub = b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
         known = tmp_path / f"known_{b.inst.name}"
@@ -306,8 +327,8 @@ def test_ssh_login_with_the_key_from_cloud_init(servers, ssh_key, tmp_path):
 def test_each_instance_has_its_own_identity(servers):
     ids = {b.run("cat", "/etc/machine-id").strip() for b in servers.values()}
     keys = {b.run("cat", "/etc/ssh/ssh_host_ed25519_key.pub") for b in servers.values()}
-    assert len(ids) == 2 and all(len(i) == 32 for i in ids)
-    assert len(keys) == 2
+    assert len(ids) == 3 and all(len(i) == 32 for i in ids)
+    assert len(keys) == 3
 
 
 def test_console_shows_a_getty_prompt(client, servers):
