@@ -69,7 +69,9 @@ class Server:
             accept = base64.b64encode(hashlib.sha1(
                 key.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()
             if self.bad_accept:
-                accept = "x" + accept[1:]
+                # change the first character (a fixed "x" would be a no-op when the
+                # real value starts with one: 1 run in 64)
+                accept = ("y" if accept[0] == "x" else "x") + accept[1:]
             head = (f"HTTP/1.1 {self.status}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()
             if self.same_packet:
