@@ -8,6 +8,8 @@ their port's MAC and fixed IP (from the NoCloud seed) and reach each other.
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 import copy
 import os
 import subprocess
