@@ -1,10 +1,13 @@
 """Privileged helpers of the driver (oslo.privsep).
 
-nova-compute normally runs unprivileged; creating veth pairs and enslaving
-them to bridges needs CAP_NET_ADMIN. Only the few netlink calls below cross
-the privilege boundary, with plain-data arguments. Operators allow the
-helper like nova's own: ``privsep-helper --privsep_context
-nova_lxd_py.privsep.net_pctxt`` in their sudoers or rootwrap filters.
+nova-compute normally runs unprivileged; creating veth pairs, enslaving
+them to bridges and changing their offloads needs CAP_NET_ADMIN. Only the
+few netlink and ethtool calls below cross the privilege boundary, with
+plain-data arguments. nova-compute starts the helper like nova's own
+contexts: ``sudo privsep-helper ... --privsep_context
+nova_lxd_py.privsep.net_pctxt``, or through rootwrap with
+``etc/nova/rootwrap.d/nova-lxd-py.filters`` (see the README). Open vSwitch
+ports also use os-vif's own context, ``vif_plug_ovs.privsep.vif_plug``.
 """
 from __future__ import annotations
 
@@ -31,10 +34,19 @@ def _index(ipr, name: str) -> int | None:
 
 @net_pctxt.entrypoint
 def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
-                bridge: str | None = None, address: str | None = None) -> None:
-    """veth pair: host end up (on *bridge* if given), peer for the container."""
+                bridge: str | None = None, address: str | None = None,
+                tx_checksum: bool = True) -> None:
+    """veth pair: host end up (on *bridge* if given), peer for the container.
+
+    Idempotent (power-on plugs again): a pair whose peer is in the host is
+    kept, a host end whose peer is gone is made again. *tx_checksum* False
+    makes the peer compute its own checksums (see vif.translate.Plan)."""
     with _ipr() as ipr:
-        if _index(ipr, host_name) is None:
+        host = _index(ipr, host_name)
+        if host is not None and _index(ipr, peer_name) is None:
+            ipr.link("del", index=host)
+            host = None
+        if host is None:
             ipr.link("add", ifname=host_name, kind="veth", peer=peer_name)
         host = _index(ipr, host_name)
         peer = _index(ipr, peer_name)
@@ -47,6 +59,28 @@ def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
         if bridge:
             ipr.link("set", index=host, master=_index(ipr, bridge))
         ipr.link("set", index=host, state="up")
+    if not tx_checksum and peer is not None:
+        _tx_checksum_off(peer_name)
+
+
+def _tx_checksum_off(name: str) -> None:
+    """ethtool -K <name> tx off: every tx-checksum-* feature the device has on.
+    The setting stays with the device when the runtime moves it into the
+    container."""
+    from pyroute2.ethtool import Ethtool
+
+    ethtool = Ethtool()
+    try:
+        features = ethtool.get_features(name)
+        changed = False
+        for key, feature in features.features.items():
+            if key.startswith("tx-checksum") and feature.enable:
+                feature.enable = False
+                changed = True
+        if changed:
+            ethtool.set_features(name, features)
+    finally:
+        ethtool.close()
 
 
 @net_pctxt.entrypoint
