@@ -12,6 +12,7 @@ from nova_lxd_py import vif
 from nova_lxd_py.vif import translate
 
 PORT_ID = "0123456789abcdef-0000"
+NET_ID = "3cb9bc59-5699-4588-a4b1-b87f96708bc6"
 PORT = {"id": PORT_ID, "type": "tap", "devname": "tap0123456789a",
         "address": "fa:16:3e:00:00:01", "network": {"meta": {"mtu": 1450}}}
 
@@ -25,7 +26,7 @@ def nova_vif(vif_type="ovs", details=None, bridge="br-nlx", vnic_type="normal",
         "id": port_id, "type": vif_type, "address": "fa:16:3e:12:34:56",
         "devname": ("tap" + port_id)[:14], "ovs_interfaceid": port_id,
         "vnic_type": vnic_type, "details": details or {}, "active": False,
-        "network": {"id": "3cb9bc59-5699-4588-a4b1-b87f96708bc6", "bridge": bridge, "label": "private",
+        "network": {"id": NET_ID, "bridge": bridge, "label": "private",
                     "subnets": [{"cidr": "10.0.0.0/24", "ips": [
                         {"address": "10.0.0.5", "type": "fixed", "version": 4}],
                         "dns": [], "routes": [], "gateway": {"address": "10.0.0.1"}}],
