@@ -541,9 +541,14 @@ class LXDDriver(driver.ComputeDriver):
                  "resized" if resize_instance else "migrated", instance=instance)
 
     def confirm_migration(self, context, migration, instance, network_info):
-        """The move is final: drop the stopped source container."""
+        """The move is final: drop the stopped source container and its ports.
+
+        network_info is already the destination's binding (its bridge names);
+        the container's own records say how the ports were plugged here."""
+        data = self._rt.get(instance.name)
         self._rt.delete(instance.name)
-        self.unplug_vifs(instance, network_info or [])
+        recorded = vifs.recorded((data or {}).get("config") or {})
+        self._cleanup(instance, [] if recorded else network_info, data, destroy_disks=False)
 
     def finish_revert_migration(self, context, instance, network_info, migration,
                                 block_device_info=None, power_on=True, share_info=None):

@@ -38,15 +38,12 @@ def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
                 tx_checksum: bool = True) -> None:
     """veth pair: host end up (on *bridge* if given), peer for the container.
 
-    Idempotent (power-on plugs again): a pair whose peer is in the host is
-    kept, a host end whose peer is gone is made again. *tx_checksum* False
-    makes the peer compute its own checksums (see vif.translate.Plan)."""
+    Idempotent: nova plugs again at power-on and for every running instance
+    when nova-compute starts. An existing host end is kept as it is, its peer
+    may be inside the running container. *tx_checksum* False makes the peer
+    compute its own checksums (see vif.translate.Plan)."""
     with _ipr() as ipr:
-        host = _index(ipr, host_name)
-        if host is not None and _index(ipr, peer_name) is None:
-            ipr.link("del", index=host)
-            host = None
-        if host is None:
+        if _index(ipr, host_name) is None:
             ipr.link("add", ifname=host_name, kind="veth", peer=peer_name)
         host = _index(ipr, host_name)
         peer = _index(ipr, peer_name)

@@ -19,6 +19,9 @@ import time
 import fixtures
 from vif_plug_ovs import privsep as os_vif_privsep
 
+from nova import context as nova_context
+from nova import objects
+
 import nlx_ovs
 import test_lxd_servers
 from nova_lxd_py import privsep
@@ -122,6 +125,21 @@ class LXDOVSBase(test_lxd_servers.LXDServersBase):
                          " | md5sum").split()[0]
         self.assertEqual(want, got, "TCP transfer between the containers was corrupted")
 
+    @staticmethod
+    def _cell(server: dict):
+        """A context targeted at the server's cell database."""
+        ctxt = nova_context.get_admin_context()
+        mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt, server["id"])
+        return nova_context.target_cell(ctxt, mapping.cell_mapping)
+
+    def _replug_as_on_compute_start(self, server: dict, host: str) -> None:
+        with self._cell(server) as cctxt:
+            instance = objects.Instance.get_by_uuid(cctxt, server["id"],
+                                                    expected_attrs=["info_cache", "flavor"])
+            network_info = instance.get_network_info()
+        self.assertTrue(network_info)
+        self.computes[host].driver.plug_vifs(instance, network_info)
+
     def _assert_nothing_left(self, *port_ids: str) -> None:
         self._assert_runtimes_empty()
         for bridge in self.bridges.values():
@@ -148,6 +166,10 @@ class LXDOVSTest(LXDOVSBase):
             self._assert_addresses_shown(server, ips[server["id"]])
         self._assert_tcp(one, two, ips[two["id"]])
         self._assert_tcp(two, one, ips[one["id"]])
+        # nova-compute plugs every running instance again when it starts
+        # (ComputeManager._init_instance): that must not disturb them.
+        self._replug_as_on_compute_start(one, HOSTS[0])
+        self._exec(two, "ping", "-c", "1", "-W", "5", ips[one["id"]])
         port_ids = [self._port_of(s)["id"] for s in (one, two)]
         for server in (one, two):
             self._delete_server(server)
@@ -222,11 +244,7 @@ class LXDOVSTest(LXDOVSBase):
         server = self._boot_on("nlx-ovs-forgot", HOSTS[0], self._net())
         port = self._port_of(server)
         self.assertTrue(self.ovs.interface(self._names(port["id"])["qvo"]))
-        from nova import context as nova_context
-        from nova import objects
-        ctxt = nova_context.get_admin_context()
-        mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt, server["id"])
-        with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+        with self._cell(server) as cctxt:
             cache = objects.InstanceInfoCache.get_by_instance_uuid(cctxt, server["id"])
             cache.network_info = "[]"
             cache.save()
