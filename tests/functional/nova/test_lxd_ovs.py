@@ -238,19 +238,27 @@ class LXDOVSTest(LXDOVSBase):
         self._assert_nothing_left(port["id"])
 
     def test_delete_without_network_info_still_unplugs_everything(self):
-        """nova hands destroy an empty network_info when both its info cache and
-        Neutron have forgotten the port: the container's records still name it."""
+        """Two nics in port order; then nova hands destroy an empty network_info
+        (its info cache and Neutron both forgot the ports): the container's
+        records still name every port, OVS rows and qbr bridges included."""
         self.hybrid_hosts.add(HOSTS[0])
-        server = self._boot_on("nlx-ovs-forgot", HOSTS[0], self._net())
-        port = self._port_of(server)
-        self.assertTrue(self.ovs.interface(self._names(port["id"])["qvo"]))
+        server = self._boot_on("nlx-ovs-forgot", HOSTS[0], self._net() * 2)
+        with self._cell(server) as cctxt:
+            order = [vif["id"] for vif in objects.InstanceInfoCache.get_by_instance_uuid(
+                cctxt, server["id"]).network_info]
+        self.assertEqual(2, len(order))
+        for index, port_id in enumerate(order):
+            port = self.neutron._ports[port_id]
+            self._assert_nic(server, port, f"eth{index}")
+            self._assert_ovs_port(server, port, self._names(port_id)["qvo"], HOSTS[0])
         with self._cell(server) as cctxt:
             cache = objects.InstanceInfoCache.get_by_instance_uuid(cctxt, server["id"])
             cache.network_info = "[]"
             cache.save()
-        del self.neutron._ports[port["id"]]
+        for port_id in order:
+            del self.neutron._ports[port_id]
         self._delete_server(server)
-        self._assert_nothing_left(port["id"])
+        self._assert_nothing_left(*order)
 
     def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
         for _ in range(200):
