@@ -260,15 +260,6 @@ class LXDOVSTest(LXDOVSBase):
         self._delete_server(server)
         self._assert_nothing_left(*order)
 
-    def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
-        for _ in range(200):
-            ports = self.api.get_port_interfaces(server["id"])
-            if port_id not in {p["port_id"] for p in ports}:
-                return
-            time.sleep(0.05)
-        self.fail(f"port {port_id} still attached")
-
-
 class LXDVifEventsTest(LXDOVSBase):
     """spawn and Neutron's network-vif-plugged events, as libvirt."""
 

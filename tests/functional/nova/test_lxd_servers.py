@@ -139,6 +139,13 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
         self.assertEqual(0, result.exit_code, result.stderr)
         return result.stdout
 
+    def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while port_id in {p["port_id"] for p in self.api.get_port_interfaces(server["id"])}:
+            if time.monotonic() > deadline:
+                self.fail(f"port {port_id} still attached")
+            time.sleep(0.05)
+
     def _assert_runtimes_empty(self) -> None:
         for host, runtime in self.runtimes.items():
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
