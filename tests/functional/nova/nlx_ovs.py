@@ -44,6 +44,13 @@ def link_names() -> set[str]:
         return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
 
 
+def delete_links(names: set[str]) -> None:
+    with IPRoute() as ipr:
+        for name in names:
+            for index in ipr.link_lookup(ifname=name):
+                ipr.link("del", index=index)
+
+
 class OVSFixture(fixtures.Fixture):
     """ovsdb-server + ovs-vswitchd of this test, and their bridges."""
 
@@ -108,12 +115,7 @@ class OVSFixture(fixtures.Fixture):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
-        left = (link_names() - self.links_before) & (set(self.bridges) | {"ovs-netdev"})
-        if left:
-            with IPRoute() as ipr:
-                for name in left:
-                    for index in ipr.link_lookup(ifname=name):
-                        ipr.link("del", index=index)
+        delete_links((link_names() - self.links_before) & (set(self.bridges) | {"ovs-netdev"}))
 
     # -- use -------------------------------------------------------------------------
     def vsctl(self, *args: str) -> str:
