@@ -84,6 +84,31 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(lxd_opts, group=lxd_group)
 
 
+PRIVSEP_GROUP = "nova_lxd_py_privileged"
+
+
+def _privsep_opts() -> tuple[cfg.OptGroup, list[cfg.Opt]]:
+    """oslo.privsep's options as our context registers them (nova_lxd_py.privsep),
+    with the context's own capability shown as the default."""
+    import copy
+
+    from oslo_privsep import priv_context
+
+    opts = []
+    for opt in priv_context.OPTS:
+        opt = copy.deepcopy(opt)
+        if opt.name == "capabilities":
+            opt.sample_default = "CAP_NET_ADMIN"
+        opts.append(opt)
+    group = cfg.OptGroup(
+        PRIVSEP_GROUP, title="nova-lxd-py privileged helper",
+        help="The oslo.privsep context of the driver's network helpers (veth pairs, "
+             "bridge ports, offloads, rate limits). nova-compute starts it with "
+             "privsep-helper; set helper_command when it goes through rootwrap "
+             "(etc/nova/rootwrap.d/nova-lxd-py.filters).")
+    return group, opts
+
+
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator (namespace nova_lxd_py)."""
-    return [(lxd_group, list(lxd_opts))]
+    return [(lxd_group, list(lxd_opts)), _privsep_opts()]

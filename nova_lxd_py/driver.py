@@ -172,6 +172,9 @@ class LXDDriver(driver.ComputeDriver):
     def spawn(self, context, instance, image_meta, injected_files, admin_password,
               allocations, network_info=None, block_device_info=None, power_on=True,
               accel_info=None):
+        """Create the container with its ports plugged, wait for Neutron's
+        network-vif-plugged events like libvirt (which holds a paused guest),
+        then start it."""
         name = instance.name
         if block_device_info and block_device_info.get("block_device_mapping"):
             raise nova_exception.NovaException(
@@ -188,23 +191,25 @@ class LXDDriver(driver.ComputeDriver):
                 configdrive.write_config_drive(instance, path, network_info, injected_files,
                                                admin_password)
                 devices["config-drive"] = configdrive.config_drive_device(path)
-            events = self._neutron_events(network_info) if power_on else []
-            with self.virtapi.wait_for_instance_event(
-                    instance, events, timeout=CONF.vif_plugging_timeout,
-                    error_callback=self._neutron_failed_callback):
-                undo.append(lambda: self.unplug_vifs(instance, network_info))
-                self.plug_vifs(instance, network_info)
-                undo.append(lambda: self._rt.delete(name))
-                self._rt.create(self._body(name, config, devices,
-                                           {"type": "image", "fingerprint": fingerprint}))
-                self._push_seed(instance, network_info)
-                if power_on:
-                    self._rt.action(name, "start")
-        except nova_exception.InstanceEventTimeout:
-            with excutils.save_and_reraise_exception(reraise=False):
-                self._rollback(undo, instance)
-            if CONF.vif_plugging_is_fatal:
-                raise nova_exception.VirtualInterfaceCreateException()
+            try:
+                with self.virtapi.wait_for_instance_event(
+                        instance, self._neutron_events(network_info, power_on),
+                        timeout=CONF.vif_plugging_timeout,
+                        error_callback=self._neutron_failed_callback):
+                    undo.append(lambda: self.unplug_vifs(instance, network_info))
+                    self.plug_vifs(instance, network_info)
+                    undo.append(lambda: self._rt.delete(name))
+                    self._rt.create(self._body(name, config, devices,
+                                               {"type": "image", "fingerprint": fingerprint}))
+                    self._push_seed(instance, network_info)
+            except nova_exception.InstanceEventTimeout:
+                if CONF.vif_plugging_is_fatal:
+                    raise nova_exception.VirtualInterfaceCreateException()
+                LOG.warning("No network-vif-plugged event in %ss; starting anyway "
+                            "([DEFAULT] vif_plugging_is_fatal is false)",
+                            CONF.vif_plugging_timeout, instance=instance)
+            if power_on:
+                self._rt.action(name, "start")
         except Exception as exc:  # noqa: BLE001 - roll back whatever failed, then re-raise
             with excutils.save_and_reraise_exception() as ctx:
                 self._rollback(undo, instance)
@@ -230,10 +235,12 @@ class LXDDriver(driver.ComputeDriver):
             flavor_mapping.HostFacts(pool=self._pool or "default",
                                      root_quota=self._root_quota))
         devices = dict(mapping.devices)
+        config = dict(mapping.config)
         for index, vif in enumerate(network_info or []):
+            vifs.check(vif)  # refuse a port we can't plug before any work
             dev_name, dev = vifs.nic_device(index, vif)
             devices[dev_name] = dev
-        config = dict(mapping.config)
+            config[vifs.record_key(vif["id"])] = vifs.record(vif)
         config[UUID_KEY] = instance.uuid
         # cloud-init's ds-identify looks for this in PID 1's environment before it
         # asks nova's metadata service (a container has no DMI to tell it).
@@ -252,7 +259,11 @@ class LXDDriver(driver.ComputeDriver):
         return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
 
     @staticmethod
-    def _neutron_events(network_info: Any) -> list[tuple[str, str]]:
+    def _neutron_events(network_info: Any, power_on: bool) -> list[tuple[str, str]]:
+        """Events to wait for, as libvirt: ports still down, when the instance
+        is to run and a timeout is set."""
+        if not (power_on and CONF.vif_plugging_timeout):
+            return []
         return [("network-vif-plugged", vif["id"]) for vif in network_info
                 if vif.get("active", True) is False]
 
@@ -277,20 +288,24 @@ class LXDDriver(driver.ComputeDriver):
                 self._rt.action(name, "stop", timeout=-1, force=True)
         else:
             LOG.warning("Container %s was already gone", name, instance=instance)
-        self.cleanup(context, instance, network_info, block_device_info,
-                     destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
-        if data is not None:
-            # nova may hand us no network_info (e.g. an emptied info cache):
-            # the container's own nic devices name the veths we made.
-            vifs.unplug_devices(instance, data.get("devices") or {})
+        self._cleanup(instance, network_info, data, destroy_disks)
         LOG.info("Destroyed container %s (destroy_disks=%s)", name, destroy_disks,
                  instance=instance)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
+        data = self._rt.get(instance.name) if destroy_vifs else None
+        self._cleanup(instance, network_info, data, destroy_disks, destroy_vifs)
+
+    def _cleanup(self, instance: Any, network_info: Any, data: dict | None,
+                 destroy_disks: bool, destroy_vifs: bool = True) -> None:
+        """Unplug the ports, with *data* (the container as it was) naming those
+        nova no longer lists, e.g. after its info cache was emptied."""
         if destroy_vifs:
             self.unplug_vifs(instance, network_info or [])
+            if data is not None:
+                vifs.unplug_leftovers(instance, data, network_info)
         if destroy_disks:
             self._rt.delete(instance.name)
             shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
@@ -530,9 +545,14 @@ class LXDDriver(driver.ComputeDriver):
                  "resized" if resize_instance else "migrated", instance=instance)
 
     def confirm_migration(self, context, migration, instance, network_info):
-        """The move is final: drop the stopped source container."""
+        """The move is final: drop the stopped source container and its ports.
+
+        network_info is already the destination's binding (its bridge names);
+        the container's own records say how the ports were plugged here."""
+        data = self._rt.get(instance.name)
         self._rt.delete(instance.name)
-        self.unplug_vifs(instance, network_info or [])
+        recorded = vifs.recorded((data or {}).get("config") or {})
+        self._cleanup(instance, [] if recorded else network_info, data, destroy_disks=False)
 
     def finish_revert_migration(self, context, instance, network_info, migration,
                                 block_device_info=None, power_on=True, share_info=None):
@@ -552,15 +572,19 @@ class LXDDriver(driver.ComputeDriver):
             vifs.plug(instance, vif, limits)
 
     def attach_interface(self, context, instance, image_meta, vif):
-        """Hot-plug a port: a new veth, its container end as the next eth<N>."""
+        """Hot-plug a port: a new veth, its container end as the next eth<N>
+        (at once if the container runs, at its next start if not)."""
         name = instance.name
         data = self._require(instance)
         devices = dict(data.get("devices") or {})
+        config = dict(data.get("config") or {})
         index = vifs.next_nic_name({**(data.get("expanded_devices") or {}), **devices})
         dev_name, dev = vifs.nic_device(index, vif)
         self.plug_vifs(instance, [vif])
+        config[vifs.record_key(vif["id"])] = vifs.record(vif)
         try:
-            self._rt.put_instance(name, dict(data, devices={**devices, dev_name: dev}))
+            self._rt.put_instance(name, dict(data, config=config,
+                                             devices={**devices, dev_name: dev}))
         except Exception as exc:  # noqa: BLE001 - undo the plug, report nova's error
             vifs.unplug(instance, vif)
             LOG.error("Attaching port %s failed: %s", vif["id"], exc, instance=instance)
@@ -571,13 +595,16 @@ class LXDDriver(driver.ComputeDriver):
         name = instance.name
         data = self._require(instance)
         devices = dict(data.get("devices") or {})
+        config = {k: v for k, v in (data.get("config") or {}).items()
+                  if k != vifs.record_key(vif["id"])}
         dev_name = vifs.find_nic(devices, vif)
         if dev_name is None:
             LOG.warning("Port %s is not attached", vif["id"], instance=instance)
         else:
             del devices[dev_name]
+        if dev_name is not None or config != data.get("config"):
             try:
-                self._rt.put_instance(name, dict(data, devices=devices))
+                self._rt.put_instance(name, dict(data, config=config, devices=devices))
             except lxd_exceptions.LXDAPIException as exc:
                 LOG.error("Detaching port %s failed: %s", vif["id"], exc, instance=instance)
                 raise nova_exception.InterfaceDetachFailed(instance_uuid=instance.uuid)

@@ -1,10 +1,13 @@
 """Privileged helpers of the driver (oslo.privsep).
 
-nova-compute normally runs unprivileged; creating veth pairs and enslaving
-them to bridges needs CAP_NET_ADMIN. Only the few netlink calls below cross
-the privilege boundary, with plain-data arguments. Operators allow the
-helper like nova's own: ``privsep-helper --privsep_context
-nova_lxd_py.privsep.net_pctxt`` in their sudoers or rootwrap filters.
+nova-compute normally runs unprivileged; creating veth pairs, enslaving
+them to bridges and changing their offloads needs CAP_NET_ADMIN. Only the
+few netlink and ethtool calls below cross the privilege boundary, with
+plain-data arguments. nova-compute starts the helper like nova's own
+contexts: ``sudo privsep-helper ... --privsep_context
+nova_lxd_py.privsep.net_pctxt``, or through rootwrap with
+``etc/nova/rootwrap.d/nova-lxd-py.filters`` (see the README). Open vSwitch
+ports also use os-vif's own context, ``vif_plug_ovs.privsep.vif_plug``.
 """
 from __future__ import annotations
 
@@ -31,8 +34,14 @@ def _index(ipr, name: str) -> int | None:
 
 @net_pctxt.entrypoint
 def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
-                bridge: str | None = None, address: str | None = None) -> None:
-    """veth pair: host end up (on *bridge* if given), peer for the container."""
+                bridge: str | None = None, address: str | None = None,
+                tx_checksum: bool = True) -> None:
+    """veth pair: host end up (on *bridge* if given), peer for the container.
+
+    Idempotent: nova plugs again at power-on and for every running instance
+    when nova-compute starts. An existing host end is kept as it is, its peer
+    may be inside the running container. *tx_checksum* False makes the peer
+    compute its own checksums (see vif.translate.Plan)."""
     with _ipr() as ipr:
         if _index(ipr, host_name) is None:
             ipr.link("add", ifname=host_name, kind="veth", peer=peer_name)
@@ -47,6 +56,28 @@ def create_veth(host_name: str, peer_name: str, mtu: int | None = None,
         if bridge:
             ipr.link("set", index=host, master=_index(ipr, bridge))
         ipr.link("set", index=host, state="up")
+    if not tx_checksum and peer is not None:
+        _tx_checksum_off(peer_name)
+
+
+def _tx_checksum_off(name: str) -> None:
+    """ethtool -K <name> tx off: every tx-checksum-* feature the device has on.
+    The setting stays with the device when the runtime moves it into the
+    container."""
+    from pyroute2.ethtool import Ethtool
+
+    ethtool = Ethtool()
+    try:
+        features = ethtool.get_features(name)
+        changed = False
+        for key, feature in features.features.items():
+            if key.startswith("tx-checksum") and feature.enable:
+                feature.enable = False
+                changed = True
+        if changed:
+            ethtool.set_features(name, features)
+    finally:
+        ethtool.close()
 
 
 @net_pctxt.entrypoint

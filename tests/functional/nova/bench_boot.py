@@ -20,6 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import nlx_threads  # noqa: E402,F401 - first: nova in native threads
 import test_lxd_servers  # noqa: E402
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20

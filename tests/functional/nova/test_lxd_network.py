@@ -8,10 +8,11 @@ their port's MAC and fixed IP (from the NoCloud seed) and reach each other.
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 import copy
 import os
 import subprocess
-import time
 
 import fixtures
 from pyroute2 import IPRoute
@@ -109,11 +110,3 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
             self.assertEqual([], ipr.link_lookup(ifname=tap), f"{tap} left behind")
         self._delete_server(server)
         self._assert_runtimes_empty()
-
-    def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
-        for _ in range(200):
-            ports = self.api.get_port_interfaces(server["id"])
-            if port_id not in {p["port_id"] for p in ports}:
-                return
-            time.sleep(0.05)
-        self.fail(f"port {port_id} still attached")

@@ -10,6 +10,8 @@ nova_lxd_py's driver, each with its own runtime daemon. Run with stestr
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 import base64
 import json
 import os
@@ -136,6 +138,13 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
         result = self._container(server).execute(list(cmd))
         self.assertEqual(0, result.exit_code, result.stderr)
         return result.stdout
+
+    def _wait_for_port_detached(self, server: dict, port_id: str) -> None:
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while port_id in {p["port_id"] for p in self.api.get_port_interfaces(server["id"])}:
+            if time.monotonic() > deadline:
+                self.fail(f"port {port_id} still attached")
+            time.sleep(0.05)
 
     def _assert_runtimes_empty(self) -> None:
         for host, runtime in self.runtimes.items():

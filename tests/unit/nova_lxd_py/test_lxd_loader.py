@@ -33,12 +33,15 @@ class LoaderTest(unittest.TestCase):
     def test_list_opts(self):
         from nova_lxd_py import conf
 
-        [(group, opts)] = conf.list_opts()
-        names = {o.name for o in opts}
-        self.assertEqual("lxd", group.name)
+        groups = {group.name: {o.name for o in opts} for group, opts in conf.list_opts()}
+        self.assertEqual({"lxd", "nova_lxd_py_privileged"}, set(groups))
         for name in ("endpoint", "client_cert", "client_key", "server_cert", "pool",
                      "timeout", "allow_live_migration", "image_cache_dir"):
-            self.assertIn(name, names)
+            self.assertIn(name, groups["lxd"])
+        # the section our privsep context reads (nova_lxd_py.privsep.net_pctxt)
+        from nova_lxd_py import privsep
+        self.assertEqual("nova_lxd_py_privileged", privsep.net_pctxt.cfg_section)
+        self.assertIn("helper_command", groups["nova_lxd_py_privileged"])
 
 
 if __name__ == "__main__":

@@ -1,71 +1,66 @@
 """Neutron ports to container nics, one dispatch table entry per VIF type.
 
-First cut: ``tap`` ports (nova 34 refuses Linux bridge bindings outright,
-see nova.network.neutron). The driver makes a veth pair with pyroute2
-through oslo.privsep: the host end gets the port's device name
-(tapXXXXXXXX-XX, what the network backend watches for and wires up), the
-other end is handed to the container as a ``physical`` nic with the port's
-MAC, named eth<N>. OVS ports will reuse the same pair and let os-vif's ovs
-plugin add the host end to the integration bridge.
+Every port becomes a veth pair made through oslo.privsep: the host end gets
+the port's device name (tapXXXXXXXX-XX, what the network backend watches
+for), the other end is handed to the container as a ``physical`` nic with
+the port's MAC and MTU, named eth<N> in port order.
+
+- ``ovs``: os-vif's ovs plugin wires the host end into Open vSwitch, native
+  or hybrid as the binding asks (``ovs.py``, translation in ``translate.py``);
+- ``tap``: the host end is left for the network backend to wire.
+
+nova 34 refuses Linux bridge bindings; that and every other type is refused
+with a message naming it. What unplug needs of each port is also kept in the
+container's config, so ports are found again when nova has no network_info.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from nova.network import model as network_model
 from oslo_log import log as logging
 
-from nova import exception as nova_exception
 from nova_lxd_py import privsep
+from nova_lxd_py.vif import ovs, translate
+from nova_lxd_py.vif.translate import (  # noqa: F401 - the package's public names
+    PEER_PREFIX,
+    host_name,
+    mtu_of,
+    peer_name,
+    record,
+    record_key,
+    recorded,
+)
 
 LOG = logging.getLogger(__name__)
-PEER_PREFIX = "tin"
 
 
-def host_name(vif: Any) -> str:
-    """The host end: nova's devname for the port (max 14 chars)."""
-    return (vif.get("devname") or ("tap" + vif["id"]))[: network_model.NIC_NAME_LEN]
+def _plug_tap(instance: Any, plan: translate.Plan) -> None:
+    privsep.create_veth(plan.host_name, plan.peer_name, plan.mtu, address=plan.address)
 
 
-def peer_name(vif: Any) -> str:
-    """The container end, until it is moved into the container and renamed."""
-    return (PEER_PREFIX + vif["id"])[: network_model.NIC_NAME_LEN]
+def _unplug_tap(instance: Any, plan: translate.Plan) -> None:
+    privsep.delete_link(plan.host_name)
 
 
-def mtu_of(vif: Any) -> int | None:
-    return (vif.get("network") or {}).get("meta", {}).get("mtu")
-
-
-def _plug_tap(vif: Any) -> None:
-    privsep.create_veth(host_name(vif), peer_name(vif), mtu_of(vif),
-                        address=vif.get("address"))
-
-
-def _unplug(vif: Any) -> None:
-    privsep.delete_link(host_name(vif))
-
-
-PLUG: dict[str, Callable[[Any], None]] = {
-    network_model.VIF_TYPE_TAP: _plug_tap,
+PLUG: dict[str, Callable[[Any, translate.Plan], None]] = {
+    translate.TAP: _plug_tap,
+    translate.OVS: ovs.plug,
 }
-UNPLUG: dict[str, Callable[[Any], None]] = {
-    network_model.VIF_TYPE_TAP: _unplug,
+UNPLUG: dict[str, Callable[[Any, translate.Plan], None]] = {
+    translate.TAP: _unplug_tap,
+    translate.OVS: ovs.unplug,
 }
-
-
-def _check(vif: Any) -> str:
-    vif_type = vif.get("type")
-    if vif_type not in PLUG:
-        raise nova_exception.VirtualInterfacePlugException(
-            f"VIF type {vif_type!r} of port {vif['id']} is not supported by the LXD "
-            f"driver yet (supported: {', '.join(sorted(PLUG))})")
-    return vif_type
 
 
 def kbit(rate: str) -> int:
     """'8000kbit' (flavor.nic_limits) -> 8000."""
     return int(rate.removesuffix("kbit"))
+
+
+def check(vif: Any) -> translate.Plan:
+    """The port's plan; VirtualInterfacePlugException if it can't be plugged."""
+    return translate.plan(vif)
 
 
 def plug(instance: Any, vif: Any, limits: dict[str, str] | None = None) -> None:
@@ -74,29 +69,42 @@ def plug(instance: Any, vif: Any, limits: dict[str, str] | None = None) -> None:
     limits.ingress (the instance's inbound traffic) becomes a token bucket on
     the host end. limits.egress would need ingress policing (act_police),
     which not every kernel has; it is logged as not enforced."""
-    PLUG[_check(vif)](vif)
+    plan = translate.plan(vif)
+    PLUG[plan.vif_type](instance, plan)
     limits = limits or {}
     if "limits.ingress" in limits:
-        privsep.shape_egress(host_name(vif), kbit(limits["limits.ingress"]))
+        privsep.shape_egress(plan.host_name, kbit(limits["limits.ingress"]))
     if "limits.egress" in limits:
         LOG.warning("quota:vif_outbound_* is not enforced for port %s", vif["id"],
                     instance=instance)
-    LOG.info("Plugged VIF %s (%s) as %s", vif["id"], vif.get("type"), host_name(vif),
-             instance=instance)
+    LOG.info("Plugged VIF %s (%s%s) as %s", vif["id"], plan.vif_type,
+             ", hybrid" if plan.hybrid else "", plan.host_name, instance=instance)
 
 
 def unplug(instance: Any, vif: Any) -> None:
-    vif_type = vif.get("type")
-    if vif_type not in UNPLUG:
-        LOG.warning("Not unplugging VIF %s of unsupported type %s", vif.get("id"), vif_type,
-                    instance=instance)
+    """Best effort, as nova expects: a failure is logged, never raised."""
+    try:
+        plan = translate.plan(vif)
+    except Exception as exc:  # noqa: BLE001 - nothing we plugged
+        LOG.warning("Not unplugging VIF %s: %s", vif.get("id"), exc, instance=instance)
         return
     try:
-        UNPLUG[vif_type](vif)
+        UNPLUG[plan.vif_type](instance, plan)
     except Exception:  # noqa: BLE001 - unplug is best effort, nova carries on
         LOG.exception("Failed to unplug VIF %s", vif["id"], instance=instance)
         return
-    LOG.info("Unplugged VIF %s (%s)", vif["id"], host_name(vif), instance=instance)
+    LOG.info("Unplugged VIF %s (%s)", vif["id"], plan.host_name, instance=instance)
+
+
+def unplug_leftovers(instance: Any, data: dict, network_info: Any) -> None:
+    """Unplug what a container had beyond *network_info*: the ports recorded
+    in its config (OVS rows and bridges included), then any veth its nics
+    still name (containers made before the records)."""
+    known = {vif["id"] for vif in network_info or []}
+    for vif in recorded(data.get("config") or {}):
+        if vif["id"] not in known:
+            unplug(instance, vif)
+    unplug_devices(instance, data.get("devices") or {})
 
 
 def unplug_devices(instance: Any, devices: dict[str, dict[str, str]]) -> None:
