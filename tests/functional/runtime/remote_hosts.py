@@ -25,7 +25,7 @@ from tests.functional.runtime.harness import REPO, RuntimeDaemon
 for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_var, None)
 sys.path.insert(0, REPO)
-from nova_lxd_py.allinone.network import HostNetwork  # noqa: E402
+from tests.functional.runtime.hostnet import HostNetwork  # noqa: E402
 from runtime.tls import generate_keypair  # noqa: E402
 
 
