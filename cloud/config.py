@@ -152,7 +152,7 @@ def nova_compute(node: Node, conf: str) -> Sections:
                        "ovsdb_interface": "native"},
         "compute": {"cpu_allocation_ratio": 16.0},
     })
-    for section in ("privsep", "privsep_osbrick", "vif_plug_ovs_privileged",
+    for section in ("nova_sys_admin", "privsep_osbrick", "vif_plug_ovs_privileged",
                     "vif_plug_linux_bridge_privileged", "nova_lxd_py_privileged"):
         sections.update(privsep_helper([conf], section))
     return sections
@@ -192,6 +192,19 @@ def ml2() -> Sections:
         "securitygroup": {"firewall_driver": "openvswitch",
                           "enable_security_group": True},
     }
+
+
+NEUTRON_PRIVSEP = ("privsep", "privsep_dhcp_release", "privsep_ovs_vsctl", "privsep_namespace",
+                   "privsep_conntrack", "privsep_link")
+
+
+def with_privsep(sections: Sections, conf: str) -> Sections:
+    """An agent's sections plus its privsep helpers, reading the same files
+    the agent reads (neutron.conf, then its own *conf*)."""
+    files = [layout.etc("neutron", "neutron.conf"), conf]
+    for section in NEUTRON_PRIVSEP:
+        sections = inifile.merge(sections, privsep_helper(files, section))
+    return sections
 
 
 def neutron_node_state(node: Node) -> str:
@@ -258,8 +271,9 @@ def write_all(computes: list[Node]) -> None:
     w(layout.etc("neutron", "neutron.conf"), neutron_server())
     w(layout.etc("neutron", "ml2_conf.ini"), ml2())
     net = layout.NETWORK_NODE
-    for node in [net, *computes]:
-        w(layout.etc("neutron", f"ovs-agent-{node.name}.ini"), ovs_agent(node))
-    w(layout.etc("neutron", "dhcp_agent.ini"), dhcp_agent(net))
-    w(layout.etc("neutron", "l3_agent.ini"), l3_agent(net))
-    w(layout.etc("neutron", "metadata_agent.ini"), metadata_agent(net))
+    agents = [(f"ovs-agent-{node.name}.ini", ovs_agent(node)) for node in [net, *computes]]
+    agents += [("dhcp_agent.ini", dhcp_agent(net)), ("l3_agent.ini", l3_agent(net)),
+               ("metadata_agent.ini", metadata_agent(net))]
+    for name, sections in agents:
+        conf = layout.etc("neutron", name)
+        w(conf, with_privsep(sections, conf))
