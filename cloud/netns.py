@@ -2,11 +2,9 @@
 
 Why namespaces: each compute host (and the network node) needs a network of
 its own, as on separate machines: its own Open vSwitch, its own tunnel
-endpoint, and the veths the driver makes for containers. Processes enter a
-namespace with ``nsenter --net`` only, so mounts stay the machine's (the
-runtime's container roots, the config drives nova-compute writes) and
-``/run/netns`` stays shared (the namespaces Neutron's agents make for routers
-and DHCP servers are visible to the machine, and ``down`` finds them).
+endpoint, and the veths the driver makes for containers. Services enter
+their namespace with ``cloud/ns-exec`` (services.py); the short helpers here
+(ethtool, sysctl) with ``nsenter --net``.
 
 Every step checks before it makes, so ``up`` repairs a half-made network.
 """
@@ -112,17 +110,14 @@ def create(nodes: list[Node]) -> None:
     no_tx_checksum(layout.EXT_PEER, net)
 
 
-def neutron_namespaces() -> list[str]:
-    """The router and DHCP namespaces Neutron's agents made (the cloud is the
-    only Neutron on this machine)."""
-    return [ns for ns in namespaces() if ns.startswith(("qrouter-", "qdhcp-"))]
-
-
 def destroy() -> list[str]:
-    """Remove every namespace and link of the cloud; return what was removed."""
+    """Remove every namespace and link of the cloud; return what was removed.
+
+    Router and DHCP namespaces of Neutron's agents go too: the cloud is the
+    only Neutron on this machine."""
     removed = []
     for ns in namespaces():
-        if ns.startswith(layout.PREFIX + "-") or ns in neutron_namespaces():
+        if ns.startswith(layout.PREFIX + "-") or ns.startswith(("qrouter-", "qdhcp-")):
             ip("netns", "del", ns, check=False)
             removed.append(f"netns {ns}")
     links = ip("-o", "link", "show").stdout.splitlines()

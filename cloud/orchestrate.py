@@ -224,12 +224,11 @@ def down(progress: Progress = print) -> None:
 
     hosts = saved_hosts() or 0
     if supervisor.pid():
-        table = services.table(computes(max(hosts, 1)))
+        nodes = computes(max(hosts, 1))
         known = supervisor.states()
         progress("stopping services")
-        for service in reversed(table):
-            if service.name in known:
-                supervisor.stop(service.name)
+        for _stage, batch in reversed(_stages(services.table(nodes), nodes)):
+            supervisor.stop([s.name for s in batch if s.name in known])
         supervisor.shutdown()
     _kill_strays(progress)
     hosts_dir = layout.path("hosts")
@@ -244,6 +243,8 @@ def down(progress: Progress = print) -> None:
         progress(f"removed {len(removed)} namespaces and links")
     if os.path.isdir(layout.STATE):
         shutil.rmtree(layout.STATE)
+    if os.path.isdir("/run/nlxc-cgroup-keep"):  # ns-exec's mount point
+        os.rmdir("/run/nlxc-cgroup-keep")
     for name in ("cloud.json", "clouds.yaml", "tempest"):
         target = os.path.join(layout.CACHE, name)
         if os.path.isdir(target):

@@ -27,7 +27,7 @@ class Service:
     argv: list[str]
     ready: Check
     group: str                       # infra, control, network, compute
-    namespace: str | None = None     # network namespace (nsenter --net)
+    namespace: str | None = None     # network namespace (cloud/ns-exec)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     user: str | None = None
     timeout: float = 90.0            # seconds to become ready
@@ -39,10 +39,14 @@ class Service:
 
     @property
     def command(self) -> list[str]:
-        """The full command line, entering the namespace first."""
+        """The full command line, entering the namespace first (``ns-exec``:
+        the namespace's network and its own /sys, the machine's cgroups)."""
         if not self.namespace:
             return self.argv
-        return ["/usr/bin/nsenter", f"--net=/run/netns/{self.namespace}", "--", *self.argv]
+        return [NS_EXEC, self.namespace, *self.argv]
+
+
+NS_EXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ns-exec")
 
 
 def _path_env() -> dict[str, str]:

@@ -162,8 +162,21 @@ def start_nowait(name: str) -> None:
         raise RuntimeError(f"{name} did not start ({e.faultString})") from None
 
 
-def stop(name: str) -> None:
-    _stop_quietly(name)
+def stop(names: list[str], timeout: float = 90) -> None:
+    """Stop programs together (SIGTERM, then supervisor's SIGKILL after each
+    one's stop wait) and return once none is running."""
+    for name in names:
+        try:
+            rpc().supervisor.stopProcess(name, False)
+        except xmlrpc.client.Fault:
+            pass  # not running
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = states()
+        if all(current.get(n, {}).get("statename") not in ("RUNNING", "STARTING", "STOPPING",
+                                                            "BACKOFF") for n in names):
+            return
+        time.sleep(0.2)
 
 
 def shutdown() -> None:
