@@ -123,3 +123,20 @@ def bridges(node: Node) -> None:
               "datapath_type=netdev", "--", "--may-exist", "add-port", "br-ex",
               layout.EXT_PEER)
         netns.ip("-n", ns, "link", "set", "br-ex", "up")
+
+
+# cloud-init's OpenStack datasource (and ds-identify) recognise OpenStack in a
+# container by PID 1's environment, there being no DMI: every instance gets it
+# through the runtime's default profile, which the driver applies.
+PROFILE_CONFIG = {"environment.product_name": "OpenStack Nova"}
+
+
+def runtime_profile(node: Node) -> None:
+    """Set the cloud's keys in the default profile of *node*'s runtime."""
+    import pylxd
+
+    client = pylxd.Client(endpoint=layout.runtime_socket(node))
+    profile = client.profiles.get("default")
+    if any(profile.config.get(k) != v for k, v in PROFILE_CONFIG.items()):
+        profile.config.update(PROFILE_CONFIG)
+        profile.save(wait=True)

@@ -145,6 +145,9 @@ def up(hosts: int, progress: Progress = print) -> dict:
         if stage == "switches":
             for node in [layout.NETWORK_NODE, *nodes]:
                 infra.bridges(node)
+        if stage == "agents":
+            for node in nodes:
+                infra.runtime_profile(node)
     bootstrap.discover_hosts()
     progress("resources: images, flavors, networks, security groups")
     images = resources.ensure(progress)

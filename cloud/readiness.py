@@ -72,18 +72,8 @@ def command(*argv: str) -> Check:
             return f"{argv[0]}: {e}"
         if done.returncode == 0:
             return None
-        return (done.stderr or done.stdout).strip().splitlines()[-1:] and \
-            (done.stderr or done.stdout).strip().splitlines()[-1] or f"exit {done.returncode}"
-    return check
-
-
-def all_of(*checks: Check) -> Check:
-    def check() -> str | None:
-        for one in checks:
-            why = one()
-            if why:
-                return why
-        return None
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return lines[-1] if lines else f"exit {done.returncode}"
     return check
 
 

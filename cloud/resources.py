@@ -29,13 +29,14 @@ def image_files(progress) -> dict[str, tuple[str, str]]:
                         busybox], check=True)
     files["busybox"] = (busybox, "raw")
     builder = os.path.join(layout.REPO, "tools", "images", "build-debian")
-    if os.path.exists(builder):
-        debian = os.path.join(IMAGES_DIR, "debian-12.tar.xz")
-        # The builder decides whether its cached image is current (it rebuilds
-        # only when its recipe changed).
-        progress("  debian-12 image: tools/images/build-debian (cached when current)")
-        subprocess.run([builder, debian], check=True)
-        files["debian-12"] = (debian, "raw")
+    if os.environ.get("NLX_CLOUD_DEBIAN_IMAGE"):  # a prebuilt image, e.g. in tests
+        files["debian-12"] = (os.environ["NLX_CLOUD_DEBIAN_IMAGE"], "raw")
+    elif os.path.exists(builder):
+        # The builder keeps its image in .cache/images and rebuilds it only when
+        # its recipe changed; it prints the image's path.
+        progress("  debian-12 image: tools/images/build-debian (cached while its recipe holds)")
+        done = subprocess.run([builder], check=True, stdout=subprocess.PIPE, text=True)
+        files["debian-12"] = (done.stdout.strip().splitlines()[-1], "raw")
     else:
         progress("  debian-12 image: tools/images/build-debian is not there yet; skipped")
     return files

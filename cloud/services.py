@@ -60,8 +60,8 @@ def wsgi(name: str, app: str, port: int, env: dict[str, str]) -> Service:
     server of their own, only WSGI applications). Pure Python, so nothing to
     compile against the virtualenv's interpreter; one worker with a few threads
     keeps memory low; long timeouts for image uploads."""
-    argv = [layout.bin_("gunicorn"), "--config",
-            os.path.join(os.path.dirname(__file__), "gunicorn_conf.py"), "--bind", f"{IP}:{port}", "--workers", "1",
+    conf = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
+    argv = [layout.bin_("gunicorn"), "--config", conf, "--bind", f"{IP}:{port}", "--workers", "1",
             "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
             "--graceful-timeout", "5", "--name", name, "--no-control-socket", app]
     return Service(name, argv, readiness.http(IP, port), "control",
@@ -73,11 +73,12 @@ def infra() -> list[Service]:
     mysql_sock = layout.path("run", "mysql", "mysqld.sock")
     rabbit = layout.path("rabbitmq")
     return [
-        Service("mariadb", ["/usr/sbin/mariadbd", f"--defaults-file={layout.etc('mariadb', 'my.cnf')}"],
+        Service("mariadb",
+                ["/usr/sbin/mariadbd", f"--defaults-file={layout.etc('mariadb', 'my.cnf')}"],
                 readiness.command("/usr/bin/mariadb-admin", f"--socket={mysql_sock}", "ping"),
                 "infra", stop_wait=60),
         Service("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
-                readiness.all_of(readiness.tcp(IP, layout.PORTS["rabbitmq"])),
+                readiness.tcp(IP, layout.PORTS["rabbitmq"]),
                 "infra", env={
                     "HOME": rabbit, "RABBITMQ_MNESIA_BASE": os.path.join(rabbit, "mnesia"),
                     "RABBITMQ_LOG_BASE": os.path.join(rabbit, "log"),
