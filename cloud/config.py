@@ -108,9 +108,12 @@ def _nova_common() -> Sections:
                   "memcache_servers": MEMCACHE},
         "scheduler": {"discover_hosts_in_cells_interval": 10},
         "filter_scheduler": {
-            # Spread servers over hosts (the demo boots one per host).
+            # Spread servers over hosts (free RAM first); users may ask for a
+            # host other than (or the same as) another server's.
             "host_subset_size": 1, "ram_weight_multiplier": 10.0,
-            "shuffle_best_same_weighed_hosts": True},
+            "enabled_filters": "ComputeFilter,ComputeCapabilitiesFilter,"
+                               "ImagePropertiesFilter,ServerGroupAntiAffinityFilter,"
+                               "ServerGroupAffinityFilter,DifferentHostFilter,SameHostFilter"},
         "wsgi": {"api_paste_config": layout.etc("nova", "api-paste.ini")},
         "oslo_policy": {"enforce_new_defaults": True, "enforce_scope": True},
         "workarounds": {"disable_rootwrap": True},

@@ -131,11 +131,16 @@ def bridges(node: Node) -> None:
 PROFILE_CONFIG = {"environment.product_name": "OpenStack Nova"}
 
 
-def runtime_profile(node: Node) -> None:
-    """Set the cloud's keys in the default profile of *node*'s runtime."""
+def configure_runtime(node: Node) -> None:
+    """*node*'s runtime listens on its host's address (cold migration and
+    resize: the destination runtime pulls from the source), and its default
+    profile carries the cloud's keys."""
     import pylxd
 
     client = pylxd.Client(endpoint=layout.runtime_socket(node))
+    address = f"{node.mgmt_ip}:8443"
+    if client.host_info.get("config", {}).get("core.https_address") != address:
+        client.api.patch(json={"config": {"core.https_address": address}})
     profile = client.profiles.get("default")
     if any(profile.config.get(k) != v for k, v in PROFILE_CONFIG.items()):
         profile.config.update(PROFILE_CONFIG)

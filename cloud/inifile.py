@@ -24,6 +24,9 @@ def render(sections: Sections) -> str:
     return "\n".join(out)
 
 
+CHANGED: set[str] = set()  # files written with new content by this process
+
+
 def write(path: str, sections: Sections, mode: int = 0o640) -> str:
     """Write *path* only when its content changes; return the path."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -34,6 +37,7 @@ def write(path: str, sections: Sections, mode: int = 0o640) -> str:
                 return path
     except FileNotFoundError:
         pass
+    CHANGED.add(path)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -14,8 +14,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from cloud import (bootstrap, config, infra, layout, netns, readiness, resources, services,
-                   supervisor)
+from cloud import (bootstrap, config, infra, inifile, layout, netns, readiness, resources,
+                   services, supervisor)
 from cloud.layout import Node
 from cloud.services import Service
 
@@ -132,6 +132,13 @@ def up(hosts: int, progress: Progress = print) -> dict:
     config.write_all(nodes)
     table = services.table(nodes)
     supervisor.ensure(table)
+    # A running service whose configuration changed starts again with it.
+    running = supervisor.states()
+    stale = [s.name for s in table if running.get(s.name, {}).get("statename") == "RUNNING"
+             and any(s.reads(path) for path in inifile.CHANGED)]
+    if stale:
+        progress(f"configuration changed: restarting {', '.join(stale)}")
+        supervisor.stop(stale)
     for stage, batch in _stages(table, nodes):
         progress(f"starting {stage}: {', '.join(s.name for s in batch)}")
         if stage == "identity":
@@ -147,7 +154,7 @@ def up(hosts: int, progress: Progress = print) -> dict:
                 infra.bridges(node)
         if stage == "agents":
             for node in nodes:
-                infra.runtime_profile(node)
+                infra.configure_runtime(node)
     bootstrap.discover_hosts()
     progress("resources: images, flavors, networks, security groups")
     images = resources.ensure(progress)

@@ -37,6 +37,12 @@ class Service:
     def log(self) -> str:
         return layout.log(self.name)
 
+    def reads(self, path: str) -> bool:
+        """Whether *path* is one of its configuration files (named on its
+        command line, or in a configuration directory its environment names)."""
+        words = [*self.argv, *self.env.values()]
+        return path in words or os.path.dirname(path) in words
+
     @property
     def command(self) -> list[str]:
         """The full command line, entering the namespace first (``ns-exec``:
