@@ -82,7 +82,7 @@ def wait_ssh(address: str, jump: str | None = None, timeout: float = 180) -> str
     raise RuntimeError(f"no SSH to {address} in {timeout:.0f} s: {last}")
 
 
-def _cleanup(conn, adm, step: Step) -> None:
+def cleanup(conn) -> None:
     """Remove what an earlier (interrupted) demo left."""
     for server in conn.compute.servers():
         if server.name.startswith(PREFIX):
@@ -130,7 +130,7 @@ def run(keep: bool, hosts: int, out=print) -> int:
     orchestrate.up(hosts, lambda line: out(f"[cloud] {line}"))
     conn = resources.member()
     adm = admin()
-    _cleanup(conn, adm, step)
+    cleanup(conn)
     rows = []
 
     with step.timed("keypair"):
@@ -237,7 +237,7 @@ def run(keep: bool, hosts: int, out=print) -> int:
         step(f"total {time.monotonic() - started:.0f} s")
         return 0
     with step.timed("deleting servers, snapshot, floating IP, keypair"):
-        _cleanup(conn, adm, step)
+        cleanup(conn)
         for node in orchestrate.computes(hosts):
             left = subprocess.run(["lxc", "list", "--format", "csv", "-c", "n"],
                                   env={**os.environ, "LXD_DIR": layout.runtime_dir(node)},
