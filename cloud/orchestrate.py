@@ -237,8 +237,10 @@ def down(progress: Progress = print) -> None:
         nodes = computes(max(hosts, 1))
         known = supervisor.states()
         progress("stopping services")
-        for _stage, batch in reversed(_stages(services.table(nodes), nodes)):
+        for stage, batch in reversed(_stages(services.table(nodes), nodes)):
+            t = time.monotonic()
             supervisor.stop([s.name for s in batch if s.name in known])
+            progress(f"  stopped {stage} in {time.monotonic() - t:.1f} s")
         supervisor.shutdown()
     _kill_strays(progress)
     hosts_dir = layout.path("hosts")

@@ -1,0 +1,96 @@
+"""Pure logic of the cloud launcher (no services started): the service table,
+the supervisor configuration made from it, the services' configuration files,
+the start stages and Tempest's feature flags."""
+from __future__ import annotations
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+sys.path.insert(0, REPO)
+
+from cloud import config, inifile, layout, orchestrate, services, supervisor  # noqa: E402
+
+NODES = orchestrate.computes(2)
+
+
+def test_every_service_once_with_own_log():
+    table = services.table(NODES)
+    names = [s.name for s in table]
+    assert len(names) == len(set(names))
+    assert len({s.log for s in table}) == len(table)
+    assert all(s.log.startswith(layout.path("logs")) for s in table)
+
+
+def test_each_host_runs_its_services_in_its_namespace():
+    table = {s.name: s for s in services.table(NODES)}
+    for node in NODES:
+        for name in (f"runtime-{node.short}", f"nova-compute-{node.short}",
+                     f"neutron-ovs-agent-{node.short}", f"ovs-vswitchd-{node.short}",
+                     f"ovsdb-server-{node.short}"):
+            assert table[name].namespace == node.name, name
+            assert table[name].command[:2] == [services.NS_EXEC, node.name]
+    for name in ("neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"):
+        assert table[name].namespace == layout.NETWORK_NODE.name
+    # the control plane stays in the machine's namespace, on the management address
+    assert table["keystone"].namespace is None
+    assert f"{layout.MGMT_IP}:{layout.PORTS['keystone']}" in table["keystone"].argv
+
+
+def test_stages_start_every_service_once():
+    table = services.table(NODES)
+    staged = [s.name for _, batch in orchestrate._stages(table, NODES) for s in batch]
+    assert sorted(staged) == sorted(s.name for s in table)
+    order = [stage for stage, _ in orchestrate._stages(table, NODES)]
+    assert order.index("infra") < order.index("identity") < order.index("computes")
+
+
+def test_supervisor_programs_do_not_autostart_and_escape_percent():
+    table = services.table(NODES)
+    table[0].env["X"] = '50% "q"'
+    text = supervisor.render(table)
+    assert text.count("[program:") == len(table)
+    assert "autostart = true" not in text
+    assert 'X="50%% \\"q\\""' in text
+
+
+def test_ini_render_and_merge():
+    merged = inifile.merge({"a": {"x": 1, "y": [1, 2]}}, {"a": {"x": 2}, "b": {"z": True}})
+    assert inifile.render(merged) == "[a]\nx = 2\ny = 1,2\n\n[b]\nz = True\n"
+
+
+def test_service_configuration():
+    node = NODES[0]
+    conf = "/x/nova-compute.conf"
+    compute = config.nova_compute(node, conf)
+    assert compute["DEFAULT"]["compute_driver"] == "lxd_py.LXDDriver"
+    assert compute["DEFAULT"]["host"] == node.name
+    assert compute["lxd"]["endpoint"] == layout.runtime_socket(node)
+    for section in ("nova_sys_admin", "vif_plug_ovs_privileged", "nova_lxd_py_privileged"):
+        assert f"--config-file {conf}" in compute[section]["helper_command"]
+    formats = config.glance()["image_format"]["disk_formats"].split(",")
+    assert {"raw", "root-tar", "squashfs"} <= set(formats)
+    agent = config.ovs_agent(node)
+    assert agent["ovs"]["datapath_type"] == "netdev"
+    assert agent["ovs"]["local_ip"] == node.tun_ip
+    assert agent["ovs"]["bridge_mappings"] == ""
+    assert config.ovs_agent(layout.NETWORK_NODE)["ovs"]["bridge_mappings"] == "public:br-ex"
+
+
+def test_a_service_reads_its_config_files():
+    table = {s.name: s for s in services.table(NODES)}
+    compute = table["nova-compute-host1"]
+    assert compute.reads(layout.etc("nova", "nova-compute-nlxc-host1.conf"))
+    assert not compute.reads(layout.etc("nova", "nova-compute-nlxc-host2.conf"))
+    assert table["nova-api"].reads(layout.etc("nova", "nova.conf"))
+    assert table["glance-api"].reads(layout.etc("glance", "glance-api.conf"))
+
+
+def test_tempest_flags_follow_the_matrix_and_hosts():
+    from cloud import tempest
+
+    two, one = tempest.feature_flags(2), tempest.feature_flags(1)
+    assert two["snapshot"] == "True"
+    assert one["resize"] is False and one["cold_migration"] is False
+    assert two["live_migration"] == "False"
