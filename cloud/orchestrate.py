@@ -54,6 +54,7 @@ def saved_hosts() -> int | None:
 
 
 def _wait(batch: list[Service], progress: Progress) -> None:
+    started = time.monotonic()
     pending = {s.name: s for s in batch}
     deadline = {s.name: time.monotonic() + s.timeout for s in batch}
     why: dict[str, str] = {}
@@ -72,7 +73,7 @@ def _wait(batch: list[Service], progress: Progress) -> None:
                 raise ServiceFailed(service, why.get(name) or f"still {state}")
         if pending:
             time.sleep(0.5)
-    progress("  up: " + ", ".join(s.name for s in batch))
+    progress(f"  up in {time.monotonic() - started:.1f} s")
 
 
 def _start(batch: list[Service], progress: Progress) -> None:
@@ -142,9 +143,11 @@ def up(hosts: int, progress: Progress = print) -> dict:
     for stage, batch in _stages(table, nodes):
         progress(f"starting {stage}: {', '.join(s.name for s in batch)}")
         if stage == "identity":
+            t = time.monotonic()
             infra.create_databases()
             bootstrap.keys()
             bootstrap.schemas(progress)
+            progress(f"  databases ready in {time.monotonic() - t:.1f} s")
         _start(batch, progress)
         if stage == "identity":
             bootstrap.identity()
@@ -157,7 +160,9 @@ def up(hosts: int, progress: Progress = print) -> dict:
                 infra.configure_runtime(node)
     bootstrap.discover_hosts()
     progress("resources: images, flavors, networks, security groups")
+    t = time.monotonic()
     images = resources.ensure(progress)
+    progress(f"  resources ready in {time.monotonic() - t:.1f} s")
     info = write_client_files(nodes, images)
     progress(f"cloud up in {time.monotonic() - started:.0f} s: {len(table)} services, "
              f"{hosts} compute hosts")
