@@ -12,6 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--hosts", type=int, default=2, help="compute hosts (default 2)")
     sub.add_parser("status", help="every service and its state")
     sub.add_parser("down", help="stop everything and remove all state")
+    p_u = sub.add_parser("units", help="write systemd units for the services to DIR")
+    p_u.add_argument("dir")
+    p_u.add_argument("--hosts", type=int, default=2)
     p_t = sub.add_parser("tempest", help="write tempest.conf and run Tempest")
     p_t.add_argument("args", nargs=argparse.REMAINDER, help="passed to `tempest run`")
     args = parser.parse_args(argv)
@@ -34,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "status":
         return orchestrate.status()
+    if args.command == "units":
+        from cloud import services, systemd
+        nodes = orchestrate.computes(args.hosts)
+        for path in systemd.write(args.dir, orchestrate._stages(services.table(nodes), nodes)):
+            print(path)
+        return 0
     if args.command == "down":
         orchestrate.down(progress)
         return 0

@@ -94,3 +94,16 @@ def test_tempest_flags_follow_the_matrix_and_hosts():
     assert two["snapshot"] == "True"
     assert one["resize"] is False and one["cold_migration"] is False
     assert two["live_migration"] == "False"
+
+
+def test_systemd_units_from_the_same_table(tmp_path):
+    from cloud import systemd
+
+    table = services.table(NODES)
+    paths = systemd.write(str(tmp_path), orchestrate._stages(table, NODES))
+    assert len(paths) == len(table) + 1
+    unit = (tmp_path / "nlxc-nova-compute-host1.service").read_text()
+    assert f"ExecStart={services.NS_EXEC} nlxc-host1 " in unit
+    assert "After=" in unit and "nlxc-runtime-host1.service" in unit
+    assert "KillMode=process" in (tmp_path / "nlxc-runtime-host1.service").read_text()
+    assert "After=" not in (tmp_path / "nlxc-mariadb.service").read_text()
