@@ -228,6 +228,9 @@ def status(out: Callable[[str], None] = print) -> int:
             bad += 1
         out(f"{service.name:28} {service.namespace or '-':14} {state:10} {ready:6} "
             f"{info.get('pid') or ''}")
+    from cloud import memory
+    mb, count = memory.total_mb()
+    out(f"memory: {mb:.0f} MB (PSS) in {count} processes")
     out(f"logs: {layout.path('logs')}; clients: "
         f"OS_CLIENT_CONFIG_FILE={os.path.join(layout.CACHE, 'clouds.yaml')}")
     return 1 if bad else 0
