@@ -90,16 +90,18 @@ def _stages(table: list[Service], nodes: list[Node]) -> list[tuple[str, list[Ser
 
     control = [s for s in table if s.group == "control" and s.name != "keystone"]
     ovs = [s for s in table if s.name.startswith(("ovsdb-server-", "ovs-vswitchd-"))]
-    agents = [s for s in table if s.group == "network" and s not in ovs]
     runtimes = [s for s in table if s.name.startswith("runtime-")]
+    agents = [s for s in table if s.group == "network" and s not in ovs]
     computes_ = [s for s in table if s.name.startswith("nova-compute-")]
+    # Two cores: what does not wait on something else starts together. The
+    # switches need their database (ovs-vswitchd waits for it by itself); the
+    # OVS agents need the bridges made after this stage (tunnel endpoints);
+    # nova-compute needs its runtime.
     return [
         ("infra", pick("mariadb", "rabbitmq", "memcached")),
         ("identity", pick("keystone")),
-        ("control", control + [s for s in ovs if s.name.startswith("ovsdb-server-")]),
-        ("switches", [s for s in ovs if s.name.startswith("ovs-vswitchd-")]),
-        ("agents", agents + runtimes),
-        ("computes", computes_),
+        ("control", control + ovs + runtimes),
+        ("agents", agents + computes_),
     ]
 
 
@@ -152,10 +154,9 @@ def up(hosts: int, progress: Progress = print) -> dict:
         if stage == "identity":
             bootstrap.identity()
             readiness.forget_admin()
-        if stage == "switches":
+        if stage == "control":
             for node in [layout.NETWORK_NODE, *nodes]:
                 infra.bridges(node)
-        if stage == "agents":
             for node in nodes:
                 infra.configure_runtime(node)
     bootstrap.discover_hosts()

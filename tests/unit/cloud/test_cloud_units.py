@@ -43,7 +43,7 @@ def test_stages_start_every_service_once():
     staged = [s.name for _, batch in orchestrate._stages(table, NODES) for s in batch]
     assert sorted(staged) == sorted(s.name for s in table)
     order = [stage for stage, _ in orchestrate._stages(table, NODES)]
-    assert order.index("infra") < order.index("identity") < order.index("computes")
+    assert order.index("infra") < order.index("identity") < order.index("agents")
 
 
 def test_supervisor_programs_do_not_autostart_and_escape_percent():
