@@ -15,9 +15,11 @@ def main(argv: list[str] | None = None) -> int:
     p_u = sub.add_parser("units", help="write systemd units for the services to DIR")
     p_u.add_argument("dir")
     p_u.add_argument("--hosts", type=int, default=2)
-    p_t = sub.add_parser("tempest", help="write tempest.conf and run Tempest")
-    p_t.add_argument("args", nargs=argparse.REMAINDER, help="passed to `tempest run`")
-    args = parser.parse_args(argv)
+    sub.add_parser("tempest", help="write tempest.conf and run Tempest; further "
+                   "arguments go to `tempest run`")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "tempest":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     from cloud import orchestrate
 
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         orchestrate.down(progress)
         return 0
     from cloud import tempest
-    return tempest.run(args.args, progress)
+    return tempest.run(extra, progress)
 
 
 if __name__ == "__main__":
