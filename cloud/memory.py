@@ -2,16 +2,24 @@
 
 Why PSS: the services share the virtualenv's libraries and Python itself; PSS
 charges each shared page to its users in proportion, so the sum over the
-cloud's processes is the memory the cloud really takes.
+cloud's processes is the memory the cloud really takes. The /proc helpers are
+the benchmarks' (benchmarks/memory.py).
 """
 from __future__ import annotations
 
 import os
 
+from benchmarks.memory import children_map, cmdline, pss_kb, subtree
 from cloud import layout, netns, supervisor
 
 
-def _ns_inodes() -> set[int]:
+def processes() -> list[int]:
+    """The supervisor and its descendants, plus processes in the cloud's
+    namespaces or naming its state directory (Neutron's dnsmasq and haproxy,
+    privsep daemons, which leave their parents)."""
+    root = supervisor.pid()
+    kids = children_map()
+    mine = set(subtree(root, kids)) if root else set()
     inodes = set()
     for ns in netns.namespaces():
         if ns.startswith(layout.PREFIX + "-"):
@@ -19,59 +27,16 @@ def _ns_inodes() -> set[int]:
                 inodes.add(os.stat(f"/run/netns/{ns}").st_ino)
             except OSError:
                 pass
-    return inodes
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    return parents
-
-
-def processes() -> list[int]:
-    """The supervisor, its descendants, and processes in the cloud's namespaces
-    or naming its state directory (Neutron's dnsmasq and haproxy, privsep
-    daemons)."""
-    root = supervisor.pid()
-    parents = _parents()
-    inodes = _ns_inodes()
-    mine = set()
-    for pid in parents:
-        p, seen = pid, 0
-        while p > 1 and seen < 64:
-            if p == root:
-                mine.add(pid)
-                break
-            p, seen = parents.get(p, 0), seen + 1
+    for pid in (p for children in kids.values() for p in children):
         if pid in mine:
             continue
         try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino in inodes \
+                    or layout.STATE in cmdline(pid):
                 mine.add(pid)
-                continue
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if layout.STATE.encode() in f.read():
-                    mine.add(pid)
         except OSError:
             pass
     return sorted(mine)
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def total_mb() -> tuple[float, int]:

@@ -78,7 +78,7 @@ def _wait(batch: list[Service], progress: Progress) -> None:
 
 def _start(batch: list[Service], progress: Progress) -> None:
     for service in batch:
-        supervisor.start_nowait(service.name)
+        supervisor.start(service.name)
     _wait(batch, progress)
 
 

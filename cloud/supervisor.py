@@ -141,17 +141,6 @@ def states() -> dict[str, dict]:
 
 
 def start(name: str) -> None:
-    """Start a program unless it runs; raise with supervisor's reason."""
-    info = rpc().supervisor.getProcessInfo(name)
-    if info["statename"] in ("RUNNING", "STARTING"):
-        return
-    try:
-        rpc().supervisor.startProcess(name, True)
-    except xmlrpc.client.Fault as e:
-        raise RuntimeError(f"{name} did not start ({e.faultString})") from None
-
-
-def start_nowait(name: str) -> None:
     """Ask supervisor to start a program (readiness is checked by the caller)."""
     info = rpc().supervisor.getProcessInfo(name)
     if info["statename"] in ("RUNNING", "STARTING"):
