@@ -391,7 +391,9 @@ class LXDDriver(driver.ComputeDriver):
     def get_console_output(self, context, instance):
         self._require(instance)
         data = self._rt.console_log(instance.name)
-        return data[-self._console_max:].decode("utf-8", errors="replace")
+        # bytes, as nova expects: nova-compute latin-1-encodes a str, which fails
+        # on any other character (systemd prints U+2026), and decodes as ascii.
+        return data[-self._console_max:]
 
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):
