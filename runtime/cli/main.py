@@ -574,7 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "6 IPv6, t type, S snapshots, a architecture, b storage pool, "
                         "c created, d description, D disk usage, e project, f/F base image, "
                         "l last used, m/M memory usage, N processes, p PID, P profiles, "
-                        "u CPU usage) and/or [config:|devices:]key[:name], comma-separated "
+                        "u CPU usage) and/or custom columns config:KEY[:NAME] or "
+                        "devices:DEV.KEY[:NAME], comma-separated "
                         f"(default {columns.DEFAULT})")
     s.set_defaults(fn=cmd_list)
 
