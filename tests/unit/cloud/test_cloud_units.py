@@ -107,3 +107,30 @@ def test_systemd_units_from_the_same_table(tmp_path):
     assert "After=" in unit and "nlxc-runtime-host1.service" in unit
     assert "KillMode=process" in (tmp_path / "nlxc-runtime-host1.service").read_text()
     assert "After=" not in (tmp_path / "nlxc-mariadb.service").read_text()
+
+
+def test_a_failed_service_names_itself_and_shows_its_log(tmp_path, monkeypatch):
+    import pytest
+
+    log = tmp_path / "nova-api.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)) + "ImportError: no memcache\n")
+
+    class Logged(services.Service):
+        @property
+        def log(self):
+            return str(log)
+
+    service = Logged("nova-api", ["x"], lambda: "not answering", "control", timeout=0)
+    monkeypatch.setattr(supervisor, "states",
+                        lambda: {"nova-api": {"statename": "BACKOFF"}})
+    with pytest.raises(orchestrate.ServiceFailed) as failed:
+        orchestrate._wait([service], lambda line: None)
+    text = str(failed.value)
+    assert text.startswith("nova-api did not become ready: its process is BACKOFF")
+    assert "ImportError: no memcache" in text and "line 99" in text
+    assert "line 50" not in text  # only the last lines
+    # running but never ready: the readiness check's reason is given
+    monkeypatch.setattr(supervisor, "states",
+                        lambda: {"nova-api": {"statename": "RUNNING"}})
+    with pytest.raises(orchestrate.ServiceFailed, match="not answering"):
+        orchestrate._wait([service], lambda line: None)
