@@ -391,9 +391,10 @@ class LXDDriver(driver.ComputeDriver):
     def get_console_output(self, context, instance):
         self._require(instance)
         data = self._rt.console_log(instance.name)
-        # bytes, as nova expects: nova-compute latin-1-encodes a str, which fails
-        # on any other character (systemd prints U+2026), and decodes as ascii.
-        return data[-self._console_max:]
+        # A str (nova's driver contract) holding the bytes as latin-1:
+        # nova-compute encodes it back with latin-1 before tailing, which fails on
+        # any other character (systemd prints U+2026), then decodes as ascii.
+        return data[-self._console_max:].decode("latin-1")
 
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):
