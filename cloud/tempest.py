@@ -83,6 +83,19 @@ def conf(hosts: int) -> inifile.Sections:
     }
 
 
+def write_workspace() -> None:
+    """What ``tempest init`` makes, without registering a workspace in
+    ~/.tempest (a second init of the same path would fail there)."""
+    import tempest as tempest_pkg
+
+    for d in ("etc", "logs", "locks"):
+        os.makedirs(os.path.join(WORKSPACE, d), exist_ok=True)
+    top = os.path.dirname(tempest_pkg.__file__)
+    with open(os.path.join(WORKSPACE, ".stestr.conf"), "w") as f:
+        f.write(f"[DEFAULT]\ntest_path={top}/test_discover\ntop_dir={top}\n"
+                "group_regex=([^\\.]*\\.)*\n")
+
+
 def run(args: list[str], progress) -> int:
     info = os.path.join(layout.CACHE, "cloud.json")
     if not os.path.exists(info):
@@ -92,9 +105,7 @@ def run(args: list[str], progress) -> int:
     with open(info) as f:
         hosts = len(json.load(f)["hosts"])
     tempest = layout.bin_("tempest")
-    if not os.path.isdir(os.path.join(WORKSPACE, "etc")):
-        os.makedirs(layout.CACHE, exist_ok=True)
-        subprocess.run([tempest, "init", WORKSPACE], check=True, capture_output=True)
+    write_workspace()
     path = inifile.write(os.path.join(WORKSPACE, "etc", "tempest.conf"), conf(hosts))
     progress(f"tempest.conf: {path}")
     argv = [tempest, "run", "--config-file", path, "--exclude-list", EXCLUDE]
