@@ -125,23 +125,12 @@ def bridges(node: Node) -> None:
         netns.ip("-n", ns, "link", "set", "br-ex", "up")
 
 
-# cloud-init's OpenStack datasource (and ds-identify) recognise OpenStack in a
-# container by PID 1's environment, there being no DMI: every instance gets it
-# through the runtime's default profile, which the driver applies.
-PROFILE_CONFIG = {"environment.product_name": "OpenStack Nova"}
-
-
 def configure_runtime(node: Node) -> None:
-    """*node*'s runtime listens on its host's address (cold migration and
-    resize: the destination runtime pulls from the source), and its default
-    profile carries the cloud's keys."""
+    """*node*'s runtime listens on its host's address: cold migration and
+    resize pull the container from the source runtime to the destination."""
     import pylxd
 
     client = pylxd.Client(endpoint=layout.runtime_socket(node))
     address = f"{node.mgmt_ip}:8443"
     if client.host_info.get("config", {}).get("core.https_address") != address:
         client.api.patch(json={"config": {"core.https_address": address}})
-    profile = client.profiles.get("default")
-    if any(profile.config.get(k) != v for k, v in PROFILE_CONFIG.items()):
-        profile.config.update(PROFILE_CONFIG)
-        profile.save(wait=True)
