@@ -410,7 +410,10 @@ class LXDDriver(driver.ComputeDriver):
     def get_console_output(self, context, instance):
         self._require(instance)
         data = self._rt.console_log(instance.name)
-        return data[-self._console_max:].decode("utf-8", errors="replace")
+        # A str (nova's driver contract) holding the bytes as latin-1:
+        # nova-compute encodes it back with latin-1 before tailing, which fails on
+        # any other character (systemd prints U+2026), then decodes as ascii.
+        return data[-self._console_max:].decode("latin-1")
 
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):

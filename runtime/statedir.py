@@ -1,6 +1,6 @@
 """Remove a runtime state directory and everything a daemon made from it.
 
-For tests, benchmarks and the all-in-one cloud, which start daemons on
+For tests, benchmarks and the cloud of `scripts/cloud`, which start daemons on
 throwaway directories and must leave nothing behind, even when the daemon is
 already gone: containers (found through their liblxc monitors, since a daemon
 started with `lxc-start -f` leaves no per-container directory in the lxcpath),
@@ -84,7 +84,7 @@ def wipe(lxd_dir: str, bridges: bool = True) -> None:
     """Stop its containers, drop its bridges and dnsmasq, unmount, remove (best effort).
 
     lxd_dir may also be a directory holding several state directories (one per
-    all-in-one host). bridges=False for daemons that ran in a network namespace
+    cloud host). bridges=False for daemons that ran in a network namespace
     of their own: their bridges live (and die) there, and a host link of the
     same name is somebody else's.
     """

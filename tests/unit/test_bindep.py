@@ -17,7 +17,8 @@ def ours(*profiles: str) -> list[str]:
                           check=True).stdout.split()
 
 
-@pytest.mark.parametrize("profiles", [("compute",), ("compute", "test")])
+@pytest.mark.parametrize("profiles", [("compute",), ("compute", "test"),
+                                      ("compute", "test", "cloud")])
 def test_same_selection_as_bindep(profiles):
     exe = shutil.which("bindep", path=os.path.dirname(sys.executable)) or shutil.which("bindep")
     if exe is None:
@@ -34,3 +35,7 @@ def test_compute_hosts_get_no_test_tools():
     assert "lxc" in compute and "uidmap" in compute
     assert not {"shellcheck", "gcc", "busybox-static", "lxd-client"} & set(compute)
     assert {"shellcheck", "busybox-static"} <= set(ours("compute", "test"))
+    # the cloud's services are scripts/cloud's, never a compute host's
+    assert not {"mariadb-server", "rabbitmq-server", "openvswitch-switch"} & set(compute)
+    assert {"mariadb-server", "openvswitch-switch", "supervisor"} <= set(
+        ours("compute", "test", "cloud"))

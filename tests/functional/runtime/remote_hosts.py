@@ -25,7 +25,7 @@ from tests.functional.runtime.harness import REPO, RuntimeDaemon
 for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_var, None)
 sys.path.insert(0, REPO)
-from nova_lxd_py.allinone.network import HostNetwork  # noqa: E402
+from tests.functional.runtime.hostnet import HostNetwork  # noqa: E402
 from runtime.tls import generate_keypair  # noqa: E402
 
 
@@ -105,7 +105,7 @@ class Hosts:
     def __init__(self, count: int = 2, netns: bool = False, base_port: int | None = None):
         self.netns = netns
         self.daemons: list[Daemon] = []
-        # The all-in-one cloud's host namespaces, with an address on the bridge
+        # Host namespaces on one bridge, with an address on the bridge
         # so this test process reaches every daemon too.
         self.network = HostNetwork(prefix="mg", net="10.218", reach_from_machine=True) \
             if netns else None

@@ -178,7 +178,7 @@ def test_restart_removes_instances_left_half_made(daemon, client, make_instance)
 
 
 def test_wipe_after_a_crash_leaves_nothing():
-    """runtime.statedir.wipe (tests, benchmarks and the all-in-one cloud use it)
+    """runtime.statedir.wipe (tests, benchmarks and the cloud use it)
     after the daemon was SIGKILLed with a container running: no liblxc monitor,
     no mount, no directory, no cgroup of that daemon. The lxcpath holds no
     per-container directory, so the containers are found through their monitors."""

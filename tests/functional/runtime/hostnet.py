@@ -1,16 +1,15 @@
-"""Each all-in-one compute host in its own network namespace, on one bridge.
+"""Test hosts, each in its own network namespace, on one bridge.
 
 Why: on a real cloud each runtime listens on its own host's address and a
 migration's data crosses the network from one host to the other. Here each
 runtime daemon runs in a network namespace of its own (``nsenter --net``: only
 the network is separate, mounts and cgroups stay the machine's), with a veth
 to a bridge in the machine's namespace, so the destination runtime pulls a
-migrating container from the source runtime's address over that bridge. The
-unix sockets nova-compute uses are files and need no network.
+migrating container from the source runtime's address over that bridge.
 
-Names carry the ``aio`` prefix and a random tag; the subnet is a /24 of
-10.219.0.0/16 chosen from the tag. Everything is removed by ``destroy``. The
-runtime's functional tests use the same class (prefix ``mg``, 10.218.0.0/16).
+Names carry a prefix (the runtime's multi-host tests use ``mg``) and a random
+tag; the subnet is a /24 of a /16 chosen from the tag. Everything is removed by
+``destroy``.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 class HostNetwork:
     """A bridge plus one namespace (with a veth on the bridge) per host."""
 
-    def __init__(self, prefix: str = "aio", net: str = "10.219",
+    def __init__(self, prefix: str = "mg", net: str = "10.218",
                  reach_from_machine: bool = False) -> None:
         """Names start with *prefix*; the subnet is a /24 of *net*.0.0/16. With
         *reach_from_machine* the bridge gets the subnet's .254, so processes in the
@@ -87,12 +86,3 @@ def remove(names: list[tuple[str, str]]) -> None:
         elif kind == "bridge":
             _ip("link", "del", name, check=False)
 
-
-def available() -> bool:
-    """Whether this machine lets us make namespaces (containers in containers
-    may not)."""
-    probe = f"aio{secrets.token_hex(3)}p"
-    if _ip("netns", "add", probe, check=False).returncode != 0:
-        return False
-    _ip("netns", "del", probe, check=False)
-    return True

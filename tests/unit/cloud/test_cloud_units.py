@@ -1,0 +1,136 @@
+"""Pure logic of the cloud launcher (no services started): the service table,
+the supervisor configuration made from it, the services' configuration files,
+the start stages and Tempest's feature flags."""
+from __future__ import annotations
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+sys.path.insert(0, REPO)
+
+from cloud import config, inifile, layout, orchestrate, services, supervisor  # noqa: E402
+
+NODES = orchestrate.computes(2)
+
+
+def test_every_service_once_with_own_log():
+    table = services.table(NODES)
+    names = [s.name for s in table]
+    assert len(names) == len(set(names))
+    assert len({s.log for s in table}) == len(table)
+    assert all(s.log.startswith(layout.path("logs")) for s in table)
+
+
+def test_each_host_runs_its_services_in_its_namespace():
+    table = {s.name: s for s in services.table(NODES)}
+    for node in NODES:
+        for name in (f"runtime-{node.short}", f"nova-compute-{node.short}",
+                     f"neutron-ovs-agent-{node.short}", f"ovs-vswitchd-{node.short}",
+                     f"ovsdb-server-{node.short}"):
+            assert table[name].namespace == node.name, name
+            assert table[name].command[:2] == [services.NS_EXEC, node.name]
+    for name in ("neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"):
+        assert table[name].namespace == layout.NETWORK_NODE.name
+    # the control plane stays in the machine's namespace, on the management address
+    assert table["keystone"].namespace is None
+    assert f"{layout.MGMT_IP}:{layout.PORTS['keystone']}" in table["keystone"].argv
+
+
+def test_stages_start_every_service_once():
+    table = services.table(NODES)
+    staged = [s.name for _, batch in orchestrate._stages(table, NODES) for s in batch]
+    assert sorted(staged) == sorted(s.name for s in table)
+    order = [stage for stage, _ in orchestrate._stages(table, NODES)]
+    assert order.index("infra") < order.index("identity") < order.index("agents")
+
+
+def test_supervisor_programs_do_not_autostart_and_escape_percent():
+    table = services.table(NODES)
+    table[0].env["X"] = '50% "q"'
+    text = supervisor.render(table)
+    assert text.count("[program:") == len(table)
+    assert "autostart = true" not in text
+    assert 'X="50%% \\"q\\""' in text
+
+
+def test_ini_render_and_merge():
+    merged = inifile.merge({"a": {"x": 1, "y": [1, 2]}}, {"a": {"x": 2}, "b": {"z": True}})
+    assert inifile.render(merged) == "[a]\nx = 2\ny = 1,2\n\n[b]\nz = True\n"
+
+
+def test_service_configuration():
+    node = NODES[0]
+    conf = "/x/nova-compute.conf"
+    compute = config.nova_compute(node, conf)
+    assert compute["DEFAULT"]["compute_driver"] == "lxd_py.LXDDriver"
+    assert compute["DEFAULT"]["host"] == node.name
+    assert compute["lxd"]["endpoint"] == layout.runtime_socket(node)
+    for section in ("nova_sys_admin", "vif_plug_ovs_privileged", "nova_lxd_py_privileged"):
+        assert f"--config-file {conf}" in compute[section]["helper_command"]
+    formats = config.glance()["image_format"]["disk_formats"].split(",")
+    assert {"raw", "root-tar", "squashfs"} <= set(formats)
+    agent = config.ovs_agent(node)
+    assert agent["ovs"]["datapath_type"] == "netdev"
+    assert agent["ovs"]["local_ip"] == node.tun_ip
+    assert agent["ovs"]["bridge_mappings"] == ""
+    assert config.ovs_agent(layout.NETWORK_NODE)["ovs"]["bridge_mappings"] == "public:br-ex"
+
+
+def test_a_service_reads_its_config_files():
+    table = {s.name: s for s in services.table(NODES)}
+    compute = table["nova-compute-host1"]
+    assert compute.reads(layout.etc("nova", "nova-compute-nlxc-host1.conf"))
+    assert not compute.reads(layout.etc("nova", "nova-compute-nlxc-host2.conf"))
+    assert table["nova-api"].reads(layout.etc("nova", "nova.conf"))
+    assert table["glance-api"].reads(layout.etc("glance", "glance-api.conf"))
+
+
+def test_tempest_flags_follow_the_matrix_and_hosts():
+    from cloud import tempest
+
+    two, one = tempest.feature_flags(2), tempest.feature_flags(1)
+    assert two["snapshot"] == "True"
+    assert one["resize"] is False and one["cold_migration"] is False
+    assert two["live_migration"] == "False"
+
+
+def test_systemd_units_from_the_same_table(tmp_path):
+    from cloud import systemd
+
+    table = services.table(NODES)
+    paths = systemd.write(str(tmp_path), orchestrate._stages(table, NODES))
+    assert len(paths) == len(table) + 1
+    unit = (tmp_path / "nlxc-nova-compute-host1.service").read_text()
+    assert f"ExecStart={services.NS_EXEC} nlxc-host1 " in unit
+    assert "After=" in unit and "nlxc-runtime-host1.service" in unit
+    assert "KillMode=process" in (tmp_path / "nlxc-runtime-host1.service").read_text()
+    assert "After=" not in (tmp_path / "nlxc-mariadb.service").read_text()
+
+
+def test_a_failed_service_names_itself_and_shows_its_log(tmp_path, monkeypatch):
+    import pytest
+
+    log = tmp_path / "nova-api.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)) + "ImportError: no memcache\n")
+
+    class Logged(services.Service):
+        @property
+        def log(self):
+            return str(log)
+
+    service = Logged("nova-api", ["x"], lambda: "not answering", "control", timeout=0)
+    monkeypatch.setattr(supervisor, "states",
+                        lambda: {"nova-api": {"statename": "BACKOFF"}})
+    with pytest.raises(orchestrate.ServiceFailed) as failed:
+        orchestrate._wait([service], lambda line: None)
+    text = str(failed.value)
+    assert text.startswith("nova-api did not become ready: its process is BACKOFF")
+    assert "ImportError: no memcache" in text and "line 99" in text
+    assert "line 50" not in text  # only the last lines
+    # running but never ready: the readiness check's reason is given
+    monkeypatch.setattr(supervisor, "states",
+                        lambda: {"nova-api": {"statename": "RUNNING"}})
+    with pytest.raises(orchestrate.ServiceFailed, match="not answering"):
+        orchestrate._wait([service], lambda line: None)
