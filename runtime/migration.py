@@ -147,7 +147,8 @@ class _Peer:
 
         def aio(name: str):
             return self.session.ws_connect(
-                _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
+                _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx,
+                max_msg_size=wsclient.MAX_MESSAGE,
                 autoping=True, heartbeat=None)
         fs = asyncio.to_thread(wsclient.BlockingWebSocket(
             _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,

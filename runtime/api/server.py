@@ -4,7 +4,7 @@ import platform
 
 from aiohttp import web
 
-from runtime import arch
+from runtime import arch, controlchars
 from runtime.api import daemon, read_json, response
 from runtime.errors import BadRequest
 
@@ -91,6 +91,7 @@ async def update_server(request: web.Request) -> web.Response:
     config = body.get("config")
     if not isinstance(config, dict):
         raise BadRequest("Body needs a 'config' object")
+    config = controlchars.string_map(config, "server config")
     if request.method == "PATCH":
         config = {**d.db.config_get(), **config}
     clean = {}

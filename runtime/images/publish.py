@@ -22,6 +22,7 @@ import yaml
 
 from runtime import arch
 from runtime.errors import BadRequest, CommandFailed, Conflict
+from runtime.images.store import clean_properties
 from runtime.instances.idmap import IdMap
 from runtime.storage import volume_name
 
@@ -171,9 +172,7 @@ class Publisher:
         src_project = source.get("project") or project
         inst = self.d.instances.load(src_project, inst_name)
         row = self.snaps.row(inst, snap) if snap else None
-        props = body.get("properties") or {}
-        if not isinstance(props, dict):
-            raise BadRequest("'properties' must be an object")
+        props = clean_properties(body.get("properties") or {}, "image")
         aliases = body.get("aliases") or []
         if not isinstance(aliases, list):
             raise BadRequest("'aliases' must be a list of {name, description}")

@@ -9,7 +9,7 @@ import hashlib
 import os
 import time
 
-from runtime import arch
+from runtime import arch, controlchars
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
@@ -112,8 +112,8 @@ class ImageStore:
             proj = self.project_of(project)
             if self.d.db.get("images", project=proj, fingerprint=sha):
                 raise Conflict(f"Image with fingerprint {sha} already exists")
-            props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
-            props.update({str(k): str(v) for k, v in (properties or {}).items()})
+            props = clean_properties(meta.get("properties") or {}, "metadata.yaml")
+            props.update(clean_properties(properties or {}, "image"))
             size = os.path.getsize(image_tmp) + (os.path.getsize(rootfs_tmp)
                                                  if rootfs_tmp else 0)
             os.replace(image_tmp, self.file(sha))
@@ -179,6 +179,20 @@ class ImageStore:
             if os.path.exists(path):
                 os.unlink(path)
         self.d.bus.lifecycle("image-deleted", f"/1.0/images/{fingerprint}", project)
+
+
+def clean_properties(props: object, where: str) -> dict[str, str]:
+    """Image properties as str -> str; each becomes an `image.<key>` instance config key."""
+    if not isinstance(props, dict):
+        raise BadRequest(f"Invalid {where} properties: must be a mapping")
+    out = {}
+    for key, value in props.items():
+        if isinstance(value, (dict, list)):
+            raise BadRequest(f"Invalid {where} property {key!r}: must be a plain value")
+        key = controlchars.check_key(str(key), f"{where} property")
+        out[key] = controlchars.check_value(f"image.{key}", "" if value is None else str(value),
+                                            f"{where} property")
+    return out
 
 
 class Hasher:

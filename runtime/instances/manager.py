@@ -138,8 +138,11 @@ class InstanceManager:
         return self.d.default_idmap
 
     # Create --------------------------------------------------------------------
-    def validate_new(self, project: str, body: dict) -> dict:
-        """Check a creation request completely before anything is made."""
+    def validate_new(self, project: str, body: dict, image: dict | None = None) -> dict:
+        """Check a creation request completely before anything is made.
+
+        `image`: the source image already resolved (a remote lookup done off the loop).
+        """
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object")
         name = body.get("name")
@@ -171,10 +174,9 @@ class InstanceManager:
         if not isinstance(source, dict):
             raise BadRequest("'source' must be an object")
         architecture = body.get("architecture")
-        image = None
         stype = source.get("type", "none")
         if stype == "image":
-            image = self.d.images.resolve_source(project, source)
+            image = image or self.d.images.resolve_source(project, source)
             architecture = architecture or image["architecture"]
         elif stype not in ("none", "copy", "migration"):
             raise BadRequest(f"Unknown source type {stype!r}")
@@ -210,8 +212,9 @@ class InstanceManager:
         extra = {}
         if image:
             extra["volatile.base_image"] = image["fingerprint"]
-            for key, value in (image.get("properties") or {}).items():
-                extra[f"image.{key}"] = str(value)
+            from runtime.images.store import clean_properties
+            for key, value in clean_properties(image.get("properties") or {}, "image").items():
+                extra[f"image.{key}"] = value
             extra["volatile.apply_template"] = "create"
         inst = self.insert(project, spec, extra)
         try:
