@@ -181,12 +181,9 @@ class LXDDriver(driver.ComputeDriver):
         fingerprint = self._images.ensure(context, image_meta)
         undo: list[Any] = []
         try:
-            if configdrive_required(instance):
-                path = self._config_drive_path(instance)
-                undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
-                configdrive.write_config_drive(instance, path, network_info, injected_files,
-                                               admin_password)
-                devices["config-drive"] = configdrive.config_drive_device(path)
+            drive = configdrive.config_drive_files(
+                instance, network_info, injected_files, admin_password) \
+                if configdrive_required(instance) else {}
             events = self._neutron_events(network_info) if power_on else []
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
@@ -196,7 +193,7 @@ class LXDDriver(driver.ComputeDriver):
                 undo.append(lambda: self._rt.delete(name))
                 self._rt.create(self._body(name, config, devices,
                                            {"type": "image", "fingerprint": fingerprint}))
-                self._push_seed(instance, network_info)
+                self._push_seed(instance, network_info, drive)
                 if power_on:
                     self._rt.action(name, "start")
         except nova_exception.InstanceEventTimeout:
@@ -240,12 +237,17 @@ class LXDDriver(driver.ComputeDriver):
         return {"name": name, "type": "container", "profiles": self._profiles,
                 "config": config, "devices": devices, "source": source}
 
-    def _push_seed(self, instance: Any, network_info: Any) -> None:
-        self._rt.push_files(instance.name, configdrive.nocloud_files(
-            instance, configdrive.hostname_for(instance), network_info))
+    def _push_seed(self, instance: Any, network_info: Any,
+                   extra: dict[str, bytes] | None = None) -> None:
+        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs."""
+        files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
+                                          network_info)
+        files.update(extra or {})
+        self._rt.push_files(instance.name, files, private=configdrive.PRIVATE_DIRS)
 
-    def _config_drive_path(self, instance: Any) -> str:
-        return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
+    def _legacy_config_drive_dir(self, instance: Any) -> str:
+        """Where versions that bind-mounted the config drive from the host wrote it."""
+        return os.path.join(self._config_drive_dir, instance.uuid)
 
     @staticmethod
     def _neutron_events(network_info: Any) -> list[tuple[str, str]]:
@@ -289,8 +291,7 @@ class LXDDriver(driver.ComputeDriver):
             self.unplug_vifs(instance, network_info or [])
         if destroy_disks:
             self._rt.delete(instance.name)
-            shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
-                          ignore_errors=True)
+            shutil.rmtree(self._legacy_config_drive_dir(instance), ignore_errors=True)
 
     # -- power -----------------------------------------------------------------
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
