@@ -659,12 +659,21 @@ def configdrive_required(instance: Any) -> bool:
 # puts liblxc's cause in its start error; LXD's only points at its log, so with
 # LXD such a build is rescheduled like any other failure.
 _NO_INIT = re.compile(r'Failed to exec "(/[^"]*)"')
+# The bundled runtime's refusals of a hostile or broken image (tarball, templates,
+# metadata, special files where the seed goes): no other host would do better.
+_BAD_IMAGE = re.compile(
+    r"(Unsafe image[^\n]*|Image templates? [^\n]*|Invalid metadata\.yaml[^\n]*|"
+    r"Image (?:unpacks to|has) more than[^\n]*|"
+    r"Path '[^']*' is a (?:fifo|socket|character device|block device)[^\n]*)")
 
 
 def unbootable_image_reason(exc: BaseException) -> str | None:
-    """Why the image itself can't boot on any host, from a start error, or None."""
+    """Why the image itself can't boot on any host, from a create/start error, or None."""
     m = _NO_INIT.search(str(exc))
-    if m is None:
-        return None
-    return (f"the image has no usable init: {m.group(1)} could not be executed "
-            "(a system container image needs /sbin/init)")
+    if m is not None:
+        return (f"the image has no usable init: {m.group(1)} could not be executed "
+                "(a system container image needs /sbin/init)")
+    m = _BAD_IMAGE.search(str(exc))
+    if m is not None:
+        return f"the image can't be used safely: {m.group(1)[:300]}"
+    return None
