@@ -16,6 +16,7 @@ from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
 from runtime.images import tarball
+from runtime.instances.config import parse_size
 
 _HEX = set("0123456789abcdef")
 LOG = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class ImageStore:
     def unpack_limits(self, pool) -> tarball.Limits:
         """images.max_unpacked_size / _files, never more than the pool has free."""
         conf = self.d.db.config_get()
-        max_bytes = int(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
+        max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
         max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
         st = os.statvfs(pool.path)
         free = st.f_bavail * st.f_frsize
