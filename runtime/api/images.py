@@ -1,4 +1,5 @@
 """/1.0/images and /1.0/images/aliases: upload, list, update, export, delete, aliases."""
+import asyncio
 import os
 import urllib.parse
 
@@ -33,7 +34,7 @@ async def _stream_to(path: str, reader, hasher: Hasher) -> int:
             if not chunk:
                 break
             hasher.update(chunk)
-            f.write(chunk)
+            await asyncio.to_thread(f.write, chunk)   # disk writes off the event loop
             size += len(chunk)
     return size
 

@@ -232,6 +232,17 @@ def exchange(a: str, b: str) -> None:
         raise OSError(err, os.strerror(err), a)
 
 
+def sync_filesystem(path: str) -> None:
+    """syncfs(2) of the filesystem holding path: what was written there is on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+    finally:
+        os.close(fd)
+
+
 async def copy_tree(src: str, dst: str) -> None:
     """Full copy keeping owners, modes, xattrs, hard links (reflinks where possible)."""
     await proc.run(["cp", "-a", "--reflink=auto", "--", src, dst])

@@ -26,7 +26,7 @@ from runtime.errors import BadRequest
 from runtime.instances.config import parse_size
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import PoolDriver, Unpacker, exchange, remove_tree
+from runtime.storage.base import PoolDriver, Unpacker, exchange, remove_tree, sync_filesystem
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SIZE = "5GiB"
@@ -297,6 +297,8 @@ class BtrfsPool(PoolDriver):
             await proc.run(["btrfs", "property", "set", "-ts", os.path.join(tmp, "rootfs"),
                             "ro", "true"])
             await self._remove_dir(final)
+            # On disk before any instance is made from it.
+            await asyncio.to_thread(sync_filesystem, tmp)
             os.rename(tmp, final)
         except BaseException:
             await self._remove_dir(tmp)

@@ -13,7 +13,7 @@ from runtime import proc
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift
 from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, exchange,
-                                  remove_tree)
+                                  remove_tree, sync_filesystem)
 
 _LOWER = ".lower"     # file naming the image volume an overlay instance sits on
 _UPPER = ".upper"
@@ -84,6 +84,8 @@ class DirPool(PoolDriver):
             with open(os.path.join(tmp, ".idmap"), "w") as f:
                 f.write(idmap.encode())
             await remove_tree(final)
+            # On disk before any instance is made from it.
+            await asyncio.to_thread(sync_filesystem, tmp)
             os.rename(tmp, final)
         except BaseException:
             await remove_tree(tmp)
