@@ -14,10 +14,10 @@ import random
 import re
 import shutil
 
-from runtime import controlchars, proc
+from runtime import controlchars
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import config as cfg
-from runtime.network import dnsmasq, netlink
+from runtime.network import dnsmasq, nat, netlink
 
 LOG = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.\-]{0,14}$")
@@ -62,14 +62,21 @@ def _lease_time(v: str) -> None:
         raise ValueError("must be a duration such as 1h, 30m or 'infinite'")
 
 
-def _ipv4(v: str) -> None:
-    ipaddress.IPv4Address(v)
-
-
 def _interfaces(v: str) -> None:
     for name in v.split(","):
         if name.strip() and not cfg.is_interface_name(name.strip()):
             raise ValueError(f"{name.strip()!r} is not an interface name")
+
+
+def _address(version: int):
+    def check(v: str) -> None:
+        try:
+            ok = ipaddress.ip_address(v).version == version
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"must be an IPv{version} address")
+    return check
 
 
 BRIDGE_KEYS = {
@@ -77,9 +84,11 @@ BRIDGE_KEYS = {
     "bridge.external_interfaces": _interfaces,
     "ipv4.address": _cidr_or_special, "ipv4.nat": cfg.is_bool, "ipv4.dhcp": cfg.is_bool,
     "ipv4.dhcp.ranges": _ranges, "ipv4.dhcp.expiry": _lease_time,
-    "ipv4.dhcp.gateway": _ipv4, "ipv4.routing": cfg.is_bool,
+    "ipv4.dhcp.gateway": _address(4), "ipv4.routing": cfg.is_bool,
     "ipv4.firewall": cfg.is_bool,
+    "ipv4.nat.address": _address(4), "ipv4.nat.order": cfg.one_of("before", "after"),
     "ipv6.address": _cidr_or_special, "ipv6.nat": cfg.is_bool, "ipv6.dhcp": cfg.is_bool,
+    "ipv6.nat.address": _address(6), "ipv6.nat.order": cfg.one_of("before", "after"),
     "ipv6.firewall": cfg.is_bool, "ipv6.routing": cfg.is_bool,
     "dns.domain": _dns_domain, "dns.mode": cfg.one_of("none", "managed", "dynamic"),
     "raw.dnsmasq": cfg.any_value,
@@ -126,13 +135,6 @@ def _used_subnets() -> list:
         except ValueError:
             continue
     return nets
-
-
-def nat_rules(table: str, address: str) -> str:
-    """nft rules masquerading only traffic from the network's subnet leaving it."""
-    subnet = str(ipaddress.ip_interface(address).network)
-    return (f"table ip {table} {{ chain postrouting {{ type nat hook postrouting "
-            f"priority 100; ip saddr {subnet} ip daddr != {subnet} masquerade; }} }}")
 
 
 def auto_ipv4() -> str:
@@ -207,19 +209,10 @@ class Networks:
         else:
             dnsmasq.stop(self.rundir(name), name)
 
-    async def _nat(self, name: str, config: dict) -> None:
-        """Masquerade the network's own subnet only when ipv4.nat is true (off by default)."""
-        table = f"nlr_{name.replace('-', '_').replace('.', '_')}"
-        await proc.run(["nft", "delete", "table", "ip", table], check=False)
-        v4 = config.get("ipv4.address")
-        if not cfg.truthy(config.get("ipv4.nat")) or not v4 or v4 == "none":
-            return
-        await proc.run(["nft", "-f", "-"], input=nat_rules(table, v4).encode())
-
     async def bring_up(self, name: str, config: dict) -> None:
         # Blocking work (netlink helper, dnsmasq start) runs off the event loop.
         await asyncio.to_thread(self._apply, name, config)
-        await self._nat(name, config)
+        await asyncio.to_thread(nat.apply, name, config)
 
     def restore_all(self) -> None:
         """At daemon start: re-create bridges lost (host reboot) and dead dnsmasqs.
@@ -240,6 +233,8 @@ class Networks:
                         and cfg.truthy(row["config"].get("ipv4.dhcp", "true"))
                         and not dnsmasq.pid_of(self.rundir(row["name"]), row["name"])):
                     self._apply(row["name"], row["config"])
+                if nat.postrouting_rules(row["config"]) and not nat.present(row["name"]):
+                    nat.apply(row["name"], row["config"])  # rules are lost on reboot
             except Exception as exc:  # noqa: BLE001 - one broken network must not stop the daemon
                 LOG.error("network %s could not be restored: %s", row["name"], exc)
 
@@ -301,8 +296,7 @@ class Networks:
             used = self.used_by(name)
             if used:
                 raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
-            await proc.run(["nft", "delete", "table", "ip",
-                            f"nlr_{name.replace('-', '_').replace('.', '_')}"], check=False)
+            await asyncio.to_thread(nat.remove, name)
             await asyncio.to_thread(self._teardown, name)
             self.d.db.delete("networks", name=name)
             self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
@@ -316,6 +310,7 @@ class Networks:
             if self.used_by(name):
                 raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
             dnsmasq.stop(self.rundir(name), name)
+            await asyncio.to_thread(nat.remove, name)
             await netlink.call([("rename", [name, new])])
             if os.path.isdir(self.rundir(name)):
                 os.rename(self.rundir(name), self.rundir(new))
