@@ -156,7 +156,7 @@ def _exec(daemon, inst, command: list[str], interactive: bool) -> tuple[str, dic
 
 def test_input_websocket_message_bounded(daemon, make_instance):
     inst = make_instance()
-    op, fds = _exec(daemon, inst, ["sleep", "10"], interactive=False)
+    op, fds = _exec(daemon, inst, ["sleep", "2"], interactive=False)
 
     async def flood():
         socks = [await _ws(daemon, op, fds[n]) for n in ("0", "1", "2")]
