@@ -67,9 +67,13 @@ lxd_opts = [
     cfg.StrOpt(
         "config_drive_dir",
         default="$instances_path",
-        help="Directory under which a per-instance config-drive directory is "
-             "written when an instance asks for a config drive; it is mounted "
-             "read-only at /config-drive in the container."),
+        deprecated_for_removal=True,
+        deprecated_reason="The config drive is now written into the container "
+                          "(/config-drive, 0600 files in 0700 directories), not on "
+                          "the host; this directory is only cleaned of what earlier "
+                          "versions left there.",
+        help="Directory under which earlier versions wrote per-instance "
+             "config-drive directories (removed when their instance is deleted)."),
     cfg.IntOpt(
         "console_log_max_bytes",
         default=100 * 1024, min=1024,

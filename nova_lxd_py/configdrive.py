@@ -5,15 +5,17 @@ written through the runtime's file API before the first start: cloud-init
 images read meta-data/user-data/network-config, and images without
 cloud-init (the bundled busybox image) read ``local-hostname`` from meta-data
 and ifupdown stanzas from ``network-interfaces``. When the user asks for a
-config drive, nova's own config-drive tree is written to a host directory
-mounted read-only at /config-drive.
+config drive, nova's own config-drive tree goes to /config-drive the same way.
+
+Both hold secrets (user data, admin_pass): every file is 0600 and every
+directory of ours 0700, owned by the container's root, and nothing is written
+on the host (the file API applies the container's id map), so no host user can
+read them and they travel with the container when it migrates.
 """
 from __future__ import annotations
 
 import base64
 import ipaddress
-import os
-import shutil
 from typing import Any
 
 import yaml
@@ -133,26 +135,18 @@ def hostname_for(instance: Any) -> str:
     return getattr(instance, "hostname", None) or instance.name
 
 
-def write_config_drive(instance: Any, path: str, network_info: Any,
-                       injected_files: list | None, admin_password: str | None) -> None:
-    """Write nova's config-drive tree (openstack/ and ec2/) under *path*."""
+def config_drive_files(instance: Any, network_info: Any, injected_files: list | None,
+                       admin_password: str | None) -> dict[str, bytes]:
+    """Path in the container -> content: nova's config-drive tree at /config-drive."""
     from nova.api.metadata import base as instance_metadata
 
     extra_md = {"admin_pass": admin_password} if admin_password else {}
     md = instance_metadata.InstanceMetadata(
         instance, content=injected_files or [], extra_md=extra_md,
         network_info=network_info)
-    tmp = path + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for relpath, data in md.metadata_for_config_drive():
-        target = os.path.join(tmp, relpath)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(data if isinstance(data, bytes) else data.encode())
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(tmp, exist_ok=True)
-    os.rename(tmp, path)
+    return {f"{CONFIG_DRIVE_MOUNT}/{relpath.lstrip('/')}":
+            data if isinstance(data, bytes) else data.encode()
+            for relpath, data in md.metadata_for_config_drive()}
 
 
-def config_drive_device(path: str) -> dict[str, str]:
-    return {"type": "disk", "source": path, "path": CONFIG_DRIVE_MOUNT, "readonly": "true"}
+PRIVATE_DIRS = (SEED_DIR, CONFIG_DRIVE_MOUNT)   # 0700: they hold secrets

@@ -185,12 +185,9 @@ class LXDDriver(driver.ComputeDriver):
         fingerprint = self._images.ensure(context, image_meta)
         undo: list[Any] = []
         try:
-            if configdrive_required(instance):
-                path = self._config_drive_path(instance)
-                undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
-                configdrive.write_config_drive(instance, path, network_info, injected_files,
-                                               admin_password)
-                devices["config-drive"] = configdrive.config_drive_device(path)
+            drive = configdrive.config_drive_files(
+                instance, network_info, injected_files, admin_password) \
+                if configdrive_required(instance) else {}
             try:
                 with self.virtapi.wait_for_instance_event(
                         instance, self._neutron_events(network_info, power_on),
@@ -201,7 +198,7 @@ class LXDDriver(driver.ComputeDriver):
                     undo.append(lambda: self._rt.delete(name))
                     self._rt.create(self._body(name, config, devices,
                                                {"type": "image", "fingerprint": fingerprint}))
-                    self._push_seed(instance, network_info)
+                    self._push_seed(instance, network_info, drive)
             except nova_exception.InstanceEventTimeout:
                 if CONF.vif_plugging_is_fatal:
                     raise nova_exception.VirtualInterfaceCreateException()
@@ -251,12 +248,17 @@ class LXDDriver(driver.ComputeDriver):
         return {"name": name, "type": "container", "profiles": self._profiles,
                 "config": config, "devices": devices, "source": source}
 
-    def _push_seed(self, instance: Any, network_info: Any) -> None:
-        self._rt.push_files(instance.name, configdrive.nocloud_files(
-            instance, configdrive.hostname_for(instance), network_info))
+    def _push_seed(self, instance: Any, network_info: Any,
+                   extra: dict[str, bytes] | None = None) -> None:
+        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs."""
+        files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
+                                          network_info)
+        files.update(extra or {})
+        self._rt.push_files(instance.name, files, private=configdrive.PRIVATE_DIRS)
 
-    def _config_drive_path(self, instance: Any) -> str:
-        return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
+    def _legacy_config_drive_dir(self, instance: Any) -> str:
+        """Where versions that bind-mounted the config drive from the host wrote it."""
+        return os.path.join(self._config_drive_dir, instance.uuid)
 
     @staticmethod
     def _neutron_events(network_info: Any, power_on: bool) -> list[tuple[str, str]]:
@@ -308,8 +310,7 @@ class LXDDriver(driver.ComputeDriver):
                 vifs.unplug_leftovers(instance, data, network_info)
         if destroy_disks:
             self._rt.delete(instance.name)
-            shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
-                          ignore_errors=True)
+            shutil.rmtree(self._legacy_config_drive_dir(instance), ignore_errors=True)
 
     # -- power -----------------------------------------------------------------
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
@@ -692,12 +693,21 @@ def configdrive_required(instance: Any) -> bool:
 # puts liblxc's cause in its start error; LXD's only points at its log, so with
 # LXD such a build is rescheduled like any other failure.
 _NO_INIT = re.compile(r'Failed to exec "(/[^"]*)"')
+# The bundled runtime's refusals of a hostile or broken image (tarball, templates,
+# metadata, special files where the seed goes): no other host would do better.
+_BAD_IMAGE = re.compile(
+    r"(Unsafe image[^\n]*|Image templates? [^\n]*|Invalid metadata\.yaml[^\n]*|"
+    r"Image (?:unpacks to|has) more than[^\n]*|"
+    r"Path '[^']*' is a (?:fifo|socket|character device|block device)[^\n]*)")
 
 
 def unbootable_image_reason(exc: BaseException) -> str | None:
-    """Why the image itself can't boot on any host, from a start error, or None."""
+    """Why the image itself can't boot on any host, from a create/start error, or None."""
     m = _NO_INIT.search(str(exc))
-    if m is None:
-        return None
-    return (f"the image has no usable init: {m.group(1)} could not be executed "
-            "(a system container image needs /sbin/init)")
+    if m is not None:
+        return (f"the image has no usable init: {m.group(1)} could not be executed "
+                "(a system container image needs /sbin/init)")
+    m = _BAD_IMAGE.search(str(exc))
+    if m is not None:
+        return f"the image can't be used safely: {m.group(1)[:300]}"
+    return None

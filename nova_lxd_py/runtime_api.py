@@ -158,26 +158,35 @@ class RuntimeAPI:
         data = self.api.instances.get(params={"recursion": 1}).json()["metadata"]
         return [i for i in data if UUID_KEY in (i.get("config") or {})]
 
-    def push_files(self, name: str, files: dict[str, bytes], mode: str = "0600") -> None:
-        """Write files (root-owned) into the container, parents included."""
+    def push_files(self, name: str, files: dict[str, bytes], mode: str = "0600",
+                   private: tuple[str, ...] = ()) -> None:
+        """Write files (owned by the container's root) into the container, parents
+        included: directories at or below a `private` one are 0700, others 0755.
+
+        A path the image made unusable (a FIFO, a device node, a directory where a
+        file goes) fails here with the runtime's 400, before the container starts.
+        """
         api = self.api.instances[name].files
         made: set[str] = set()
         for path, data in files.items():
-            self._mkdirs(api, os.path.dirname(path), made)
+            self._mkdirs(api, os.path.dirname(path), made, private)
             api.post(params={"path": path}, data=data,
                      headers={"X-LXD-type": "file", "X-LXD-mode": mode,
                               "X-LXD-uid": "0", "X-LXD-gid": "0"})
 
     @staticmethod
-    def _mkdirs(api, path: str, made: set[str]) -> None:
+    def _mkdirs(api, path: str, made: set[str], private: tuple[str, ...]) -> None:
         current = ""
         for part in (p for p in path.split("/") if p):
             current += "/" + part
             if current in made:
                 continue
+            secret = any(current == d or current.startswith(d + "/") for d in private)
             with contextlib.suppress(lxd_exceptions.LXDAPIException):
                 api.post(params={"path": current},
-                         headers={"X-LXD-type": "directory", "X-LXD-mode": "0755"})
+                         headers={"X-LXD-type": "directory", "X-LXD-uid": "0",
+                                  "X-LXD-gid": "0", "X-LXD-mode": "0700" if secret
+                                  else "0755"})
             made.add(current)
 
     def console_log(self, name: str) -> bytes:

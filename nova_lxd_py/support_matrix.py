@@ -70,8 +70,8 @@ FEATURES: tuple[Feature, ...] = (
             ("update_provider_tree", "get_available_resource"),
             notes="VCPU, MEMORY_MB, DISK_GB with allocation ratios and reserved amounts"),
     Feature("guest.setup.configdrive", "Config drive", ("spawn",), tempest="config_drive",
-            notes="a read-only directory mounted at /config-drive; cloud-init "
-                  "NoCloud seed files otherwise"),
+            notes="nova's config-drive tree written into /config-drive (0600 files, "
+                  "0700 directories); cloud-init NoCloud seed files otherwise"),
     Feature("networking.ovs.native", "Neutron ports: Open vSwitch, native (ML2/OVS)",
             ("plug_vifs", "unplug_vifs", "attach_interface", "detach_interface"),
             notes="os-vif's ovs plugin: the veth's host end is the port on the binding's "

@@ -76,8 +76,15 @@ class Daemon:
                 row["name"], row["config"], self.paths.lxd_dir)
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
+        self.images.sweep()
+        for pool in self.pools.values():
+            if os.path.isdir(os.path.join(pool.path, "containers")):
+                pool.secure_layout()      # pools made before LXD's modes were applied
+                await pool.sweep_partial()
         self.devices = Devices(self)
         self._extensions()
+        if getattr(self, "snapshots", None) is not None:
+            await self.snapshots.restore_leftovers()   # before anything starts instances
         lost = await self.instances.reconcile()
         asyncio.get_running_loop().create_task(self.instances.autostart(lost))
 
@@ -188,6 +195,8 @@ class Daemon:
             await hook()
         for runner in self.runners:
             await runner.cleanup()
+        if getattr(self, "instances", None) is not None:
+            await self.instances.renderer.close()
         if self.db:
             self.db.close()
 

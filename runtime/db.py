@@ -103,7 +103,10 @@ class Database:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit is on disk before it returns (WAL fsync), as LXD's
+        # database is; a power loss must not forget an instance whose volume exists,
+        # nor a restore in the middle of its swap. Costs ~0.25 ms per commit here.
+        self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 

@@ -34,6 +34,10 @@ class PreconditionFailed(RuntimeAPIError):
     status = 412
 
 
+class RequestTooLarge(RuntimeAPIError):
+    status = 413
+
+
 class InternalError(RuntimeAPIError):
     status = 500
 

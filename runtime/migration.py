@@ -39,7 +39,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import proc, wsclient
+from runtime import arch, proc, targuard, wsclient
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
@@ -147,7 +147,8 @@ class _Peer:
 
         def aio(name: str):
             return self.session.ws_connect(
-                _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx, max_msg_size=0,
+                _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx,
+                max_msg_size=wsclient.MAX_MESSAGE,
                 autoping=True, heartbeat=None)
         fs = asyncio.to_thread(wsclient.BlockingWebSocket(
             _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,
@@ -489,32 +490,160 @@ def _async(op) -> web.Response:
 
 
 # Receiver -----------------------------------------------------------------------
-async def _tar_receive(fs, directory: str) -> int:
-    """Feed one received tar stream (binary frames, then "end") to `tar -x`."""
+MAX_SNAPSHOTS = 10000
+
+
+def _fields(obj: object, what: str, spec: dict) -> dict:
+    """obj as a dict whose present keys have the types spec names (a peer's header)."""
+    if not isinstance(obj, dict):
+        raise BadRequest(f"Migration header: {what} must be an object")
+    for key, kinds in spec.items():
+        value = obj.get(key)
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if value is None:
+            continue
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise BadRequest(f"Migration header: {what} {key!r} has the wrong type")
+        if isinstance(value, float) and not 0 <= value < 2**40:
+            raise BadRequest(f"Migration header: {what} {key!r} is out of range")
+    return obj
+
+
+_RECORD = {"name": str, "architecture": (str, int), "config": dict, "devices": dict,
+           "profiles": list, "ephemeral": (bool, int), "description": str,
+           "stateful": (bool, int)}
+_SNAPSHOT = {**_RECORD, "created_at": (float, int), "expires_at": (float, int)}
+
+
+def check_header(header: dict) -> dict:
+    """A migration peer's header, checked like any API input before anything is made.
+
+    The instance record goes through validate_new later; here: the shape, the id map,
+    the image, profiles (name, config, devices) and snapshots (name, config, devices,
+    times), so nothing from the peer reaches a path, a config file or the database
+    unchecked.
+    """
+    from runtime.instances import config as cfg
+    if header.get("version") != 1:
+        raise BadRequest("Migration source speaks an unknown protocol version")
+    _fields(header, "header", {"instance": dict, "profiles": dict, "snapshots": list,
+                               "idmap": str, "running": bool, "start": bool,
+                               "base_image": str})
+    _fields(header.get("instance") or {}, "instance", _RECORD)
+    try:
+        IdMap.decode(header.get("idmap") or "0:0")
+    except ValueError:
+        raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
+    base = header.get("base_image")
+    if base is not None and (len(base) != 64 or not set(base) <= set("0123456789abcdef")):
+        raise BadRequest(f"Migration header: invalid image fingerprint {base!r}")
+    profiles = {}
+    for name, prof in (header.get("profiles") or {}).items():
+        cfg.validate_profile_name(name)
+        _fields(prof, f"profile {name!r}", {"config": dict, "devices": dict,
+                                             "description": str})
+        profiles[name] = {"config": cfg.validate_config(prof.get("config") or {}, "profile"),
+                          "devices": cfg.validate_devices(prof.get("devices") or {},
+                                                          "profile"),
+                          "description": prof.get("description") or ""}
+    snaps, seen = [], set()
+    if len(header.get("snapshots") or []) > MAX_SNAPSHOTS:
+        raise BadRequest(f"Migration header: more than {MAX_SNAPSHOTS} snapshots")
+    for snap in header.get("snapshots") or []:
+        _fields(snap, "snapshot", _SNAPSHOT)
+        name = cfg.validate_snapshot_name(snap.get("name"))
+        if name in seen:
+            raise BadRequest(f"Migration header: snapshot {name!r} appears twice")
+        seen.add(name)
+        plist = snap.get("profiles") or []
+        if not all(isinstance(p, str) for p in plist):
+            raise BadRequest(f"Migration header: snapshot {name!r} profiles must be names")
+        snaps.append({
+            "name": name, "created_at": float(snap.get("created_at") or 0),
+            "expires_at": float(snap.get("expires_at") or 0),
+            "stateful": bool(snap.get("stateful")), "ephemeral": bool(snap.get("ephemeral")),
+            "description": snap.get("description") or "",
+            "architecture": arch.normalize(snap["architecture"])
+            if snap.get("architecture") else None,
+            "config": cfg.validate_config(snap.get("config") or {}, "snapshot"),
+            "devices": cfg.validate_devices(snap.get("devices") or {}, "snapshot"),
+            "profiles": [cfg.validate_profile_name(p) for p in plist]})
+    return {**header, "profiles": profiles, "snapshots": snaps}
+
+
+def _stream_policy(d, pool, tree: str, privileged: bool) -> targuard.Policy:
+    """What one received volume stream may hold: its own entries, within free space."""
+    from runtime.instances.seccomp_notify import ALLOWED_CHAR
+    st = os.statvfs(pool.path)
+    return targuard.Policy(
+        "migration stream", int(st.f_bavail * st.f_frsize * 0.95),
+        int(st.f_favail * 0.95) if st.f_files else 100_000_000,
+        top_level=frozenset({tree, "metadata.yaml", "templates"}),
+        directories=frozenset({tree, "templates"}), files=frozenset({"metadata.yaml"}),
+        fifos="keep",
+        # Device nodes an unprivileged container can make itself (LXD's mknod
+        # interception: null, zero, full, random, urandom, tty, console, ptmx, and
+        # overlay whiteouts); a privileged one may hold any.
+        devices=None if privileged else frozenset(("c", a, b) for a, b in ALLOWED_CHAR))
+
+
+async def _tar_receive(fs, directory: str, policy: targuard.Policy) -> int:
+    """Feed one received tar stream (binary frames, then "end") to `tar -x`, through
+    the guard: the websocket fills one pipe, a thread checks every header and passes
+    checked members on to tar's pipe."""
     r, w = _pipe()
+    r2, w2 = _pipe()
     try:
         p = await asyncio.create_subprocess_exec(
             "tar", "-x", "-f", "-", "-b", "256", "--numeric-owner", "--same-owner",
             "--same-permissions", "--xattrs", "--xattrs-include=*", "-C", directory,
-            stdin=r, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            stdin=r2, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     except BaseException:
-        os.close(w)
+        for fd in (r, w, w2):
+            os.close(fd)
         raise
     finally:
-        os.close(r)
-    if isinstance(fs, wsclient.BlockingWebSocket):
-        return await _blocking_receive(fs, p, w)
-    return await _aio_receive(fs, p, w)
+        os.close(r2)
+    guard = targuard.Guard(policy)
+
+    def check() -> targuard.Result:
+        try:
+            result = guard.pump(r, w2)
+            while os.read(r, PIPE_SIZE):   # what follows the end of the archive: ignored
+                pass
+            return result
+        finally:
+            os.close(r)
+            os.close(w2)
+    checker = asyncio.ensure_future(asyncio.to_thread(check))
+    try:
+        if isinstance(fs, wsclient.BlockingWebSocket):
+            total = await _blocking_receive(fs, p, w, checker)
+        else:
+            total = await _aio_receive(fs, p, w, checker)
+    finally:
+        if not checker.done():
+            await asyncio.wait([checker])
+    result = checker.result()
+    await asyncio.to_thread(targuard.remove_dropped, directory, result.dropped)
+    return total
 
 
-async def _tar_result(p, failure: str | None) -> None:
+async def _tar_result(p, failure: str | None, checker=None) -> None:
+    """tar's exit; the guard's verdict first (a refused stream makes tar fail too)."""
+    if checker is not None:
+        await asyncio.wait([checker])
+        if checker.exception() is not None:
+            if p.returncode is None:
+                p.kill()
+            raise checker.exception()
     err = await p.stderr.read()
     if await p.wait() != 0 or failure:
         raise TransferError(f"tar failed on the target: "
                             f"{err.decode(errors='replace') or failure}")
 
 
-async def _blocking_receive(fs, p, w: int) -> int:
+async def _blocking_receive(fs, p, w: int, checker=None) -> int:
     """The whole stream in one thread: TLS reads and pipe writes, off the event loop."""
     def pump() -> tuple[int, str]:
         try:
@@ -527,12 +656,12 @@ async def _blocking_receive(fs, p, w: int) -> int:
             total, text = await asyncio.shield(worker)
         except wsclient.WebSocketError as exc:
             raise TransferError(f"Migration source went away mid-transfer ({exc})")
-        except OSError as exc:          # the pipe: tar -x died
-            await _tar_result(p, str(exc))
+        except OSError as exc:          # the pipe: the guard or tar -x stopped
+            await _tar_result(p, str(exc), checker)
             raise
         if text != "end":
             raise TransferError(f"Unexpected message in the fs stream: {text[:80]!r}")
-        await _tar_result(p, None)
+        await _tar_result(p, None, checker)
         return total
     finally:
         if not worker.done():
@@ -543,7 +672,7 @@ async def _blocking_receive(fs, p, w: int) -> int:
             await p.wait()
 
 
-async def _aio_receive(fs, p, w: int) -> int:
+async def _aio_receive(fs, p, w: int, checker=None) -> int:
     """aiohttp frames (push mode, where the source connects to us); a thread writes the pipe."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(8)
@@ -581,7 +710,7 @@ async def _aio_receive(fs, p, w: int) -> int:
                 break
         chunks.put(None)
         await asyncio.to_thread(thread.join)
-        await _tar_result(p, str(failed[0]) if failed else None)
+        await _tar_result(p, str(failed[0]) if failed else None, checker)
         return total
     finally:
         if p.returncode is None:
@@ -629,7 +758,8 @@ class Receiver:
         return self.d.instances.validate_new(self.project, merged)
 
     def _ensure_profiles(self, header: dict, names: list[str]) -> None:
-        """Profiles the instance uses follow it when the target doesn't have them."""
+        """Profiles the instance uses follow it when the target doesn't have them
+        (header['profiles'] was checked by check_header)."""
         d = self.d
         pproj = d.profile_project(self.project)
         for name in names or []:
@@ -646,8 +776,7 @@ class Receiver:
         header = await _recv_json(control, CONNECT_TIMEOUT * 4)
         self.mark("header")
         try:
-            if header.get("version") != 1:
-                raise BadRequest("Migration source speaks an unknown protocol version")
+            header = check_header(header)
             body_profiles = self.body.get("profiles")
             self._ensure_profiles(header, body_profiles if body_profiles is not None
                                   else (header.get("instance") or {}).get("profiles"))
@@ -705,10 +834,11 @@ class Receiver:
             self.mark("volume")
             await _send_json(control, {"ready": True, "layered": bool(base)})
             received = 0
-            for snap in header.get("snapshots") or []:
+            policy = _stream_policy(d, pool, ".upper" if base else "rootfs", idmap.privileged)
+            for snap in header["snapshots"]:
                 await _empty_dir(tree)
-                received += await _tar_receive(fs, path)
-                await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap)
+                received += await _tar_receive(fs, path, policy)
+                await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
                 await pool.create_snapshot(vol, snap["name"])
                 d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
                             created_at=snap.get("created_at") or 0,
@@ -726,9 +856,9 @@ class Receiver:
                     elif os.path.lexists(full):
                         os.unlink(full)
             await _empty_dir(tree)
-            received += await _tar_receive(fs, path)
+            received += await _tar_receive(fs, path, policy)
             self.mark("layer" if base else "rootfs")
-            await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap)
+            await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
             if base:
                 d.images.mark_used(base)
             self.mark("shift")

@@ -27,6 +27,10 @@ import urllib.parse
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 BUFFER = 1024 * 1024
+# The largest websocket message the daemon accepts on any socket (aiohttp holds a
+# message whole): exec input and migration chunks are at most 1 MiB, a migration
+# header with many snapshots a few MiB.
+MAX_MESSAGE = 16 * 1024 * 1024
 _MAX_HEADERS = 64 * 1024
 _MAX_CONTROL = 64 * 1024
 

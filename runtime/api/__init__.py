@@ -12,17 +12,33 @@ from runtime import errors
 from runtime.api import response
 
 LOG = logging.getLogger(__name__)
+# JSON request bodies are read whole, so they are capped: the largest real ones
+# (an instance with cloud-init user data, a migration target) are tens of KB.
+# Only image uploads and file pushes are streamed, never held in memory.
+MAX_JSON_BODY = 4 * 1024 * 1024
 MODULES = ["server", "instances", "exec", "files", "images", "profiles", "storage",
            "networks", "operations", "events", "snapshots", "certificates", "projects",
            "resources", "volumes"]
 
 
+async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The whole request body, refused with a 413 as soon as it passes limit bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.RequestTooLarge(f"Request body larger than {limit} bytes")
+    data = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise errors.RequestTooLarge(f"Request body larger than {limit} bytes")
+    return bytes(data)
+
+
 async def read_json(request: web.Request) -> dict:
-    """The request body as a JSON object, or a clear 400."""
+    """The request body as a JSON object, or a clear 400 (413 when too large)."""
     try:
-        text = await request.text()
+        text = (await read_body(request)).decode()
         body = json.loads(text) if text.strip() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.BadRequest(f"Invalid JSON in request body: {exc}")
     if not isinstance(body, dict):
         raise errors.BadRequest("Request body must be a JSON object")
@@ -82,7 +98,7 @@ async def error_middleware(request: web.Request, handler):
 
 def build_app(d, trusted_check=None) -> web.Application:
     import importlib
-    app = web.Application(middlewares=[error_middleware], client_max_size=0)
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
     app["daemon"] = d
     app["untrusted_ok"] = set()
     for modname in MODULES:

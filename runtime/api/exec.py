@@ -29,17 +29,24 @@ CHUNK = 128 * 1024
 
 def _validate(body: dict) -> dict:
     cmd = body.get("command")
-    if not isinstance(cmd, list) or not cmd or not all(isinstance(c, str) for c in cmd):
-        raise BadRequest("'command' must be a non-empty list of strings")
+    if not isinstance(cmd, list) or not cmd or not all(isinstance(c, str) and "\x00" not in c
+                                                       for c in cmd):
+        raise BadRequest("'command' must be a non-empty list of strings (no NUL)")
     env = body.get("environment") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                            for k, v in env.items()):
-        raise BadRequest("'environment' must map strings to strings")
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and "=" not in k and
+            "\x00" not in k + v for k, v in env.items()):
+        raise BadRequest("'environment' must map variable names (no '=') to strings")
+    size = {}
+    for key, default in (("width", 80), ("height", 25)):
+        value = body.get(key) or default
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 10000:
+            raise BadRequest(f"'{key}' must be a positive integer")
+        size[key] = value
     out = {"command": cmd, "environment": env,
            "interactive": bool(body.get("interactive", False)),
            "websocket": bool(body.get("wait-for-websocket", False)),
-           "record": bool(body.get("record-output", False)),
-           "width": int(body.get("width") or 80), "height": int(body.get("height") or 25)}
+           "record": bool(body.get("record-output", False)), **size}
     for key in ("user", "group"):
         value = body.get(key) or 0
         if not isinstance(value, int) or value < 0:
@@ -153,7 +160,10 @@ async def _control(op, proc, master: int | None) -> None:
                 pass
         elif data.get("command") == "window-resize" and master is not None:
             args = data.get("args") or {}
-            _winsize(master, int(args.get("width", 80)), int(args.get("height", 25)))
+            try:
+                _winsize(master, int(args.get("width", 80)), int(args.get("height", 25)))
+            except (TypeError, ValueError, OverflowError, struct.error, OSError):
+                continue
 
 
 def _winsize(fd: int, width: int, height: int) -> None:
@@ -215,6 +225,18 @@ async def _piped(op, argv: list[str], host_cwd: str, req: dict) -> dict:
     return {"return": rc}
 
 
+async def _ready(loop, fd: int, readable: bool) -> None:
+    """Until fd is readable (or writable)."""
+    fut = loop.create_future()
+    add, remove = (loop.add_reader, loop.remove_reader) if readable else \
+        (loop.add_writer, loop.remove_writer)
+    add(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await fut
+    finally:
+        remove(fd)
+
+
 async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
     socks = await _sockets(op, ["0"])
     ws = socks["0"]
@@ -228,37 +250,51 @@ async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
             "setsid", "-c", *argv, cwd=host_cwd, stdin=slave, stdout=slave, stderr=slave)
     finally:
         os.close(slave)
+    os.set_blocking(master, False)
     loop = asyncio.get_running_loop()
-    out_done = loop.create_future()
 
-    def readable() -> None:
-        try:
-            data = os.read(master, CHUNK)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(master)
-            if not out_done.done():
-                out_done.set_result(None)
-            return
-        if not ws.closed:
-            asyncio.ensure_future(ws.send_bytes(data))
-    loop.add_reader(master, readable)
+    async def pump_out() -> None:
+        """Terminal output to the client, one chunk in flight: a slow client slows the
+        reads instead of queueing output in the daemon."""
+        while True:
+            await _ready(loop, master, readable=True)
+            try:
+                data = os.read(master, CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""  # EIO: the other side of the pty is closed
+            if not data:
+                return
+            if not ws.closed:
+                await ws.send_bytes(data)
 
     async def feed() -> None:
+        """Client input to the terminal; the next frame is read only once this one is
+        written, so a program that stops reading stops the client (no blocking write)."""
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
-                os.write(master, msg.data)
+                data = msg.data
             elif msg.type == WSMsgType.TEXT and msg.data:
-                os.write(master, msg.data.encode())
+                data = msg.data.encode()
+            else:
+                continue
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(master, view):]
+                except BlockingIOError:
+                    await _ready(loop, master, readable=False)
+    out_done = asyncio.ensure_future(pump_out())
     feeder = asyncio.ensure_future(feed())
     control = asyncio.ensure_future(_control(op, proc, master))
     try:
         rc = await proc.wait()
         await asyncio.wait([out_done], timeout=DRAIN_AFTER_EXIT)
     finally:
-        loop.remove_reader(master)
+        out_done.cancel()
         feeder.cancel()
+        await asyncio.gather(out_done, feeder, return_exceptions=True)
         control.cancel()
         os.close(master)
         if proc.returncode is None:

@@ -1,10 +1,16 @@
 """/1.0/instances/<name>/files?path=: read, write and delete files in an instance.
 
 Path resolution is InstanceFS's job (never escapes the container root); this
-module only speaks the X-LXD-* header protocol.
+module only speaks the X-LXD-* header protocol. Every filesystem call runs on a
+small pool of threads of its own, never on the event loop: a running container
+can put a FUSE mount (or a stuck network filesystem) under any path, and one
+open that never returns must not freeze the daemon, nor use up the threads the
+rest of the daemon relies on.
 """
 import asyncio
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -12,6 +18,14 @@ from runtime.api import daemon, project, response
 from runtime.errors import BadRequest
 
 CHUNK = 256 * 1024
+MAX_SYMLINK_TARGET = 4096
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="instance-files")
+
+
+async def _io(fn, *args, **kwargs):
+    """fn(*args) on the files pool."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _POOL, functools.partial(fn, *args, **kwargs))
 
 
 def _int_header(request: web.Request, name: str, base: int = 10) -> int | None:
@@ -43,23 +57,25 @@ def _path(request: web.Request) -> str:
 async def get_file(request: web.Request) -> web.StreamResponse:
     fs = await _fs(request)
     path = _path(request)
-    info = fs.stat(path)
+    info = await _io(fs.stat, path)
     headers = {"X-LXD-uid": str(info["uid"]), "X-LXD-gid": str(info["gid"]),
                "X-LXD-mode": f"{info['mode']:04o}", "X-LXD-type": info["type"]}
     if info["type"] == "directory":
-        resp = response.sync(fs.listdir(path))
+        resp = response.sync(await _io(fs.listdir, path))
         resp.headers.update(headers)
         return resp
     if info["type"] == "symlink":
         return web.Response(body=info["target"].encode(), headers=headers,
                             content_type="application/octet-stream")
-    fd = fs.open_read(path)
-    resp = web.StreamResponse(headers={**headers, "Content-Type": "application/octet-stream"})
-    resp.content_length = os.fstat(fd).st_size
-    await resp.prepare(request)
+    fd = await _io(fs.open_read, path)
     try:
+        size = (await _io(os.fstat, fd)).st_size
+        resp = web.StreamResponse(headers={**headers,
+                                           "Content-Type": "application/octet-stream"})
+        resp.content_length = size
+        await resp.prepare(request)
         while True:
-            data = await asyncio.to_thread(os.read, fd, CHUNK)
+            data = await _io(os.read, fd, CHUNK)
             if not data:
                 break
             await resp.write(data)
@@ -67,6 +83,12 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         os.close(fd)
     await resp.write_eof()
     return resp
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 async def post_file(request: web.Request) -> web.Response:
@@ -82,20 +104,23 @@ async def post_file(request: web.Request) -> web.Response:
     if write not in ("overwrite", "append"):
         raise BadRequest(f"Invalid X-LXD-write header {write!r}: use overwrite or append")
     if kind == "directory":
-        fs.mkdir(path, uid, gid, mode)
+        await _io(fs.mkdir, path, uid, gid, mode)
     elif kind == "symlink":
-        target = (await request.read()).decode(errors="strict")
-        if not target:
+        raw = await request.content.read(MAX_SYMLINK_TARGET + 1)
+        if len(raw) > MAX_SYMLINK_TARGET:
+            raise BadRequest(f"A symlink target is at most {MAX_SYMLINK_TARGET} bytes")
+        try:
+            target = raw.decode(errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("A symlink target must be UTF-8 text")
+        if not target or "\x00" in target:
             raise BadRequest("A symlink needs its target as the request body")
-        fs.symlink(path, target, uid, gid)
+        await _io(fs.symlink, path, target, uid, gid)
     elif kind == "file":
-        fd = fs.open_write(path, uid, gid, mode, append=write == "append")
+        fd = await _io(fs.open_write, path, uid, gid, mode, append=write == "append")
         try:
             async for chunk in request.content.iter_chunked(CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                await _io(_write_all, fd, chunk)
         finally:
             os.close(fd)
     else:
@@ -105,7 +130,7 @@ async def post_file(request: web.Request) -> web.Response:
 
 async def delete_file(request: web.Request) -> web.Response:
     fs = await _fs(request)
-    fs.delete(_path(request))
+    await _io(fs.delete, _path(request))
     return response.sync({})
 
 

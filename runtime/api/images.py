@@ -1,4 +1,5 @@
 """/1.0/images and /1.0/images/aliases: upload, list, update, export, delete, aliases."""
+import asyncio
 import os
 import urllib.parse
 
@@ -6,7 +7,7 @@ from aiohttp import web
 
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.errors import BadRequest, Conflict
-from runtime.images.store import Hasher
+from runtime.images.store import Hasher, clean_properties
 
 CHUNK = 1024 * 1024
 
@@ -33,7 +34,7 @@ async def _stream_to(path: str, reader, hasher: Hasher) -> int:
             if not chunk:
                 break
             hasher.update(chunk)
-            f.write(chunk)
+            await asyncio.to_thread(f.write, chunk)   # disk writes off the event loop
             size += len(chunk)
     return size
 
@@ -73,7 +74,8 @@ async def create_image(request: web.Request) -> web.Response:
             if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
         raise
-    props = dict(urllib.parse.parse_qsl(request.headers.get("X-LXD-properties", "")))
+    props = clean_properties(dict(urllib.parse.parse_qsl(
+        request.headers.get("X-LXD-properties", ""))), "X-LXD-properties")
     sha = hasher.hexdigest()
     filename = request.headers.get("X-LXD-filename", "")
     public = _bool(request.headers.get("X-LXD-public"))
@@ -122,11 +124,8 @@ async def update_image(request: web.Request) -> web.Response:
     patch = request.method == "PATCH"
     values = {}
     if "properties" in body or not patch:
-        props = body.get("properties") or {}
-        if not isinstance(props, dict):
-            raise BadRequest("'properties' must be an object")
-        values["properties"] = ({**row["properties"], **props} if patch else
-                                {str(k): str(v) for k, v in props.items()})
+        props = clean_properties(body.get("properties") or {}, "image")
+        values["properties"] = {**row["properties"], **props} if patch else props
     for key in ("public", "auto_update"):
         if key in body or not patch:
             values[key] = bool(body.get(key, False))
@@ -179,13 +178,19 @@ async def export_response(request: web.Request, store, row: dict) -> web.StreamR
 # Aliases ---------------------------------------------------------------------
 def _add_alias(d, proj: str, name: str, target: str, description: str) -> None:
     iproj = d.image_project(proj)
-    if not name or not isinstance(name, str) or name.strip() != name or ":" in name:
-        raise BadRequest(f"Invalid alias name {name!r}")
+    validate_alias_name(name)
     if d.db.get("image_aliases", project=iproj, name=name):
         raise Conflict(f"Alias {name!r} already exists")
     fp = d.images.get(proj, target)["fingerprint"]
     d.db.insert("image_aliases", project=iproj, name=name, fingerprint=fp,
                 description=description or "")
+
+
+def validate_alias_name(name: object) -> str:
+    if not name or not isinstance(name, str) or name.strip() != name or ":" in name or \
+            not name.isprintable():
+        raise BadRequest(f"Invalid alias name {name!r}")
+    return name
 
 
 def _render_alias(row: dict) -> dict:
@@ -241,9 +246,7 @@ async def rename_alias(request: web.Request) -> web.Response:
     proj = project(request)
     row = d.images.alias(proj, request.match_info["name"])
     body = await read_json(request)
-    new = body.get("name")
-    if not new or not isinstance(new, str):
-        raise BadRequest("Rename needs a new 'name'")
+    new = validate_alias_name(body.get("name"))
     if d.db.get("image_aliases", project=row["project"], name=new):
         raise Conflict(f"Alias {new!r} already exists")
     d.db.update("image_aliases", {"project": row["project"], "name": row["name"]}, name=new)

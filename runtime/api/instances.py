@@ -60,7 +60,12 @@ async def create_instance(request: web.Request) -> web.Response:
         if handler is None:
             raise BadRequest(f"Source type {stype!r} is not supported by this runtime yet")
         return await handler(request, proj, body)
-    spec = d.instances.validate_new(proj, body)
+    source = body.get("source")
+    image = None
+    if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull" \
+            and getattr(d, "remote_images", None) is not None:
+        image = await d.remote_images.resolve_async(proj, source)  # network: off the loop
+    spec = d.instances.validate_new(proj, body, image)
 
     async def run(op):
         inst = await d.instances.create(proj, spec)

@@ -1,6 +1,7 @@
 """/1.0/operations: list, get, wait, cancel, and the websocket handshake."""
 from aiohttp import web
 
+from runtime import wsclient
 from runtime.api import daemon, recursion, response
 from runtime.errors import BadRequest
 from runtime.operations import STATUS_NAMES
@@ -43,7 +44,8 @@ async def operation_websocket(request: web.Request) -> web.StreamResponse:
     name = op.claim(request.query.get("secret", ""))
     # Close quickly once the operation is over: clients (pylxd's ws4py) may never
     # answer the close frame, and nothing waits on that.
-    ws = web.WebSocketResponse(max_msg_size=0, autoping=True, heartbeat=None, timeout=1.0)
+    ws = web.WebSocketResponse(max_msg_size=wsclient.MAX_MESSAGE, autoping=True,
+                               heartbeat=None, timeout=1.0)
     await ws.prepare(request)
     fut = op.sockets[name]
     if not fut.done():

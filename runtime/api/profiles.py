@@ -43,10 +43,7 @@ async def create_profile(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = d.profile_project(project(request))
     body = await read_json(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") \
-            or name != name.strip():
-        raise BadRequest(f"Invalid profile name {name!r}")
+    name = cfg.validate_profile_name(body.get("name"))
     if d.db.get("profiles", project=proj, name=name):
         raise Conflict(f"Profile {name!r} already exists")
     config = cfg.validate_config(body.get("config") or {}, "profile")
@@ -94,8 +91,7 @@ async def rename_profile(request: web.Request) -> web.Response:
     new = body.get("name")
     if row["name"] == "default":
         raise BadRequest("The default profile can't be renamed")
-    if not isinstance(new, str) or not new or "/" in new:
-        raise BadRequest(f"Invalid profile name {new!r}")
+    cfg.validate_profile_name(new)
     if d.db.get("profiles", project=row["project"], name=new):
         raise Conflict(f"Profile {new!r} already exists")
     with d.db.transaction():

@@ -1,6 +1,7 @@
 """/1.0/projects: CRUD, rename and state."""
 from aiohttp import web
 
+from runtime import controlchars
 from runtime.api import daemon, read_json, recursion, response
 from runtime.errors import BadRequest
 
@@ -20,10 +21,17 @@ async def list_projects(request: web.Request) -> web.Response:
     return response.sync([f"/1.0/projects/{r['name']}" for r in rows])
 
 
+def _config(body: dict) -> dict | None:
+    """Project config keys and values are client input like any other (controlchars)."""
+    config = body.get("config")
+    return controlchars.check_config(config, "project config") \
+        if isinstance(config, dict) else config
+
+
 async def create_project(request: web.Request) -> web.Response:
     body = await read_json(request)
     _projects(request).create(body.get("name"), str(body.get("description") or ""),
-                              body.get("config") or {})
+                              _config(body) or {})
     return response.created(f"/1.0/projects/{body['name']}")
 
 
@@ -36,7 +44,7 @@ async def get_project(request: web.Request) -> web.Response:
 async def update_project(request: web.Request) -> web.Response:
     body = await read_json(request)
     desc = body.get("description")
-    _projects(request).update(request.match_info["name"], body.get("config"),
+    _projects(request).update(request.match_info["name"], _config(body),
                               None if desc is None else str(desc), request.method == "PATCH")
     return response.sync({})
 

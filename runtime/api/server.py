@@ -4,8 +4,9 @@ import platform
 
 from aiohttp import web
 
-from runtime import arch
+from runtime import arch, controlchars
 from runtime.api import daemon, project, read_json, response
+from runtime.instances import config as cfg
 from runtime.errors import BadRequest
 
 API_EXTENSIONS = [
@@ -36,9 +37,15 @@ SERVER_CONFIG_KEYS = {
     "core.https_allowed_headers", "core.https_allowed_credentials", "core.trust_ca_certificates",
     "images.auto_update_interval", "images.auto_update_cached", "images.remote_cache_expiry",
     "images.compression_algorithm", "images.default_architecture",
+    # this runtime's own: what one image may unpack to (runtime.images.store)
+    "images.max_unpacked_size", "images.max_unpacked_files",
     "storage.backups_volume", "storage.images_volume", "core.debug_address",
     "core.bgp_address", "core.metrics_address", "core.shutdown_timeout",
 }
+
+
+_VALUE_CHECKS = {"images.max_unpacked_size": cfg.is_size,
+                 "images.max_unpacked_files": cfg.is_uint}
 
 
 async def root(request: web.Request) -> web.Response:
@@ -91,6 +98,7 @@ async def update_server(request: web.Request) -> web.Response:
     config = body.get("config")
     if not isinstance(config, dict):
         raise BadRequest("Body needs a 'config' object")
+    config = controlchars.string_map(config, "server config")
     if request.method == "PATCH":
         config = {**d.db.config_get(), **config}
     clean = {}
@@ -99,6 +107,12 @@ async def update_server(request: web.Request) -> web.Response:
             raise BadRequest(f"Unknown server config key: {key!r}")
         if value is None or value == "":
             continue
+        check = _VALUE_CHECKS.get(key)
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise BadRequest(f"Invalid value for server config key {key!r}: {exc}")
         clean[key] = str(value)
     await d.apply_server_config(clean)
     return response.sync({})

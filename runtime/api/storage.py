@@ -1,6 +1,7 @@
 """/1.0/storage-pools: pools (dir, btrfs) with their resources and state."""
 from aiohttp import web
 
+from runtime import controlchars
 from runtime.api import daemon, read_json, recursion, response
 from runtime.errors import BadRequest, Conflict, NotFound
 
@@ -38,15 +39,13 @@ async def create_pool(request: web.Request) -> web.Response:
     d = daemon(request)
     body = await read_json(request)
     name = body.get("name")
-    if not isinstance(name, str) or not name or "/" in name:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or \
+            not name.isprintable():
         raise BadRequest(f"Invalid storage pool name {name!r}")
     if d.db.get("storage_pools", name=name):
         raise Conflict(f"Storage pool {name!r} already exists")
-    config = body.get("config") or {}
-    if not isinstance(config, dict):
-        raise BadRequest("'config' must be an object")
-    await d.add_pool(name, str(body.get("driver") or ""), {str(k): str(v) for k, v in
-                                                          config.items()},
+    config = controlchars.string_map(body.get("config") or {}, "storage pool config")
+    await d.add_pool(name, str(body.get("driver") or ""), config,
                      str(body.get("description") or ""))
     return response.created(f"/1.0/storage-pools/{name}")
 
@@ -71,8 +70,8 @@ async def update_pool(request: web.Request) -> web.Response:
     if "description" in body:
         values["description"] = str(body["description"] or "")
     if body.get("config"):
-        new = {**row["config"], **body["config"]} if request.method == "PATCH" else \
-            body["config"]
+        given = controlchars.string_map(body["config"], "storage pool config")
+        new = {**row["config"], **given} if request.method == "PATCH" else given
         if any(new.get(k) != row["config"].get(k) for k in ("source", "size")):
             raise BadRequest("A pool's 'source' and 'size' can't be changed")
         values["config"] = new

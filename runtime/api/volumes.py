@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from runtime import proc
+from runtime import controlchars, proc
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
@@ -163,10 +163,7 @@ async def create_volume(request: web.Request) -> web.Response:
     vproj = _vproj(d, proj)
     if d.db.get("storage_volumes", pool=pool.name, project=vproj, type="custom", name=name):
         raise Conflict(f"Storage volume {name!r} already exists in pool {pool.name!r}")
-    config = body.get("config") or {}
-    if not isinstance(config, dict):
-        raise BadRequest("'config' must be an object")
-    config = {str(k): str(v) for k, v in config.items()}
+    config = controlchars.string_map(body.get("config") or {}, "volume config")
     if config.get("size"):
         parse_size(config["size"])
     ctype = body.get("content_type") or "filesystem"
@@ -267,10 +264,7 @@ async def update_volume(request: web.Request) -> web.Response:
         return response.sync({})
     values = {}
     if "config" in body or request.method == "PUT":
-        config = body.get("config") or {}
-        if not isinstance(config, dict):
-            raise BadRequest("'config' must be an object")
-        config = {str(k): str(v) for k, v in config.items()}
+        config = controlchars.string_map(body.get("config") or {}, "volume config")
         if request.method == "PATCH":
             config = {**row["config"], **config}
         if config.get("size") != row["config"].get("size"):

@@ -22,6 +22,8 @@ import yaml
 
 from runtime import arch
 from runtime.errors import BadRequest, CommandFailed, Conflict
+from runtime.images import metadata
+from runtime.images.store import clean_properties
 from runtime.instances.idmap import IdMap
 from runtime.storage import volume_name
 
@@ -75,24 +77,18 @@ def owner_maps(root: str, idmap: IdMap) -> tuple[str, str]:
 def new_metadata(voldir: str, architecture: str, properties: dict,
                  expires_at: float) -> dict:
     """The instance's metadata.yaml (from its image) refreshed for the new image."""
-    meta: dict = {}
-    path = os.path.join(voldir, "metadata.yaml")
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                meta = yaml.safe_load(f) or {}
-            except yaml.YAMLError:
-                meta = {}
-    if not isinstance(meta, dict):
-        meta = {}
+    try:
+        meta = metadata.read(os.path.join(voldir, "metadata.yaml"))
+    except BadRequest:
+        meta = {}  # the instance's own copy is unusable: publish with fresh metadata
     meta["architecture"] = architecture
     meta["creation_date"] = int(time.time())
     if expires_at:
         meta["expiry_date"] = int(expires_at)
     else:
         meta.pop("expiry_date", None)
-    props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
-    props.update({str(k): str(v) for k, v in properties.items()})
+    props = clean_properties(meta.get("properties") or {}, "metadata.yaml")
+    props.update(clean_properties(properties, "image"))
     meta["properties"] = props
     return meta
 
@@ -171,9 +167,7 @@ class Publisher:
         src_project = source.get("project") or project
         inst = self.d.instances.load(src_project, inst_name)
         row = self.snaps.row(inst, snap) if snap else None
-        props = body.get("properties") or {}
-        if not isinstance(props, dict):
-            raise BadRequest("'properties' must be an object")
+        props = clean_properties(body.get("properties") or {}, "image")
         aliases = body.get("aliases") or []
         if not isinstance(aliases, list):
             raise BadRequest("'aliases' must be a list of {name, description}")

@@ -37,6 +37,7 @@ CHUNK = 1024 * 1024
 DEFAULT_EXPIRY_DAYS = 10.0
 DEFAULT_UPDATE_HOURS = 6.0
 LOOKUP_TIMEOUT = 10.0
+MAX_INDEX = 64 * 1024 * 1024   # a JSON document from an image server (simplestreams index)
 # simplestreams file types: metadata, then rootfs candidates in order of preference
 _SS_META = "lxd.tar.xz"
 _SS_ROOTFS = (("root.tar.xz", "combined_rootxz_sha256", "combined_sha256"),
@@ -84,10 +85,14 @@ class Remote:
         req = urllib.request.Request(self.server + path, headers={"Accept": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=LOOKUP_TIMEOUT, context=self.ssl) as resp:
-                return json.loads(resp.read())
+                data = resp.read(MAX_INDEX + 1)
+            if len(data) > MAX_INDEX:
+                raise RemoteError(f"Image server {self.server}: {path} is larger than "
+                                  f"{MAX_INDEX} bytes")
+            return json.loads(data)
         except urllib.error.HTTPError as exc:
             try:
-                msg = json.loads(exc.read()).get("error") or str(exc)
+                msg = json.loads(exc.read(65536)).get("error") or str(exc)
             except (ValueError, AttributeError):
                 msg = str(exc)
             if exc.code == 404:
@@ -347,10 +352,15 @@ class RemoteImages:
         return self._conf("images.auto_update_interval", DEFAULT_UPDATE_HOURS) * 3600
 
     # Instance creation from a remote image ------------------------------------
-    def resolve(self, project: str, source: dict) -> dict:
-        """The image row to build from; the download (if needed) happens in ensure_volume."""
+    async def resolve_async(self, project: str, source: dict) -> dict:
+        """resolve() with the network lookup in a thread, off the event loop."""
         remote = Remote(source)
-        info = remote.lookup()
+        return self.resolve(project, source, remote, await asyncio.to_thread(remote.lookup))
+
+    def resolve(self, project: str, source: dict, remote=None, info: dict | None = None) -> dict:
+        """The image row to build from; the download (if needed) happens in ensure_volume."""
+        remote = remote or Remote(source)
+        info = info or remote.lookup()
         store = self.d.images
         proj = store.project_of(project)
         row = self.d.db.get("images", project=proj, fingerprint=info["fingerprint"])

@@ -6,16 +6,22 @@ once, under a per-image lock, the first time an instance needs it.
 """
 import asyncio
 import hashlib
+import logging
 import os
+import shutil
 import time
 
-from runtime import arch
+from runtime import arch, controlchars
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
 from runtime.images import tarball
+from runtime.instances.config import parse_size
 
 _HEX = set("0123456789abcdef")
+LOG = logging.getLogger(__name__)
+DEFAULT_MAX_UNPACKED = 32 * 1024**3     # bytes one image may unpack to
+DEFAULT_MAX_FILES = 2_000_000           # entries one image may unpack to
 
 
 class ImageStore:
@@ -112,13 +118,16 @@ class ImageStore:
             proj = self.project_of(project)
             if self.d.db.get("images", project=proj, fingerprint=sha):
                 raise Conflict(f"Image with fingerprint {sha} already exists")
-            props = {str(k): str(v) for k, v in (meta.get("properties") or {}).items()}
-            props.update({str(k): str(v) for k, v in (properties or {}).items()})
+            props = clean_properties(meta.get("properties") or {}, "metadata.yaml")
+            props.update(clean_properties(properties or {}, "image"))
             size = os.path.getsize(image_tmp) + (os.path.getsize(rootfs_tmp)
                                                  if rootfs_tmp else 0)
+            # Durable before the database row says the image exists.
+            await asyncio.to_thread(_fsync_files, image_tmp, rootfs_tmp)
             os.replace(image_tmp, self.file(sha))
             if rootfs_tmp:
                 os.replace(rootfs_tmp, self.file(sha) + ".rootfs")
+            await asyncio.to_thread(fsync_dir, self.dir)
             created = float(meta.get("creation_date") or time.time())
             self.d.db.insert("images", project=proj, fingerprint=sha, filename=filename,
                              size=size, public=public, architecture=arch_name,
@@ -133,7 +142,18 @@ class ImageStore:
         return sha
 
     def new_tmp(self, suffix: str = "") -> str:
-        return os.path.join(self.dir, f".upload-{os.urandom(6).hex()}{suffix}")
+        return os.path.join(self.dir, f"{TMP_PREFIX}{os.urandom(6).hex()}{suffix}")
+
+    def sweep(self) -> None:
+        """At daemon start: uploads, downloads and publishes a dead daemon left behind."""
+        for name in os.listdir(self.dir):
+            if name.startswith((TMP_PREFIX, ".publish-")):
+                path = os.path.join(self.dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+                LOG.info("removed leftover %s", path)
 
     # Pool volumes ------------------------------------------------------------
     async def ensure_volume(self, pool, fingerprint: str) -> None:
@@ -145,9 +165,26 @@ class ImageStore:
             if not os.path.exists(image_file):
                 raise NotFound(f"Image file for {fingerprint} is missing from the store")
 
+            limits = self.unpack_limits(pool)
+
             async def unpack(dest: str) -> None:
-                await tarball.unpack(image_file, rootfs_file, dest)
+                result = await tarball.unpack(image_file, rootfs_file, dest, limits)
+                if result.dropped:
+                    LOG.warning("image %s: %d device nodes/FIFOs dropped (e.g. %s)",
+                                fingerprint[:12], len(result.dropped), result.dropped[0])
             await pool.create_image(fingerprint, unpack, self.d.default_idmap)
+
+    def unpack_limits(self, pool) -> tarball.Limits:
+        """images.max_unpacked_size / _files, never more than the pool has free."""
+        conf = self.d.db.config_get()
+        max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
+        max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
+        st = os.statvfs(pool.path)
+        free = st.f_bavail * st.f_frsize
+        max_bytes = min(max_bytes, int(free * 0.95))
+        if st.f_files:  # btrfs reports no inode count: only the configured limit applies
+            max_entries = min(max_entries, int(st.f_favail * 0.95))
+        return tarball.Limits(max_bytes, max_entries)
 
     async def collect(self, pool) -> None:
         """Drop image volumes kept only for instances that are now gone.
@@ -179,6 +216,42 @@ class ImageStore:
             if os.path.exists(path):
                 os.unlink(path)
         self.d.bus.lifecycle("image-deleted", f"/1.0/images/{fingerprint}", project)
+
+
+def clean_properties(props: object, where: str) -> dict[str, str]:
+    """Image properties as str -> str; each becomes an `image.<key>` instance config key."""
+    if not isinstance(props, dict):
+        raise BadRequest(f"Invalid {where} properties: must be a mapping")
+    out = {}
+    for key, value in props.items():
+        if isinstance(value, (dict, list)):
+            raise BadRequest(f"Invalid {where} property {key!r}: must be a plain value")
+        key = controlchars.check_key(str(key), f"{where} property")
+        out[key] = controlchars.check_value(f"image.{key}", "" if value is None else str(value),
+                                            f"{where} property")
+    return out
+
+
+TMP_PREFIX = ".upload-"
+
+
+def _fsync_files(*paths: str | None) -> None:
+    for path in paths:
+        if path:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """A rename or creation in path survives a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Hasher:

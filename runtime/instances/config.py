@@ -3,9 +3,11 @@
 A bad key or value raises BadRequest naming the key, so a client is told exactly
 what to fix. Unknown keys are refused, except in the free-form namespaces.
 """
+import ipaddress
 import re
 from collections.abc import Callable
 
+from runtime import controlchars
 from runtime.errors import BadRequest
 
 _SIZE_UNITS = {"": 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9,
@@ -92,7 +94,7 @@ def is_priority(v: str) -> None:
 
 def is_raw_lxc(v: str) -> None:
     """raw.lxc is passed to liblxc verbatim: at least catch what it would refuse to parse."""
-    for n, line in enumerate(str(v).splitlines(), 1):
+    for n, line in enumerate(str(v).split("\n"), 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -129,6 +131,22 @@ def any_value(v: str) -> None:
     return None
 
 
+def syscall_list(v: str) -> None:
+    """Syscall names separated by whitespace: each becomes a line of the seccomp policy."""
+    for name in v.split():
+        if not re.fullmatch(r"[a-z0-9_]{1,64}", name):
+            raise ValueError(f"{name!r} is not a syscall name")
+
+
+_RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+            "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def is_prlimit(v: str) -> None:
+    if not re.fullmatch(r"(\d+|unlimited)(:(\d+|unlimited))?", v):
+        raise ValueError("must be a limit or soft:hard (numbers or 'unlimited')")
+
+
 INSTANCE_KEYS: dict[str, Callable[[str], None]] = {
     "boot.autostart": is_bool, "boot.autostart.delay": is_uint,
     "boot.autostart.priority": is_uint, "boot.host_shutdown_timeout": is_uint,
@@ -150,14 +168,19 @@ INSTANCE_KEYS: dict[str, Callable[[str], None]] = {
     "security.idmap.base": is_uint, "security.idmap.isolated": is_bool,
     "security.idmap.size": is_uint, "security.nesting": is_bool,
     "security.privileged": is_bool, "security.protection.delete": is_bool,
-    "security.protection.shift": is_bool, "security.syscalls.allow": any_value,
-    "security.syscalls.deny": any_value, "security.syscalls.deny_compat": is_bool,
+    "security.protection.shift": is_bool, "security.syscalls.allow": syscall_list,
+    "security.syscalls.deny": syscall_list, "security.syscalls.deny_compat": is_bool,
     "security.syscalls.deny_default": is_bool,
     "snapshots.schedule": any_value, "snapshots.schedule.stopped": is_bool,
     "snapshots.pattern": any_value, "snapshots.expiry": any_value,
 }
 FREE_PREFIXES = ("user.", "environment.", "image.", "volatile.", "linux.sysctl.",
                  "limits.kernel.", "security.syscalls.intercept.", "limits.hugepages.")
+# Free-form keys whose name is rendered into lxc.conf: the part after the prefix.
+_RENDERED_NAMES = {"environment.": re.compile(r"[^=]{1,255}"),
+                   "linux.sysctl.": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,254}"),
+                   "limits.kernel.": re.compile("|".join(_RLIMITS))}
+_FREE_CHECKS = {"limits.kernel.": is_prlimit}
 
 
 # Set while an instance is being made (create, copy, migration) and cleared when
@@ -173,8 +196,7 @@ def validate_config(config: dict, where: str = "instance") -> dict[str, str]:
         raise BadRequest(f"Invalid {where} config: must be an object")
     out = {}
     for key, value in config.items():
-        if not isinstance(key, str):
-            raise BadRequest(f"Invalid {where} config key {key!r}")
+        controlchars.check_key(key, f"{where} config")
         if key in DAEMON_KEYS:
             continue
         if isinstance(value, bool):
@@ -183,11 +205,16 @@ def validate_config(config: dict, where: str = "instance") -> dict[str, str]:
             value = str(value)
         elif not isinstance(value, str):
             raise BadRequest(f"Invalid value for {where} config key {key!r}: must be a string")
+        controlchars.check_value(key, value, f"{where} config")
         check = INSTANCE_KEYS.get(key)
         if check is None:
-            if not key.startswith(FREE_PREFIXES):
+            prefix = next((p for p in FREE_PREFIXES if key.startswith(p)), None)
+            if prefix is None:
                 raise BadRequest(f"Unknown {where} config key: {key!r}")
-            check = any_value
+            rule = _RENDERED_NAMES.get(prefix)
+            if rule is not None and not rule.fullmatch(key[len(prefix):]):
+                raise BadRequest(f"Invalid {where} config key {key!r}")
+            check = _FREE_CHECKS.get(prefix, any_value)
         if value != "":
             try:
                 check(value)
@@ -240,6 +267,7 @@ def validate_devices(devices: dict, where: str = "instance") -> dict[str, dict[s
         allowed = DEVICE_KEYS[dtype] | _COMMON
         clean = {}
         for key, value in dev.items():
+            controlchars.check_key(key, f"device {name!r}")
             if key not in allowed and not key.startswith("user."):
                 raise BadRequest(f"Invalid device {name!r}: unknown key {key!r} "
                                  f"for type {dtype!r}")
@@ -249,7 +277,7 @@ def validate_devices(devices: dict, where: str = "instance") -> dict[str, dict[s
                 value = str(value)
             elif not isinstance(value, str):
                 raise BadRequest(f"Invalid device {name!r}: value of {key!r} must be a string")
-            clean[key] = value
+            clean[key] = controlchars.check_value(key, value, f"device {name!r}")
         _check_device(name, clean)
         out[name] = clean
     return out
@@ -282,6 +310,19 @@ def _check_device(name: str, dev: dict[str, str]) -> None:
             raise BadRequest(f"Invalid device {name!r}: bad hwaddr {hw!r}")
         if dev.get("mtu") and not dev["mtu"].isdigit():
             raise BadRequest(f"Invalid device {name!r}: mtu must be an integer")
+        for key in ("name", "host_name", "parent", "network"):
+            if dev.get(key) and not is_interface_name(dev[key]):
+                raise BadRequest(f"Invalid device {name!r}: {key} {dev[key]!r} is not a valid "
+                                 "interface name (1-15 characters, no '/', ':' or whitespace)")
+        if dev.get("mode") and dev["mode"] not in ("bridge", "vepa", "private", "passthru",
+                                                   "l2", "l3s"):
+            raise BadRequest(f"Invalid device {name!r}: unknown mode {dev['mode']!r}")
+        if dev.get("ipv4.address"):
+            try:
+                ipaddress.IPv4Address(dev["ipv4.address"])
+            except ValueError:
+                raise BadRequest(f"Invalid device {name!r}: ipv4.address "
+                                 f"{dev['ipv4.address']!r} is not an IPv4 address")
     elif dtype in ("unix-char", "unix-block"):
         if "source" not in dev and "path" not in dev:
             raise BadRequest(f"Invalid device {name!r}: needs 'source' or 'path'")
@@ -293,6 +334,12 @@ def _check_device(name: str, dev: dict[str, str]) -> None:
                 raise BadRequest(f"Invalid device {name!r}: {key} must be an integer")
         if dev.get("mode") and not re.fullmatch(r"0?[0-7]{3,4}", dev["mode"]):
             raise BadRequest(f"Invalid device {name!r}: mode must be octal")
+
+
+def is_interface_name(name: str) -> bool:
+    """What the kernel accepts as a link name (dev_valid_name), as LXD checks nic names."""
+    return 0 < len(name) <= 15 and name not in (".", "..") and not any(
+        c in "/:" or c.isspace() or not c.isprintable() for c in name)
 
 
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
@@ -310,6 +357,15 @@ _SNAP_NAME = re.compile(r"^[^/\s][^/]{0,62}$")
 
 
 def validate_snapshot_name(name: object) -> str:
-    if not isinstance(name, str) or not _SNAP_NAME.match(name) or name in (".", ".."):
+    """A snapshot name is a directory name on disk: no '/', no '..', nothing unprintable."""
+    if not isinstance(name, str) or not _SNAP_NAME.match(name) or name in (".", "..") \
+            or not name.isprintable():
         raise BadRequest(f"Invalid snapshot name {name!r}")
+    return name
+
+
+def validate_profile_name(name: object) -> str:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", "..") \
+            or name != name.strip() or not name.isprintable() or len(name) > 255:
+        raise BadRequest(f"Invalid profile name {name!r}")
     return name

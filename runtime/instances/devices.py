@@ -22,7 +22,7 @@ import shutil
 import stat
 import sys
 
-from runtime import proc
+from runtime import controlchars, proc
 from runtime.errors import BadRequest, CommandFailed
 from runtime.instances import cgroups
 from runtime.instances.config import parse_size, truthy
@@ -213,6 +213,7 @@ class Devices:
 
     async def _in_netns(self, pid: int, commands: list[str], check: bool = True) -> None:
         """Run `ip` commands inside the container's network namespace (host root)."""
+        controlchars.check_generated(commands, "ip -batch")
         await proc.run(["nsenter", "-t", str(pid), "-n", "ip", "-batch", "-"],
                        input=("\n".join(commands) + "\n").encode(), check=check)
 

@@ -3,37 +3,19 @@
 Every path is opened with openat2(RESOLVE_IN_ROOT) against the container's root
 (its init's /proc/<pid>/root when running, so its own mounts count; the rootfs
 when stopped): `..` and symlinks, absolute or relative, in any component, stay
-inside that root and never reach host files.
+inside that root and never reach host files. Only regular files are opened for
+reading or writing (runtime.safepath): a FIFO or a device node in the image is
+refused, never opened.
 """
-import ctypes
 import errno
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from runtime import safepath
 from runtime.errors import BadRequest, Forbidden, NotFound
-
-_SYS_OPENAT2 = 437
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-def openat2(dirfd: int, path: str, flags: int, mode: int = 0) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
-                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how),
-                       ctypes.sizeof(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return fd
+from runtime.safepath import openat2
 
 
 def _check_path(path: str | None) -> str:
@@ -55,6 +37,9 @@ def _oserror(exc: OSError, path: str):
         return BadRequest(f"Path {path!r} already exists")
     if exc.errno == errno.ENOTEMPTY:
         return BadRequest(f"Directory {path!r} is not empty")
+    if isinstance(exc, safepath.NotRegularFile):
+        return BadRequest(f"Path {path!r} is a {exc.kind}: only regular files, directories "
+                          "and symlinks can be read or written")
     return BadRequest(f"{path}: {exc.strerror}")
 
 
@@ -106,7 +91,8 @@ class InstanceFS:
 
     def _describe(self, st: os.stat_result, path: str, target: str | None) -> dict:
         kind = ("symlink" if stat.S_ISLNK(st.st_mode) else
-                "directory" if stat.S_ISDIR(st.st_mode) else "file")
+                "directory" if stat.S_ISDIR(st.st_mode) else
+                "file" if stat.S_ISREG(st.st_mode) else safepath.kind(st.st_mode))
         return {"type": kind, "uid": self.to_container(st.st_uid),
                 "gid": self.to_container(st.st_gid), "mode": stat.S_IMODE(st.st_mode),
                 "size": st.st_size, "target": target, "path": path}
@@ -114,7 +100,8 @@ class InstanceFS:
     def listdir(self, path: str) -> list[str]:
         with self._rootfd() as root:
             try:
-                fd = openat2(root, path, os.O_RDONLY | os.O_DIRECTORY)
+                fd = openat2(root, _check_path(path), os.O_RDONLY | os.O_DIRECTORY |
+                             os.O_NONBLOCK)
             except OSError as exc:
                 raise _oserror(exc, path)
         try:
@@ -123,24 +110,26 @@ class InstanceFS:
             os.close(fd)
 
     def open_read(self, path: str) -> int:
+        """A regular file only: FIFOs, sockets and device nodes are never opened."""
         with self._rootfd() as root:
             try:
-                return openat2(root, path, os.O_RDONLY | os.O_NOFOLLOW)
+                return safepath.open_regular(root, _check_path(path), os.O_RDONLY,
+                                             follow=False)
             except OSError as exc:
                 raise _oserror(exc, path)
 
     def open_write(self, path: str, uid: int | None, gid: int | None, mode: int | None,
                    append: bool) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        """An existing regular file (symlinks followed inside the root) or a new one."""
+        flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
         with self._rootfd() as root:
             try:
-                fd = openat2(root, _check_path(path), flags, mode if mode is not None else 0o644)
+                fd = safepath.open_or_create_regular(
+                    root, _check_path(path), flags, mode if mode is not None else 0o644)
             except OSError as exc:
                 raise _oserror(exc, path)
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise BadRequest(f"Path {path!r} is not a regular file")
             self._own(fd, st, uid, gid, mode)
         except BaseException:
             os.close(fd)
@@ -168,7 +157,8 @@ class InstanceFS:
                     raise BadRequest(f"Path {path!r} exists and is not a directory")
             except OSError as exc:
                 raise _oserror(exc, path)
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         dir_fd=pfd)
             try:
                 self._own(fd, os.fstat(fd), uid, gid, mode)
             finally:

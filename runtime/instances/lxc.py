@@ -11,7 +11,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from runtime import proc
+from runtime import controlchars, proc
 from runtime.errors import BadRequest, CommandFailed
 from runtime.instances import cgroups
 from runtime.instances.idmap import IdMap
@@ -120,6 +120,11 @@ def _nic_lines(idx: int, devname: str, dev: dict, volatile: dict) -> list[str]:
     return lines
 
 
+def mount_field(path: str) -> str:
+    """A path as one fstab field (liblxc reads mount entries with getmntent)."""
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
+
+
 def _mount_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
     path = dev["path"].lstrip("/")
     source = sources.get(devname, dev.get("source", ""))
@@ -133,7 +138,8 @@ def _mount_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
         opts.append("ro")
     if dev.get("recursive") in ("true", "1", "yes"):
         opts[0] = "rbind"
-    return [f"lxc.mount.entry = {source} {path} none {','.join(opts)} 0 0"]
+    return [f"lxc.mount.entry = {mount_field(source)} {mount_field(path)} none "
+            f"{','.join(opts)} 0 0"]
 
 
 def _unix_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
@@ -151,7 +157,8 @@ def _unix_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
     rule = f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} rwm"
     return [("lxc.cgroup2.devices.allow = " if cgroups.unified_only()
              else "lxc.cgroup.devices.allow = ") + rule,
-            f"lxc.mount.entry = {node} {path} none bind,create=file 0 0"]
+            f"lxc.mount.entry = {mount_field(node)} {mount_field(path)} none "
+            "bind,create=file 0 0"]
 
 
 def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap: IdMap,
@@ -214,10 +221,11 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
             lines += _mount_lines(devname, dev, disk_sources or {})
         elif dtype in ("unix-char", "unix-block"):
             lines += _unix_lines(devname, dev, disk_sources or {})
+    controlchars.check_generated(lines, "lxc.conf")
     raw = config.get("raw.lxc")
     if raw:
         lines.append("# raw.lxc")
-        lines += [line for line in raw.splitlines() if line.strip()]
+        lines += [line for line in raw.split("\n") if line.strip()]
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,7 @@ class InstanceManager:
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.pids: dict[int, int] = {}          # instance id -> init pid
         self.watchers: dict[int, asyncio.Task] = {}
+        self.renderer = templates.Renderer()    # image templates, in a worker process
 
     # Lookup --------------------------------------------------------------------
     def lock(self, project: str, name: str) -> asyncio.Lock:
@@ -138,8 +139,11 @@ class InstanceManager:
         return self.d.default_idmap
 
     # Create --------------------------------------------------------------------
-    def validate_new(self, project: str, body: dict) -> dict:
-        """Check a creation request completely before anything is made."""
+    def validate_new(self, project: str, body: dict, image: dict | None = None) -> dict:
+        """Check a creation request completely before anything is made.
+
+        `image`: the source image already resolved (a remote lookup done off the loop).
+        """
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object")
         name = body.get("name")
@@ -171,10 +175,9 @@ class InstanceManager:
         if not isinstance(source, dict):
             raise BadRequest("'source' must be an object")
         architecture = body.get("architecture")
-        image = None
         stype = source.get("type", "none")
         if stype == "image":
-            image = self.d.images.resolve_source(project, source)
+            image = image or self.d.images.resolve_source(project, source)
             architecture = architecture or image["architecture"]
         elif stype not in ("none", "copy", "migration"):
             raise BadRequest(f"Unknown source type {stype!r}")
@@ -210,8 +213,9 @@ class InstanceManager:
         extra = {}
         if image:
             extra["volatile.base_image"] = image["fingerprint"]
-            for key, value in (image.get("properties") or {}).items():
-                extra[f"image.{key}"] = str(value)
+            from runtime.images.store import clean_properties
+            for key, value in clean_properties(image.get("properties") or {}, "image").items():
+                extra[f"image.{key}"] = value
             extra["volatile.apply_template"] = "create"
         inst = self.insert(project, spec, extra)
         try:
@@ -291,9 +295,12 @@ class InstanceManager:
             await pool.shift_instance(vol, current, idmap)
             self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                       "volatile.idmap.base": str(idmap.base)})
+        # As LXD: the instance's directory is 0100 and its root's alone, so no host
+        # user reaches the setuid files and device nodes a tenant put in its rootfs.
+        pool.secure_volume(vol, idmap.to_host(0))
         rootfs = await pool.mount(vol)
         if not idmap.privileged:
-            _check_traversable(rootfs)
+            _check_traversable(rootfs, idmap.to_host(0))
         os.makedirs(paths.log_dir, exist_ok=True)
         volatile = missing_hwaddrs(inst.expanded_devices, inst.config)
         for devname, dev in inst.expanded_devices.items():
@@ -308,9 +315,9 @@ class InstanceManager:
                             "privileged": idmap.privileged, "ephemeral": inst.ephemeral},
                "config": inst.expanded_config, "devices": inst.expanded_devices}
         if pending:
-            templates.render_all(pool.instance_path(vol), fs, pending, ctx)
+            await templates.render_all(self.renderer, pool.instance_path(vol), fs, pending, ctx)
             self._set_volatile(inst, {"volatile.apply_template": None})
-        templates.render_all(pool.instance_path(vol), fs, "start", ctx)
+        await templates.render_all(self.renderer, pool.instance_path(vol), fs, "start", ctx)
         disk_sources = await self.d.devices.disk_sources(inst)
         text = lxc.render_config(
             name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,
@@ -567,13 +574,16 @@ class InstanceManager:
                 LOG.error("autostart of %s failed: %s", inst.name, exc)
 
 
-def _check_traversable(path: str) -> None:
+def _check_traversable(path: str, root_uid: int) -> None:
     """An unprivileged container's root (a host uid without privileges) must be able to
-    reach its rootfs: every parent directory needs the execute bit for others."""
+    reach its rootfs: every parent directory needs the execute bit for others (or for
+    its owner, where that is the container's root: its own 0100 volume directory)."""
     import stat
     parent = os.path.dirname(os.path.realpath(path))
     while parent and parent != "/":
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
+        st = os.stat(parent)
+        if not (st.st_mode & stat.S_IXOTH or
+                (st.st_uid == root_uid and st.st_mode & stat.S_IXUSR)):
             raise BadRequest(
                 f"Unprivileged containers can't reach their root filesystem: {parent} is "
                 "not traversable by other users (it needs o+x); put LXD_DIR (or the "

@@ -36,6 +36,8 @@ _EXPIRY_SECONDS = {"M": 60, "H": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 864
                    "y": 365 * 86400}
 # volatile keys that describe the volume's data, so a snapshot or copy keeps them
 _DATA_VOLATILE = ("volatile.base_image", "volatile.last_state.idmap", "volatile.idmap.base")
+# Set while a restore swaps volumes: "<token of the prepared volume>/<snapshot>".
+RESTORE_KEY = "volatile.restore"
 
 
 # Parsing ---------------------------------------------------------------------------
@@ -353,19 +355,15 @@ class Snapshots:
                     await mgr.stop(inst, True, 0)
                 finally:
                     inst.ephemeral = ephemeral
-            await self._pool(inst).restore_snapshot(volume_name(inst.project, inst.name),
-                                                    snap_name)
-            config = {k: v for k, v in row["config"].items()
-                      if not k.startswith("volatile.") or k in _DATA_VOLATILE}
-            for key, value in inst.config.items():
-                if key.startswith("volatile.") and key not in _DATA_VOLATILE:
-                    config[key] = value
-            profiles = [p for p in row["profiles"] if self.d.db.get(
-                "profiles", project=self.d.profile_project(inst.project), name=p)]
-            self.d.db.update("instances", {"id": inst.id}, config=config,
-                             devices=row["devices"], profiles=profiles,
-                             architecture=row["architecture"],
-                             ephemeral=bool(row["ephemeral"]))
+            vol = volume_name(inst.project, inst.name)
+            pool = self._pool(inst)
+            token = await pool.prepare_restore(vol, snap_name)
+            # Between the swap and the new record, a crash leaves the token: the next
+            # start rolls forward (restore_leftovers).
+            mgr._set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
+            await pool.commit_restore(vol)
+            self._restored_record(inst, row)
+            await pool.finish_restore(vol, snap_name)
             restored = mgr.load(inst.project, inst.name)
             await mgr._apply_root_size(restored)  # the snapshot's size, on the new volume
             if was_running:
@@ -374,6 +372,46 @@ class Snapshots:
                              {"snapshot": snap_name})
         LOG.info("instance %s/%s restored from snapshot %s", inst.project, inst.name,
                  snap_name)
+
+    def _restored_record(self, inst: Instance, row: dict) -> None:
+        """The instance record as the snapshot had it (one statement: atomic)."""
+        current = self.d.db.get("instances", id=inst.id)["config"]
+        config = {k: v for k, v in row["config"].items()
+                  if not k.startswith("volatile.") or k in _DATA_VOLATILE}
+        for key, value in current.items():
+            if key.startswith("volatile.") and key not in _DATA_VOLATILE and key != RESTORE_KEY:
+                config[key] = value
+        profiles = [p for p in row["profiles"] if self.d.db.get(
+            "profiles", project=self.d.profile_project(inst.project), name=p)]
+        self.d.db.update("instances", {"id": inst.id}, config=config,
+                         devices=row["devices"], profiles=profiles,
+                         architecture=row["architecture"],
+                         ephemeral=bool(row["ephemeral"]))
+
+    async def restore_leftovers(self) -> None:
+        """At start: finish (or forget) restores a dead daemon was in the middle of."""
+        for inst in self.d.instances.list(None):
+            pending = inst.config.get(RESTORE_KEY)
+            if not pending:
+                continue
+            token, _, snap = pending.partition("/")
+            pool = self._pool(inst)
+            vol = volume_name(inst.project, inst.name)
+            row = self.d.db.get("snapshots", instance_id=inst.id, name=snap)
+            try:
+                if row is not None and pool.restore_committed(vol, token):
+                    self._restored_record(inst, row)
+                    await pool.finish_restore(vol, snap)
+                    LOG.warning("instance %s/%s: restore of %s completed after a restart",
+                                inst.project, inst.name, snap)
+                else:
+                    await pool.abandon_restore(vol)
+                    self.d.instances._set_volatile(inst, {RESTORE_KEY: None})
+                    LOG.warning("instance %s/%s: unfinished restore of %s abandoned",
+                                inst.project, inst.name, snap)
+            except Exception:  # noqa: BLE001 - the other instances still get theirs
+                LOG.exception("instance %s/%s: restore recovery failed", inst.project,
+                              inst.name)
 
     # Expiry --------------------------------------------------------------------------
     async def expire_due(self) -> float:

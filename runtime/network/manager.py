@@ -14,6 +14,7 @@ import random
 import re
 import shutil
 
+from runtime import controlchars
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import config as cfg
 from runtime.network import dnsmasq, nat, netlink
@@ -50,6 +51,23 @@ def _hwaddr(v: str) -> None:
         raise ValueError("must be a MAC address")
 
 
+def _dns_domain(v: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9\-]{0,62})(\.[A-Za-z0-9][A-Za-z0-9\-]{0,62})*",
+                        v):
+        raise ValueError("must be a DNS domain name")
+
+
+def _lease_time(v: str) -> None:
+    if not re.fullmatch(r"\d+[smhdw]?|infinite", v):
+        raise ValueError("must be a duration such as 1h, 30m or 'infinite'")
+
+
+def _interfaces(v: str) -> None:
+    for name in v.split(","):
+        if name.strip() and not cfg.is_interface_name(name.strip()):
+            raise ValueError(f"{name.strip()!r} is not an interface name")
+
+
 def _address(version: int):
     def check(v: str) -> None:
         try:
@@ -63,16 +81,16 @@ def _address(version: int):
 
 BRIDGE_KEYS = {
     "bridge.driver": cfg.one_of("native"), "bridge.mtu": _mtu, "bridge.hwaddr": _hwaddr,
-    "bridge.external_interfaces": cfg.any_value,
+    "bridge.external_interfaces": _interfaces,
     "ipv4.address": _cidr_or_special, "ipv4.nat": cfg.is_bool, "ipv4.dhcp": cfg.is_bool,
-    "ipv4.dhcp.ranges": _ranges, "ipv4.dhcp.expiry": cfg.any_value,
-    "ipv4.dhcp.gateway": cfg.any_value, "ipv4.routing": cfg.is_bool,
+    "ipv4.dhcp.ranges": _ranges, "ipv4.dhcp.expiry": _lease_time,
+    "ipv4.dhcp.gateway": _address(4), "ipv4.routing": cfg.is_bool,
     "ipv4.firewall": cfg.is_bool,
     "ipv4.nat.address": _address(4), "ipv4.nat.order": cfg.one_of("before", "after"),
     "ipv6.address": _cidr_or_special, "ipv6.nat": cfg.is_bool, "ipv6.dhcp": cfg.is_bool,
     "ipv6.nat.address": _address(6), "ipv6.nat.order": cfg.one_of("before", "after"),
     "ipv6.firewall": cfg.is_bool, "ipv6.routing": cfg.is_bool,
-    "dns.domain": cfg.any_value, "dns.mode": cfg.one_of("none", "managed", "dynamic"),
+    "dns.domain": _dns_domain, "dns.mode": cfg.one_of("none", "managed", "dynamic"),
     "raw.dnsmasq": cfg.any_value,
 }
 
@@ -88,6 +106,8 @@ def validate_config(config: object) -> dict[str, str]:
             value = str(value)
         if not isinstance(key, str) or not isinstance(value, str):
             raise BadRequest(f"Invalid network config key {key!r}: values are strings")
+        controlchars.check_key(key, "network config")
+        controlchars.check_value(key, value, "network config")
         check = BRIDGE_KEYS.get(key)
         if check is None and not key.startswith(("user.", "volatile.")):
             raise BadRequest(f"Unknown network config key: {key!r}")
@@ -337,6 +357,7 @@ class Networks:
         if hwaddr:
             lines.append(",".join([hwaddr] + ([address] if address else []) + [instance]))
         os.makedirs(self.rundir(network), exist_ok=True)
+        controlchars.check_generated(lines, "dnsmasq hosts")
         with open(path + ".tmp", "w") as f:
             f.write("".join(ln + "\n" for ln in lines))
         os.replace(path + ".tmp", path)

@@ -1,5 +1,6 @@
 """The storage driver interface and the pieces every backend shares."""
 import abc
+import ctypes
 import os
 import shutil
 from collections.abc import Awaitable, Callable
@@ -8,6 +9,10 @@ from runtime import proc
 from runtime.instances.idmap import IdMap
 
 Unpacker = Callable[[str], Awaitable[None]]
+# LXD's modes: lxd/storage/drivers/volume.go (BaseDirectories, EnsureMountPath).
+POOL_DIRS = (("containers", 0o711), ("containers-snapshots", 0o711), ("images", 0o700),
+             ("custom", 0o711), ("custom-snapshots", 0o700))
+VOLUME_MODE = 0o100
 
 
 def volume_name(project: str, name: str) -> str:
@@ -43,10 +48,39 @@ class PoolDriver(abc.ABC):
 
     # Pool ----------------------------------------------------------------------
     async def create(self) -> None:
-        for sub in ("containers", "containers-snapshots", "images", "custom",
-                    "custom-snapshots"):
-            os.makedirs(os.path.join(self.path, sub), exist_ok=True)
-        os.chmod(os.path.join(self.path, "containers"), 0o711)
+        os.makedirs(self.path, mode=0o711, exist_ok=True)
+        self.secure_layout()
+
+    def secure_layout(self) -> None:
+        """The pool's directories with LXD's modes (also fixes a pool made before).
+
+        Unpacked images and instance snapshots hold setuid files and device nodes
+        of tenants' choosing: no host user may reach them (0700). Containers and
+        custom volumes must be traversable by containers' unprivileged root uids
+        (0711); each instance's own directory is 0100 and owned by its root
+        (VOLUME_MODE, set when it starts), as in LXD.
+        """
+        os.chmod(self.path, 0o711)
+        for sub, mode in POOL_DIRS:
+            path = os.path.join(self.path, sub)
+            os.makedirs(path, mode=mode, exist_ok=True)
+            os.chmod(path, mode)
+
+    async def sweep_partial(self) -> None:
+        """Image volumes a dead daemon was still unpacking."""
+        base = os.path.join(self.path, "images")
+        for entry in os.listdir(base) if os.path.isdir(base) else []:
+            if entry.endswith(".tmp"):
+                await self.remove_dir(os.path.join(base, entry))
+
+    async def remove_dir(self, path: str) -> None:
+        await remove_tree(path)
+
+    def secure_volume(self, vol: str, root_uid: int) -> None:
+        """An instance's directory: only its own root may traverse it (LXD's 0100)."""
+        path = self.instance_path(vol)
+        os.chown(path, root_uid, 0)
+        os.chmod(path, VOLUME_MODE)
 
     async def delete(self) -> None:
         if not self.config.get("source"):
@@ -104,9 +138,17 @@ class PoolDriver(abc.ABC):
 
     def new_volume_dir(self, vol: str) -> str:
         path = self.instance_path(vol)
-        os.makedirs(path)
-        os.chmod(path, 0o711)
+        os.makedirs(path, mode=VOLUME_MODE)
+        os.chmod(path, VOLUME_MODE)
         return path
+
+    def new_snapshot_dir(self, vol: str, snap: str) -> str:
+        """A snapshot's directory, in its instance's 0700 snapshot directory."""
+        parent = self.snapshot_path(vol)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        target = self.snapshot_path(vol, snap)
+        os.mkdir(target, VOLUME_MODE)
+        return target
 
     @abc.abstractmethod
     async def copy_instance(self, src: str, dst: str, src_snapshot: str | None = None) -> None:
@@ -119,8 +161,37 @@ class PoolDriver(abc.ABC):
     @abc.abstractmethod
     async def create_snapshot(self, vol: str, snap: str) -> None: ...
 
+    # A restore in three steps, so that a crash at any point leaves either the old
+    # volume or the restored one, never a mix (Snapshots.restore records the token
+    # in the database between the steps and rolls forward at start):
     @abc.abstractmethod
-    async def restore_snapshot(self, vol: str, snap: str) -> None: ...
+    async def prepare_restore(self, vol: str, snap: str) -> str:
+        """Build the restored volume beside the current one; returns its identity token."""
+
+    @abc.abstractmethod
+    async def commit_restore(self, vol: str) -> None:
+        """Swap the prepared volume in, atomically (renameat2 RENAME_EXCHANGE)."""
+
+    @abc.abstractmethod
+    def restore_committed(self, vol: str, token: str) -> bool:
+        """Whether the swap of the volume prepared with token happened."""
+
+    @abc.abstractmethod
+    async def finish_restore(self, vol: str, snap: str) -> None:
+        """What follows the swap and may be redone: leftovers, metadata, size."""
+
+    @abc.abstractmethod
+    def restore_staging(self, vol: str) -> str:
+        """Where prepare_restore builds the volume (and the old one lands after the swap)."""
+
+    async def abandon_restore(self, vol: str) -> None:
+        """A prepared volume never swapped in."""
+        await self.remove_dir(self.restore_staging(vol))
+
+    async def restore_snapshot(self, vol: str, snap: str) -> None:
+        await self.prepare_restore(vol, snap)
+        await self.commit_restore(vol)
+        await self.finish_restore(vol, snap)
 
     @abc.abstractmethod
     async def delete_snapshot(self, vol: str, snap: str) -> None: ...
@@ -146,6 +217,30 @@ class PoolDriver(abc.ABC):
             return int(out.split()[0])
         except (IndexError, ValueError):
             return 0
+
+
+_RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a: str, b: str) -> None:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE): no moment without either."""
+    at_fdcwd = -100
+    if _libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b),
+                       _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), a)
+
+
+def sync_filesystem(path: str) -> None:
+    """syncfs(2) of the filesystem holding path: what was written there is on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+    finally:
+        os.close(fd)
 
 
 async def copy_tree(src: str, dst: str) -> None:

@@ -26,7 +26,7 @@ from runtime.errors import BadRequest
 from runtime.instances.config import parse_size
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import PoolDriver, Unpacker, remove_tree
+from runtime.storage.base import PoolDriver, Unpacker, exchange, remove_tree, sync_filesystem
 
 LOG = logging.getLogger(__name__)
 DEFAULT_SIZE = "5GiB"
@@ -65,6 +65,21 @@ def ioctl_snapshot(src: str, dst: str, readonly: bool) -> None:
     finally:
         os.close(sfd)
         os.close(pfd)
+
+
+_IOC_INO_LOOKUP = 0xD0009412       # _IOWR(0x94, 18, struct btrfs_ioctl_ino_lookup_args)
+
+
+def subvolume_id(path: str) -> int:
+    """The id of the subvolume path is in (stable across mounts and reboots)."""
+    fd = _dirfd(path)
+    try:
+        args = bytearray(4096)
+        struct.pack_into("QQ", args, 0, 0, _SUBVOL_ROOT_INO)
+        fcntl.ioctl(fd, _IOC_INO_LOOKUP, args, True)
+        return struct.unpack_from("Q", args, 0)[0]
+    finally:
+        os.close(fd)
 
 
 def _vol_args_ioctl(path: str, request: int) -> None:
@@ -227,6 +242,9 @@ class BtrfsPool(PoolDriver):
                 await proc.run(["btrfs", "-q", "subvolume", "delete", full], check=False)
         await proc.run(["btrfs", "-q", "subvolume", "delete", path])
 
+    async def remove_dir(self, path: str) -> None:
+        await self._remove_dir(path)
+
     async def _remove_dir(self, path: str) -> None:
         """A volume dir (or a dir of them): subvolumes deleted properly, then the rest."""
         if not os.path.lexists(path):
@@ -279,6 +297,8 @@ class BtrfsPool(PoolDriver):
             await proc.run(["btrfs", "property", "set", "-ts", os.path.join(tmp, "rootfs"),
                             "ro", "true"])
             await self._remove_dir(final)
+            # On disk before any instance is made from it.
+            await asyncio.to_thread(sync_filesystem, tmp)
             os.rename(tmp, final)
         except BaseException:
             await self._remove_dir(tmp)
@@ -291,9 +311,7 @@ class BtrfsPool(PoolDriver):
     # Instances -----------------------------------------------------------------------
     async def create_instance(self, vol: str, fingerprint: str | None, idmap: IdMap,
                               default_idmap: IdMap) -> None:
-        path = self.instance_path(vol)
-        os.makedirs(path)
-        os.chmod(path, 0o711)
+        path = self.new_volume_dir(vol)
         rootfs = os.path.join(path, "rootfs")
         try:
             if fingerprint is None:
@@ -330,8 +348,7 @@ class BtrfsPool(PoolDriver):
 
     async def copy_snapshot(self, src: str, snap: str, dst: str) -> None:
         srcpath = self.snapshot_path(src, snap)
-        target = self.snapshot_path(dst, snap)
-        os.makedirs(target)
+        target = self.new_snapshot_dir(dst, snap)
         try:
             await self._snapshot(os.path.join(srcpath, "rootfs"),
                                  os.path.join(target, "rootfs"), readonly=True)
@@ -346,8 +363,7 @@ class BtrfsPool(PoolDriver):
     # Snapshots -----------------------------------------------------------------------
     async def create_snapshot(self, vol: str, snap: str) -> None:
         path = self.instance_path(vol)
-        target = self.snapshot_path(vol, snap)
-        os.makedirs(target)
+        target = self.new_snapshot_dir(vol, snap)
         try:
             await self._snapshot(os.path.join(path, "rootfs"), os.path.join(target, "rootfs"),
                                  readonly=True)
@@ -356,19 +372,30 @@ class BtrfsPool(PoolDriver):
             await self._remove_dir(target)
             raise
 
-    async def restore_snapshot(self, vol: str, snap: str) -> None:
-        path = self.instance_path(vol)
-        snappath = self.snapshot_path(vol, snap)
-        staging = os.path.join(path, ".rootfs.restore")
+    def restore_staging(self, vol: str) -> str:
+        return os.path.join(self.instance_path(vol), ".rootfs.restore")
+
+    async def prepare_restore(self, vol: str, snap: str) -> str:
+        staging = self.restore_staging(vol)
         await self._remove_dir(staging)
-        await self._snapshot(os.path.join(snappath, "rootfs"), staging, readonly=False)
+        await self._snapshot(os.path.join(self.snapshot_path(vol, snap), "rootfs"), staging,
+                             readonly=False)
+        return str(await asyncio.to_thread(subvolume_id, staging))
+
+    async def commit_restore(self, vol: str) -> None:
+        exchange(self.restore_staging(vol), self.rootfs(vol))
+
+    def restore_committed(self, vol: str, token: str) -> bool:
         try:
-            await self._delete_subvol(os.path.join(path, "rootfs"))
-        except BaseException:
-            await self._delete_subvol(staging)
-            raise
-        os.rename(staging, os.path.join(path, "rootfs"))
-        await self._copy_meta(snappath, path, only=("metadata.yaml", "templates"))
+            return str(subvolume_id(self.rootfs(vol))) == token
+        except OSError:
+            return False
+
+    async def finish_restore(self, vol: str, snap: str) -> None:
+        path = self.instance_path(vol)
+        await self._remove_dir(self.restore_staging(vol))   # the replaced rootfs
+        await self._copy_meta(self.snapshot_path(vol, snap), path,
+                              only=("metadata.yaml", "templates"))
         await self._reapply_size(path)
 
     async def delete_snapshot(self, vol: str, snap: str) -> None:

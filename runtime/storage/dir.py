@@ -12,7 +12,8 @@ import os
 from runtime import proc
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import PoolDriver, Unpacker, copy_tree, remove_tree
+from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, exchange,
+                                  remove_tree, sync_filesystem)
 
 _LOWER = ".lower"     # file naming the image volume an overlay instance sits on
 _UPPER = ".upper"
@@ -83,6 +84,8 @@ class DirPool(PoolDriver):
             with open(os.path.join(tmp, ".idmap"), "w") as f:
                 f.write(idmap.encode())
             await remove_tree(final)
+            # On disk before any instance is made from it.
+            await asyncio.to_thread(sync_filesystem, tmp)
             os.rename(tmp, final)
         except BaseException:
             await remove_tree(tmp)
@@ -105,9 +108,7 @@ class DirPool(PoolDriver):
     # Instances ---------------------------------------------------------------
     async def create_instance(self, vol: str, fingerprint: str | None, idmap: IdMap,
                               default_idmap: IdMap) -> None:
-        path = self.instance_path(vol)
-        os.makedirs(path)
-        os.chmod(path, 0o711)
+        path = self.new_volume_dir(vol)
         try:
             if fingerprint is None:
                 os.makedirs(os.path.join(path, "rootfs"))
@@ -185,38 +186,53 @@ class DirPool(PoolDriver):
 
     # Snapshots -----------------------------------------------------------------
     async def create_snapshot(self, vol: str, snap: str) -> None:
-        target = self.snapshot_path(vol, snap)
-        os.makedirs(target)
+        target = self.new_snapshot_dir(vol, snap)
         try:
             await self._copy_volume_dir(self.instance_path(vol), target)
         except BaseException:
             await remove_tree(target)
             raise
 
-    async def restore_snapshot(self, vol: str, snap: str) -> None:
-        path = self.instance_path(vol)
+    def restore_staging(self, vol: str) -> str:
+        return self.instance_path(vol) + ".restore"
+
+    async def prepare_restore(self, vol: str, snap: str) -> str:
+        staging = self.restore_staging(vol)
         await self.unmount(vol)
-        staging = path + ".restore"
         await remove_tree(staging)
-        os.makedirs(staging)
+        os.makedirs(staging, mode=VOLUME_MODE)
         try:
             await self._copy_volume_dir(self.snapshot_path(vol, snap), staging)
         except BaseException:
             await remove_tree(staging)
             raise
-        old = f"{path}.old-{os.urandom(4).hex()}"
-        os.rename(path, old)
-        os.rename(staging, path)
-        os.chmod(path, 0o711)
-        # The replaced volume is unreachable now: drop it after answering.
+        os.chmod(staging, VOLUME_MODE)
+        return str(os.stat(staging).st_ino)
+
+    async def commit_restore(self, vol: str) -> None:
+        await self.unmount(vol)
+        exchange(self.restore_staging(vol), self.instance_path(vol))
+
+    def restore_committed(self, vol: str, token: str) -> bool:
+        try:
+            return str(os.stat(self.instance_path(vol)).st_ino) == token
+        except FileNotFoundError:
+            return False
+
+    async def finish_restore(self, vol: str, snap: str) -> None:
+        """The replaced volume (now at the staging name) is dropped after answering."""
+        staging = self.restore_staging(vol)
+        if not os.path.lexists(staging):
+            return
+        old = f"{self.instance_path(vol)}.old-{os.urandom(4).hex()}"
+        os.rename(staging, old)
         task = asyncio.get_running_loop().create_task(remove_tree(old))
         _background.add(task)
         task.add_done_callback(_background.discard)
 
     async def copy_snapshot(self, src: str, snap: str, dst: str) -> None:
         """Give dst a snapshot `snap` equal to src's (copy with snapshots)."""
-        target = self.snapshot_path(dst, snap)
-        os.makedirs(target)
+        target = self.new_snapshot_dir(dst, snap)
         try:
             await self._copy_volume_dir(self.snapshot_path(src, snap), target)
         except BaseException:

@@ -13,9 +13,13 @@ def _map(value: int, src: IdMap, dst: IdMap) -> int:
     return dst.to_host(src.to_container(value)) if value != -1 else -1
 
 
-def shift_tree(root: str, src: IdMap, dst: IdMap) -> None:
-    """Rewrite every owner below root from src's map to dst's (no-op when equal)."""
-    if src == dst:
+def shift_tree(root: str, src: IdMap, dst: IdMap, clamp: bool = False) -> None:
+    """Rewrite every owner below root from src's map to dst's (no-op when equal).
+
+    clamp: the tree came from someone else (a migration peer), so even with equal
+    maps every owner outside dst's range becomes its overflow id.
+    """
+    if src == dst and not clamp:
         return
     unmapped = 65534
 
