@@ -4,8 +4,10 @@ import platform
 
 from aiohttp import web
 
-from runtime import arch
+from runtime import arch, auth
 from runtime.api import daemon, read_json, response
+from runtime.api.certificates import expiry_seconds
+from runtime.auth import ADMIN, UNTRUSTED
 from runtime.errors import BadRequest
 
 API_EXTENSIONS = [
@@ -27,7 +29,7 @@ API_EXTENSIONS = [
     "instance_snapshot_never", "certificate_token", "linux_sysctl", "cloud_init",
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
-    "resources", "network_leases",
+    "resources", "network_leases", "metrics", "remote_token_expiry",
 ]
 
 SERVER_CONFIG_KEYS = {
@@ -38,6 +40,7 @@ SERVER_CONFIG_KEYS = {
     "images.compression_algorithm", "images.default_architecture",
     "storage.backups_volume", "storage.images_volume", "core.debug_address",
     "core.bgp_address", "core.metrics_address", "core.shutdown_timeout",
+    "core.remote_token_expiry",
 }
 
 
@@ -56,13 +59,18 @@ def public_info(d) -> dict:
 
 
 async def get_server(request: web.Request) -> web.Response:
+    """Untrusted callers get the public form; restricted ones (as in LXD) the
+    environment but no server config; administrators everything."""
     d = daemon(request)
-    if not request.get("trusted", True):
+    requestor = auth.of(request)
+    if not requestor.trusted:
         return response.sync(public_info(d))
     info = public_info(d)
     info["auth"] = "trusted"
+    info["auth_user_name"] = requestor.fingerprint or ""
+    info["auth_user_method"] = requestor.protocol
     info["config"] = {k: ("true" if k == "core.trust_password" else v)
-                      for k, v in d.db.config_get().items()}
+                      for k, v in d.db.config_get().items()} if requestor.admin else None
     info["environment"] = {
         "addresses": d.https_addresses(), "architectures": arch.supported(),
         "certificate": d.server_cert_pem(), "certificate_fingerprint": d.server_cert_fp(),
@@ -74,7 +82,8 @@ async def get_server(request: web.Request) -> web.Response:
                          "network_phys_macvlan_mtu": True, "network_veth_router": True,
                          "pidfd": True, "seccomp_allow_deny_syntax": True,
                          "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False}.items()},
-        "os_name": "Debian GNU/Linux", "os_version": "12", "project": "default",
+        "os_name": "Debian GNU/Linux", "os_version": "12",
+        "project": request.query.get("project") or "default",
         "server": "nova-lxd-runtime", "server_clustered": False, "server_event_mode":
         "full-mesh", "server_name": platform.node(), "server_pid": os.getpid(),
         "server_version": "5.0.2", "storage": "dir", "storage_version": "1",
@@ -99,14 +108,19 @@ async def update_server(request: web.Request) -> web.Response:
             raise BadRequest(f"Unknown server config key: {key!r}")
         if value is None or value == "":
             continue
+        if key == "core.remote_token_expiry":
+            try:
+                expiry_seconds(str(value))
+            except ValueError as exc:
+                raise BadRequest(f"Invalid value for {key!r}: {exc}")
         clean[key] = str(value)
     await d.apply_server_config(clean)
     return response.sync({})
 
 
 ROUTES = [
-    ("GET", "/", root, True),
-    ("GET", "/1.0", get_server, True),
-    ("PUT", "/1.0", update_server, False),
-    ("PATCH", "/1.0", update_server, False),
+    ("GET", "/", root, UNTRUSTED),
+    ("GET", "/1.0", get_server, UNTRUSTED),
+    ("PUT", "/1.0", update_server, ADMIN),
+    ("PATCH", "/1.0", update_server, ADMIN),
 ]

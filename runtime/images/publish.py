@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from runtime import arch
+from runtime import arch, auth
 from runtime.errors import BadRequest, CommandFailed, Conflict
 from runtime.instances.idmap import IdMap
 from runtime.storage import volume_name
@@ -168,7 +168,7 @@ class Publisher:
         if stype in ("instance", "container") and snap:
             raise BadRequest("An instance source names an instance; use type 'snapshot' "
                              "for 'instance/snapshot'")
-        src_project = source.get("project") or project
+        src_project = auth.require(request, source.get("project") or project)
         inst = self.d.instances.load(src_project, inst_name)
         row = self.snaps.row(inst, snap) if snap else None
         props = body.get("properties") or {}

@@ -42,7 +42,7 @@ def _cpu(cg: str) -> dict:
     return {"usage": _int(cgroups.read("cpuacct", cg, "cpuacct.usage"))}
 
 
-def _processes(cg: str) -> int:
+def processes(cg: str) -> int:
     ctrl = "" if cgroups.unified_only() else "pids"
     value = cgroups.read(ctrl, cg, "pids.current")
     if value is not None:
@@ -108,6 +108,6 @@ async def render(d, inst) -> dict:
         cg = d.instances.cgroup(inst)
         out["memory"] = _memory(cg)
         out["cpu"] = _cpu(cg)
-        out["processes"] = _processes(cg)
+        out["processes"] = processes(cg)
         out["network"] = await network(pid, inst.expanded_config, inst.expanded_devices)
     return out
