@@ -226,11 +226,13 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 async def create_certificate(request: web.Request) -> web.Response:
     d = daemon(request)
-    body = await read_json(request)
     requestor = auth.of(request)
     trusted = requestor.trusted
     if trusted and not requestor.admin:
         raise Forbidden(auth.RESTRICTED)
+    body = await read_json(request)
+    if not trusted and not (body.get("trust_token") or body.get("password")):
+        raise Forbidden("not authorized")
     if body.get("token"):
         if not trusted:
             raise Forbidden("not authorized")

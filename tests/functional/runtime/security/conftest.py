@@ -17,12 +17,10 @@ import uuid
 import pylxd
 import pytest
 import requests
-import urllib3
 
 from tests.functional.runtime.harness import BUSYBOX
 from tests.functional.runtime.remote_hosts import Hosts, generate_keypair
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 PROJECTS = ("default", "p1", "p2")
 CALLERS = ("admin", "metrics", "restricted", "stranger", "none")
 
@@ -149,6 +147,14 @@ def _fp(pem_path: str) -> str:
     import ssl
     with open(pem_path) as f:
         return hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+
+
+def pytest_collection_modifyitems(items):
+    """The suite talks to its own daemon with verify=False on purpose."""
+    for item in items:
+        if "/security/" in str(item.fspath):
+            item.add_marker(pytest.mark.filterwarnings(
+                "ignore::urllib3.exceptions.InsecureRequestWarning"))
 
 
 @pytest.fixture(scope="package")
