@@ -206,7 +206,7 @@ class Rules:
         paths = _split(self.value("restricted.devices.disk.paths"))
         if not paths:
             return ""
-        wanted = os.path.normpath("/" + source).rstrip("/") + "/"
+        wanted = os.path.normpath("/" + source.lstrip("/")).rstrip("/") + "/"
         for parent in paths:
             if wanted.startswith(os.path.normpath(parent).rstrip("/") + "/"):
                 return parent
