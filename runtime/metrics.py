@@ -88,8 +88,8 @@ class MetricSet:
     def __init__(self) -> None:
         self.samples: dict[str, list[tuple[dict[str, str], float]]] = {}
 
-    def add(self, name: str, value: float, **labels: str) -> None:
-        self.samples.setdefault(name, []).append((labels, value))
+    def add(self, metric: str, value: float, /, **labels: str) -> None:
+        self.samples.setdefault(metric, []).append((labels, value))
 
     def render(self) -> str:
         out = []
