@@ -5,7 +5,7 @@ import platform
 from aiohttp import web
 
 from runtime import arch, auth
-from runtime.api import daemon, read_json, response
+from runtime.api import daemon, read_json, requested_project, response
 from runtime.api.certificates import expiry_seconds
 from runtime.auth import ADMIN, UNTRUSTED
 from runtime.errors import BadRequest
@@ -83,13 +83,13 @@ async def get_server(request: web.Request) -> web.Response:
                          "pidfd": True, "seccomp_allow_deny_syntax": True,
                          "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False}.items()},
         "os_name": "Debian GNU/Linux", "os_version": "12",
-        "project": request.query.get("project") or "default",
+        "project": requested_project(request),
         "server": "nova-lxd-runtime", "server_clustered": False, "server_event_mode":
         "full-mesh", "server_name": platform.node(), "server_pid": os.getpid(),
         "server_version": "5.0.2", "storage": "dir", "storage_version": "1",
         "storage_supported_drivers": [{"Name": n, "Version": "1", "Remote": False}
                                       for n in ("dir", "btrfs")],
-        "firewall": "none",
+        "firewall": "nftables",
     }
     return response.sync(info, etag=None)
 
