@@ -279,6 +279,29 @@ def check_profile(d, profile_project: str, via_project: str, name: str, config: 
         r.check(f"instance {inst.name!r} (using {what})", econfig, edevices)
 
 
+def check_snapshot_copies(d, project: str, name: str, rows: list[dict]) -> None:
+    """Snapshots arriving with a copy or migration: allowed at all, and each within
+    the project's rules (a snapshot can be restored later)."""
+    if not rows:
+        return
+    r = rules(d, project)
+    r.check_snapshots(f"instance {name!r}")
+    if not r.enabled:
+        return
+    from runtime.instances.model import expand
+    pproj = d.profile_project(project)
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        config, devices = row.get("config") or {}, row.get("devices") or {}
+        if not isinstance(config, dict) or not isinstance(devices, dict):
+            continue   # malformed: the input validation refuses it
+        profiles = [p for p in (d.db.get("profiles", project=pproj, name=n)
+                                for n in row.get("profiles") or [] if isinstance(n, str)) if p]
+        r.check(f"snapshot {row.get('name')!r} of instance {name!r}",
+                *expand(profiles, config, devices))
+
+
 def check_project(d, project: str, config: dict) -> None:
     """New restrictions must not contradict what the project already holds."""
     r = Rules(project, config)

@@ -534,12 +534,9 @@ class Copier:
                     "source": {"type": "copy"}}
         spec = self.d.instances.validate_new(project, new_body)
         instance_only = bool(source.get("instance_only")) or snap is not None
-        if not instance_only and self.snaps.rows(src):
-            rules = restrictions.rules(self.d, project)
-            rules.check_snapshots(f"instance {spec['name']!r}")
-            for row in self.snaps.rows(src):
-                rules.check(f"snapshot {row['name']!r} of instance {spec['name']!r}",
-                            *self.snaps._expand(project, row))
+        if not instance_only:
+            restrictions.check_snapshot_copies(self.d, project, spec["name"],
+                                               self.snaps.rows(src))
         extra = {k: base["config"][k] for k in _DATA_VOLATILE if k in base["config"]}
         isolated = cfg.truthy(_econfig(self.d, project, spec).get("security.idmap.isolated"))
         if isolated:

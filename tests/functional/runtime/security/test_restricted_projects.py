@@ -397,3 +397,29 @@ def test_disk_paths_symlink_resolved_at_start_and_hot_plug(world, rp):
         _delete(world, f"/1.0/instances/{name}")
         _reset(world, settings)
         shutil.rmtree(base)
+
+
+def test_copy_into_a_restricted_project(world, rp):
+    """A copy is a creation: the source's config and snapshots meet the target's
+    rules (an administrator copying from the default project included)."""
+    src = world.names["default"]["instance"]
+    world.admin("POST", "/1.0/instances", json={
+        "name": "privsrc", "source": {"type": "image", "alias": world.names["default"][
+            "alias"]}, "config": {"security.privileged": "true"}})
+    try:
+        cases = [
+            ({"source": src, "project": "default"}, (403, None)),     # brings snapshot s1
+            ({"source": src, "project": "default", "instance_only": True}, (202, "Success")),
+            ({"source": f"{src}/s1", "project": "default"}, (202, "Success")),
+            ({"source": "privsrc", "project": "default", "instance_only": True},
+             (403, None)),
+        ]
+        for source, expect in cases:
+            name = f"m{uuid.uuid4().hex[:8]}"
+            status, result = _status(world, "POST", "/1.0/instances", {
+                "name": name, "source": {"type": "copy", **source}})
+            rp["counts"]["copy"] = rp["counts"].get("copy", 0) + 1
+            _delete(world, f"/1.0/instances/{name}")
+            assert (status, result if status == 202 else None) == expect, (source, result)
+    finally:
+        world.admin("DELETE", "/1.0/instances/privsrc")
