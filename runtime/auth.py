@@ -30,7 +30,7 @@ import dataclasses
 import enum
 import urllib.parse
 
-from runtime.errors import Forbidden, NotFound
+from runtime.errors import Forbidden
 
 
 class Access(enum.Enum):
@@ -166,11 +166,6 @@ def require(request, project: str) -> str:
     return project
 
 
-def require_admin(request) -> None:
-    if not of(request).admin:
-        raise Forbidden(RESTRICTED)
-
-
 def visible(request, urls: list[str]) -> list[str]:
     """The entries of a `used_by` list the caller may know about."""
     requestor = of(request)
@@ -183,8 +178,3 @@ def project_of_url(url: str) -> str:
     query = urllib.parse.urlsplit(url).query
     return urllib.parse.parse_qs(query).get("project", ["default"])[0]
 
-
-def not_found_unless(request, project: str, what: str) -> None:
-    """Objects of projects the caller can't see don't exist for it (no probing)."""
-    if not can_access(request, project):
-        raise NotFound(f"{what} not found")

@@ -154,13 +154,13 @@ def _memory(ms: MetricSet, cg: str, labels: dict) -> None:
                                                  "total_inactive_anon", 0) +
            stat.get("inactive_file" if v2 else "total_inactive_file", 0), **labels)
     if v2:
-        usage = _int(cgroups.read("", cg, "memory.current"))
+        usage = inst_state.first_int(cgroups.read("", cg, "memory.current"))
         limit = cgroups.read("", cg, "memory.max")
-        ms.add("lxd_memory_Swap_bytes", _int(cgroups.read("", cg, "memory.swap.current")),
-               **labels)
+        ms.add("lxd_memory_Swap_bytes",
+               inst_state.first_int(cgroups.read("", cg, "memory.swap.current")), **labels)
         oom = _kv(cgroups.read("", cg, "memory.events")).get("oom_kill", 0)
     else:
-        usage = _int(cgroups.read("memory", cg, "memory.usage_in_bytes"))
+        usage = inst_state.first_int(cgroups.read("memory", cg, "memory.usage_in_bytes"))
         limit = cgroups.read("memory", cg, "memory.limit_in_bytes")
         oom = _kv(cgroups.read("memory", cg, "memory.oom_control")).get("oom_kill", 0)
     host = cgroups.host_memory()
@@ -171,13 +171,6 @@ def _memory(ms: MetricSet, cg: str, labels: dict) -> None:
     cache = stat.get("file" if v2 else "total_cache", 0)
     ms.add("lxd_memory_MemAvailable_bytes", min(total, free + cache), **labels)
     ms.add("lxd_memory_OOM_kills_total", oom, **labels)
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int((value or "0").split()[0])
-    except ValueError:
-        return 0
 
 
 def _device_name(majmin: str) -> str:

@@ -88,16 +88,10 @@ class World:
                  "snapshot": "s1", "volume_snapshot": "vs1"}
         self.names[proj] = names
         if proj != "default":
-            self.admin("POST", "/1.0/projects", json={"name": proj, "description": mark,
-                                                      "config": {}})
-            self.admin("PATCH", "/1.0/profiles/default", project=proj, json={
-                "devices": {"root": {"type": "disk", "path": "/", "pool": "default"}}})
-        with open(BUSYBOX, "rb") as f:
-            data = f.read()
+            fp = self.project(proj, {}, description=mark)
+        else:
+            fp = self.import_image(proj)
         params = {"project": proj} if proj != "default" else {}
-        env = self.local.api.images.post(data=data, params=params).json()
-        op = self.local.operations.wait_for_operation(env["operation"])
-        fp = op.metadata["fingerprint"]
         names["fingerprint"] = fp
         self.admin("POST", "/1.0/images/aliases", project=proj,
                    json={"name": names["alias"], "target": fp, "description": mark})
@@ -118,6 +112,45 @@ class World:
                    json={"name": names["volume"], "description": mark})
         self.admin("POST", f"/1.0/storage-pools/default/volumes/custom/{names['volume']}"
                    "/snapshots", project=proj, json={"name": "vs1"})
+
+    def import_image(self, proj: str) -> str:
+        """The bundled busybox image in a project; its fingerprint."""
+        with open(BUSYBOX, "rb") as f:
+            env = self.local.api.images.post(data=f.read(), params={"project": proj}).json()
+        return self.local.operations.wait_for_operation(env["operation"]).metadata[
+            "fingerprint"]
+
+    def project(self, proj: str, config: dict, description: str = "") -> str:
+        """A new project whose default profile has a root disk, with the busybox
+        image; returns the image's fingerprint."""
+        self.admin("POST", "/1.0/projects", json={"name": proj, "description": description,
+                                                  "config": config})
+        self.admin("PATCH", "/1.0/profiles/default", project=proj, json={
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "default"}}})
+        return self.import_image(proj)
+
+    def empty_project(self, proj: str) -> None:
+        """Remove everything a test project holds, then the project."""
+        for inst in self.admin("GET", "/1.0/instances", project=proj)["metadata"]:
+            name = inst.rsplit("/", 1)[-1].split("?")[0]
+            try:
+                self.admin("PUT", f"/1.0/instances/{name}/state", project=proj,
+                           json={"action": "stop", "force": True})
+            except pylxd.exceptions.LXDAPIException:
+                pass   # not running
+            self.admin("DELETE", f"/1.0/instances/{name}", project=proj)
+        for img in self.admin("GET", "/1.0/images", project=proj)["metadata"]:
+            self.admin("DELETE", img, project=proj)
+        for vol in self.admin("GET", "/1.0/storage-pools/default/volumes/custom",
+                              project=proj)["metadata"]:
+            self.admin("DELETE", vol.split("?")[0], project=proj)
+        for prof in self.admin("GET", "/1.0/profiles", project=proj)["metadata"]:
+            name = prof.rsplit("/", 1)[-1].split("?")[0]
+            if name != "default":
+                self.admin("DELETE", f"/1.0/profiles/{name}", project=proj)
+        self.admin("PUT", "/1.0/profiles/default", project=proj,
+                   json={"config": {}, "devices": {}})
+        self.admin("DELETE", f"/1.0/projects/{proj}")
 
     def state(self, proj: str) -> str:
         """What a project holds, as the administrator sees it (for 'nothing changed')."""

@@ -31,6 +31,11 @@ def parse(text: str) -> list[tuple[str, dict, float]]:
 def running(world):
     inst = world.names["p1"]["instance"]
     world.admin("PUT", f"/1.0/instances/{inst}/state", project="p1", json={"action": "start"})
+    # Some CPU time and some traffic of its own, so the counters are not all zero.
+    world.admin("POST", f"/1.0/instances/{inst}/exec", project="p1", json={
+        "command": ["sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; "
+                    "ping -c 2 -W 1 127.0.0.1 || true"],
+        "record-output": True, "wait-for-websocket": False})
     yield inst
     world.admin("PUT", f"/1.0/instances/{inst}/state", project="p1",
                 json={"action": "stop", "force": True})

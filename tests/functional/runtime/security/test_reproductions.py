@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from tests.functional.runtime.harness import BUSYBOX
 from tests.functional.runtime.remote_hosts import generate_keypair
 from tests.functional.runtime.security.conftest import _fp
 
@@ -117,32 +116,14 @@ def test_restricted_certificate_cannot_copy_another_projects_instance(world, suf
 def restricted_project(world, tmp_path):
     """A project with restricted=true and a certificate restricted to it."""
     proj = f"r{uuid.uuid4().hex[:6]}"
-    world.admin("POST", "/1.0/projects", json={"name": proj,
-                                               "config": {"restricted": "true"}})
-    world.admin("PATCH", "/1.0/profiles/default", project=proj, json={
-        "devices": {"root": {"type": "disk", "path": "/", "pool": "default"}}})
-    with open(BUSYBOX, "rb") as f:
-        env = world.local.api.images.post(data=f.read(), params={"project": proj}).json()
-    fp = world.local.operations.wait_for_operation(env["operation"]).metadata["fingerprint"]
+    fp = world.project(proj, {"restricted": "true"})
     who = f"owner-{proj}"
     world.certs[who] = (str(tmp_path / "o.crt"), str(tmp_path / "o.key"))
     generate_keypair(*world.certs[who], who)
     world.trust(who, restricted=True, projects=[proj])
     yield proj, who, fp
-    for inst in world.admin("GET", "/1.0/instances", project=proj)["metadata"]:
-        name = inst.rsplit("/", 1)[-1].split("?")[0]
-        try:
-            world.admin("PUT", f"/1.0/instances/{name}/state", project=proj,
-                        json={"action": "stop", "force": True})
-        except Exception:  # noqa: BLE001 - not running
-            pass
-        world.admin("DELETE", f"/1.0/instances/{name}", project=proj)
-    for img in world.admin("GET", "/1.0/images", project=proj)["metadata"]:
-        world.admin("DELETE", img, project=proj)
-    world.admin("PUT", "/1.0/profiles/default", project=proj, json={"config": {},
-                                                                     "devices": {}})
     world.admin("DELETE", f"/1.0/certificates/{_fp(world.certs.pop(who)[0])}")
-    world.admin("DELETE", f"/1.0/projects/{proj}")
+    world.empty_project(proj)
 
 
 def test_restricted_project_refuses_privileged_raw_lxc_and_host_root(world,

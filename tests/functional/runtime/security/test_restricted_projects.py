@@ -17,7 +17,6 @@ import uuid
 import pylxd
 import pytest
 
-from tests.functional.runtime.harness import BUSYBOX
 
 PROJECT = "rp"
 BLOCKED, ALLOWED = "blocked", "allowed"
@@ -29,12 +28,7 @@ def rp(world):
     """A restricted project with a root disk, an image, a managed bridge and a plain
     instance using a shared profile (the target of updates and profile edits)."""
     w = world
-    w.admin("POST", "/1.0/projects", json={"name": PROJECT, "config": {"restricted": "true"}})
-    w.admin("PATCH", "/1.0/profiles/default", project=PROJECT, json={
-        "devices": {"root": {"type": "disk", "path": "/", "pool": "default"}}})
-    with open(BUSYBOX, "rb") as f:
-        env = w.local.api.images.post(data=f.read(), params={"project": PROJECT}).json()
-    fp = w.local.operations.wait_for_operation(env["operation"]).metadata["fingerprint"]
+    fp = w.project(PROJECT, {"restricted": "true"})
     bridge = f"nsb{w.tag}"
     w.admin("POST", "/1.0/networks", json={"name": bridge, "config": {
         "ipv4.address": "none"}})
@@ -47,25 +41,8 @@ def rp(world):
     ctx = {"fp": fp, "bridge": bridge, "counts": {}}
     yield ctx
     print(f"\nrestricted.* matrix cases per path: {ctx['counts']}")
-    for inst in w.admin("GET", "/1.0/instances", project=PROJECT)["metadata"]:
-        name = inst.rsplit("/", 1)[-1].split("?")[0]
-        try:
-            w.admin("PUT", f"/1.0/instances/{name}/state", project=PROJECT,
-                    json={"action": "stop", "force": True})
-        except pylxd.exceptions.LXDAPIException:
-            pass
-        w.admin("DELETE", f"/1.0/instances/{name}", project=PROJECT)
-    for img in w.admin("GET", "/1.0/images", project=PROJECT)["metadata"]:
-        w.admin("DELETE", img, project=PROJECT)
-    w.admin("DELETE", "/1.0/storage-pools/default/volumes/custom/rvol", project=PROJECT)
-    for prof in w.admin("GET", "/1.0/profiles", project=PROJECT)["metadata"]:
-        name = prof.rsplit("/", 1)[-1].split("?")[0]
-        if name != "default":
-            w.admin("DELETE", f"/1.0/profiles/{name}", project=PROJECT)
-    w.admin("PUT", "/1.0/profiles/default", project=PROJECT, json={"config": {},
-                                                                    "devices": {}})
+    w.empty_project(PROJECT)
     w.admin("DELETE", f"/1.0/networks/{bridge}")
-    w.admin("DELETE", f"/1.0/projects/{PROJECT}")
 
 
 def _disk(source: str, **extra) -> dict:
