@@ -39,7 +39,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import arch, proc, targuard, wsclient
+from runtime import arch, proc, restrictions, targuard, wsclient
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
@@ -765,6 +765,11 @@ class Receiver:
         for name in names or []:
             prof = (header.get("profiles") or {}).get(name)
             if prof is not None and not d.db.get("profiles", project=pproj, name=name):
+                if isinstance(prof.get("config") or {}, dict) and \
+                        isinstance(prof.get("devices") or {}, dict):
+                    restrictions.check_profile(d, pproj, self.project, name,
+                                               prof.get("config") or {},
+                                               prof.get("devices") or {})
                 d.db.insert("profiles", project=pproj, name=name,
                             description=prof.get("description") or "",
                             config=prof.get("config") or {}, devices=prof.get("devices") or {})
@@ -781,6 +786,8 @@ class Receiver:
             self._ensure_profiles(header, body_profiles if body_profiles is not None
                                   else (header.get("instance") or {}).get("profiles"))
             spec = self._spec(header)
+            restrictions.check_snapshot_copies(d, self.project, spec["name"],
+                                               header.get("snapshots") or [])
         except RuntimeAPIError as exc:
             await _send_json(control, {"error": str(exc)})
             raise

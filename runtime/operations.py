@@ -2,7 +2,9 @@
 
 An operation runs a coroutine; its state changes are published as events.
 Websocket operations hand out one-time secrets; a connection presenting a
-secret is handed to the running coroutine. Secrets die with the operation.
+secret is handed to the running coroutine. Secrets die with the operation, and
+only the client that created an operation ever sees them: every other viewer
+(in listings, on /wait, in events) gets the operation without them.
 """
 import asyncio
 import logging
@@ -12,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runtime import errors
+from runtime import auth, errors
 from runtime.events import EventBus, timestamp
 
 LOG = logging.getLogger(__name__)
@@ -23,6 +25,9 @@ SUCCESS, FAILURE, CANCELLED = 200, 400, 401
 STATUS_NAMES = {PENDING: "Pending", RUNNING: "Running", CANCELLING: "Cancelling",
                 SUCCESS: "Success", FAILURE: "Failure", CANCELLED: "Cancelled"}
 KEEP_FINISHED = 60.0  # seconds a finished operation stays queryable
+# Metadata keys holding credentials: the websocket secrets (`fds`, or the names of
+# the websockets themselves for migrations) and a trust token's `secret`.
+SECRET_KEYS = frozenset({"fds", "secret"})
 
 Runner = Callable[["Operation"], Awaitable[Any]]
 
@@ -44,6 +49,10 @@ class Operation:
         self.status = PENDING
         self.err = ""
         self.may_cancel = cancellable
+        requestor = auth.current()
+        # Who asked for it: only they see its secrets (None: the daemon itself).
+        self.owner = requestor.identity if requestor is not None and requestor.trusted \
+            else None
         self.done = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.secrets: dict[str, str] = {}
@@ -53,15 +62,23 @@ class Operation:
             self.sockets[name] = asyncio.get_running_loop().create_future()
         if self.secrets:
             self.metadata["fds"] = dict(self.secrets)
+        self.secret_keys = SECRET_KEYS | set(self.secrets)
 
     @property
     def url(self) -> str:
         return f"/1.0/operations/{self.id}"
 
-    def render(self) -> dict:
+    def owned_by(self, requestor: "auth.Requestor | None") -> bool:
+        return requestor is not None and self.owner == requestor.identity
+
+    def render(self, viewer: "auth.Requestor | None" = None) -> dict:
+        """The LXD operation object; without secrets unless `viewer` created it
+        (viewer None: the creator's own view, as in the response that made it)."""
         meta = self.metadata
         if self.cls == "websocket" and self.status != RUNNING and self.status != PENDING:
             meta = {k: v for k, v in meta.items() if k != "fds"}
+        if viewer is not None and not self.owned_by(viewer):
+            meta = {k: v for k, v in meta.items() if k not in self.secret_keys}
         return {
             "id": self.id, "class": self.cls, "description": self.description,
             "created_at": timestamp(self.created_at), "updated_at": timestamp(self.updated_at),
@@ -74,7 +91,15 @@ class Operation:
         if status is not None:
             self.status = status
         self.updated_at = time.time()
-        self.registry.bus.publish("operation", self.render(), self.project)
+        bus = self.registry.bus
+        if bus.subscribers:
+            bus.publish("operation", self.render(), self.project, owner=self.owner,
+                        public=self.render(auth.ANONYMOUS), admin_only=self.server_level)
+
+    @property
+    def server_level(self) -> bool:
+        """Not part of any project (trust tokens): only administrators see it."""
+        return self.project == ""
 
     def update_metadata(self, **values: Any) -> None:
         self.metadata.update(values)

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import re
 
+from runtime import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 
 FEATURES = ("features.images", "features.profiles", "features.storage.volumes",
             "features.networks", "features.storage.buckets")
-_NAME = re.compile(r"^[^\s/?&#'\"]{1,63}$")
+# LXD's rules (no '/', '_', spaces, quotes, backslashes; not '*', '.', '..'), plus
+# no URL specials and printable ASCII only. No '_' matters most: on disk a
+# volume is "<project>_<name>", so a '_' in a project name could make two
+# projects' instances share a directory.
+_NAME = re.compile(r"^[!-~]{1,63}$")
+_NAME_FORBIDDEN = set("/_\\'\"?&#*")
 LIMIT_KEYS = ("limits.instances", "limits.containers", "limits.virtual-machines",
               "limits.cpu", "limits.memory", "limits.processes", "limits.disk",
               "limits.networks")
@@ -35,8 +41,12 @@ def _validate_config(config: object) -> dict[str, str]:
             if value not in ("true", "false", ""):
                 raise BadRequest(f"Invalid value for project config key {key!r}: "
                                  "must be true or false")
-        elif key in LIMIT_KEYS or key.startswith(("user.", "restricted", "images.",
-                                                  "backups.")):
+        elif key == "restricted" or key.startswith("restricted."):
+            try:
+                restrictions.validate_key(key, value)
+            except ValueError as exc:
+                raise BadRequest(f"Invalid value for project config key {key!r}: {exc}")
+        elif key in LIMIT_KEYS or key.startswith(("user.", "images.", "backups.")):
             pass
         else:
             raise BadRequest(f"Unknown project config key: {key!r}")
@@ -45,8 +55,10 @@ def _validate_config(config: object) -> dict[str, str]:
 
 
 def validate_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
-        raise BadRequest(f"Invalid project name {name!r}")
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or \
+            _NAME_FORBIDDEN & set(name):
+        raise BadRequest(f"Invalid project name {name!r}: use up to 63 printable ASCII "
+                         "characters without spaces, quotes or any of / \\ _ ? & # *")
     return name
 
 
@@ -108,6 +120,7 @@ class Projects:
             config = {**row["config"], **config}
         changed = [f for f in FEATURES
                    if config.get(f, "false") != row["config"].get(f, "false")]
+        restrictions.check_project(self.d, name, config)
         if changed and name == "default":
             raise BadRequest("The features of the default project can't be changed")
         if changed and not self._empty(name):

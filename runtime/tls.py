@@ -4,9 +4,10 @@ The daemon owns a self-signed key pair (`server.crt`/`server.key`, EC P-384, mad
 on first start). When `core.https_address` is set (at start or later through
 `PUT/PATCH /1.0`) an HTTPS listener serves the same endpoints as the unix socket,
 behind a trust gate: a client is trusted when the SHA-256 fingerprint of the
-certificate it presented is in the trust store (`/1.0/certificates`); anyone else
-reaches only the routes marked `untrusted_ok` (public `GET /1.0`, joining with a
-token or password, websocket secrets, public images) and gets 403 elsewhere.
+certificate it presented is in the trust store (`/1.0/certificates`). This module
+only says who the client is (`runtime.auth.Requestor`); `runtime.auth` decides
+what it may reach (untrusted clients: public `GET /1.0`, joining with a token or
+password, websocket secrets, public images).
 
 Python's ssl module only verifies client certificates against CAs, but LXD's
 model is "any self-signed certificate, trusted by fingerprint". So the context
@@ -26,6 +27,7 @@ import ssl
 
 from aiohttp import web
 
+from runtime import auth
 from runtime.certs import generate_in_child, generate_keypair  # noqa: F401 - re-exported
 
 LOG = logging.getLogger(__name__)
@@ -124,7 +126,6 @@ class TLS:
         self.runner: web.AppRunner | None = None
         self.address: str | None = None
         self._lock = asyncio.Lock()
-        self._untrusted: set[tuple[str, str]] = set()
 
     # Client contexts for outgoing daemon-to-daemon connections
     def client_ssl(self, server_pem: str | None) -> ssl.SSLContext:
@@ -133,38 +134,23 @@ class TLS:
     def trusted_row(self, fp: str) -> dict | None:
         return self.d.db.get("certificates", fingerprint=fp)
 
-    def route_untrusted_ok(self, request: web.Request) -> bool:
-        route = request.match_info.route
-        resource = getattr(route, "resource", None)
-        if resource is None:
-            return False
-        return (request.method, resource.canonical) in self._untrusted or (
-            request.method == "HEAD" and ("GET", resource.canonical) in self._untrusted)
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler):
+    def requestor(self, request: web.Request) -> auth.Requestor:
+        """Who presented which certificate. As in LXD, a `metrics` certificate is
+        only a credential for /1.0/metrics: anywhere else its holder is a stranger."""
         sslobj = request.transport.get_extra_info("ssl_object") if request.transport else None
         der = sslobj.getpeercert(binary_form=True) if sslobj else None
         fp = fingerprint_der(der) if der else None
-        row = self.trusted_row(fp) if fp else None
         request["client_fingerprint"] = fp
         request["client_cert_der"] = der
-        if row is not None:
-            request["trusted"] = True
-            request["certificate"] = row
-            if row.get("restricted"):
-                denied = _restricted_denial(request, row)
-                if denied:
-                    return _forbidden(denied)
-            return await handler(request)
-        request["trusted"] = False
-        if self.route_untrusted_ok(request):
-            return await handler(request)
-        images = getattr(self.d, "remote_images", None)
-        public = images.untrusted_handler(request) if images is not None else None
-        if public is not None:  # public images are served to anyone (image server role)
-            return await public(request)
-        return _forbidden("not authorized")
+        row = self.trusted_row(fp) if fp else None
+        if row is not None and row.get("type") == "metrics" and \
+                not request.path.startswith("/1.0/metrics"):
+            row = None
+        return auth.from_certificate(fp, row)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        return await auth.authorize(request, handler, self.requestor(request))
 
     # Listener ------------------------------------------------------------------
     def _build_https_app(self, app: web.Application) -> web.Application:
@@ -176,8 +162,6 @@ class TLS:
             https[key] = app[key]
         for resource in app.router.resources():
             https.router.register_resource(resource)
-        self._untrusted = {(m, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", p))
-                           for m, p in app.get("untrusted_ok", set())}
         return https
 
     async def start(self, app: web.Application) -> None:
@@ -221,37 +205,6 @@ class TLS:
     async def stop(self) -> None:
         async with self._lock:
             await self._stop()
-
-
-def _forbidden(message: str) -> web.Response:
-    from runtime.api import response
-    return response.error(message, 403)
-
-
-def _restricted_denial(request: web.Request, row: dict) -> str | None:
-    """A restricted certificate reaches its projects only, never server-wide settings."""
-    path = request.path
-    if path in ("/", "/1.0") and request.method == "GET":
-        return None
-    if path == "/1.0" or path.startswith("/1.0/certificates") and request.method != "GET":
-        return "Certificate is restricted"
-    if path.startswith(("/1.0/storage-pools", "/1.0/networks")) and request.method != "GET":
-        return "Certificate is restricted"
-    if path.startswith("/1.0/operations") or path.startswith("/1.0/events"):
-        return None
-    if path.startswith("/1.0/projects"):
-        if request.method != "GET":
-            return "Certificate is restricted"
-        name = path[len("/1.0/projects/"):] if path.startswith("/1.0/projects/") else None
-        if name and name not in row.get("projects", []):
-            return "Certificate is restricted"
-        return None
-    if request.query.get("all-projects") == "true":
-        return "Certificate is restricted"
-    proj = request.query.get("project") or "default"
-    if proj not in (row.get("projects") or []):
-        return f"Certificate is restricted to projects {row.get('projects') or []}"
-    return None
 
 
 # Daemon wiring -------------------------------------------------------------------

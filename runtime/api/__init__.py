@@ -1,14 +1,16 @@
 """The web app: mounts every resource module's endpoint table, with one error path.
 
-Each module declares ROUTES as (method, path, handler, untrusted_ok). Instance
-endpoints are mounted a second time under the legacy /1.0/containers prefix.
+Each module declares ROUTES as (method, path, handler, access), access being one
+of runtime.auth's levels (who may call it; checked for every request by
+runtime.auth before the handler runs). Instance endpoints are mounted a second
+time under the legacy /1.0/containers prefix.
 """
 import json
 import logging
 
 from aiohttp import web
 
-from runtime import errors
+from runtime import auth, errors
 from runtime.api import response
 
 LOG = logging.getLogger(__name__)
@@ -18,7 +20,7 @@ LOG = logging.getLogger(__name__)
 MAX_JSON_BODY = 4 * 1024 * 1024
 MODULES = ["server", "instances", "exec", "files", "images", "profiles", "storage",
            "networks", "operations", "events", "snapshots", "certificates", "projects",
-           "resources", "volumes"]
+           "resources", "volumes", "metrics"]
 
 
 async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
@@ -63,11 +65,17 @@ def daemon(request: web.Request):
     return request.app["daemon"]
 
 
-def project(request: web.Request) -> str:
+def requested_project(request: web.Request) -> str:
+    """The request's project (`?project=`, default "default"), which must exist."""
     name = request.query.get("project") or "default"
     if not daemon(request).db.get("projects", name=name):
         raise errors.NotFound(f"Project {name!r} not found")
     return name
+
+
+def project(request: web.Request) -> str:
+    """The request's project, which the caller must be allowed to use."""
+    return auth.require(request, requested_project(request))
 
 
 def recursion(request: web.Request) -> int:
@@ -96,11 +104,18 @@ async def error_middleware(request: web.Request, handler):
         return response.error(f"Internal error: {type(exc).__name__}: {exc}", 500)
 
 
-def build_app(d, trusted_check=None) -> web.Application:
+@web.middleware
+async def unix_middleware(request: web.Request, handler):
+    """The unix socket is root's (0660 root:root): its callers are administrators."""
+    return await auth.authorize(request, handler, auth.UNIX)
+
+
+def build_app(d) -> web.Application:
     import importlib
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
+    app = web.Application(middlewares=[error_middleware, unix_middleware],
+                          client_max_size=MAX_JSON_BODY)
     app["daemon"] = d
-    app["untrusted_ok"] = set()
+    app["access"] = {}
     for modname in MODULES:
         try:
             mod = importlib.import_module(f"runtime.api.{modname}")
@@ -108,12 +123,13 @@ def build_app(d, trusted_check=None) -> web.Application:
             if exc.name == f"runtime.api.{modname}":
                 continue
             raise
-        for method, path, handler, untrusted in mod.ROUTES:
+        for method, path, handler, access in mod.ROUTES:
+            if not isinstance(access, auth.Access):
+                raise TypeError(f"{modname}: {method} {path} needs an access level")
             paths = [path]
             if path.startswith("/1.0/instances"):
                 paths.append("/1.0/containers" + path[len("/1.0/instances"):])
             for p in paths:
-                app.router.add_route(method, p, handler)
-                if untrusted:
-                    app["untrusted_ok"].add((method, p))
+                route = app.router.add_route(method, p, handler)
+                app["access"][(method, route.resource.canonical)] = access
     return app

@@ -4,7 +4,12 @@ A client becomes trusted by having its certificate's fingerprint here. It gets
 here from a trusted client (`lxc config trust add`, pylxd `certificates.create`),
 or by itself over HTTPS with a one-time token or the trust password
 (`lxc remote add`, pylxd `client.authenticate`). A token is an operation that
-stays running until used or cancelled: its secret dies with it.
+stays running until used, cancelled or expired (`core.remote_token_expiry`): its
+secret dies with it. Tokens belong to no project, so only administrators see them,
+and only their creator sees the secret (runtime.operations).
+
+A restricted certificate sees only itself here, may replace its own certificate
+(key rotation) but change nothing else, and may remove only itself.
 """
 from __future__ import annotations
 
@@ -15,15 +20,39 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
+import time
 
 from aiohttp import web
 
+from runtime import auth
 from runtime.api import daemon, read_json, recursion, response
-from runtime.errors import BadRequest, Conflict, Forbidden, NotFound
+from runtime.auth import AUTHENTICATED, UNTRUSTED
+from runtime.errors import BadRequest, Conflict, Forbidden, NotFound, RuntimeAPIError
+from runtime.events import timestamp
 
 _NO_EXPIRY = "0001-01-01T00:00:00Z"
 _TYPES = ("client", "metrics")
+# LXD's expiry expressions: "30M", "1H 30M", "2d", "1w"... (S, M, H, d, w, m, y).
+_EXPIRY_UNITS = {"S": 1, "M": 60, "H": 3600, "d": 86400, "w": 7 * 86400,
+                 "m": 30 * 86400, "y": 365 * 86400}
+
+
+def expiry_seconds(expr: str) -> float:
+    """Seconds an LXD expiry expression stands for (0 for ""), or ValueError."""
+    total, seen = 0.0, set()
+    for part in str(expr).split():
+        m = re.fullmatch(r"(\d{1,9})([SMHdwmy])", part)
+        if not m or m.group(2) in seen:
+            raise ValueError(f"invalid expiry expression {expr!r} (e.g. 30M, 1H, 2d)")
+        seen.add(m.group(2))
+        total += int(m.group(1)) * _EXPIRY_UNITS[m.group(2)]
+    return total
+
+
+class TokenExpired(RuntimeAPIError):
+    status = 403
 
 
 # Trust password (stored as scrypt salt+hash, never in clear) ----------------------
@@ -104,7 +133,7 @@ def add_certificate(d, pem: str, fp: str, name: str, ctype: str = "client",
         raise Conflict("Certificate already in trust store")
     d.db.insert("certificates", fingerprint=fp, type=ctype, name=name or "",
                 certificate=pem, restricted=bool(restricted), projects=projects or [])
-    d.bus.lifecycle("certificate-created", f"/1.0/certificates/{fp}", "default")
+    d.bus.lifecycle("certificate-created", f"/1.0/certificates/{fp}", "")
 
 
 # Tokens -----------------------------------------------------------------------
@@ -125,6 +154,8 @@ def _find_token(d, value: str):
     for op in _tokens(d):
         for cand in candidates:
             if hmac.compare_digest(op.metadata["secret"], cand):
+                if op.expires and time.time() >= op.expires:
+                    raise TokenExpired("Token has expired")
                 return op
     return None
 
@@ -141,28 +172,53 @@ async def _create_token(request: web.Request, d, body: dict) -> web.Response:
     name = str(body.get("name") or "")
     restricted = bool(body.get("restricted", False))
     projects = _check_projects(d, restricted, body.get("projects"))
+    ctype = body.get("type") or "client"
+    if ctype not in _TYPES:
+        raise BadRequest(f"Invalid certificate type {ctype!r} (client or metrics)")
     used = asyncio.Event()
-    meta = {"request": {"name": name, "type": body.get("type") or "client",
+    lifetime = expiry_seconds(d.db.config_get().get("core.remote_token_expiry", ""))
+    expires = time.time() + lifetime if lifetime else 0.0
+    meta = {"request": {"name": name, "type": ctype,
                         "restricted": restricted, "projects": projects,
                         "certificate": "", "token": True},
             "secret": secrets.token_hex(32), "fingerprint": d.server_cert_fp(),
-            "addresses": d.https_addresses(), "expires_at": _NO_EXPIRY}
+            "addresses": d.https_addresses(),
+            "expires_at": timestamp(expires) if expires else _NO_EXPIRY}
 
     async def wait_used(op):
         try:
-            await used.wait()
+            await asyncio.wait_for(used.wait(), lifetime or None)
+        except TimeoutError:
+            raise TokenExpired("Token has expired")
         finally:
             op.metadata.pop("secret", None)
+    # project "": a token belongs to no project (administrators only).
     op = d.ops.create("token", "Certificate add token", wait_used, metadata=meta,
-                      cancellable=True)
+                      cancellable=True, project="")
     op.used = used
+    op.expires = expires
     return response.async_(op)
 
 
 # Handlers ---------------------------------------------------------------------
+def _own_only(request: web.Request, rows: list[dict]) -> list[dict]:
+    requestor = auth.of(request)
+    if requestor.admin:
+        return rows
+    return [r for r in rows if r["fingerprint"] == requestor.fingerprint]
+
+
+def _load(request: web.Request) -> dict:
+    """The certificate named in the path; a restricted caller finds only its own."""
+    row = _lookup(daemon(request), request.match_info["fingerprint"])
+    if not _own_only(request, [row]):
+        raise NotFound("Certificate not found")
+    return row
+
+
 async def list_certificates(request: web.Request) -> web.Response:
     d = daemon(request)
-    rows = d.db.select("certificates", order="name")
+    rows = _own_only(request, d.db.select("certificates", order="name"))
     if recursion(request):
         return response.sync([_render(r) for r in rows])
     return response.sync([f"/1.0/certificates/{r['fingerprint']}" for r in rows])
@@ -170,8 +226,13 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 async def create_certificate(request: web.Request) -> web.Response:
     d = daemon(request)
+    requestor = auth.of(request)
+    trusted = requestor.trusted
+    if trusted and not requestor.admin:
+        raise Forbidden(auth.RESTRICTED)
     body = await read_json(request)
-    trusted = request.get("trusted", True)
+    if not trusted and not (body.get("trust_token") or body.get("password")):
+        raise Forbidden("not authorized")
     if body.get("token"):
         if not trusted:
             raise Forbidden("not authorized")
@@ -214,18 +275,27 @@ async def create_certificate(request: web.Request) -> web.Response:
 
 
 async def get_certificate(request: web.Request) -> web.Response:
-    row = _lookup(daemon(request), request.match_info["fingerprint"])
+    row = _load(request)
     return response.sync(_render(row), etag=row["fingerprint"])
+
+
+def _changes_only_certificate(row: dict, body: dict, patch: bool) -> bool:
+    """True when the body keeps name, type and restrictions as they are."""
+    current = {"name": row["name"], "type": row["type"],
+               "restricted": bool(row["restricted"]), "projects": row["projects"] or []}
+    wanted = {"name": str(body.get("name") or ""), "type": body.get("type") or "client",
+              "restricted": body.get("restricted", False), "projects": body.get("projects")
+              or []}
+    return all(current[k] == wanted[k] for k in current if k in body or not patch)
 
 
 async def update_certificate(request: web.Request) -> web.Response:
     d = daemon(request)
-    row = _lookup(d, request.match_info["fingerprint"])
-    own = request.get("certificate")
-    if own and own.get("restricted"):
-        raise Forbidden("A restricted certificate can't change the trust store")
+    row = _load(request)
     body = await read_json(request)
     patch = request.method == "PATCH"
+    if not auth.of(request).admin and not _changes_only_certificate(row, body, patch):
+        raise Forbidden("A restricted certificate can only replace its own certificate")
     values = {}
     if "name" in body or not patch:
         values["name"] = str(body.get("name") or "")
@@ -247,28 +317,24 @@ async def update_certificate(request: web.Request) -> web.Response:
             values["certificate"], values["fingerprint"] = pem, new_fp
     if values:
         d.db.update("certificates", {"fingerprint": row["fingerprint"]}, **values)
-    d.bus.lifecycle("certificate-updated", f"/1.0/certificates/{new_fp}", "default")
+    d.bus.lifecycle("certificate-updated", f"/1.0/certificates/{new_fp}", "")
     return response.sync({})
 
 
 async def delete_certificate(request: web.Request) -> web.Response:
     d = daemon(request)
-    row = _lookup(d, request.match_info["fingerprint"])
-    own = request.get("certificate")
-    if own and own.get("restricted") and own["fingerprint"] != row["fingerprint"]:
-        raise Forbidden("A restricted certificate can only remove itself")
+    row = _load(request)
     d.db.delete("certificates", fingerprint=row["fingerprint"])
-    d.bus.lifecycle("certificate-deleted", f"/1.0/certificates/{row['fingerprint']}",
-                    "default")
+    d.bus.lifecycle("certificate-deleted", f"/1.0/certificates/{row['fingerprint']}", "")
     return response.sync({})
 
 
 ROUTES = [
-    ("GET", "/1.0/certificates", list_certificates, False),
+    ("GET", "/1.0/certificates", list_certificates, AUTHENTICATED),
     # Untrusted clients may POST to join (token or password); checked in the handler.
-    ("POST", "/1.0/certificates", create_certificate, True),
-    ("GET", "/1.0/certificates/{fingerprint}", get_certificate, False),
-    ("PUT", "/1.0/certificates/{fingerprint}", update_certificate, False),
-    ("PATCH", "/1.0/certificates/{fingerprint}", update_certificate, False),
-    ("DELETE", "/1.0/certificates/{fingerprint}", delete_certificate, False),
+    ("POST", "/1.0/certificates", create_certificate, UNTRUSTED),
+    ("GET", "/1.0/certificates/{fingerprint}", get_certificate, AUTHENTICATED),
+    ("PUT", "/1.0/certificates/{fingerprint}", update_certificate, AUTHENTICATED),
+    ("PATCH", "/1.0/certificates/{fingerprint}", update_certificate, AUTHENTICATED),
+    ("DELETE", "/1.0/certificates/{fingerprint}", delete_certificate, AUTHENTICATED),
 ]

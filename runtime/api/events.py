@@ -1,10 +1,16 @@
-"""/1.0/events: a websocket streaming operation, lifecycle and logging events."""
+"""/1.0/events: a websocket streaming operation, lifecycle and logging events.
+
+Each listener gets what its caller may see (runtime.events filters per viewer):
+a restricted certificate only its projects' events, even with `all-projects`.
+"""
 import asyncio
 import json
 
 from aiohttp import WSMsgType, web
 
+from runtime import auth
 from runtime.api import daemon
+from runtime.auth import AUTHENTICATED
 from runtime.errors import BadRequest
 
 TYPES = {"operation", "logging", "lifecycle"}
@@ -17,9 +23,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise BadRequest(f"Unknown event types: {', '.join(sorted(types - TYPES))}")
     project = None if request.query.get("all-projects") == "true" else \
         request.query.get("project") or None
+    if project is not None:
+        auth.require(request, project)
     ws = web.WebSocketResponse(heartbeat=None)
     await ws.prepare(request)
-    sub = d.bus.subscribe(types, project)
+    sub = d.bus.subscribe(types, project, viewer=auth.of(request))
 
     async def drain_incoming() -> None:
         async for msg in ws:
@@ -42,4 +50,4 @@ async def events(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-ROUTES = [("GET", "/1.0/events", events, False)]
+ROUTES = [("GET", "/1.0/events", events, AUTHENTICATED)]

@@ -18,6 +18,7 @@ import tty
 from aiohttp import WSMsgType, web
 
 from runtime.api import daemon, project, read_json, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest
 
 LOG = logging.getLogger(__name__)
@@ -302,4 +303,4 @@ async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
     return {"return": rc}
 
 
-ROUTES = [("POST", "/1.0/instances/{name}/exec", exec_instance, False)]
+ROUTES = [("POST", "/1.0/instances/{name}/exec", exec_instance, PROJECT)]

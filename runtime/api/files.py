@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from runtime.api import daemon, project, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest
 
 CHUNK = 256 * 1024
@@ -135,7 +136,7 @@ async def delete_file(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/instances/{name}/files", get_file, False),
-    ("POST", "/1.0/instances/{name}/files", post_file, False),
-    ("DELETE", "/1.0/instances/{name}/files", delete_file, False),
+    ("GET", "/1.0/instances/{name}/files", get_file, PROJECT),
+    ("POST", "/1.0/instances/{name}/files", post_file, PROJECT),
+    ("DELETE", "/1.0/instances/{name}/files", delete_file, PROJECT),
 ]

@@ -6,6 +6,7 @@ import urllib.parse
 from aiohttp import web
 
 from runtime.api import daemon, project, read_json, recursion, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict
 from runtime.images.store import Hasher, clean_properties
 
@@ -262,18 +263,18 @@ async def delete_alias(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/images", list_images, False),
-    ("POST", "/1.0/images", create_image, False),
-    ("GET", "/1.0/images/aliases", list_aliases, False),
-    ("POST", "/1.0/images/aliases", create_alias, False),
-    ("GET", "/1.0/images/aliases/{name:.+}", get_alias, False),
-    ("PUT", "/1.0/images/aliases/{name:.+}", update_alias, False),
-    ("PATCH", "/1.0/images/aliases/{name:.+}", update_alias, False),
-    ("POST", "/1.0/images/aliases/{name:.+}", rename_alias, False),
-    ("DELETE", "/1.0/images/aliases/{name:.+}", delete_alias, False),
-    ("GET", "/1.0/images/{fingerprint}", get_image, False),
-    ("PUT", "/1.0/images/{fingerprint}", update_image, False),
-    ("PATCH", "/1.0/images/{fingerprint}", update_image, False),
-    ("DELETE", "/1.0/images/{fingerprint}", delete_image, False),
-    ("GET", "/1.0/images/{fingerprint}/export", export_image, False),
+    ("GET", "/1.0/images", list_images, PROJECT),
+    ("POST", "/1.0/images", create_image, PROJECT),
+    ("GET", "/1.0/images/aliases", list_aliases, PROJECT),
+    ("POST", "/1.0/images/aliases", create_alias, PROJECT),
+    ("GET", "/1.0/images/aliases/{name:.+}", get_alias, PROJECT),
+    ("PUT", "/1.0/images/aliases/{name:.+}", update_alias, PROJECT),
+    ("PATCH", "/1.0/images/aliases/{name:.+}", update_alias, PROJECT),
+    ("POST", "/1.0/images/aliases/{name:.+}", rename_alias, PROJECT),
+    ("DELETE", "/1.0/images/aliases/{name:.+}", delete_alias, PROJECT),
+    ("GET", "/1.0/images/{fingerprint}", get_image, PROJECT),
+    ("PUT", "/1.0/images/{fingerprint}", update_image, PROJECT),
+    ("PATCH", "/1.0/images/{fingerprint}", update_image, PROJECT),
+    ("DELETE", "/1.0/images/{fingerprint}", delete_image, PROJECT),
+    ("GET", "/1.0/images/{fingerprint}/export", export_image, PROJECT),
 ]

@@ -3,7 +3,9 @@ import os
 
 from aiohttp import web
 
+from runtime import auth
 from runtime.api import daemon, field, project, read_json, recursion, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest, NotFound, PreconditionFailed
 from runtime.instances import state as inst_state
 
@@ -31,6 +33,8 @@ async def list_instances(request: web.Request) -> web.Response:
     d = daemon(request)
     all_projects = request.query.get("all-projects") == "true"
     insts = d.instances.list(None if all_projects else project(request))
+    if all_projects:
+        insts = [i for i in insts if auth.can_access(request, i.project)]
     flt = request.query.get("filter", "").strip()
     if flt:
         insts = [i for i in insts if _matches(i.render(d.instances.status(i)), flt)]
@@ -234,18 +238,18 @@ async def delete_console(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/instances", list_instances, False),
-    ("POST", "/1.0/instances", create_instance, False),
-    ("GET", "/1.0/instances/{name}", get_instance, False),
-    ("PUT", "/1.0/instances/{name}", update_instance, False),
-    ("PATCH", "/1.0/instances/{name}", update_instance, False),
-    ("POST", "/1.0/instances/{name}", post_instance, False),
-    ("DELETE", "/1.0/instances/{name}", delete_instance, False),
-    ("GET", "/1.0/instances/{name}/state", get_state, False),
-    ("PUT", "/1.0/instances/{name}/state", put_state, False),
-    ("GET", "/1.0/instances/{name}/logs", list_logs, False),
-    ("GET", "/1.0/instances/{name}/logs/{file}", get_log, False),
-    ("DELETE", "/1.0/instances/{name}/logs/{file}", delete_log, False),
-    ("GET", "/1.0/instances/{name}/console", get_console, False),
-    ("DELETE", "/1.0/instances/{name}/console", delete_console, False),
+    ("GET", "/1.0/instances", list_instances, PROJECT),
+    ("POST", "/1.0/instances", create_instance, PROJECT),
+    ("GET", "/1.0/instances/{name}", get_instance, PROJECT),
+    ("PUT", "/1.0/instances/{name}", update_instance, PROJECT),
+    ("PATCH", "/1.0/instances/{name}", update_instance, PROJECT),
+    ("POST", "/1.0/instances/{name}", post_instance, PROJECT),
+    ("DELETE", "/1.0/instances/{name}", delete_instance, PROJECT),
+    ("GET", "/1.0/instances/{name}/state", get_state, PROJECT),
+    ("PUT", "/1.0/instances/{name}/state", put_state, PROJECT),
+    ("GET", "/1.0/instances/{name}/logs", list_logs, PROJECT),
+    ("GET", "/1.0/instances/{name}/logs/{file}", get_log, PROJECT),
+    ("DELETE", "/1.0/instances/{name}/logs/{file}", delete_log, PROJECT),
+    ("GET", "/1.0/instances/{name}/console", get_console, PROJECT),
+    ("DELETE", "/1.0/instances/{name}/console", delete_console, PROJECT),
 ]

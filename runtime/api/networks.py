@@ -1,8 +1,21 @@
-"""/1.0/networks: managed bridges (CRUD, rename, state, leases) and host interfaces."""
+"""/1.0/networks: managed bridges (CRUD, rename, state, leases) and host interfaces.
+
+Networks are host bridges, server-wide here (no `features.networks`): clients of a
+project see them, only administrators create or change them, and `used_by` and
+leases show each caller only its projects' instances.
+"""
 from aiohttp import web
 
+from runtime import auth
 from runtime.api import daemon, project, read_json, recursion, response
+from runtime.auth import ADMIN, PROJECT
 from runtime.errors import BadRequest
+
+
+def _render(request: web.Request, nets, name: str) -> dict:
+    out = nets.render(name)
+    out["used_by"] = auth.visible(request, out["used_by"])
+    return out
 
 
 def _nets(request: web.Request):
@@ -20,7 +33,7 @@ async def list_networks(request: web.Request) -> web.Response:
         out = []
         for n in names:
             try:
-                out.append(nets.render(n))
+                out.append(_render(request, nets, n))
             except Exception:  # noqa: BLE001 - an interface vanished meanwhile
                 continue
         return response.sync(out)
@@ -36,7 +49,7 @@ async def create_network(request: web.Request) -> web.Response:
 
 
 async def get_network(request: web.Request) -> web.Response:
-    return response.sync(_nets(request).render(request.match_info["name"]))
+    return response.sync(_render(request, _nets(request), request.match_info["name"]))
 
 
 async def update_network(request: web.Request) -> web.Response:
@@ -65,17 +78,24 @@ async def network_state(request: web.Request) -> web.Response:
 
 
 async def network_leases(request: web.Request) -> web.Response:
-    return response.sync(_nets(request).leases(request.match_info["name"]))
+    d = daemon(request)
+    leases = _nets(request).leases(request.match_info["name"])
+    if not auth.of(request).admin:
+        mine = {inst.config.get(f"volatile.{dev}.hwaddr") or spec.get("hwaddr")
+                for inst in d.instances.list(None) if auth.can_access(request, inst.project)
+                for dev, spec in inst.expanded_devices.items() if spec.get("type") == "nic"}
+        leases = [lease for lease in leases if lease["hwaddr"] in mine - {None}]
+    return response.sync(leases)
 
 
 ROUTES = [
-    ("GET", "/1.0/networks", list_networks, False),
-    ("POST", "/1.0/networks", create_network, False),
-    ("GET", "/1.0/networks/{name}", get_network, False),
-    ("PUT", "/1.0/networks/{name}", update_network, False),
-    ("PATCH", "/1.0/networks/{name}", update_network, False),
-    ("POST", "/1.0/networks/{name}", rename_network, False),
-    ("DELETE", "/1.0/networks/{name}", delete_network, False),
-    ("GET", "/1.0/networks/{name}/state", network_state, False),
-    ("GET", "/1.0/networks/{name}/leases", network_leases, False),
+    ("GET", "/1.0/networks", list_networks, PROJECT),
+    ("POST", "/1.0/networks", create_network, ADMIN),
+    ("GET", "/1.0/networks/{name}", get_network, PROJECT),
+    ("PUT", "/1.0/networks/{name}", update_network, ADMIN),
+    ("PATCH", "/1.0/networks/{name}", update_network, ADMIN),
+    ("POST", "/1.0/networks/{name}", rename_network, ADMIN),
+    ("DELETE", "/1.0/networks/{name}", delete_network, ADMIN),
+    ("GET", "/1.0/networks/{name}/state", network_state, PROJECT),
+    ("GET", "/1.0/networks/{name}/leases", network_leases, PROJECT),
 ]

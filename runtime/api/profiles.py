@@ -1,7 +1,9 @@
 """/1.0/profiles: CRUD and rename; edits reach running instances live where they can."""
 from aiohttp import web
 
+from runtime import auth, restrictions
 from runtime.api import daemon, project, read_json, recursion, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import config as cfg
 
@@ -15,9 +17,10 @@ def _used_by(d, proj: str, name: str) -> list[str]:
     return sorted(out)
 
 
-def _render(d, row: dict) -> dict:
+def _render(request: web.Request, d, row: dict) -> dict:
     return {"name": row["name"], "description": row["description"], "config": row["config"],
-            "devices": row["devices"], "used_by": _used_by(d, row["project"], row["name"]),
+            "devices": row["devices"],
+            "used_by": auth.visible(request, _used_by(d, row["project"], row["name"])),
             "project": row["project"]}
 
 
@@ -35,7 +38,7 @@ async def list_profiles(request: web.Request) -> web.Response:
     proj = d.profile_project(project(request))
     rows = d.db.select("profiles", {"project": proj}, order="name")
     if recursion(request):
-        return response.sync([_render(d, r) for r in rows])
+        return response.sync([_render(request, d, r) for r in rows])
     return response.sync([f"/1.0/profiles/{r['name']}" for r in rows])
 
 
@@ -48,6 +51,7 @@ async def create_profile(request: web.Request) -> web.Response:
         raise Conflict(f"Profile {name!r} already exists")
     config = cfg.validate_config(body.get("config") or {}, "profile")
     devices = cfg.validate_devices(body.get("devices") or {}, "profile")
+    restrictions.check_profile(d, proj, project(request), name, config, devices)
     d.db.insert("profiles", project=proj, name=name, description=str(
         body.get("description") or ""), config=config, devices=devices)
     d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", proj)
@@ -55,7 +59,7 @@ async def create_profile(request: web.Request) -> web.Response:
 
 
 async def get_profile(request: web.Request) -> web.Response:
-    return response.sync(_render(daemon(request), _load(request)))
+    return response.sync(_render(request, daemon(request), _load(request)))
 
 
 async def update_profile(request: web.Request) -> web.Response:
@@ -68,6 +72,8 @@ async def update_profile(request: web.Request) -> web.Response:
     if patch:
         config = {**row["config"], **config}
         devices = {**row["devices"], **devices}
+    restrictions.check_profile(d, row["project"], project(request), row["name"], config,
+                               devices)
     description = str(body.get("description", row["description"] if patch else ""))
     # Running instances using the profile get what can change live: limits, and
     # devices plugged or unplugged against what they had before the edit.
@@ -118,11 +124,11 @@ async def delete_profile(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/profiles", list_profiles, False),
-    ("POST", "/1.0/profiles", create_profile, False),
-    ("GET", "/1.0/profiles/{name}", get_profile, False),
-    ("PUT", "/1.0/profiles/{name}", update_profile, False),
-    ("PATCH", "/1.0/profiles/{name}", update_profile, False),
-    ("POST", "/1.0/profiles/{name}", rename_profile, False),
-    ("DELETE", "/1.0/profiles/{name}", delete_profile, False),
+    ("GET", "/1.0/profiles", list_profiles, PROJECT),
+    ("POST", "/1.0/profiles", create_profile, PROJECT),
+    ("GET", "/1.0/profiles/{name}", get_profile, PROJECT),
+    ("PUT", "/1.0/profiles/{name}", update_profile, PROJECT),
+    ("PATCH", "/1.0/profiles/{name}", update_profile, PROJECT),
+    ("POST", "/1.0/profiles/{name}", rename_profile, PROJECT),
+    ("DELETE", "/1.0/profiles/{name}", delete_profile, PROJECT),
 ]

@@ -1,8 +1,9 @@
 """/1.0/projects: CRUD, rename and state."""
 from aiohttp import web
 
-from runtime import controlchars
+from runtime import auth, controlchars
 from runtime.api import daemon, read_json, recursion, response
+from runtime.auth import ADMIN, AUTHENTICATED
 from runtime.errors import BadRequest
 
 
@@ -15,7 +16,8 @@ def _projects(request: web.Request):
 
 async def list_projects(request: web.Request) -> web.Response:
     p = _projects(request)
-    rows = daemon(request).db.select("projects", order="name")
+    rows = [r for r in daemon(request).db.select("projects", order="name")
+            if auth.can_access(request, r["name"])]
     if recursion(request):
         return response.sync([p.render(r) for r in rows])
     return response.sync([f"/1.0/projects/{r['name']}" for r in rows])
@@ -37,7 +39,7 @@ async def create_project(request: web.Request) -> web.Response:
 
 async def get_project(request: web.Request) -> web.Response:
     p = _projects(request)
-    row = p.get(request.match_info["name"])
+    row = p.get(auth.require(request, request.match_info["name"]))
     return response.sync(p.render(row))
 
 
@@ -63,7 +65,7 @@ async def delete_project(request: web.Request) -> web.Response:
 async def project_state(request: web.Request) -> web.Response:
     d = daemon(request)
     p = _projects(request)
-    name = p.get(request.match_info["name"])["name"]
+    name = p.get(auth.require(request, request.match_info["name"]))["name"]
     n = len(d.db.select("instances", {"project": name}))
     return response.sync({"resources": {
         "containers": {"limit": -1, "usage": n}, "instances": {"limit": -1, "usage": n},
@@ -71,12 +73,12 @@ async def project_state(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/projects", list_projects, False),
-    ("POST", "/1.0/projects", create_project, False),
-    ("GET", "/1.0/projects/{name}", get_project, False),
-    ("PUT", "/1.0/projects/{name}", update_project, False),
-    ("PATCH", "/1.0/projects/{name}", update_project, False),
-    ("POST", "/1.0/projects/{name}", rename_project, False),
-    ("DELETE", "/1.0/projects/{name}", delete_project, False),
-    ("GET", "/1.0/projects/{name}/state", project_state, False),
+    ("GET", "/1.0/projects", list_projects, AUTHENTICATED),
+    ("POST", "/1.0/projects", create_project, ADMIN),
+    ("GET", "/1.0/projects/{name}", get_project, AUTHENTICATED),
+    ("PUT", "/1.0/projects/{name}", update_project, ADMIN),
+    ("PATCH", "/1.0/projects/{name}", update_project, ADMIN),
+    ("POST", "/1.0/projects/{name}", rename_project, ADMIN),
+    ("DELETE", "/1.0/projects/{name}", delete_project, ADMIN),
+    ("GET", "/1.0/projects/{name}/state", project_state, AUTHENTICATED),
 ]

@@ -10,6 +10,7 @@ import platform
 from aiohttp import web
 
 from runtime.api import daemon, response
+from runtime.auth import AUTHENTICATED
 
 
 def _read(path: str, default: str = "") -> str:
@@ -143,5 +144,5 @@ async def get_resources(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/resources", get_resources, False),
+    ("GET", "/1.0/resources", get_resources, AUTHENTICATED),
 ]

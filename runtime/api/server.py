@@ -4,8 +4,10 @@ import platform
 
 from aiohttp import web
 
-from runtime import arch, controlchars
-from runtime.api import daemon, project, read_json, response
+from runtime import arch, auth, controlchars
+from runtime.api import daemon, read_json, requested_project, response
+from runtime.api.certificates import expiry_seconds
+from runtime.auth import ADMIN, UNTRUSTED
 from runtime.instances import config as cfg
 from runtime.errors import BadRequest
 
@@ -28,7 +30,7 @@ API_EXTENSIONS = [
     "instance_snapshot_never", "certificate_token", "linux_sysctl", "cloud_init",
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
-    "resources", "network_leases",
+    "resources", "network_leases", "metrics", "remote_token_expiry",
 ]
 
 SERVER_CONFIG_KEYS = {
@@ -41,11 +43,13 @@ SERVER_CONFIG_KEYS = {
     "images.max_unpacked_size", "images.max_unpacked_files",
     "storage.backups_volume", "storage.images_volume", "core.debug_address",
     "core.bgp_address", "core.metrics_address", "core.shutdown_timeout",
+    "core.remote_token_expiry",
 }
 
 
 _VALUE_CHECKS = {"images.max_unpacked_size": cfg.is_size,
-                 "images.max_unpacked_files": cfg.is_uint}
+                 "images.max_unpacked_files": cfg.is_uint,
+                 "core.remote_token_expiry": lambda v: expiry_seconds(str(v))}
 
 
 async def root(request: web.Request) -> web.Response:
@@ -63,13 +67,18 @@ def public_info(d) -> dict:
 
 
 async def get_server(request: web.Request) -> web.Response:
+    """Untrusted callers get the public form; restricted ones (as in LXD) the
+    environment but no server config; administrators everything."""
     d = daemon(request)
-    if not request.get("trusted", True):
+    requestor = auth.of(request)
+    if not requestor.trusted:
         return response.sync(public_info(d))
     info = public_info(d)
     info["auth"] = "trusted"
+    info["auth_user_name"] = requestor.fingerprint or ""
+    info["auth_user_method"] = requestor.protocol
     info["config"] = {k: ("true" if k == "core.trust_password" else v)
-                      for k, v in d.db.config_get().items()}
+                      for k, v in d.db.config_get().items()} if requestor.admin else None
     info["environment"] = {
         "addresses": d.https_addresses(), "architectures": arch.supported(),
         "certificate": d.server_cert_pem(), "certificate_fingerprint": d.server_cert_fp(),
@@ -81,7 +90,8 @@ async def get_server(request: web.Request) -> web.Response:
                          "network_phys_macvlan_mtu": True, "network_veth_router": True,
                          "pidfd": True, "seccomp_allow_deny_syntax": True,
                          "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False}.items()},
-        "os_name": "Debian GNU/Linux", "os_version": "12", "project": project(request),
+        "os_name": "Debian GNU/Linux", "os_version": "12",
+        "project": requested_project(request),
         "server": "nova-lxd-runtime", "server_clustered": False, "server_event_mode":
         "full-mesh", "server_name": platform.node(), "server_pid": os.getpid(),
         "server_version": "5.0.2", "storage": "dir", "storage_version": "1",
@@ -119,8 +129,8 @@ async def update_server(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/", root, True),
-    ("GET", "/1.0", get_server, True),
-    ("PUT", "/1.0", update_server, False),
-    ("PATCH", "/1.0", update_server, False),
+    ("GET", "/", root, UNTRUSTED),
+    ("GET", "/1.0", get_server, UNTRUSTED),
+    ("PUT", "/1.0", update_server, ADMIN),
+    ("PATCH", "/1.0", update_server, ADMIN),
 ]

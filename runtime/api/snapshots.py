@@ -7,6 +7,7 @@ operation. The work itself lives in runtime.instances.snapshots.
 from aiohttp import web
 
 from runtime.api import daemon, project, read_json, recursion, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest
 
 
@@ -108,11 +109,11 @@ async def delete_snapshot(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/instances/{name}/snapshots", list_snapshots, False),
-    ("POST", "/1.0/instances/{name}/snapshots", create_snapshot, False),
-    ("GET", "/1.0/instances/{name}/snapshots/{snap}", get_snapshot, False),
-    ("PUT", "/1.0/instances/{name}/snapshots/{snap}", update_snapshot, False),
-    ("PATCH", "/1.0/instances/{name}/snapshots/{snap}", update_snapshot, False),
-    ("POST", "/1.0/instances/{name}/snapshots/{snap}", post_snapshot, False),
-    ("DELETE", "/1.0/instances/{name}/snapshots/{snap}", delete_snapshot, False),
+    ("GET", "/1.0/instances/{name}/snapshots", list_snapshots, PROJECT),
+    ("POST", "/1.0/instances/{name}/snapshots", create_snapshot, PROJECT),
+    ("GET", "/1.0/instances/{name}/snapshots/{snap}", get_snapshot, PROJECT),
+    ("PUT", "/1.0/instances/{name}/snapshots/{snap}", update_snapshot, PROJECT),
+    ("PATCH", "/1.0/instances/{name}/snapshots/{snap}", update_snapshot, PROJECT),
+    ("POST", "/1.0/instances/{name}/snapshots/{snap}", post_snapshot, PROJECT),
+    ("DELETE", "/1.0/instances/{name}/snapshots/{snap}", delete_snapshot, PROJECT),
 ]

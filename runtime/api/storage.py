@@ -1,20 +1,38 @@
-"""/1.0/storage-pools: pools (dir, btrfs) with their resources and state."""
+"""/1.0/storage-pools: pools (dir, btrfs) with their resources and state.
+
+Pools are server-wide: any trusted client lists them (as in LXD), but only
+administrators see their config or change them, and `used_by` shows each caller
+only its projects' objects.
+"""
 from aiohttp import web
 
-from runtime import controlchars
+from runtime import auth, controlchars
 from runtime.api import daemon, read_json, recursion, response
+from runtime.auth import ADMIN, AUTHENTICATED
 from runtime.errors import BadRequest, Conflict, NotFound
 
 
+def _view(request: web.Request, d, row: dict) -> dict:
+    out = _render(d, row)
+    if not auth.of(request).admin:
+        out["config"] = {}
+        out["used_by"] = auth.visible(request, out["used_by"])
+    return out
+
+
+def _in(project: str) -> str:
+    return "" if project == "default" else f"?project={project}"
+
+
 def _render(d, row: dict) -> dict:
-    used = [f"/1.0/instances/{r['name']}" for r in d.db.select("instances", {"pool": row["name"]})]
-    used += [f"/1.0/profiles/{p['name']}" for p in d.db.select("profiles")
+    used = [f"/1.0/instances/{r['name']}{_in(r['project'])}"
+            for r in d.db.select("instances", {"pool": row["name"]})]
+    used += [f"/1.0/profiles/{p['name']}{_in(p['project'])}" for p in d.db.select("profiles")
              if any(dev.get("type") == "disk" and dev.get("pool") == row["name"]
                     for dev in p["devices"].values())]
     for vol in d.db.select("storage_volumes", {"pool": row["name"]}):
-        suffix = "" if vol["project"] == "default" else f"?project={vol['project']}"
         used.append(f"/1.0/storage-pools/{row['name']}/volumes/{vol['type']}/"
-                    f"{vol['name']}{suffix}")
+                    f"{vol['name']}{_in(vol['project'])}")
     return {"name": row["name"], "driver": row["driver"], "description": row["description"],
             "config": row["config"], "status": row["status"], "locations": ["none"],
             "used_by": sorted(used)}
@@ -31,7 +49,7 @@ async def list_pools(request: web.Request) -> web.Response:
     d = daemon(request)
     rows = d.db.select("storage_pools", order="name")
     if recursion(request):
-        return response.sync([_render(d, r) for r in rows])
+        return response.sync([_view(request, d, r) for r in rows])
     return response.sync([f"/1.0/storage-pools/{r['name']}" for r in rows])
 
 
@@ -52,7 +70,7 @@ async def create_pool(request: web.Request) -> web.Response:
 
 async def get_pool(request: web.Request) -> web.Response:
     d = daemon(request)
-    out = _render(d, _load(request))
+    out = _view(request, d, _load(request))
     out["state"] = d.pool(out["name"]).state()
     return response.sync(out)
 
@@ -91,11 +109,11 @@ async def delete_pool(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    ("GET", "/1.0/storage-pools", list_pools, False),
-    ("POST", "/1.0/storage-pools", create_pool, False),
-    ("GET", "/1.0/storage-pools/{name}", get_pool, False),
-    ("PUT", "/1.0/storage-pools/{name}", update_pool, False),
-    ("PATCH", "/1.0/storage-pools/{name}", update_pool, False),
-    ("DELETE", "/1.0/storage-pools/{name}", delete_pool, False),
-    ("GET", "/1.0/storage-pools/{name}/resources", get_resources, False),
+    ("GET", "/1.0/storage-pools", list_pools, AUTHENTICATED),
+    ("POST", "/1.0/storage-pools", create_pool, ADMIN),
+    ("GET", "/1.0/storage-pools/{name}", get_pool, AUTHENTICATED),
+    ("PUT", "/1.0/storage-pools/{name}", update_pool, ADMIN),
+    ("PATCH", "/1.0/storage-pools/{name}", update_pool, ADMIN),
+    ("DELETE", "/1.0/storage-pools/{name}", delete_pool, ADMIN),
+    ("GET", "/1.0/storage-pools/{name}/resources", get_resources, AUTHENTICATED),
 ]

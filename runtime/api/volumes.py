@@ -15,8 +15,9 @@ import time
 
 from aiohttp import web
 
-from runtime import controlchars, proc
+from runtime import auth, controlchars, proc, restrictions
 from runtime.api import daemon, project, read_json, recursion, response
+from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
 from runtime.instances.config import parse_size
@@ -44,6 +45,17 @@ def _vproj(d, proj: str) -> str:
 
 def _disk_path(proj: str, name: str) -> str:
     return volume_name(proj, name)
+
+
+def _check_name(name: object, vproj: str) -> str:
+    """On disk a volume is `<project>_<name>`, but plain `<name>` in the default
+    project: there a `_` could make it another project's (project names have none)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BadRequest(f"Invalid storage volume name {name!r}")
+    if vproj == "default" and "_" in name:
+        raise BadRequest(f"Invalid storage volume name {name!r}: no '_' in the default "
+                         "project (it would collide with another project's volumes)")
+    return name
 
 
 def _row(d, pool: str, proj: str, name: str) -> dict:
@@ -75,10 +87,11 @@ def _used_by(d, pool: str, vproj: str, name: str) -> list[str]:
     return sorted(out)
 
 
-def _render_custom(d, pool, row: dict) -> dict:
+def _render_custom(request: web.Request, d, pool, row: dict) -> dict:
     return {"name": row["name"], "type": "custom", "content_type": "filesystem",
             "description": row["description"], "config": row["config"],
-            "used_by": _used_by(d, pool.name, row["project"], row["name"]),
+            "used_by": auth.visible(request, _used_by(d, pool.name, row["project"],
+                                                      row["name"])),
             "location": "none", "created_at": timestamp(row["created_at"]),
             "pool": pool.name, "project": row["project"]}
 
@@ -95,12 +108,14 @@ def _instance_volumes(d, pool, proj: str) -> list[dict]:
     return out
 
 
-def _image_volumes(d, pool) -> list[dict]:
+def _image_volumes(d, pool, proj: str) -> list[dict]:
+    """The pool's unpacked images that this project's image list holds."""
     base = os.path.join(pool.path, "images")
+    mine = set(d.db.names("images", "fingerprint", project=d.image_project(proj)))
     out = []
     if os.path.isdir(base):
         for fp in sorted(os.listdir(base)):
-            if not fp.startswith(".") and not fp.endswith(".tmp") and pool.image_ready(fp):
+            if fp in mine and pool.image_ready(fp):
                 out.append({"name": fp, "type": "image", "content_type": "filesystem",
                             "description": "", "config": {},
                             "used_by": [f"/1.0/images/{fp}"], "location": "none",
@@ -109,16 +124,16 @@ def _image_volumes(d, pool) -> list[dict]:
     return out
 
 
-def _all(d, pool, proj: str, vtype: str | None) -> list[dict]:
+def _all(request: web.Request, d, pool, proj: str, vtype: str | None) -> list[dict]:
     items = []
     if vtype in (None, "container"):
         items += _instance_volumes(d, pool, proj)
     if vtype in (None, "image"):
-        items += _image_volumes(d, pool)
+        items += _image_volumes(d, pool, proj)
     if vtype in (None, "custom"):
         rows = d.db.select("storage_volumes", {"pool": pool.name, "project": _vproj(d, proj),
                                                "type": "custom"}, order="name")
-        items += [_render_custom(d, pool, r) for r in rows]
+        items += [_render_custom(request, d, pool, r) for r in rows]
     return items
 
 
@@ -132,7 +147,7 @@ def _vtype(request: web.Request) -> str:
 async def list_volumes(request: web.Request) -> web.Response:
     d, pool = _pool(request)
     vtype = _vtype(request) if "type" in request.match_info else None
-    items = _all(d, pool, project(request), vtype)
+    items = _all(request, d, pool, project(request), vtype)
     if recursion(request):
         return response.sync(items)
     return response.sync([f"/1.0/storage-pools/{pool.name}/volumes/{v['type']}/{v['name']}"
@@ -157,10 +172,8 @@ async def create_volume(request: web.Request) -> web.Response:
     vtype = _TYPES.get(request.match_info.get("type") or body.get("type") or "custom")
     if vtype != "custom":
         raise BadRequest("Only custom storage volumes can be created")
-    name = body.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise BadRequest(f"Invalid storage volume name {name!r}")
     vproj = _vproj(d, proj)
+    name = _check_name(body.get("name"), vproj)
     if d.db.get("storage_volumes", pool=pool.name, project=vproj, type="custom", name=name):
         raise Conflict(f"Storage volume {name!r} already exists in pool {pool.name!r}")
     config = controlchars.string_map(body.get("config") or {}, "volume config")
@@ -173,7 +186,8 @@ async def create_volume(request: web.Request) -> web.Response:
     src_path = None
     if source.get("type") == "copy":
         src_pool = d.pool(source.get("pool") or pool.name)
-        src_row = _row(d, src_pool.name, source.get("project") or proj, source.get("name"))
+        src_proj = auth.require(request, source.get("project") or proj)
+        src_row = _row(d, src_pool.name, src_proj, source.get("name"))
         src_path = src_pool.custom_path(_disk_path(src_row["project"], src_row["name"]))
     elif source.get("type") not in (None, "", "none"):
         raise BadRequest(f"Unsupported volume source type {source.get('type')!r}")
@@ -226,12 +240,12 @@ def _named(request: web.Request):
 async def get_volume(request: web.Request) -> web.Response:
     d, pool, proj, vtype, name = _named(request)
     if vtype != "custom":
-        for item in _all(d, pool, proj, vtype):
+        for item in _all(request, d, pool, proj, vtype):
             if item["name"] == name:
                 return response.sync(item)
         raise NotFound(f"Storage volume {name!r} not found in pool {pool.name!r}")
     row = _row(d, pool.name, proj, name)
-    out = _render_custom(d, pool, row)
+    out = _render_custom(request, d, pool, row)
     return response.sync(out)
 
 
@@ -294,9 +308,7 @@ async def rename_volume(request: web.Request) -> web.Response:
     if body.get("pool") and body["pool"] != pool.name:
         raise BadRequest("Moving a volume to another pool is not supported: copy it "
                          "(source type 'copy') and delete the original")
-    new = body.get("name")
-    if not isinstance(new, str) or not _NAME.match(new):
-        raise BadRequest(f"Invalid storage volume name {new!r}")
+    new = _check_name(body.get("name"), row["project"])
     used = _used_by(d, pool.name, row["project"], name)
     if used:
         raise BadRequest(f"Storage volume {name!r} is in use by {', '.join(used)}")
@@ -438,6 +450,7 @@ async def create_volume_snapshot(request: web.Request) -> web.Response:
     from runtime.instances.config import validate_snapshot_name
     from runtime.instances.snapshots import parse_time
     d, pool, proj, row = _vol_for_snapshots(request)
+    restrictions.rules(d, proj).check_snapshots(f"storage volume {row['name']!r}")
     body = await read_json(request)
     existing = {r["name"].split("/", 1)[1] for r in _snap_rows(d, pool.name, row)}
     snap = body.get("name")
@@ -537,21 +550,21 @@ async def delete_volume_snapshot(request: web.Request) -> web.Response:
 
 _BASE = "/1.0/storage-pools/{pool}/volumes"
 ROUTES = [
-    ("GET", _BASE, list_volumes, False),
-    ("POST", _BASE, create_volume, False),
-    ("GET", _BASE + "/{type}", list_volumes, False),
-    ("POST", _BASE + "/{type}", create_volume, False),
-    ("GET", _BASE + "/{type}/{vol}", get_volume, False),
-    ("PUT", _BASE + "/{type}/{vol}", update_volume, False),
-    ("PATCH", _BASE + "/{type}/{vol}", update_volume, False),
-    ("POST", _BASE + "/{type}/{vol}", rename_volume, False),
-    ("DELETE", _BASE + "/{type}/{vol}", delete_volume, False),
-    ("GET", _BASE + "/{type}/{vol}/state", get_volume_state, False),
-    ("GET", _BASE + "/{type}/{vol}/snapshots", list_volume_snapshots, False),
-    ("POST", _BASE + "/{type}/{vol}/snapshots", create_volume_snapshot, False),
-    ("GET", _BASE + "/{type}/{vol}/snapshots/{snap}", get_volume_snapshot, False),
-    ("PUT", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, False),
-    ("PATCH", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, False),
-    ("POST", _BASE + "/{type}/{vol}/snapshots/{snap}", rename_volume_snapshot, False),
-    ("DELETE", _BASE + "/{type}/{vol}/snapshots/{snap}", delete_volume_snapshot, False),
+    ("GET", _BASE, list_volumes, PROJECT),
+    ("POST", _BASE, create_volume, PROJECT),
+    ("GET", _BASE + "/{type}", list_volumes, PROJECT),
+    ("POST", _BASE + "/{type}", create_volume, PROJECT),
+    ("GET", _BASE + "/{type}/{vol}", get_volume, PROJECT),
+    ("PUT", _BASE + "/{type}/{vol}", update_volume, PROJECT),
+    ("PATCH", _BASE + "/{type}/{vol}", update_volume, PROJECT),
+    ("POST", _BASE + "/{type}/{vol}", rename_volume, PROJECT),
+    ("DELETE", _BASE + "/{type}/{vol}", delete_volume, PROJECT),
+    ("GET", _BASE + "/{type}/{vol}/state", get_volume_state, PROJECT),
+    ("GET", _BASE + "/{type}/{vol}/snapshots", list_volume_snapshots, PROJECT),
+    ("POST", _BASE + "/{type}/{vol}/snapshots", create_volume_snapshot, PROJECT),
+    ("GET", _BASE + "/{type}/{vol}/snapshots/{snap}", get_volume_snapshot, PROJECT),
+    ("PUT", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, PROJECT),
+    ("PATCH", _BASE + "/{type}/{vol}/snapshots/{snap}", update_volume_snapshot, PROJECT),
+    ("POST", _BASE + "/{type}/{vol}/snapshots/{snap}", rename_volume_snapshot, PROJECT),
+    ("DELETE", _BASE + "/{type}/{vol}/snapshots/{snap}", delete_volume_snapshot, PROJECT),
 ]

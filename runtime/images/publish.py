@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from runtime import arch
+from runtime import arch, auth
 from runtime.errors import BadRequest, CommandFailed, Conflict
 from runtime.images import metadata
 from runtime.images.store import clean_properties
@@ -164,7 +164,7 @@ class Publisher:
         if stype in ("instance", "container") and snap:
             raise BadRequest("An instance source names an instance; use type 'snapshot' "
                              "for 'instance/snapshot'")
-        src_project = source.get("project") or project
+        src_project = auth.require(request, source.get("project") or project)
         inst = self.d.instances.load(src_project, inst_name)
         row = self.snaps.row(inst, snap) if snap else None
         props = clean_properties(body.get("properties") or {}, "image")

@@ -27,7 +27,7 @@ import urllib.parse
 import aiohttp
 from aiohttp import web
 
-from runtime import arch
+from runtime import arch, auth
 from runtime import db as dbmod
 from runtime.errors import BadRequest, NotFound, RuntimeAPIError
 from runtime.images.store import Hasher
@@ -406,6 +406,10 @@ class RemoteImages:
     async def import_image(self, request: web.Request, project: str, body: dict):
         from runtime.api import response
         source = body.get("source") or {}
+        if source.get("project") is not None:
+            # Only the server's public images are fetched (anonymously), whatever
+            # project is named; still, a caller names only projects of its own.
+            auth.require(request, str(source["project"]))
         if (source.get("mode") or "pull") != "pull":
             raise BadRequest("Only pull mode is supported for image sources")
         remote = UrlRemote(source) if source.get("type") == "url" else Remote(source)
@@ -523,8 +527,8 @@ class RemoteImages:
                                            "public": 1}, order="uploaded_at")
 
     async def _public_list(self, request: web.Request):
-        from runtime.api import project, recursion, response
-        proj = project(request)
+        from runtime.api import recursion, requested_project, response
+        proj = requested_project(request)
         rows = self._public_rows(proj)
         if request.path.endswith("/aliases"):
             fps = {r["fingerprint"] for r in rows}
@@ -541,8 +545,8 @@ class RemoteImages:
         return response.sync([f"/1.0/images/{r['fingerprint']}" for r in rows])
 
     async def _public_alias(self, request: web.Request):
-        from runtime.api import project, response
-        proj = project(request)
+        from runtime.api import requested_project, response
+        proj = requested_project(request)
         name = urllib.parse.unquote(request.path[len("/1.0/images/aliases/"):])
         row = self.d.db.get("image_aliases", project=self.d.images.project_of(proj), name=name)
         if row is None or not self._is_public(proj, row["fingerprint"]):
@@ -555,9 +559,9 @@ class RemoteImages:
         return bool(row and row["public"])
 
     async def _public_image(self, request: web.Request):
-        from runtime.api import project, response
+        from runtime.api import requested_project, response
         parts = request.path.split("/")
-        proj = project(request)
+        proj = requested_project(request)
         try:
             row = self.d.images.get(proj, parts[3])
         except RuntimeAPIError:

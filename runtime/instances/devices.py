@@ -22,7 +22,7 @@ import shutil
 import stat
 import sys
 
-from runtime import controlchars, proc
+from runtime import controlchars, proc, restrictions
 from runtime.errors import BadRequest, CommandFailed
 from runtime.instances import cgroups
 from runtime.instances.config import parse_size, truthy
@@ -219,8 +219,18 @@ class Devices:
 
     def _volume_path(self, inst, dev: dict) -> str:
         """A custom volume's directory, in the project that owns the instance's volumes."""
+        source = dev.get("source", "")
+        if not source or "/" in source or source in (".", ".."):
+            # "vol/../../x" would leave the pool (or reach another project's volume).
+            raise BadRequest(f"disk source {source!r} is not a custom volume name")
         vproj = self.d._feature(inst.project, "features.storage.volumes")
-        return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, dev["source"]))
+        return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
+
+    def _host_source(self, inst, name: str, dev: dict) -> str:
+        """A host-path disk's source, resolved and re-checked against a restricted
+        project's restricted.devices.disk.paths at every start and hot-plug."""
+        return restrictions.resolve_disk_source(self.d, inst.project, name,
+                                                dev.get("source", ""))
 
     # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
@@ -233,7 +243,11 @@ class Devices:
                 if node:
                     out[name] = node
                 continue
-            if dtype != "disk" or dev.get("path") == "/" or not dev.get("pool"):
+            if dtype != "disk" or dev.get("path") == "/":
+                continue
+            if not dev.get("pool"):
+                if dev.get("source"):
+                    out[name] = self._host_source(inst, name, dev)
                 continue
             path = self._volume_path(inst, dev)
             if not os.path.isdir(path):
@@ -532,7 +546,7 @@ class Devices:
         if dev.get("pool"):
             source = self._volume_path(inst, dev)
         else:
-            source = dev.get("source")
+            source = self._host_source(inst, name, dev) if dev.get("source") else None
         if not source or not os.path.exists(source):
             if dev.get("required", "true") == "false":
                 return

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import uuid
 
-from runtime import arch
+from runtime import arch, restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import cgroups, lxc, templates
@@ -163,7 +163,14 @@ class InstanceManager:
         profile_rows = self._profiles(project, profiles)
         config = cfg.validate_config(body.get("config") or {})
         devices = cfg.validate_devices(body.get("devices") or {})
-        _econfig, edevices = expand(profile_rows, config, devices)
+        source = body.get("source") or {"type": "none"}
+        if not isinstance(source, dict):
+            raise BadRequest("'source' must be an object")
+        rules = restrictions.rules(self.d, project)
+        config = rules.check_volatile(f"instance {name!r}", config, {}, strip=source.get(
+            "type") in ("copy", "migration"))
+        econfig, edevices = expand(profile_rows, config, devices)
+        rules.check(f"instance {name!r}", econfig, edevices)
         root = root_disk(edevices)
         if root is None:
             raise BadRequest("No root disk device: add one to the instance or a profile "
@@ -171,9 +178,6 @@ class InstanceManager:
         pool = root[1].get("pool")
         if not pool or not self.d.db.get("storage_pools", name=pool):
             raise BadRequest(f"Root disk device {root[0]!r}: storage pool {pool!r} not found")
-        source = body.get("source") or {"type": "none"}
-        if not isinstance(source, dict):
-            raise BadRequest("'source' must be an object")
         architecture = body.get("architecture")
         stype = source.get("type", "none")
         if stype == "image":
@@ -460,9 +464,12 @@ class InstanceManager:
         for key, value in inst.config.items():
             if key.startswith("volatile.") and key not in config:
                 config[key] = value
-        _econfig, edevices = expand(profile_rows, config, devices)
+        econfig, edevices = expand(profile_rows, config, devices)
         if root_disk(edevices) is None:
             raise BadRequest("No root disk device left after this change")
+        rules = restrictions.rules(self.d, inst.project)
+        rules.check_volatile(f"instance {inst.name!r}", config, inst.config, strip=False)
+        rules.check(f"instance {inst.name!r}", econfig, edevices)
         architecture = arch.normalize(body["architecture"]) if body.get("architecture") \
             else inst.architecture
         ephemeral = bool(body.get("ephemeral", inst.ephemeral if patch else False))

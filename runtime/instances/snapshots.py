@@ -21,7 +21,7 @@ import re
 import shutil
 import time
 
-from runtime import proc
+from runtime import auth, proc, restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
 from runtime.instances import config as cfg
@@ -216,6 +216,7 @@ class Snapshots:
     # Create ----------------------------------------------------------------------
     async def validate_create(self, inst: Instance, body: dict) -> dict:
         """Check a create request fully before the operation starts (clear 4xx)."""
+        restrictions.rules(self.d, inst.project).check_snapshots(f"instance {inst.name!r}")
         if body.get("stateful"):
             raise BadRequest("Stateful snapshots are not possible: "
                              + await stateful_unsupported_reason())
@@ -267,6 +268,7 @@ class Snapshots:
                     raise
 
     async def create(self, inst: Instance, spec: dict) -> dict:
+        restrictions.rules(self.d, inst.project).check_snapshots(f"instance {inst.name!r}")
         async with self.d.instances.lock(inst.project, inst.name):
             inst = self.d.instances.load(inst.project, inst.name)
             if self.d.db.get("snapshots", instance_id=inst.id, name=spec["name"]):
@@ -347,6 +349,10 @@ class Snapshots:
         async with mgr.lock(inst.project, inst.name):
             inst = mgr.load(inst.project, inst.name)
             row = self.row(inst, snap_name)
+            # A snapshot taken before the project was restricted can't bring back
+            # what the restrictions now forbid.
+            restrictions.check_instance(self.d, inst.project, inst.name,
+                                        *self._expand(inst.project, row))
             was_running = mgr.pid(inst) is not None
             if was_running:
                 ephemeral = inst.ephemeral
@@ -536,9 +542,9 @@ class Copier:
         self.d = daemon
         self.snaps = snapshots
 
-    def _source(self, project: str, source: dict) -> tuple[Instance, dict | None]:
+    def _source(self, request, project: str, source: dict) -> tuple[Instance, dict | None]:
         name, snap = split_source(source.get("source"))
-        src_project = source.get("project") or project
+        src_project = auth.require(request, source.get("project") or project)
         if not self.d.db.get("projects", name=src_project):
             raise NotFound(f"Project {src_project!r} not found")
         inst = self.d.instances.load(src_project, name)
@@ -549,7 +555,7 @@ class Copier:
         source = body.get("source") or {}
         if source.get("refresh"):
             raise BadRequest("Refreshing an existing copy is not supported by this runtime")
-        src, snap = self._source(project, source)
+        src, snap = self._source(request, project, source)
         base = snap if snap else {"config": src.config, "devices": src.devices,
                                   "profiles": src.profiles,
                                   "architecture": src.architecture}
@@ -566,6 +572,9 @@ class Copier:
                     "source": {"type": "copy"}}
         spec = self.d.instances.validate_new(project, new_body)
         instance_only = bool(source.get("instance_only")) or snap is not None
+        if not instance_only:
+            restrictions.check_snapshot_copies(self.d, project, spec["name"],
+                                               self.snaps.rows(src))
         extra = {k: base["config"][k] for k in _DATA_VOLATILE if k in base["config"]}
         isolated = cfg.truthy(_econfig(self.d, project, spec).get("security.idmap.isolated"))
         if isolated:

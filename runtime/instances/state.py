@@ -11,7 +11,8 @@ from runtime.instances.model import STATUS_CODES, root_disk
 from runtime.storage import volume_name
 
 
-def _int(value: str | None) -> int:
+def first_int(value: str | None) -> int:
+    """The leading integer of a cgroup file's content (0 when absent or odd)."""
     try:
         return int((value or "0").split()[0])
     except ValueError:
@@ -20,15 +21,15 @@ def _int(value: str | None) -> int:
 
 def _memory(cg: str) -> dict:
     if cgroups.unified_only():
-        return {"usage": _int(cgroups.read("", cg, "memory.current")),
-                "usage_peak": _int(cgroups.read("", cg, "memory.peak")),
-                "swap_usage": _int(cgroups.read("", cg, "memory.swap.current")),
+        return {"usage": first_int(cgroups.read("", cg, "memory.current")),
+                "usage_peak": first_int(cgroups.read("", cg, "memory.peak")),
+                "swap_usage": first_int(cgroups.read("", cg, "memory.swap.current")),
                 "swap_usage_peak": 0}
-    usage = _int(cgroups.read("memory", cg, "memory.usage_in_bytes"))
+    usage = first_int(cgroups.read("memory", cg, "memory.usage_in_bytes"))
     memsw = cgroups.read("memory", cg, "memory.memsw.usage_in_bytes")
     return {"usage": usage,
-            "usage_peak": _int(cgroups.read("memory", cg, "memory.max_usage_in_bytes")),
-            "swap_usage": max(0, _int(memsw) - usage) if memsw else 0,
+            "usage_peak": first_int(cgroups.read("memory", cg, "memory.max_usage_in_bytes")),
+            "swap_usage": max(0, first_int(memsw) - usage) if memsw else 0,
             "swap_usage_peak": 0}
 
 
@@ -37,16 +38,16 @@ def _cpu(cg: str) -> dict:
         stat = cgroups.read("", cg, "cpu.stat") or ""
         for line in stat.splitlines():
             if line.startswith("usage_usec"):
-                return {"usage": _int(line.split()[1]) * 1000}
+                return {"usage": first_int(line.split()[1]) * 1000}
         return {"usage": 0}
-    return {"usage": _int(cgroups.read("cpuacct", cg, "cpuacct.usage"))}
+    return {"usage": first_int(cgroups.read("cpuacct", cg, "cpuacct.usage"))}
 
 
-def _processes(cg: str) -> int:
+def processes(cg: str) -> int:
     ctrl = "" if cgroups.unified_only() else "pids"
     value = cgroups.read(ctrl, cg, "pids.current")
     if value is not None:
-        return _int(value)
+        return first_int(value)
     procs = cgroups.read(ctrl or "memory", cg, "cgroup.procs") or ""
     return len(procs.split())
 
@@ -108,6 +109,6 @@ async def render(d, inst) -> dict:
         cg = d.instances.cgroup(inst)
         out["memory"] = _memory(cg)
         out["cpu"] = _cpu(cg)
-        out["processes"] = _processes(cg)
+        out["processes"] = processes(cg)
         out["network"] = await network(pid, inst.expanded_config, inst.expanded_devices)
     return out

@@ -12,15 +12,16 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 
 
-def routes() -> list[tuple[str, str, str, bool, str]]:
-    """(module, method, path, untrusted_ok, summary) for every mounted route."""
+def routes() -> list[tuple[str, str, str, str, str]]:
+    """(module, method, path, access level, summary) for every mounted route."""
     api = importlib.import_module("runtime.api")
     out = []
     for modname in api.MODULES:
         mod = importlib.import_module(f"runtime.api.{modname}")
-        for method, path, handler, untrusted in mod.ROUTES:
+        for method, path, handler, access in mod.ROUTES:
             doc = inspect.getdoc(handler) or ""
-            out.append((modname, method, path, untrusted, doc.split("\n\n")[0].replace("\n", " ")))
+            out.append((modname, method, path, access.value,
+                        doc.split("\n\n")[0].replace("\n", " ")))
     return out
 
 
@@ -35,11 +36,11 @@ class RuntimeRoutes(Directive):
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
         group += head
-        head += self._row(["Method", "Path", "Untrusted", "What"])
+        head += self._row(["Method", "Path", "Who", "What"])
         body = nodes.tbody()
         group += body
-        for _mod, method, path, untrusted, summary in routes():
-            body += self._row([method, path, "yes" if untrusted else "", summary])
+        for _mod, method, path, access, summary in routes():
+            body += self._row([method, path, access, summary])
         return [table]
 
     @staticmethod

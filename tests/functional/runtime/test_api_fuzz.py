@@ -66,7 +66,7 @@ def _routes():
             mod = importlib.import_module(f"runtime.api.{modname}")
         except ModuleNotFoundError:
             continue
-        for method, path, _handler, _untrusted in mod.ROUTES:
+        for method, path, _handler, _access in mod.ROUTES:
             if (method, path) not in seen and path != "/1.0/events":
                 seen.add((method, path))
                 yield method, path

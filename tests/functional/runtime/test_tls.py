@@ -78,18 +78,18 @@ def test_untrusted_sees_public_form_only(hosts, stranger):
 
 
 def test_every_route_refuses_untrusted_clients(hosts, stranger):
-    """Walks the daemon's own endpoint tables: only routes marked untrusted_ok (and
+    """Walks the daemon's own endpoint tables: only routes marked UNTRUSTED (and
     public images) answer a client without a trusted certificate; every other one
     is a 403 envelope."""
     import importlib
     import re
 
-    from runtime import api
+    from runtime import api, auth
     checked = 0
     for modname in api.MODULES:
-        for method, path, _handler, untrusted_ok in importlib.import_module(
+        for method, path, _handler, access in importlib.import_module(
                 f"runtime.api.{modname}").ROUTES:
-            if untrusted_ok or (method == "GET" and path.startswith("/1.0/images")):
+            if access is auth.UNTRUSTED or (method == "GET" and path.startswith("/1.0/images")):
                 continue  # public images are for anyone: test_image_servers covers them
             url = re.sub(r"\{[^}]+\}", "x", path)
             for cert in (None, stranger):
