@@ -135,6 +135,14 @@ class Operation:
     async def socket(self, name: str, timeout: float | None = None):
         return await asyncio.wait_for(asyncio.shield(self.sockets[name]), timeout)
 
+    async def connected(self, names: list[str], timeout: float, what: str) -> dict:
+        """The websockets of these fds once all are connected, or a clear 400."""
+        try:
+            socks = await asyncio.gather(*(self.socket(n, timeout) for n in names))
+        except TimeoutError:
+            raise errors.BadRequest(f"Timed out waiting for the {what} websockets to connect")
+        return dict(zip(names, socks, strict=True))
+
 
 class Operations:
     def __init__(self, bus: EventBus):

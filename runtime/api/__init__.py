@@ -12,7 +12,7 @@ from runtime import errors
 from runtime.api import response
 
 LOG = logging.getLogger(__name__)
-MODULES = ["server", "instances", "exec", "files", "images", "profiles", "storage",
+MODULES = ["server", "instances", "console", "exec", "files", "images", "profiles", "storage",
            "networks", "operations", "events", "snapshots", "certificates", "projects",
            "resources", "volumes"]
 

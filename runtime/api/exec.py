@@ -125,14 +125,6 @@ async def exec_instance(request: web.Request) -> web.Response:
     return response.async_(op)
 
 
-async def _sockets(op, names: list[str]) -> dict:
-    try:
-        socks = await asyncio.gather(*(op.socket(n, CONNECT_TIMEOUT) for n in names))
-    except TimeoutError:
-        raise BadRequest("Timed out waiting for the exec websockets to connect")
-    return dict(zip(names, socks, strict=True))
-
-
 async def _control(op, proc, master: int | None) -> None:
     """Signals and window resizes from the control websocket, if the client opens it."""
     try:
@@ -194,7 +186,7 @@ async def _pump_in(ws, writer) -> None:
 
 
 async def _piped(op, argv: list[str], host_cwd: str, req: dict) -> dict:
-    socks = await _sockets(op, ["0", "1", "2"])
+    socks = await op.connected(["0", "1", "2"], CONNECT_TIMEOUT, "exec")
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=host_cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, limit=CHUNK)
@@ -216,7 +208,7 @@ async def _piped(op, argv: list[str], host_cwd: str, req: dict) -> dict:
 
 
 async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
-    socks = await _sockets(op, ["0"])
+    socks = await op.connected(["0"], CONNECT_TIMEOUT, "exec")
     ws = socks["0"]
     master, slave = os.openpty()
     # Our side is a transparent pipe: lxc-attach makes the real terminal inside
