@@ -413,11 +413,6 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.put_instance(instance.name, dict(data, config=config))
 
     # -- console -----------------------------------------------------------------
-    def get_console_output(self, context, instance):
-        self._require(instance)
-        data = self._rt.console_log(instance.name)
-        return data[-self._console_max:].decode("utf-8", errors="replace")
-
     def get_serial_console(self, context, instance):
         """A TCP port on [serial_console] proxyclient_address bridged to the
         container's /dev/console (the rescue container's while rescued)."""
@@ -428,6 +423,11 @@ class LXDDriver(driver.ComputeDriver):
         if not CONF.serial_console.enabled:
             raise nova_exception.ConsoleTypeUnavailable(console_type="serial")
         raise nova_exception.InstanceNotReady(instance_id=instance.uuid)
+
+    def get_console_output(self, context, instance):
+        self._require(instance)
+        data = self._rt.console_log(instance.name)
+        return data[-self._console_max:].decode("utf-8", errors="replace")
 
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):

@@ -10,6 +10,8 @@ nova_lxd_py's driver, each with its own runtime daemon. Run with stestr
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 import base64
 import json
 import os
