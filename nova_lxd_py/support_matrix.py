@@ -5,9 +5,12 @@ method. Here each feature (named as in nova's own support matrix) lists the
 ``ComputeDriver`` methods and capability flags it rests on; its status is
 computed from ``LXDDriver``: *complete* when every method is overridden and
 every flag is true, *missing* when none is, *partial* otherwise or when a
-note below says what is left. ``doc/support-matrix.md`` is this module's
-output (a unit test keeps it current), and the devstack plugin sets
-tempest's ``[compute-feature-enabled]`` flags from the same data.
+note below says what is left. Features that list ``proven_by`` are
+complete only when tests prove them: the listed test ids, which a unit test
+resolves in the tree, with no test listed the feature is at most partial.
+``doc/support-matrix.md`` is this module's output (a unit test keeps it
+current), and the devstack plugin sets tempest's ``[compute-feature-enabled]``
+flags from the same data.
 
     python -m nova_lxd_py.support_matrix             # the markdown document
     python -m nova_lxd_py.support_matrix --tempest   # "flag True|False" lines
@@ -31,7 +34,12 @@ class Feature:
     why_missing: str = ""        # shown when not complete
     partial: str = ""            # what is left even when the code is all there
     notes: str = ""
+    # Test ids (path::Class::test) that show the feature working against real
+    # components; None: the status rests on the driver's code alone.
+    proven_by: tuple[str, ...] | None = None
 
+
+CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest::"
 
 FEATURES: tuple[Feature, ...] = (
     Feature("operation.launch", "Launch instance", ("spawn",),
@@ -52,7 +60,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("operation.shelve", "Shelve / unshelve", ("snapshot", "spawn", "destroy"),
             tempest="shelve", notes="nova's generic path over snapshot and spawn"),
     Feature("console.serial.log", "Console log", ("get_console_output",),
-            tempest="console_output", notes="the last [lxd] console_log_max_bytes"),
+            tempest="console_output",
+            notes="the container's /dev/console as liblxc logs it (also while a serial "
+                  "console is attached); the last [lxd] console_log_max_bytes",
+            proven_by=(CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
+                                      "and_delete",
+                       "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
+                       "test_power_actions_and_console")),
     Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
     Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",)),
     Feature("operation.get-host-ip", "Host IP", ("get_host_ip_addr",)),
@@ -96,7 +110,17 @@ FEATURES: tuple[Feature, ...] = (
             why_missing="containers have no graphical console"),
     Feature("console.serial.interactive", "Interactive serial console",
             ("get_serial_console",), tempest="serial_console",
-            why_missing="not implemented (the runtime's console websocket could back it)"),
+            notes="a TCP port per running instance on [serial_console] proxyclient_address "
+                  "(ports from port_range, released on stop, suspend and delete) bridged to "
+                  "the runtime's console websocket; the user reaches the container's "
+                  "/dev/console (the rescue container's while rescued), one client at a "
+                  "time; tested through websockify (nova-serialproxy's relay), not yet "
+                  "through a running nova-serialproxy (that needs the real cloud)",
+            proven_by=(CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
+                                      "and_delete",
+                       CONSOLE_TEST + "test_one_client_at_a_time_and_reattach",
+                       CONSOLE_TEST + "test_websocket_client_through_websockify",
+                       CONSOLE_TEST + "test_rescue_console_and_compute_restart")),
     Feature("guest.setup.inject.file", "File injection (personality)", (),
             tempest="personality", why_missing="removed from nova's driver API"),
     Feature("operation.trigger-crash-dump", "Trigger crash dump", ("trigger_crash_dump",),
@@ -127,6 +151,8 @@ def status_of(feature: Feature, driver_cls: type | None = None,
         return PARTIAL, feature.why_missing or ("missing: " + ", ".join(missing))
     if feature.partial:
         return PARTIAL, feature.partial
+    if feature.proven_by is not None and not feature.proven_by:
+        return PARTIAL, "no test proves it yet"
     return COMPLETE, feature.notes
 
 
@@ -135,6 +161,9 @@ def markdown() -> str:
     for feature in FEATURES:
         status, why = status_of(feature)
         methods = ", ".join(f"`{m}`" for m in feature.methods) or "-"
+        if status == COMPLETE and feature.proven_by:
+            tests = ", ".join(f"`{t.rsplit('::', 1)[-1]}`" for t in feature.proven_by)
+            why = f"{why}; proven by {tests}" if why else f"proven by {tests}"
         rows.append(f"| {feature.title} | `{feature.key}` | {status} | {methods} | {why} |")
     counts = {s: sum(1 for f in FEATURES if status_of(f)[0] == s)
               for s in (COMPLETE, PARTIAL, MISSING)}
@@ -145,7 +174,8 @@ def markdown() -> str:
         "(`nova_lxd_py/support_matrix.py`): a feature is *complete* when `LXDDriver` "
         "overrides every `ComputeDriver` method it needs and sets its capability flags, "
         "*missing* when it overrides none, *partial* otherwise or when a known limit "
-        "is stated. A unit test fails when this file is stale; regenerate it with",
+        "is stated; rows that name tests (\"proven by\") are complete only when those "
+        "tests prove them. A unit test fails when this file is stale; regenerate it with",
         "`python -m nova_lxd_py.support_matrix > doc/support-matrix.md`.",
         "Feature names follow nova's own support matrix.",
         "",
