@@ -128,9 +128,15 @@ class LXDDriver(driver.ComputeDriver):
     def _listen_consoles(self) -> None:
         """Serial console listeners for the instances already running here (after a
         restart of nova-compute, whose ports died with the old process)."""
-        running = self._rt.running_names()
-        for inst in self._rt.owned():
-            name = inst["name"]
+        if not CONF.serial_console.enabled:
+            return
+        try:
+            running = self._rt.running_names()
+            owned = [i["name"] for i in self._rt.owned()]
+        except lxd_exceptions.LXDAPIException as exc:
+            LOG.warning("No serial console listeners at start: %s", exc)
+            return
+        for name in owned:
             for container in (name + RESCUE_SUFFIX, name):
                 if container in running:
                     self._consoles.up(name, container)

@@ -5,12 +5,15 @@ Websocket operations hand out one-time secrets; a connection presenting a
 secret is handed to the running coroutine. Secrets die with the operation.
 """
 import asyncio
+import json
 import logging
 import secrets as _secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aiohttp import WSMsgType
 
 from runtime import errors
 from runtime.events import EventBus, timestamp
@@ -134,6 +137,20 @@ class Operation:
 
     async def socket(self, name: str, timeout: float | None = None):
         return await asyncio.wait_for(asyncio.shield(self.sockets[name]), timeout)
+
+    async def control_messages(self):
+        """The JSON objects a client sends on its `control` websocket, until it closes
+        it (LXD clients send signals and window sizes there, and close it to detach)."""
+        ws = await self.socket("control")
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                yield data
 
     async def connected(self, names: list[str], timeout: float, what: str) -> dict:
         """The websockets of these fds once all are connected, or a clear 400."""

@@ -7,7 +7,6 @@ console` leaves on Ctrl-a q). GET returns the console log, DELETE clears it.
 """
 import asyncio
 import contextlib
-import json
 import logging
 import os
 
@@ -114,16 +113,8 @@ async def _control(op) -> None:
     window-resize is accepted as LXD accepts it; liblxc passes no window size from
     an attached client to the container's console, so there is nothing to set.
     """
-    ws = await op.socket("control")
-    async for msg in ws:
-        if msg.type != WSMsgType.TEXT:
-            continue
-        try:
-            command = json.loads(msg.data)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(command, dict):
-            LOG.debug("console control message %r ignored", command.get("command"))
+    async for command in op.control_messages():
+        LOG.debug("console control message %r ignored", command.get("command"))
 
 
 def _log_path(request: web.Request) -> str:

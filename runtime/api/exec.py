@@ -6,7 +6,6 @@ process is lxc-attach; its exit code is the operation's `return`.
 """
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -128,24 +127,17 @@ async def exec_instance(request: web.Request) -> web.Response:
 async def _control(op, proc, master: int | None) -> None:
     """Signals and window resizes from the control websocket, if the client opens it."""
     try:
-        ws = await op.socket("control")
+        async for data in op.control_messages():
+            if data.get("command") == "signal":
+                try:
+                    proc.send_signal(int(data.get("signal", signal.SIGTERM)))
+                except (ProcessLookupError, ValueError):
+                    pass
+            elif data.get("command") == "window-resize" and master is not None:
+                args = data.get("args") or {}
+                _winsize(master, int(args.get("width", 80)), int(args.get("height", 25)))
     except (asyncio.CancelledError, KeyError):
         return
-    async for msg in ws:
-        if msg.type != WSMsgType.TEXT:
-            continue
-        try:
-            data = json.loads(msg.data)
-        except json.JSONDecodeError:
-            continue
-        if data.get("command") == "signal":
-            try:
-                proc.send_signal(int(data.get("signal", signal.SIGTERM)))
-            except (ProcessLookupError, ValueError):
-                pass
-        elif data.get("command") == "window-resize" and master is not None:
-            args = data.get("args") or {}
-            _winsize(master, int(args.get("width", 80)), int(args.get("height", 25)))
 
 
 def _winsize(fd: int, width: int, height: int) -> None:

@@ -109,6 +109,11 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
     def _hostname(self, server: dict) -> str:
         return server["OS-EXT-SRV-ATTR:hostname"]
 
+    def _run_on_console(self, host: str, port: int, command: str) -> str:
+        """Connect as nova-serialproxy does, log in, run command; its output."""
+        with console_dialogue.TcpConsole(host, port) as con:
+            return console_dialogue.login_and_run(con, command)
+
     # -- tests ------------------------------------------------------------------------------
     def test_login_over_the_serial_port_released_on_stop_and_delete(self):
         server = self._boot("nlx-serial")
@@ -119,9 +124,7 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
         instance = objects.Instance.get_by_uuid(self.ctxt, server["id"])
         self.assertTrue(compute.manager.validate_console_port(
             self.ctxt, instance, str(port), "serial"))
-        with console_dialogue.TcpConsole(host, port) as con:
-            self.assertEqual(self._hostname(server),
-                             console_dialogue.login_and_run(con, "hostname"))
+        self.assertEqual(self._hostname(server), self._run_on_console(host, port, "hostname"))
         # the same session is in the console log (console.serial.log)
         log = self.api.post_server_action(server["id"], {"os-getConsoleOutput": {}})["output"]
         self.assertIn("END-42", log)
@@ -134,8 +137,7 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
         server = self._start_server(server)
         _, host, port = self._serial_console(server)
         self._assert_port_from_range(host, port)
-        with console_dialogue.TcpConsole(host, port) as con:
-            self.assertEqual("again", console_dialogue.login_and_run(con, "echo again"))
+        self.assertEqual("again", self._run_on_console(host, port, "echo again"))
 
         self._delete_server(server)
         self._assert_released(host, port)
@@ -153,9 +155,8 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
             self.assertEqual("still-first", console_dialogue.login_and_run(
                 first, "echo still-first"))
         for _ in range(2):  # a detached console can be taken again at once
-            with console_dialogue.TcpConsole(host, port) as con:
-                self.assertEqual(self._hostname(server),
-                                 console_dialogue.login_and_run(con, "hostname"))
+            self.assertEqual(self._hostname(server),
+                             self._run_on_console(host, port, "hostname"))
         self._delete_server(server)
         self._assert_released(host, port)
 
@@ -190,9 +191,7 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
         self.api.post_server_action(server["id"], {"rescue": {}})
         server = self._wait_for_state_change(server, "RESCUE")
         _, host, port = self._serial_console(server)
-        with console_dialogue.TcpConsole(host, port) as con:
-            self.assertTrue(console_dialogue.login_and_run(con, "hostname").endswith(
-                "-rescue"))
+        self.assertTrue(self._run_on_console(host, port, "hostname").endswith("-rescue"))
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
 
@@ -201,9 +200,7 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
             self.computes[compute_host])
         _, host, port = self._serial_console(server)
         self._assert_port_from_range(host, port)
-        with console_dialogue.TcpConsole(host, port) as con:
-            self.assertEqual(self._hostname(server),
-                             console_dialogue.login_and_run(con, "hostname"))
+        self.assertEqual(self._hostname(server), self._run_on_console(host, port, "hostname"))
         self._delete_server(server)
         self._assert_released(host, port)
 

@@ -5,19 +5,16 @@ What the user reaches is the container's /dev/console, where the busybox image
 runs a getty: each test logs in as root and runs a command there.
 """
 import asyncio
-import contextlib
 import json
-import os
-import pty
-import select
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
 
 import aiohttp
 import pytest
+
+from tests.functional.runtime.harness import PtyProcess
 
 PROMPT_TIMEOUT = 15.0
 
@@ -298,56 +295,26 @@ def test_lxc_console_cli(daemon, make_instance, tmp_path):
     if shutil.which("lxc") is None:
         pytest.skip("the lxc CLI (lxd-client) is not installed")
     inst = make_instance()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(LXD_DIR=daemon.lxd_dir, HOME=str(tmp_path))
-        os.execvp("lxc", ["lxc", "console", inst.name])
-    buf = b""
-
-    def expect(token: bytes) -> None:
-        nonlocal buf
-        deadline = time.monotonic() + PROMPT_TIMEOUT
-        while token not in buf:
-            assert time.monotonic() < deadline, buf[-400:]
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    buf += os.read(fd, 4096)
-                except OSError:
-                    break
-        assert token in buf, buf[-400:]
-        buf = buf.partition(token)[2]
-
+    env = {"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path)}
+    term = PtyProcess(["lxc", "console", inst.name], env)
     try:
-        expect(b"To detach from the console, press: <ctrl>+a q")
-        os.write(fd, b"\n")
-        expect(b"login: ")
-        os.write(fd, b"root\n")
-        expect(b"# ")
-        os.write(fd, b"hostname\n")
-        expect(b"\n" + inst.name.encode() + b"\r")
-        os.write(fd, b"exit\n")
-        expect(b"login: ")
+        term.expect(b"To detach from the console, press: <ctrl>+a q")
+        term.send(b"\n")
+        term.expect(b"login: ")
+        term.send(b"root\n")
+        term.expect(b"# ")
+        term.send(b"hostname\n")
+        term.expect(b"\n" + inst.name.encode() + b"\r")
+        term.send(b"exit\n")
+        term.expect(b"login: ")
         # The CLI looks at the first byte of each read only: send the keys apart.
-        os.write(fd, b"\x01")
+        term.send(b"\x01")
         time.sleep(0.2)
-        os.write(fd, b"q")
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if select.select([fd], [], [], 0.2)[0]:
-                with contextlib.suppress(OSError):
-                    buf += os.read(fd, 4096)
-        assert done, f"lxc console did not detach: {buf[-400:]!r}"
-        assert os.waitstatus_to_exitcode(status) == 0, buf[-400:]
+        term.send(b"q")
+        assert term.wait() == 0, term.buf[-400:]
     finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
+        term.close()
     assert _getty_running(inst)
     assert b"login: root" in subprocess.run(
         ["lxc", "console", inst.name, "--show-log"], capture_output=True, timeout=30,
-        env={"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    ).stdout
+        env={**env, "PATH": "/usr/bin:/bin"}).stdout
