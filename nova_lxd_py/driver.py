@@ -62,6 +62,7 @@ SUSPENDED_KEY = "user.nova_suspended"
 RESCUE_SUFFIX = "-rescue"
 RESCUE_MOUNT = "/mnt/rescue"
 REQUIRED_EXTENSIONS = ("instances",)
+PRODUCT_NAME = "OpenStack Nova"
 POOLS_WITH_QUOTAS = ("btrfs", "zfs", "lvm", "ceph")
 
 
@@ -259,6 +260,9 @@ class LXDDriver(driver.ComputeDriver):
             devices[dev_name] = dev
         config = dict(mapping.config)
         config[UUID_KEY] = instance.uuid
+        # cloud-init's ds-identify looks for this in PID 1's environment before it
+        # asks nova's metadata service (a container has no DMI to tell it).
+        config["environment.product_name"] = PRODUCT_NAME
         return config, devices
 
     def _body(self, name: str, config: dict, devices: dict, source: dict) -> dict:
