@@ -10,6 +10,8 @@ eventlet's ssl breaks urllib3's TLS setup.
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 import base64
 import datetime
 import json

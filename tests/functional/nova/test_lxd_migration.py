@@ -6,6 +6,8 @@ Needs one runtime per host, so it is skipped on a shared LXD daemon.
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 from unittest import mock
 
 from oslo_utils.fixture import uuidsentinel as uuids

@@ -11,6 +11,8 @@ check; the server tests in test_lxd_servers carry the weight. Adaptations:
 """
 from __future__ import annotations
 
+import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
+
 
 import fixtures
 from nova import test
