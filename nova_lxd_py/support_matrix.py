@@ -63,7 +63,8 @@ FEATURES: tuple[Feature, ...] = (
             tempest="console_output",
             notes="the container's /dev/console as liblxc logs it (also while a serial "
                   "console is attached); the last [lxd] console_log_max_bytes",
-            proven_by=(CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
+            proven_by=(CONSOLE_TEST + "test_console_output_is_the_log_capped",
+                       CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
                                       "and_delete",
                        "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
                        "test_power_actions_and_console")),

@@ -64,8 +64,13 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
+LOG_CAP = 4096
+
+
 class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
     def setUp(self):
+        # read by the driver when nova-compute starts it
+        self.flags(console_log_max_bytes=LOG_CAP, group="lxd")
         super().setUp()
         self.port_start = _free_range(RANGE)
         self.flags(enabled=True, port_range=f"{self.port_start}:{self.port_start + RANGE}",
@@ -203,6 +208,25 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
         self.assertEqual(self._hostname(server), self._run_on_console(host, port, "hostname"))
         self._delete_server(server)
         self._assert_released(host, port)
+
+    def test_console_output_is_the_log_capped(self):
+        """get_console_output: the last [lxd] console_log_max_bytes of what went to
+        /dev/console."""
+        server = self._boot("nlx-console-log")
+        self._exec(server, "sh", "-c", "i=0; while [ $i -lt 400 ]; do "
+                   "echo line-$i-0123456789abcdefghij; i=$((i+1)); done > /dev/console")
+        deadline = time.monotonic() + 10
+        while True:
+            log = self.api.post_server_action(
+                server["id"], {"os-getConsoleOutput": {}})["output"]
+            if "line-399-" in log or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertLessEqual(len(log.encode()), LOG_CAP)
+        self.assertGreater(len(log.encode()), LOG_CAP - 100)
+        self.assertTrue(log.rstrip().endswith("line-399-0123456789abcdefghij"), log[-200:])
+        self.assertNotIn("line-0-", log)
+        self._delete_server(server)
 
     def test_disabled_serial_console_is_unavailable(self):
         self.flags(enabled=False, group="serial_console")
