@@ -139,6 +139,11 @@ function configure_tempest_nova_lxd_py {
         iniset "$TEMPEST_CONFIG" compute-feature-enabled resize False
         iniset "$TEMPEST_CONFIG" compute-feature-enabled cold_migration False
     fi
+    # the serial console reaches users through nova's serial proxy (devstack's
+    # n-sproxy service, which also sets [serial_console] enabled on the computes)
+    if ! is_service_enabled n-sproxy; then
+        iniset "$TEMPEST_CONFIG" compute-feature-enabled serial_console False
+    fi
     # busybox has no sshd: tempest must not try to log in to servers.
     iniset "$TEMPEST_CONFIG" validation run_validation False
     if [[ -s "$NOVA_LXD_PY_DATA/busybox.id" ]]; then

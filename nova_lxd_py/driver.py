@@ -31,6 +31,7 @@ from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
 from nova_lxd_py import configdrive, exception
+from nova_lxd_py import console as serial_console
 from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
@@ -94,6 +95,7 @@ class LXDDriver(driver.ComputeDriver):
         self._op_timeout = CONF.lxd.operation_timeout
         self._rt = runtime_api.RuntimeAPI(self._clients, self._op_timeout)
         self._console_max = CONF.lxd.console_log_max_bytes
+        self._consoles = serial_console.SerialConsoles(self._endpoint)
         self._config_drive_dir = CONF.lxd.config_drive_dir
         self._images = images.ImageStore(self._clients, glance.API(),
                                          CONF.lxd.image_cache_dir)
@@ -122,6 +124,27 @@ class LXDDriver(driver.ComputeDriver):
         env = info.get("environment") or {}
         LOG.info("Connected to %s (%s %s) on %s, pool %s", self._endpoint.describe(),
                  env.get("server", "lxd"), env.get("server_version"), host, self._pool)
+        self._listen_consoles()
+
+    def _listen_consoles(self) -> None:
+        """Serial console listeners for the instances already running here (after a
+        restart of nova-compute, whose ports died with the old process)."""
+        if not CONF.serial_console.enabled:
+            return
+        try:
+            running = self._rt.running_names()
+            owned = [i["name"] for i in self._rt.owned()]
+        except lxd_exceptions.LXDAPIException as exc:
+            LOG.warning("No serial console listeners at start: %s", exc)
+            return
+        for name in owned:
+            for container in (name + RESCUE_SUFFIX, name):
+                if container in running:
+                    self._consoles.up(name, container)
+                    break
+
+    def cleanup_host(self, host: str) -> None:
+        self._consoles.shutdown()
 
     def _profile_pool(self) -> str | None:
         for name in reversed(self._profiles):
@@ -215,6 +238,8 @@ class LXDDriver(driver.ComputeDriver):
                     # No other host can boot it either: fail the build, don't reschedule.
                     ctx.reraise = False
             raise nova_exception.ImageUnacceptable(image_id=image_meta.id, reason=reason)
+        if power_on:
+            self._consoles.up(name)
         LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
                  time.monotonic() - start, instance=instance)
 
@@ -297,6 +322,7 @@ class LXDDriver(driver.ComputeDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
+        self._consoles.down(instance.name)
         data = self._rt.get(instance.name) if destroy_vifs else None
         self._cleanup(instance, network_info, data, destroy_disks, destroy_vifs)
 
@@ -333,11 +359,13 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.action(name, "restart", force=True)
         if self._rt.status(name) != runtime_api.RUNNING:
             self._rt.action(name, "start")
+        self._consoles.up(name)
         LOG.info("Rebooted container %s (%s)", name, reboot_type, instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
         name = instance.name
         self._require(instance)
+        self._consoles.down(name)
         self._clear_suspended(instance)
         status = self._rt.status(name)
         if status == runtime_api.STOPPED:
@@ -365,6 +393,7 @@ class LXDDriver(driver.ComputeDriver):
         elif status != runtime_api.RUNNING:
             self.plug_vifs(instance, network_info or [])
             self._rt.action(name, "start")
+        self._consoles.up(name)
         LOG.info("Powered on container %s", name, instance=instance)
 
     def resume_state_on_host_boot(self, context, instance, network_info,
@@ -387,6 +416,7 @@ class LXDDriver(driver.ComputeDriver):
         """Containers have no RAM image to save: suspend freezes them and marks
         them so get_info reports SUSPENDED rather than PAUSED."""
         self._require(instance)
+        self._consoles.down(instance.name)
         self._rt.patch_config(instance.name, {SUSPENDED_KEY: "true"})
         self._rt.action(instance.name, "freeze")
         LOG.info("Suspended (froze) container %s", instance.name, instance=instance)
@@ -399,6 +429,7 @@ class LXDDriver(driver.ComputeDriver):
         elif self._rt.status(instance.name) == runtime_api.STOPPED:
             self._rt.action(instance.name, "start")
         self._clear_suspended(instance)
+        self._consoles.up(instance.name)
         LOG.info("Resumed container %s", instance.name, instance=instance)
 
     def _clear_suspended(self, instance: Any) -> None:
@@ -408,6 +439,17 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.put_instance(instance.name, dict(data, config=config))
 
     # -- console -----------------------------------------------------------------
+    def get_serial_console(self, context, instance):
+        """A TCP port on [serial_console] proxyclient_address bridged to the
+        container's /dev/console (the rescue container's while rescued)."""
+        self._require(instance)
+        for container in (instance.name + RESCUE_SUFFIX, instance.name):
+            if self._rt.status(container) in (runtime_api.RUNNING, runtime_api.FROZEN):
+                return self._consoles.connect_info(instance.name, container)
+        if not CONF.serial_console.enabled:
+            raise nova_exception.ConsoleTypeUnavailable(console_type="serial")
+        raise nova_exception.InstanceNotReady(instance_id=instance.uuid)
+
     def get_console_output(self, context, instance):
         self._require(instance)
         data = self._rt.console_log(instance.name)
@@ -479,6 +521,7 @@ class LXDDriver(driver.ComputeDriver):
             with excutils.save_and_reraise_exception():
                 self._rt.delete(rescue)
                 self._rt.action(name, "start")
+        self._consoles.up(name, rescue)
         LOG.info("Rescued %s in %s", name, rescue, instance=instance)
 
     def unrescue(self, context, instance):
@@ -486,6 +529,7 @@ class LXDDriver(driver.ComputeDriver):
         self._rt.delete(name + RESCUE_SUFFIX)
         if self._rt.status(name) != runtime_api.RUNNING:
             self._rt.action(name, "start")
+        self._consoles.up(name)
         LOG.info("Unrescued %s", name, instance=instance)
 
     def _rootfs_path(self, name: str, data: dict) -> str:
@@ -545,6 +589,8 @@ class LXDDriver(driver.ComputeDriver):
         except Exception:  # noqa: BLE001 - roll back whatever failed, then re-raise
             with excutils.save_and_reraise_exception():
                 self._rollback(undo, instance)
+        if power_on:
+            self._consoles.up(name)
         LOG.info("Received container %s (%s)", name,
                  "resized" if resize_instance else "migrated", instance=instance)
 

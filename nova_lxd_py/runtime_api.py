@@ -158,6 +158,11 @@ class RuntimeAPI:
         data = self.api.instances.get(params={"recursion": 1}).json()["metadata"]
         return [i for i in data if UUID_KEY in (i.get("config") or {})]
 
+    def running_names(self) -> set[str]:
+        """Names of every running container (ours, rescue ones and others)."""
+        data = self.api.instances.get(params={"recursion": 1}).json()["metadata"]
+        return {i["name"] for i in data if i.get("status_code") == RUNNING}
+
     def push_files(self, name: str, files: dict[str, bytes], mode: str = "0600",
                    private: tuple[str, ...] = ()) -> None:
         """Write files (owned by the container's root) into the container, parents

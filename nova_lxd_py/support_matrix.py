@@ -42,6 +42,7 @@ class Feature:
 NOVA_TESTS = "tests/functional/nova/"
 OVS_TEST = NOVA_TESTS + "test_lxd_ovs.py::LXDOVSTest::"
 TAP_TEST = NOVA_TESTS + "test_lxd_network.py::LXDNetworkTest::"
+CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest::"
 
 FEATURES: tuple[Feature, ...] = (
     Feature("operation.launch", "Launch instance", ("spawn",),
@@ -62,7 +63,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature("operation.shelve", "Shelve / unshelve", ("snapshot", "spawn", "destroy"),
             tempest="shelve", notes="nova's generic path over snapshot and spawn"),
     Feature("console.serial.log", "Console log", ("get_console_output",),
-            tempest="console_output", notes="the last [lxd] console_log_max_bytes"),
+            tempest="console_output",
+            notes="the container's /dev/console as liblxc logs it (also while a serial "
+                  "console is attached); the last [lxd] console_log_max_bytes",
+            proven_by=(CONSOLE_TEST + "test_console_output_is_the_log_capped",
+                       CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
+                                      "and_delete",
+                       "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
+                       "test_power_actions_and_console")),
     Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
     Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",)),
     Feature("operation.get-host-ip", "Host IP", ("get_host_ip_addr",)),
@@ -129,7 +137,17 @@ FEATURES: tuple[Feature, ...] = (
             why_missing="containers have no graphical console"),
     Feature("console.serial.interactive", "Interactive serial console",
             ("get_serial_console",), tempest="serial_console",
-            why_missing="not implemented (the runtime's console websocket could back it)"),
+            notes="a TCP port per running instance on [serial_console] proxyclient_address "
+                  "(ports from port_range, released on stop, suspend and delete) bridged to "
+                  "the runtime's console websocket; the user reaches the container's "
+                  "/dev/console (the rescue container's while rescued), one client at a "
+                  "time; tested through websockify (nova-serialproxy's relay), not yet "
+                  "through a running nova-serialproxy (that needs the real cloud)",
+            proven_by=(CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
+                                      "and_delete",
+                       CONSOLE_TEST + "test_one_client_at_a_time_and_reattach",
+                       CONSOLE_TEST + "test_websocket_client_through_websockify",
+                       CONSOLE_TEST + "test_rescue_console_and_compute_restart")),
     Feature("guest.setup.inject.file", "File injection (personality)", (),
             tempest="personality", why_missing="removed from nova's driver API"),
     Feature("operation.trigger-crash-dump", "Trigger crash dump", ("trigger_crash_dump",),
@@ -183,9 +201,8 @@ def markdown() -> str:
         "(`nova_lxd_py/support_matrix.py`): a feature is *complete* when `LXDDriver` "
         "overrides every `ComputeDriver` method it needs and sets its capability flags, "
         "*missing* when it overrides none, *partial* otherwise or when a known limit "
-        "is stated; networking rows and interface hot-plug are complete only when the "
-        "tests named in their notes prove them. A unit test fails when this file is "
-        "stale; regenerate it with",
+        "is stated; rows that name tests (\"proven by\") are complete only when those "
+        "tests prove them. A unit test fails when this file is stale; regenerate it with",
         "`python -m nova_lxd_py.support_matrix > doc/support-matrix.md`.",
         "Feature names follow nova's own support matrix.",
         "",

@@ -7,12 +7,15 @@ only the client that created an operation ever sees them: every other viewer
 (in listings, on /wait, in events) gets the operation without them.
 """
 import asyncio
+import json
 import logging
 import secrets as _secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aiohttp import WSMsgType
 
 from runtime import auth, errors
 from runtime.events import EventBus, timestamp
@@ -159,6 +162,28 @@ class Operation:
 
     async def socket(self, name: str, timeout: float | None = None):
         return await asyncio.wait_for(asyncio.shield(self.sockets[name]), timeout)
+
+    async def control_messages(self):
+        """The JSON objects a client sends on its `control` websocket, until it closes
+        it (LXD clients send signals and window sizes there, and close it to detach)."""
+        ws = await self.socket("control")
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(data, dict):
+                yield data
+
+    async def connected(self, names: list[str], timeout: float, what: str) -> dict:
+        """The websockets of these fds once all are connected, or a clear 400."""
+        try:
+            socks = await asyncio.gather(*(self.socket(n, timeout) for n in names))
+        except TimeoutError:
+            raise errors.BadRequest(f"Timed out waiting for the {what} websockets to connect")
+        return dict(zip(names, socks, strict=True))
 
 
 class Operations:

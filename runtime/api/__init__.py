@@ -18,7 +18,7 @@ LOG = logging.getLogger(__name__)
 # (an instance with cloud-init user data, a migration target) are tens of KB.
 # Only image uploads and file pushes are streamed, never held in memory.
 MAX_JSON_BODY = 4 * 1024 * 1024
-MODULES = ["server", "instances", "exec", "files", "images", "profiles", "storage",
+MODULES = ["server", "instances", "console", "exec", "files", "images", "profiles", "storage",
            "networks", "operations", "events", "snapshots", "certificates", "projects",
            "resources", "volumes", "metrics"]
 

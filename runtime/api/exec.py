@@ -6,7 +6,6 @@ process is lxc-attach; its exit code is the operation's `return`.
 """
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -133,38 +132,24 @@ async def exec_instance(request: web.Request) -> web.Response:
     return response.async_(op)
 
 
-async def _sockets(op, names: list[str]) -> dict:
-    try:
-        socks = await asyncio.gather(*(op.socket(n, CONNECT_TIMEOUT) for n in names))
-    except TimeoutError:
-        raise BadRequest("Timed out waiting for the exec websockets to connect")
-    return dict(zip(names, socks, strict=True))
-
-
 async def _control(op, proc, master: int | None) -> None:
     """Signals and window resizes from the control websocket, if the client opens it."""
     try:
-        ws = await op.socket("control")
+        async for data in op.control_messages():
+            if data.get("command") == "signal":
+                try:
+                    proc.send_signal(int(data.get("signal", signal.SIGTERM)))
+                except (ProcessLookupError, ValueError):
+                    pass
+            elif data.get("command") == "window-resize" and master is not None:
+                args = data.get("args") or {}
+                try:
+                    _winsize(master, int(args.get("width", 80)),
+                             int(args.get("height", 25)))
+                except (TypeError, ValueError, OverflowError, struct.error, OSError):
+                    continue
     except (asyncio.CancelledError, KeyError):
         return
-    async for msg in ws:
-        if msg.type != WSMsgType.TEXT:
-            continue
-        try:
-            data = json.loads(msg.data)
-        except json.JSONDecodeError:
-            continue
-        if data.get("command") == "signal":
-            try:
-                proc.send_signal(int(data.get("signal", signal.SIGTERM)))
-            except (ProcessLookupError, ValueError):
-                pass
-        elif data.get("command") == "window-resize" and master is not None:
-            args = data.get("args") or {}
-            try:
-                _winsize(master, int(args.get("width", 80)), int(args.get("height", 25)))
-            except (TypeError, ValueError, OverflowError, struct.error, OSError):
-                continue
 
 
 def _winsize(fd: int, width: int, height: int) -> None:
@@ -205,7 +190,7 @@ async def _pump_in(ws, writer) -> None:
 
 
 async def _piped(op, argv: list[str], host_cwd: str, req: dict) -> dict:
-    socks = await _sockets(op, ["0", "1", "2"])
+    socks = await op.connected(["0", "1", "2"], CONNECT_TIMEOUT, "exec")
     proc = await asyncio.create_subprocess_exec(
         *argv, cwd=host_cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, limit=CHUNK)
@@ -239,7 +224,7 @@ async def _ready(loop, fd: int, readable: bool) -> None:
 
 
 async def _interactive(op, argv: list[str], host_cwd: str, req: dict) -> dict:
-    socks = await _sockets(op, ["0"])
+    socks = await op.connected(["0"], CONNECT_TIMEOUT, "exec")
     ws = socks["0"]
     master, slave = os.openpty()
     # Our side is a transparent pipe: lxc-attach makes the real terminal inside

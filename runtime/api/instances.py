@@ -1,4 +1,5 @@
-"""/1.0/instances: list, create, get, update, rename, delete, state, logs, console."""
+"""/1.0/instances: list, create, get, update, rename, delete, state, logs
+(the console is in runtime.api.console)."""
 import os
 
 from aiohttp import web
@@ -218,25 +219,6 @@ async def delete_log(request: web.Request) -> web.Response:
     return response.sync({})
 
 
-async def get_console(request: web.Request) -> web.StreamResponse:
-    """The console log (what init and getty wrote to /dev/console)."""
-    d = daemon(request)
-    path = d.instances.paths(_inst(request)).console_log
-    data = b""
-    if os.path.exists(path):
-        with open(path, "rb") as f:
-            data = f.read()
-    return web.Response(body=data, content_type="application/octet-stream")
-
-
-async def delete_console(request: web.Request) -> web.Response:
-    d = daemon(request)
-    path = d.instances.paths(_inst(request)).console_log
-    if os.path.exists(path):
-        open(path, "w").close()
-    return response.sync({})
-
-
 ROUTES = [
     ("GET", "/1.0/instances", list_instances, PROJECT),
     ("POST", "/1.0/instances", create_instance, PROJECT),
@@ -250,6 +232,4 @@ ROUTES = [
     ("GET", "/1.0/instances/{name}/logs", list_logs, PROJECT),
     ("GET", "/1.0/instances/{name}/logs/{file}", get_log, PROJECT),
     ("DELETE", "/1.0/instances/{name}/logs/{file}", delete_log, PROJECT),
-    ("GET", "/1.0/instances/{name}/console", get_console, PROJECT),
-    ("DELETE", "/1.0/instances/{name}/console", delete_console, PROJECT),
 ]

@@ -363,6 +363,16 @@ class LxcDriver:
     async def set_cgroup(self, name: str, key: str, value: str) -> None:
         await proc.run(["lxc-cgroup", *self._args(name), "--", key, value])
 
+    def console_argv(self, name: str) -> list[str]:
+        """lxc-console on the container's /dev/console (tty 0), escape key off.
+
+        lxc-console's `-e` takes a letter and makes it Ctrl-<letter>; "`" maps to
+        0, which liblxc reads as "no escape key", so every byte (Ctrl-a too)
+        reaches the container and lxc-console prints no banner. LXD passes -1 to
+        the same liblxc call for the same reason.
+        """
+        return ["lxc-console", *self._args(name), "-t", "0", "-e", "`"]
+
     def attach_argv(self, name: str, command: list[str], env: dict[str, str],
                     cwd: str | None, uid: int, gid: int) -> list[str]:
         argv = ["lxc-attach", *self._args(name), "--clear-env", "-q"]

@@ -98,3 +98,65 @@ def import_busybox(client: pylxd.Client, alias: str = "busybox") -> str:
         image = client.images.create(f.read(), wait=True)
     image.add_alias(alias, "bundled busybox image")
     return image.fingerprint
+
+
+class PtyProcess:
+    """A command on a terminal of its own (the lxc CLI's exec and console need
+    one), read with expect()."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        import pty
+        self.buf = b""
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: exec or die, never return into pytest
+            try:
+                os.environ.update(env)
+                os.execvp(argv[0], argv)
+            finally:
+                os._exit(127)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def _read(self, seconds: float) -> bool:
+        """Read what comes within seconds; False once the terminal is gone."""
+        import select
+        if select.select([self.fd], [], [], seconds)[0]:
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:
+                return False
+            self.buf += data
+            return bool(data)
+        return True
+
+    def expect(self, token: bytes, seconds: float = 15) -> bytes:
+        """Read through token (consumed); AssertionError with what came if it doesn't."""
+        deadline = time.monotonic() + seconds
+        while token not in self.buf and time.monotonic() < deadline:
+            if not self._read(0.2):
+                break
+        assert token in self.buf, f"no {token!r}; got {self.buf[-400:]!r}"
+        head, _, self.buf = self.buf.partition(token)
+        return head + token
+
+    def wait(self, seconds: float = 15) -> int | None:
+        """Exit code once the command ends (output still read meanwhile), or None."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.pid = 0
+                return os.waitstatus_to_exitcode(status)
+            self._read(0.1)
+        return None
+
+    def close(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        os.close(self.fd)

@@ -178,44 +178,23 @@ def test_lxc_cli_lists_instances(daemon, make_instance, tmp_path):
 
 def test_lxc_cli_interactive_exec(daemon, make_instance, tmp_path):
     """`lxc exec` with a terminal: keystrokes in, output back, exit code kept."""
-    import os
-    import pty
-    import select
     import shutil
+
+    from tests.functional.runtime.harness import PtyProcess
     if shutil.which("lxc") is None:
         pytest.skip("the lxc CLI (lxd-client) is not installed")
     inst = make_instance()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ.update(LXD_DIR=daemon.lxd_dir, HOME=str(tmp_path))
-        os.execvp("lxc", ["lxc", "exec", inst.name, "--", "sh"])
-    buf = b""
-
-    def read_until(token: bytes, seconds: float = 10) -> bool:
-        nonlocal buf
-        end = time.time() + seconds
-        while time.time() < end and token not in buf:
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    buf += os.read(fd, 4096)
-                except OSError:
-                    break
-        return token in buf
+    term = PtyProcess(["lxc", "exec", inst.name, "--", "sh"],
+                      {"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path)})
     try:
-        assert read_until(b"#")
-        os.write(fd, b"echo typed-$((40+2)); tty\n")
-        assert read_until(b"typed-42")
-        assert read_until(b"/dev/pts/")
-        os.write(fd, b"exit 5\n")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 5
+        term.expect(b"#")
+        term.send(b"echo typed-$((40+2)); tty\n")
+        term.expect(b"typed-42")
+        term.expect(b"/dev/pts/")
+        term.send(b"exit 5\n")
+        assert term.wait() == 5
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        term.close()
 
 
 def test_failed_start_says_why(client, daemon, tmp_path):

@@ -121,6 +121,7 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
              for k in tempest.options("compute-feature-enabled")}
     expected = {k: str(v) for k, v in support_matrix.tempest_flags().items()}
     expected.update(resize="False", cold_migration="False")  # one node: nowhere to move
+    expected.update(serial_console="False")  # no n-sproxy service: nowhere to connect
     assert flags == expected
     assert tempest.get("validation", "run_validation") == "False"
     assert tempest.get("compute", "image_ref") == "0f0e0d0c-0b0a-4909-8807-060504030201"
@@ -150,7 +151,8 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
 def test_existing_lxd_instead_of_the_runtime(tmp_path):
     log, files = _run_devstack(tmp_path, NOVA_LXD_USE_RUNTIME="False",
                                NOVA_LXD_ENDPOINT="/var/lib/lxd/unix.socket",
-                               NOVA_LXD_POOL="default", NOVA_LXD_MULTINODE="True")
+                               NOVA_LXD_POOL="default", NOVA_LXD_MULTINODE="True",
+                               ENABLED_SERVICES="n-api,n-cpu,n-sproxy,g-api,tempest")
     nova = _ini(str(tmp_path / "etc" / "nova.conf"))
     assert nova.get("lxd", "endpoint") == "/var/lib/lxd/unix.socket"
     assert nova.get("lxd", "pool") == "default"
@@ -159,6 +161,8 @@ def test_existing_lxd_instead_of_the_runtime(tmp_path):
     tempest = _ini(str(tmp_path / "etc" / "tempest.conf"))
     assert tempest.get("compute-feature-enabled", "cold_migration") == str(
         support_matrix.tempest_flags()["cold_migration"])  # NOVA_LXD_MULTINODE=True
+    assert tempest.get("compute-feature-enabled", "serial_console") == str(
+        support_matrix.tempest_flags()["serial_console"])  # n-sproxy enabled
 
 
 

@@ -95,3 +95,10 @@ def test_networking_rows_rest_on_tests():
     statuses = {f.key: sm.status_of(f)[0] for f in sm.FEATURES}
     assert statuses["networking.linuxbridge"] == sm.MISSING
     assert statuses["networking.ovs.native"] == sm.COMPLETE
+
+
+def test_console_rows_rest_on_tests():
+    for key in ("console.serial.interactive", "console.serial.log"):
+        feature = next(f for f in sm.FEATURES if f.key == key)
+        assert feature.proven_by, f"{key} must cite its tests"
+        assert sm.status_of(feature)[0] == sm.COMPLETE
