@@ -347,9 +347,12 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.action(name, "start")
         LOG.info("Powered on container %s", name, instance=instance)
 
-    def resume_state_on_host_boot(self, context, instance, network_info,
-                                  block_device_info=None, share_info=None):
-        self.power_on(context, instance, network_info, block_device_info)
+    def resume_state_on_host_boot(self, context, instance, network_info, share_info,
+                                  block_device_info=None):
+        """After a host reboot: nova, not the runtime, starts what was running
+        (our containers have boot.autostart=false)."""
+        self.power_on(context, instance, network_info, block_device_info,
+                      share_info=share_info)
 
     def pause(self, instance):
         self._require(instance)
