@@ -31,6 +31,7 @@ from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
 from nova_lxd_py import configdrive, exception
+from nova_lxd_py import events as runtime_events
 from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
@@ -58,6 +59,7 @@ STATUS_TO_POWER = {
 
 UUID_KEY = runtime_api.UUID_KEY
 SUSPENDED_KEY = "user.nova_suspended"
+AUTOSTART_KEY = "boot.autostart"
 RESCUE_SUFFIX = "-rescue"
 RESCUE_MOUNT = "/mnt/rescue"
 REQUIRED_EXTENSIONS = ("instances",)
@@ -96,6 +98,8 @@ class LXDDriver(driver.ComputeDriver):
         self._config_drive_dir = CONF.lxd.config_drive_dir
         self._images = images.ImageStore(self._clients, glance.API(),
                                          CONF.lxd.image_cache_dir)
+        self._events = runtime_events.LifecycleListener(
+            self._endpoint, self._power_state_by_name, self.emit_event, self.list_instances)
 
     # -- connection ------------------------------------------------------------
     def init_host(self, host: str) -> None:
@@ -121,6 +125,17 @@ class LXDDriver(driver.ComputeDriver):
         env = info.get("environment") or {}
         LOG.info("Connected to %s (%s %s) on %s, pool %s", self._endpoint.describe(),
                  env.get("server", "lxd"), env.get("server_version"), host, self._pool)
+        self._own_power_state()
+        self._events.start()
+
+    def _own_power_state(self) -> None:
+        """Containers made by older versions kept the runtime's autostart."""
+        for data in self._rt.owned():
+            if (data.get("config") or {}).get(AUTOSTART_KEY) != "false":
+                self._rt.patch_config(data["name"], {AUTOSTART_KEY: "false"})
+
+    def cleanup_host(self, host: str) -> None:
+        self._events.stop()
 
     def _profile_pool(self) -> str | None:
         for name in reversed(self._profiles):
@@ -155,14 +170,23 @@ class LXDDriver(driver.ComputeDriver):
         data = self._rt.get(instance.name)
         if data is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        status = data.get("status_code")
-        state = STATUS_TO_POWER.get(status, power_state.NOSTATE)
+        return hardware.InstanceInfo(state=self._power_state(instance.name, data),
+                                     internal_id=instance.name)
+
+    def _power_state(self, name: str, data: dict) -> int:
+        state = STATUS_TO_POWER.get(data.get("status_code"), power_state.NOSTATE)
         if state == power_state.PAUSED and (data.get("config") or {}).get(SUSPENDED_KEY):
             state = power_state.SUSPENDED
-        rescue = instance.name + RESCUE_SUFFIX
-        if state == power_state.SHUTDOWN and self._rt.status(rescue) == runtime_api.RUNNING:
+        if state == power_state.SHUTDOWN and \
+                self._rt.status(name + RESCUE_SUFFIX) == runtime_api.RUNNING:
             state = power_state.RUNNING  # rescued: nova expects the instance up
-        return hardware.InstanceInfo(state=state, internal_id=instance.name)
+        return state
+
+    def _power_state_by_name(self, name: str) -> tuple[str, int] | None:
+        """(uuid, power state) of one of our containers, for the event listener."""
+        data = self._rt.get(name)
+        uuid = ((data or {}).get("config") or {}).get(UUID_KEY)
+        return (uuid, self._power_state(name, data)) if uuid else None
 
     def get_num_instances(self) -> int:
         return len(self._rt.owned())
@@ -193,9 +217,10 @@ class LXDDriver(driver.ComputeDriver):
                     error_callback=self._neutron_failed_callback):
                 undo.append(lambda: self.unplug_vifs(instance, network_info))
                 self.plug_vifs(instance, network_info)
-                undo.append(lambda: self._rt.delete(name))
+                self._claim_name(instance)
                 self._rt.create(self._body(name, config, devices,
                                            {"type": "image", "fingerprint": fingerprint}))
+                undo.append(lambda: self._rt.delete(name, instance.uuid))
                 self._push_seed(instance, network_info)
                 if power_on:
                     self._rt.action(name, "start")
@@ -214,6 +239,19 @@ class LXDDriver(driver.ComputeDriver):
             raise nova_exception.ImageUnacceptable(image_id=image_meta.id, reason=reason)
         LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
                  time.monotonic() - start, instance=instance)
+
+    def _claim_name(self, instance: Any) -> None:
+        """The container name must be free. A leftover of this same instance (an
+        earlier attempt whose clean-up failed) is removed; anything else is not
+        ours to touch: the build fails on this host and nova reschedules."""
+        data = self._rt.get(instance.name)
+        if data is None:
+            return
+        if runtime_api.owner_of(data) == instance.uuid:
+            LOG.warning("Removing a leftover container of this instance", instance=instance)
+            self._rt.delete(instance.name, instance.uuid)
+            return
+        raise nova_exception.InstanceExists(name=instance.name)
 
     def _rollback(self, undo: list[Any], instance: Any) -> None:
         for step in reversed(undo):
@@ -234,6 +272,7 @@ class LXDDriver(driver.ComputeDriver):
             devices[dev_name] = dev
         config = dict(mapping.config)
         config[UUID_KEY] = instance.uuid
+        config[AUTOSTART_KEY] = "false"  # nova owns power state, also after a host reboot
         return config, devices
 
     def _body(self, name: str, config: dict, devices: dict, source: dict) -> dict:
@@ -264,11 +303,15 @@ class LXDDriver(driver.ComputeDriver):
         """Stop the container; with destroy_disks its root filesystem goes too
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX)
+        self._rt.delete(name + RESCUE_SUFFIX, instance.uuid)
         data = self._rt.get(name)
+        if data is not None and runtime_api.owner_of(data) != instance.uuid:
+            LOG.warning("Container %s belongs to another instance: left alone", name,
+                        instance=instance)
+            data = None
         if data is not None:
             if destroy_disks:
-                self._rt.delete(name)
+                self._rt.delete(name, instance.uuid)
             elif self._rt.status(name) != runtime_api.STOPPED:
                 self._rt.action(name, "stop", timeout=-1, force=True)
         else:
@@ -288,7 +331,7 @@ class LXDDriver(driver.ComputeDriver):
         if destroy_vifs:
             self.unplug_vifs(instance, network_info or [])
         if destroy_disks:
-            self._rt.delete(instance.name)
+            self._rt.delete(instance.name, instance.uuid)
             shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
                           ignore_errors=True)
 
@@ -457,13 +500,13 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.action(rescue, "start")
         except Exception:  # noqa: BLE001 - undo the rescue, then re-raise
             with excutils.save_and_reraise_exception():
-                self._rt.delete(rescue)
+                self._rt.delete(rescue, instance.uuid)
                 self._rt.action(name, "start")
         LOG.info("Rescued %s in %s", name, rescue, instance=instance)
 
     def unrescue(self, context, instance):
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX)
+        self._rt.delete(name + RESCUE_SUFFIX, instance.uuid)
         if self._rt.status(name) != runtime_api.RUNNING:
             self._rt.action(name, "start")
         LOG.info("Unrescued %s", name, instance=instance)
@@ -517,8 +560,9 @@ class LXDDriver(driver.ComputeDriver):
         try:
             undo.append(lambda: self.unplug_vifs(instance, network_info))
             self.plug_vifs(instance, network_info or [])
-            undo.append(lambda: self._rt.delete(name))
+            self._claim_name(instance)
             self._rt.create(body)
+            undo.append(lambda: self._rt.delete(name, instance.uuid))
             self._push_seed(instance, network_info or [])
             if power_on:
                 self._rt.action(name, "start")
@@ -530,7 +574,7 @@ class LXDDriver(driver.ComputeDriver):
 
     def confirm_migration(self, context, migration, instance, network_info):
         """The move is final: drop the stopped source container."""
-        self._rt.delete(instance.name)
+        self._rt.delete(instance.name, instance.uuid)
         self.unplug_vifs(instance, network_info or [])
 
     def finish_revert_migration(self, context, instance, network_info, migration,

@@ -11,6 +11,7 @@ import contextlib
 import os
 import time
 
+from oslo_log import log as logging
 from pylxd import exceptions as lxd_exceptions
 
 from nova import exception as nova_exception
@@ -19,6 +20,16 @@ from nova_lxd_py import exception
 # LXD status codes the driver looks at.
 STOPPED, RUNNING, FROZEN = 102, 103, 110
 UUID_KEY = "user.nova_instance_uuid"
+# On a rescue container: the uuid of the instance it rescues (not UUID_KEY, so
+# it is not listed as an instance of its own).
+RESCUE_KEY = "user.nova_rescue_of"
+LOG = logging.getLogger(__name__)
+
+
+def owner_of(data: dict | None) -> str | None:
+    """The nova instance a container belongs to (itself or as its rescue)."""
+    config = (data or {}).get("config") or {}
+    return config.get(UUID_KEY) or config.get(RESCUE_KEY)
 
 
 class _OperationError:
@@ -141,10 +152,19 @@ class RuntimeAPI:
             raise exception.RuntimeOperationFailed(action="create", name=body["name"],
                                                    reason=str(exc)) from exc
 
-    def delete(self, name: str) -> None:
-        """Stop (forced) and delete; absent is fine."""
-        if self.get(name) is None:
-            return
+    def delete(self, name: str, owner: str) -> bool:
+        """Stop (forced) and delete *name* if it belongs to instance *owner*.
+
+        Absent is fine. A container of that name that is not *owner*'s (another
+        instance's, or not made by nova at all) is left alone and False returned:
+        the driver never deletes what it did not make."""
+        data = self.get(name)
+        if data is None:
+            return False
+        if owner_of(data) != owner:
+            LOG.warning("Not deleting container %s: it belongs to %s, not to instance %s",
+                        name, owner_of(data) or "no nova instance", owner)
+            return False
         if self.status(name) not in (STOPPED, None):
             with contextlib.suppress(lxd_exceptions.LXDAPIException):
                 self.action(name, "stop", timeout=-1, force=True)
@@ -152,6 +172,7 @@ class RuntimeAPI:
             self.wait(self.api.instances[name].delete())
         except lxd_exceptions.NotFound:
             pass
+        return True
 
     def owned(self) -> list[dict]:
         """Containers made by this driver (marked with the instance uuid)."""

@@ -6,9 +6,7 @@ Needs one runtime per host, so it is skipped on a shared LXD daemon.
 """
 from __future__ import annotations
 
-from unittest import mock
 
-from oslo_utils.fixture import uuidsentinel as uuids
 
 import nlx_fixtures
 import test_lxd_servers
@@ -17,21 +15,14 @@ HOSTS = test_lxd_servers.COMPUTE_HOSTS
 
 
 class LXDMigrationTest(test_lxd_servers.LXDServersBase):
+    runtime_https = True
+
     def setUp(self):
         if nlx_fixtures.runtime_kind() != "bundled":
             self.skipTest("migration needs one runtime per host")
         super().setUp()
         self.big_flavor_id = self._create_flavor(name="nlx.medium", vcpu=2, memory_mb=256,
                                                  disk=1, ephemeral=0)
-
-    def _start_lxd_compute(self, host: str) -> None:
-        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host, https=True))
-        runtime.image_aliases = []
-        self.runtimes[host] = runtime
-        self.flags(endpoint=runtime.endpoint, group="lxd")
-        with mock.patch("nova.virt.node.get_local_node_uuid",
-                        return_value=str(getattr(uuids, "node_" + host))):
-            self.computes[host] = self.start_service("compute", host=host)
 
     def _names(self, host: str) -> list[str]:
         return self.runtimes[host].ours()

@@ -77,16 +77,27 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
                           f"server={server}")
             time.sleep(0.05)
 
+    runtime_https = False
+
     def _start_lxd_compute(self, host: str) -> None:
-        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host))
+        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host, https=self.runtime_https))
         runtime.image_aliases = []
         self.runtimes[host] = runtime
-        self.flags(endpoint=runtime.endpoint, group="lxd")
+        self._start_compute_on(host)
+
+    def _start_compute_on(self, host: str) -> None:
+        """A fresh compute service (and driver) for host, on that host's runtime."""
+        self.flags(endpoint=self.runtimes[host].endpoint, group="lxd")
         self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
         # Each host keeps its own node identity, as on separate machines.
         with mock.patch("nova.virt.node.get_local_node_uuid",
                         return_value=str(getattr(uuids, "node_" + host))):
             self.computes[host] = self.start_service("compute", host=host)
+
+    def _restart_compute(self, host: str) -> None:
+        """Stop host's compute service and start a new one, as after a host reboot."""
+        self.computes[host].stop()
+        self._start_compute_on(host)
 
     def _create_busybox_image(self) -> str:
         ctxt = nova_context.get_admin_context()
@@ -322,6 +333,28 @@ class LXDServersTest(LXDServersBase):
         # Not rescheduled (no host could boot it): the fault says why.
         self.assertIn("has no usable init: /sbin/init", server["fault"]["message"])
         self._delete_server(server)
+
+    def test_spawn_never_deletes_a_container_it_did_not_make(self):
+        """A container that merely has the next instance's name survives that
+        instance's failed build and its deletion."""
+        host = COMPUTE_HOSTS[0]
+        probe = self._boot("nlx-name-probe", host=host)
+        name = probe["OS-EXT-SRV-ATTR:instance_name"]
+        squatter = f"{name[:-8]}{int(name[-8:], 16) + 1:08x}"
+        client = self.runtimes[host].client
+        fingerprint = client.api.images.aliases[self.image_id].get().json()["metadata"][
+            "target"]
+        client.instances.create({"name": squatter, "config": {"user.marker": "not-nova"},
+                                 "source": {"type": "image", "fingerprint": fingerprint}},
+                                wait=True)
+        server = self._boot("nlx-squatted", host=host, wait="ERROR")
+        self.assertEqual(squatter, server["OS-EXT-SRV-ATTR:instance_name"])
+        self.assertEqual("not-nova", client.instances.get(squatter).config["user.marker"])
+        self._delete_server(server)
+        self.assertEqual("not-nova", client.instances.get(squatter).config["user.marker"])
+        client.instances.get(squatter).delete(wait=True)
+        self._delete_server(probe)
+        self._assert_runtimes_empty()
 
     def test_invalid_extra_spec_fails_cleanly(self):
         flavor_id = self._create_flavor(name="nlx.bad", vcpu=1, memory_mb=128, disk=1, ephemeral=0,
