@@ -28,6 +28,9 @@ API_EXTENSIONS = [
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
     "resources", "network_leases",
+    # Ours: a pool disk with source "container/<name>" mounts that stopped
+    # instance's root filesystem (rescue systems).
+    "nova_lxd_disk_instance_volume",
 ]
 
 SERVER_CONFIG_KEYS = {

@@ -23,7 +23,7 @@ import stat
 import sys
 
 from runtime import proc
-from runtime.errors import BadRequest, CommandFailed
+from runtime.errors import BadRequest, CommandFailed, NotFound
 from runtime.instances import cgroups
 from runtime.instances.config import parse_size, truthy
 from runtime.storage import volume_name
@@ -100,6 +100,18 @@ def check_disk(name: str, dev: dict) -> None:
             except ValueError:
                 raise BadRequest(f"disk {name!r}: {key} must be a rate in bytes/s (10MB) "
                                  "or operations/s (100iops)")
+
+
+INSTANCE_VOLUME_PREFIX = "container/"
+
+
+def instance_volume(dev: dict) -> str | None:
+    """The instance named by a pool disk's ``source: container/<name>``, if any."""
+    source = dev.get("source") or ""
+    if dev.get("type") == "disk" and dev.get("pool") and \
+            source.startswith(INSTANCE_VOLUME_PREFIX):
+        return source[len(INSTANCE_VOLUME_PREFIX):]
+    return None
 
 
 def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
@@ -218,8 +230,31 @@ class Devices:
 
     def _volume_path(self, inst, dev: dict) -> str:
         """A custom volume's directory, in the project that owns the instance's volumes."""
+        if instance_volume(dev):
+            return self.d.pool(dev["pool"]).rootfs(volume_name(inst.project,
+                                                               instance_volume(dev)))
         vproj = self.d._feature(inst.project, "features.storage.volumes")
         return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, dev["source"]))
+
+    async def _mount_instance_volume(self, inst, name: str, dev: dict) -> str:
+        """The root filesystem of another, stopped instance (``source: container/<name>``).
+
+        For rescue systems: they repair an instance's root through the API, without
+        knowing where (or whether) the pool keeps a stopped instance's root mounted."""
+        other_name = instance_volume(dev)
+        try:
+            other = self.d.instances.load(inst.project, other_name)
+        except NotFound:
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} not found")
+        if other.id == inst.id:
+            raise BadRequest(f"disk {name!r}: an instance can't mount its own root volume")
+        if other.pool != dev["pool"]:
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} is not in pool "
+                             f"{dev['pool']!r}")
+        if self.d.instances.pid(other):
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} is running; its root "
+                             "volume can only be mounted elsewhere while it is stopped")
+        return await self.d.pool(dev["pool"]).mount(volume_name(other.project, other.name))
 
     # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
@@ -233,6 +268,9 @@ class Devices:
                     out[name] = node
                 continue
             if dtype != "disk" or dev.get("path") == "/" or not dev.get("pool"):
+                continue
+            if instance_volume(dev):
+                out[name] = await self._mount_instance_volume(inst, name, dev)
                 continue
             path = self._volume_path(inst, dev)
             if not os.path.isdir(path):
@@ -528,7 +566,9 @@ class Devices:
 
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
-        if dev.get("pool"):
+        if instance_volume(dev):
+            source = await self._mount_instance_volume(inst, name, dev)
+        elif dev.get("pool"):
             source = self._volume_path(inst, dev)
         else:
             source = dev.get("source")
