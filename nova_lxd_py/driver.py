@@ -32,6 +32,8 @@ from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
 from nova_lxd_py import configdrive, exception
 from nova_lxd_py import events as runtime_events
+from nova_lxd_py import guest
+from nova_lxd_py import rescue as rescue_mod
 from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
@@ -60,8 +62,6 @@ STATUS_TO_POWER = {
 UUID_KEY = runtime_api.UUID_KEY
 SUSPENDED_KEY = "user.nova_suspended"
 AUTOSTART_KEY = "boot.autostart"
-RESCUE_SUFFIX = "-rescue"
-RESCUE_MOUNT = "/mnt/rescue"
 REQUIRED_EXTENSIONS = ("instances",)
 POOLS_WITH_QUOTAS = ("btrfs", "zfs", "lvm", "ceph")
 
@@ -178,7 +178,7 @@ class LXDDriver(driver.ComputeDriver):
         if state == power_state.PAUSED and (data.get("config") or {}).get(SUSPENDED_KEY):
             state = power_state.SUSPENDED
         if state == power_state.SHUTDOWN and \
-                self._rt.status(name + RESCUE_SUFFIX) == runtime_api.RUNNING:
+                self._rt.status(rescue_mod.name_of(name)) == runtime_api.RUNNING:
             state = power_state.RUNNING  # rescued: nova expects the instance up
         return state
 
@@ -205,12 +205,8 @@ class LXDDriver(driver.ComputeDriver):
         fingerprint = self._images.ensure(context, image_meta)
         undo: list[Any] = []
         try:
-            if configdrive_required(instance):
-                path = self._config_drive_path(instance)
-                undo.append(lambda: shutil.rmtree(path, ignore_errors=True))
-                configdrive.write_config_drive(instance, path, network_info, injected_files,
-                                               admin_password)
-                devices["config-drive"] = configdrive.config_drive_device(path)
+            undo.append(lambda: self._drop_config_drive(instance))
+            self._config_drive(instance, devices, network_info, injected_files, admin_password)
             events = self._neutron_events(network_info) if power_on else []
             with self.virtapi.wait_for_instance_event(
                     instance, events, timeout=CONF.vif_plugging_timeout,
@@ -279,12 +275,29 @@ class LXDDriver(driver.ComputeDriver):
         return {"name": name, "type": "container", "profiles": self._profiles,
                 "config": config, "devices": devices, "source": source}
 
-    def _push_seed(self, instance: Any, network_info: Any) -> None:
-        self._rt.push_files(instance.name, configdrive.nocloud_files(
+    def _push_seed(self, instance: Any, network_info: Any, name: str | None = None) -> None:
+        self._rt.push_files(name or instance.name, configdrive.nocloud_files(
             instance, configdrive.hostname_for(instance), network_info))
 
-    def _config_drive_path(self, instance: Any) -> str:
-        return os.path.join(self._config_drive_dir, instance.uuid, "configdrive")
+    def _config_drive_path(self, instance: Any, kind: str = "configdrive") -> str:
+        return os.path.join(self._config_drive_dir, instance.uuid, kind)
+
+    def _config_drive(self, instance: Any, devices: dict, network_info: Any,
+                      injected_files: list | None = None, admin_password: str | None = None,
+                      path: str | None = None) -> None:
+        """Write the config drive (if the instance has one) and add its device.
+
+        Written on the host of the instance, at every spawn, move and rescue: the
+        directory does not travel with the container."""
+        if not configdrive_required(instance):
+            return
+        path = path or self._config_drive_path(instance)
+        configdrive.write_config_drive(instance, path, network_info, injected_files,
+                                       admin_password)
+        devices["config-drive"] = configdrive.config_drive_device(path)
+
+    def _drop_config_drive(self, instance: Any, kind: str = "configdrive") -> None:
+        shutil.rmtree(self._config_drive_path(instance, kind), ignore_errors=True)
 
     @staticmethod
     def _neutron_events(network_info: Any) -> list[tuple[str, str]]:
@@ -303,7 +316,7 @@ class LXDDriver(driver.ComputeDriver):
         """Stop the container; with destroy_disks its root filesystem goes too
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX, instance.uuid)
+        self._rt.delete(rescue_mod.name_of(name), instance.uuid)
         data = self._rt.get(name)
         if data is not None and runtime_api.owner_of(data) != instance.uuid:
             LOG.warning("Container %s belongs to another instance: left alone", name,
@@ -453,12 +466,12 @@ class LXDDriver(driver.ComputeDriver):
         snap = "nova-snapshot-" + image_id[:8]
         was_running = self._rt.status(name) == runtime_api.RUNNING
         if was_running:
-            self._rt.action(name, "freeze")
+            self.quiesce(context, instance, None)
         try:
             self._rt.snapshot(name, snap)
         finally:
             if was_running:
-                self._rt.action(name, "unfreeze")
+                self.unquiesce(context, instance, None)
         try:
             fingerprint = self._rt.publish_snapshot(name, snap,
                                                     f"snapshot of {instance.uuid}")
@@ -483,51 +496,73 @@ class LXDDriver(driver.ComputeDriver):
     def rescue(self, context, instance, network_info, image_meta, rescue_password,
                block_device_info, share_info):
         """Stop the instance and boot a rescue container from the rescue image
-        with the instance's root filesystem at /mnt/rescue."""
+        with the instance's root filesystem at /mnt/rescue, its ports and, when
+        the image has chpasswd, the rescue password."""
         name = instance.name
         data = self._require(instance)
-        source = self._rootfs_path(name, data)
+        root = rescue_mod.root_disk(self._rt, name, data, self._pool, self._local_state_dir())
         if self._rt.status(name) != runtime_api.STOPPED:
             self._rt.action(name, "stop", timeout=-1, force=True)
         fingerprint = self._images.ensure(context, image_meta)
-        rescue = name + RESCUE_SUFFIX
-        config, devices = self._config(instance, [])
-        del config[UUID_KEY]  # not an instance of its own: list_instances skips it
-        devices["rescue"] = {"type": "disk", "source": source, "path": RESCUE_MOUNT}
+        rescue = rescue_mod.name_of(name)
+        network_info = network_info or []
+        config, devices = self._config(instance, network_info)
+        config = rescue_mod.config(config, instance.uuid)
+        devices["rescue"] = root
         try:
+            self._config_drive(instance, devices, network_info, admin_password=rescue_password,
+                               path=self._config_drive_path(instance, "rescue-configdrive"))
+            self.plug_vifs(instance, network_info)
             self._rt.create(self._body(rescue, config, devices,
                                        {"type": "image", "fingerprint": fingerprint}))
+            self._push_seed(instance, network_info, rescue)
             self._rt.action(rescue, "start")
+            if rescue_password:
+                try:
+                    guest.set_password(self._rt, rescue, guest.admin_user(instance),
+                                       rescue_password)
+                except nova_exception.SetAdminPasswdNotSupported:
+                    LOG.warning("The rescue image has no chpasswd: rescue password not set",
+                                instance=instance)
         except Exception:  # noqa: BLE001 - undo the rescue, then re-raise
             with excutils.save_and_reraise_exception():
                 self._rt.delete(rescue, instance.uuid)
+                self._drop_config_drive(instance, "rescue-configdrive")
                 self._rt.action(name, "start")
         LOG.info("Rescued %s in %s", name, rescue, instance=instance)
 
     def unrescue(self, context, instance):
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX, instance.uuid)
+        self._rt.delete(rescue_mod.name_of(name), instance.uuid)
+        self._drop_config_drive(instance, "rescue-configdrive")
         if self._rt.status(name) != runtime_api.RUNNING:
             self._rt.action(name, "start")
         LOG.info("Unrescued %s", name, instance=instance)
 
-    def _rootfs_path(self, name: str, data: dict) -> str:
-        """Host path of the container's root filesystem (dir-like pools).
+    def _local_state_dir(self) -> str | None:
+        """The state directory of a runtime on this host's unix socket."""
+        if not self._endpoint.is_unix:
+            return None
+        return os.path.dirname(self._endpoint.url.removeprefix("unix://"))
 
-        From the pool's ``source`` when the runtime reports it (LXD), else
-        the LXD layout under the local runtime's state directory."""
-        pool_name = (data.get("expanded_devices") or {}).get("root", {}).get("pool") \
-            or self._pool
-        pool = self._rt.pool(pool_name)
-        source = (pool.get("config") or {}).get("source")
-        if not source and self._endpoint.is_unix:
-            state_dir = os.path.dirname(self._endpoint.url.removeprefix("unix://"))
-            source = os.path.join(state_dir, "storage-pools", pool_name)
-        path = os.path.join(source or "", "containers", name, "rootfs")
-        if not source or not os.path.isdir(path):
-            raise nova_exception.NovaException(
-                f"cannot find the root filesystem of {name} in pool {pool_name}")
-        return path
+    # -- guest ---------------------------------------------------------------------
+    def set_admin_password(self, instance, new_pass):
+        """chpasswd in the running container (images without it: not supported)."""
+        if self._rt.status(instance.name) != runtime_api.RUNNING:
+            raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
+        guest.set_password(self._rt, instance.name, guest.admin_user(instance), new_pass)
+
+    def quiesce(self, context, instance, image_meta):
+        """Flush the guest's writes and freeze it (cgroup freezer) for a snapshot."""
+        if self._rt.status(instance.name) != runtime_api.RUNNING:
+            raise nova_exception.InstanceQuiesceNotSupported(
+                instance_id=instance.uuid, reason="the container is not running")
+        guest.flush_writes(self._rt, instance.name)
+        self._rt.action(instance.name, "freeze")
+
+    def unquiesce(self, context, instance, image_meta):
+        if self._rt.status(instance.name) == runtime_api.FROZEN:
+            self._rt.action(instance.name, "unfreeze")
 
     # -- cold migration and resize ------------------------------------------------------
     def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
@@ -558,6 +593,8 @@ class LXDDriver(driver.ComputeDriver):
         body = migrations.target_body(name, disk_info, self._profiles, config, devices)
         undo: list[Any] = []
         try:
+            undo.append(lambda: self._drop_config_drive(instance))
+            self._config_drive(instance, body["devices"], network_info)
             undo.append(lambda: self.unplug_vifs(instance, network_info))
             self.plug_vifs(instance, network_info or [])
             self._claim_name(instance)
@@ -576,6 +613,7 @@ class LXDDriver(driver.ComputeDriver):
         """The move is final: drop the stopped source container."""
         self._rt.delete(instance.name, instance.uuid)
         self.unplug_vifs(instance, network_info or [])
+        shutil.rmtree(os.path.dirname(self._config_drive_path(instance)), ignore_errors=True)
 
     def finish_revert_migration(self, context, instance, network_info, migration,
                                 block_device_info=None, power_on=True, share_info=None):

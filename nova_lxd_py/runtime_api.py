@@ -201,6 +201,15 @@ class RuntimeAPI:
                          headers={"X-LXD-type": "directory", "X-LXD-mode": "0755"})
             made.add(current)
 
+    def execute(self, name: str, argv: list[str],
+                stdin: str | None = None) -> tuple[int, str, str]:
+        """Run argv in the container: (exit code, stdout, stderr)."""
+        result = self.client.instances.get(name).execute(argv, stdin_payload=stdin)
+        return result.exit_code, result.stdout, result.stderr
+
+    def has_extension(self, name: str) -> bool:
+        return name in (self.client.host_info.get("api_extensions") or [])
+
     def console_log(self, name: str) -> bytes:
         try:
             return self.api.instances[name].console.get(is_api=False).content

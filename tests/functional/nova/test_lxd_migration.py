@@ -53,3 +53,21 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
 
         self._delete_server(server)
         self._assert_runtimes_empty()
+
+    def test_config_drive_survives_resize(self):
+        server = self._build_server(name="nlx-cd-move", image_uuid=self.image_id,
+                                    flavor_id=self.flavor_id, networks="none")
+        server["config_drive"] = True
+        server["host"] = HOSTS[0]
+        self._track_images(self.image_id)
+        server = self._wait_for_state_change(self.api.post_server({"server": server}),
+                                             "ACTIVE")
+        path = "/config-drive/openstack/latest/meta_data.json"
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        server = self._resize_server(server, self.big_flavor_id)
+        self.assertEqual(HOSTS[1], server["OS-EXT-SRV-ATTR:host"])
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        server = self._confirm_resize(server)
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        self._delete_server(server)
+        self._assert_runtimes_empty()

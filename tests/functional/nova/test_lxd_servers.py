@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from unittest import mock
 
@@ -89,10 +91,19 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
         """A fresh compute service (and driver) for host, on that host's runtime."""
         self.flags(endpoint=self.runtimes[host].endpoint, group="lxd")
         self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
+        # as on separate machines: config drives of one host are not the other's
+        self.flags(config_drive_dir=self._reachable_tempdir(), group="lxd")
         # Each host keeps its own node identity, as on separate machines.
         with mock.patch("nova.virt.node.get_local_node_uuid",
                         return_value=str(getattr(uuids, "node_" + host))):
             self.computes[host] = self.start_service("compute", host=host)
+
+    def _reachable_tempdir(self) -> str:
+        """A directory unprivileged containers can cross (nova's TMPDIR is 0700)."""
+        path = tempfile.mkdtemp(prefix="nlx-nova-", dir="/var/tmp")
+        os.chmod(path, 0o711)
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
 
     def _restart_compute(self, host: str) -> None:
         """Stop host's compute service and start a new one, as after a host reboot."""
@@ -230,18 +241,49 @@ class LXDServersTest(LXDServersBase):
     def test_rescue_unrescue(self):
         server = self._boot("nlx-rescue")
         self._exec(server, "sh", "-c", "echo precious > /root/marker")
-        self.api.post_server_action(server["id"], {"rescue": {}})
+        self.api.post_server_action(server["id"], {"rescue": {"adminPass": "r3scue:Pw"}})
         server = self._wait_for_state_change(server, "RESCUE")
         self.assertEqual("Stopped", self._status(server))
         host = server["OS-EXT-SRV-ATTR:host"]
-        rescue = self.runtimes[host].client.instances.get(
-            server["OS-EXT-SRV-ATTR:instance_name"] + "-rescue")
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        rescue = self.runtimes[host].client.instances.get(name + "-rescue")
+        # the runtime mounts the stopped root itself: no host path of it is used
+        self.assertEqual("container/" + name, rescue.devices["rescue"]["source"])
         result = rescue.execute(["cat", "/mnt/rescue/root/marker"])
         self.assertEqual("precious", result.stdout.strip(), result.stderr)
+        rescue.execute(["sh", "-c", "echo repaired >> /mnt/rescue/root/marker"])
+        self._assert_password(rescue, "root", "r3scue:Pw")
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assertEqual("Running", self._status(server))
-        self.assertEqual("precious", self._exec(server, "cat", "/root/marker").strip())
+        self.assertEqual("precious\nrepaired",
+                         self._exec(server, "cat", "/root/marker").strip())
+        self.assertNotIn(name + "-rescue", [i.name for i in
+                                            self.runtimes[host].client.instances.all()])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def _assert_password(self, container, user: str, password: str) -> None:
+        """user's /etc/shadow hash in the container is password's (checked with the
+        container's own mkpasswd and the stored salt)."""
+        shadow = container.execute(["cat", "/etc/shadow"]).stdout
+        hashed = next(line.split(":")[1] for line in shadow.splitlines()
+                      if line.startswith(user + ":"))
+        self.assertTrue(hashed.startswith("$6$"), f"no sha512 password set: {hashed!r}")
+        salt = hashed.split("$")[2]
+        again = container.execute(["mkpasswd", "-m", "sha512", "-S", salt, "-P", "0"],
+                                  stdin_payload=password + "\n").stdout.strip()
+        self.assertEqual(hashed, again)
+
+    def test_change_password(self):
+        server = self._boot("nlx-passwd")
+        self.api.post_server_action(server["id"], {"changePassword": {"adminPass": "n3w pw"}})
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self._assert_password(self._container(server), "root", "n3w pw")
+        server = self._stop_server(server)
+        # not running: the API refuses before the driver is asked
+        self.api.api_post(f"/servers/{server['id']}/action",
+                          {"changePassword": {"adminPass": "x"}}, check_response_status=[409])
         self._delete_server(server)
         self._assert_runtimes_empty()
 
