@@ -70,6 +70,13 @@ lxd_opts = [
         help="Directory under which a per-instance config-drive directory is "
              "written when an instance asks for a config drive; it is mounted "
              "read-only at /config-drive in the container."),
+    cfg.StrOpt(
+        "snapshot_disk_format",
+        default="root-tar", choices=["root-tar", "raw"],
+        help="Glance disk format of snapshots (a unified LXD image tarball either "
+             "way). root-tar needs root-tar in Glance's [image_format] disk_formats; "
+             "raw images are not scheduled to container hosts when nova's "
+             "[scheduler] query_placement_for_image_type_support is on."),
     cfg.IntOpt(
         "console_log_max_bytes",
         default=100 * 1024, min=1024,

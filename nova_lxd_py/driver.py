@@ -75,7 +75,10 @@ class LXDDriver(driver.ComputeDriver):
         "supports_evacuate": False,
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
-        "supports_image_type_raw": True,
+        # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
+        # so nova's image-type prefilter keeps VM images away; container images are
+        # root-tar or squashfs, which have no such trait (see image.py).
+        "supports_image_type_raw": False,
         "supports_pcpus": False,
         "supports_accelerators": False,
         "supports_bfv_rescue": False,
@@ -480,8 +483,7 @@ class LXDDriver(driver.ComputeDriver):
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)
         glance_api = glance.API()
-        image_meta = {"disk_format": "raw", "container_format": "bare",
-                      "properties": {"hypervisor_type": "lxd", "vm_mode": "exe"}}
+        image_meta = images.snapshot_image_meta(CONF.lxd.snapshot_disk_format)
         try:
             with contextlib.closing(self._rt.export(fingerprint, self._op_timeout)) as resp:
                 glance_api.update(context, image_id, image_meta,

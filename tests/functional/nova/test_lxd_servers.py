@@ -11,6 +11,7 @@ nova_lxd_py's driver, each with its own runtime daemon. Run with stestr
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -182,7 +183,8 @@ class LXDServersTest(LXDServersBase):
             rp_uuid = self._get_provider_uuid_by_host(host)
             traits = self._get_provider_traits(rp_uuid)
             self.assertIn("CUSTOM_NOVA_LXD_CONTAINER", traits)
-            self.assertIn("COMPUTE_IMAGE_TYPE_RAW", traits)
+            # a raw VM disk can't boot here: no image type is advertised
+            self.assertEqual([], [t for t in traits if t.startswith("COMPUTE_IMAGE_TYPE_")])
             inventory = self._get_provider_inventory(rp_uuid)
             self.assertGreaterEqual(inventory["VCPU"]["total"], 1)
             self.assertGreater(inventory["MEMORY_MB"]["total"], 128)
@@ -292,7 +294,11 @@ class LXDServersTest(LXDServersBase):
             server["id"], {"createImage": {"name": name}})["image_id"]
         self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
         image = self.glance.show(None, image_id)
-        self.assertEqual("raw", image["disk_format"])
+        self.assertEqual("root-tar", image["disk_format"])
+        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
+                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
+                         {k: image["properties"].get(k) for k in (
+                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
         self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
         return image
 
@@ -352,6 +358,30 @@ class LXDServersTest(LXDServersBase):
         self._delete_server(server)
         manager._run_image_cache_manager_pass(ctxt)
         self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
+
+    def test_only_container_images_are_scheduled_here(self):
+        """With nova's image-type prefilter on, VM disk images (raw, qcow2) find no
+        host of this driver; a root-tar container image with the documented
+        properties does."""
+        self.flags(query_placement_for_image_type_support=True, group="scheduler")
+        ctxt = nova_context.get_admin_context()
+        for fmt, data in (("raw", b"\0" * 4096), ("qcow2", b"QFI\xfb" + b"\0" * 4092)):
+            vm = self.glance.create(ctxt, {"name": f"nlx-vm-{fmt}", "disk_format": fmt,
+                                           "container_format": "bare", "status": "active"},
+                                    data=io.BytesIO(data))
+            server = self._boot(f"nlx-vm-{fmt}", image_id=vm["id"], wait="ERROR")
+            self.assertIn("No valid host", server["fault"]["message"])
+            self._delete_server(server)
+        with open(nlx_fixtures.busybox_image(), "rb") as data:
+            image = self.glance.create(ctxt, {
+                "name": "nlx-busybox-root-tar", "disk_format": "root-tar",
+                "container_format": "bare", "status": "active",
+                "properties": {"hypervisor_type": "lxd", "vm_mode": "exe",
+                               "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"}}, data=data)
+        server = self._boot("nlx-root-tar", image_id=image["id"])
+        self.assertEqual("Running", self._status(server))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
 
     def test_image_that_cannot_boot_fails_cleanly(self):
         """A failure after the container exists (its init is missing): the server goes
