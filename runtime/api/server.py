@@ -31,6 +31,8 @@ API_EXTENSIONS = [
     # Ours: a pool disk with source "container/<name>" mounts that stopped
     # instance's root filesystem (rescue systems).
     "nova_lxd_disk_instance_volume",
+    # Ours: /1.0/resources carries host_stats (uptime, load, cpu times) for the driver.
+    "nova_lxd_host_stats",
 ]
 
 SERVER_CONFIG_KEYS = {
