@@ -12,9 +12,15 @@ plugs/unplugs devices of running instances:
   mount namespace by a helper (`mountinject`, open_tree + setns + move_mount),
   never through /proc/PID/root; device nodes are made per instance with the
   requested uid/gid/mode, so the host's own nodes are never chowned.
+- a disk whose source is a host block device (a Cinder volume, say) is mounted
+  on the host by another helper (`blockmount`), idmapped to the container's
+  root when `shift` is set, and that mount is bound in; the root disk may be one
+  too (boot from volume). The host mounts go when the instance stops or the
+  device is unplugged.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -112,6 +118,18 @@ def instance_volume(dev: dict) -> str | None:
             source.startswith(INSTANCE_VOLUME_PREFIX):
         return source[len(INSTANCE_VOLUME_PREFIX):]
     return None
+
+
+def block_source(dev: dict) -> str | None:
+    """The host block device a disk (not a pool volume) mounts, if its source is one."""
+    source = dev.get("source") or ""
+    if dev.get("type") != "disk" or not source.startswith("/") or \
+            (dev.get("pool") and dev.get("path") != "/"):
+        return None
+    try:
+        return source if stat.S_ISBLK(os.stat(source).st_mode) else None
+    except OSError:
+        return None
 
 
 def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
@@ -236,6 +254,49 @@ class Devices:
         vproj = self.d._feature(inst.project, "features.storage.volumes")
         return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, dev["source"]))
 
+    def _block_target(self, inst, name: str) -> str:
+        # Not under _node_dir: that is removed with rmtree, which must never
+        # descend into a mounted volume.
+        return os.path.join(self.d.paths.lxd_dir, "disks",
+                            volume_name(inst.project, inst.name), name.replace("/", "-"))
+
+    async def mount_block(self, inst, name: str, dev: dict) -> str:
+        """Mount a block-device disk on the host (idempotent); returns the mount."""
+        source = block_source(dev)
+        if source is None:
+            raise BadRequest(f"disk {name!r}: {dev.get('source')!r} is not a block device")
+        target = self._block_target(inst, name)
+        if os.path.ismount(target):
+            return target
+        for parent in (os.path.dirname(os.path.dirname(target)), os.path.dirname(target)):
+            os.makedirs(parent, mode=0o711, exist_ok=True)
+            os.chmod(parent, 0o711)
+        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
+        idmap = self.d.instances.idmap_of(inst)
+        if truthy(dev.get("shift")) and not idmap.privileged:
+            argv.append(f"--idmap={idmap.base}:{idmap.size}")
+        if truthy(dev.get("readonly")):
+            argv.append("--ro")
+        try:
+            await proc.run(argv, env=self._helper_env())
+        except CommandFailed as exc:
+            raise BadRequest(f"disk {name!r}: {exc}")
+        return target
+
+    async def unmount_blocks(self, inst, only: str | None = None) -> None:
+        """Drop the host mounts of the instance's block-device disks."""
+        base = os.path.join(self.d.paths.lxd_dir, "disks", volume_name(inst.project, inst.name))
+        if not os.path.isdir(base):
+            return
+        for entry in sorted(os.listdir(base)):
+            if only is not None and entry != only.replace("/", "-"):
+                continue
+            await proc.run([sys.executable, "-m", "runtime.instances.blockmount", "umount",
+                            os.path.join(base, entry)], check=False, env=self._helper_env())
+        if only is None:
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+
     async def _mount_instance_volume(self, inst, name: str, dev: dict) -> str:
         """The root filesystem of another, stopped instance (``source: container/<name>``).
 
@@ -266,6 +327,9 @@ class Devices:
                 node = self._make_node(inst, name, dev)
                 if node:
                     out[name] = node
+                continue
+            if dtype == "disk" and dev.get("path") != "/" and block_source(dev):
+                out[name] = await self.mount_block(inst, name, dev)
                 continue
             if dtype != "disk" or dev.get("path") == "/" or not dev.get("pool"):
                 continue
@@ -368,6 +432,7 @@ class Devices:
             raise BadRequest(f"disk {name!r}: {exc}")
 
     async def after_stop(self, inst) -> None:
+        await self.unmount_blocks(inst)
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
         await self._drop_ifbs(inst)
 
@@ -379,6 +444,7 @@ class Devices:
                 await tc.remove(host_if)
 
     async def before_delete(self, inst) -> None:
+        await self.unmount_blocks(inst)
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
         nets = getattr(self.d, "networks", None)
         for dev in inst.expanded_devices.values():
@@ -466,6 +532,8 @@ class Devices:
             await self._unplug_nic(inst, pid, name, dev)
         elif dtype == "disk" and dev.get("path") != "/":
             await self._eject(pid, dev["path"])
+            if block_source(dev) or os.path.ismount(self._block_target(inst, name)):
+                await self.unmount_blocks(inst, only=name)
         elif dtype in ("unix-char", "unix-block"):
             await self._eject(pid, dev.get("path") or dev.get("source"), remove=True)
             node = os.path.join(self._node_dir(inst), "unix." + name.replace("/", "-"))
@@ -566,6 +634,14 @@ class Devices:
 
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
+        if block_source(dev):
+            source = await self.mount_block(inst, name, dev)
+            try:
+                await self._inject(pid, source, dev["path"])
+            except Exception:
+                await self.unmount_blocks(inst, only=name)
+                raise
+            return
         if instance_volume(dev):
             source = await self._mount_instance_volume(inst, name, dev)
         elif dev.get("pool"):
