@@ -30,7 +30,7 @@ from nova import exception as nova_exception
 from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
-from nova_lxd_py import configdrive, exception
+from nova_lxd_py import configdrive, diagnostics, ephemeral, exception
 from nova_lxd_py import events as runtime_events
 from nova_lxd_py import guest
 from nova_lxd_py import rescue as rescue_mod
@@ -38,7 +38,8 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import runtime_api
+from nova_lxd_py import privsep, runtime_api
+from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
 CONF = nova.conf.CONF
@@ -72,8 +73,8 @@ class LXDDriver(driver.ComputeDriver):
     capabilities: ClassVar[dict[str, bool]] = dict(driver.ComputeDriver.capabilities)
     capabilities.update({
         "has_imagecache": True,
-        "supports_evacuate": False,
-        "supports_migrate_to_same_host": False,
+        "supports_evacuate": True,
+        "supports_migrate_to_same_host": True,
         "supports_attach_interface": True,
         # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
         # so nova's image-type prefilter keeps VM images away; container images are
@@ -199,15 +200,22 @@ class LXDDriver(driver.ComputeDriver):
               allocations, network_info=None, block_device_info=None, power_on=True,
               accel_info=None):
         name = instance.name
-        if block_device_info and block_device_info.get("block_device_mapping"):
-            raise nova_exception.NovaException(
-                "Volumes are not supported by the LXD driver yet")
         network_info = network_info or []
+        flavor_mapping.check_swap(instance.flavor)
         config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
         start = time.monotonic()
-        fingerprint = self._images.ensure(context, image_meta)
+        if volume.boots_from_volume(block_device_info, instance):
+            self._require_local_runtime(instance)
+            source = {"type": "none"}  # the root is the volume
+        else:
+            source = {"type": "image", "fingerprint": self._images.ensure(context, image_meta)}
         undo: list[Any] = []
         try:
+            undo.append(lambda: volume.disconnect_all(block_device_info, instance))
+            devices.update(self._volume_devices(context, instance, block_device_info, {}))
+            undo.append(lambda: ephemeral.delete(self._rt, self._pool, instance))
+            ephemeral.create(self._rt, self._pool, instance, disks)
             undo.append(lambda: self._drop_config_drive(instance))
             self._config_drive(instance, devices, network_info, injected_files, admin_password)
             events = self._neutron_events(network_info) if power_on else []
@@ -217,8 +225,7 @@ class LXDDriver(driver.ComputeDriver):
                 undo.append(lambda: self.unplug_vifs(instance, network_info))
                 self.plug_vifs(instance, network_info)
                 self._claim_name(instance)
-                self._rt.create(self._body(name, config, devices,
-                                           {"type": "image", "fingerprint": fingerprint}))
+                self._rt.create(self._body(name, config, devices, source))
                 undo.append(lambda: self._rt.delete(name, instance.uuid))
                 self._push_seed(instance, network_info)
                 if power_on:
@@ -236,8 +243,17 @@ class LXDDriver(driver.ComputeDriver):
                     # No other host can boot it either: fail the build, don't reschedule.
                     ctx.reraise = False
             raise nova_exception.ImageUnacceptable(image_id=image_meta.id, reason=reason)
-        LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
+        LOG.info("Spawned container %s from %s in %.2fs", name,
+                 f"image {image_meta.id}" if source["type"] == "image" else "a volume",
                  time.monotonic() - start, instance=instance)
+
+    def _ephemeral_disks(self, instance: Any, block_device_info: Any,
+                         devices: dict) -> list[ephemeral.Disk]:
+        """The instance's ephemeral disks; their devices are added to *devices*."""
+        disks = ephemeral.plan(instance.flavor.ephemeral_gb, block_device_info,
+                               instance.system_metadata)
+        devices.update(ephemeral.devices(self._pool, instance.name, disks))
+        return disks
 
     def _claim_name(self, instance: Any) -> None:
         """The container name must be free. A leftover of this same instance (an
@@ -334,6 +350,7 @@ class LXDDriver(driver.ComputeDriver):
             LOG.warning("Container %s was already gone", name, instance=instance)
         self.cleanup(context, instance, network_info, block_device_info,
                      destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+        volume.disconnect_all(block_device_info, instance)
         if data is not None:
             # nova may hand us no network_info (e.g. an emptied info cache):
             # the container's own nic devices name the veths we made.
@@ -348,6 +365,7 @@ class LXDDriver(driver.ComputeDriver):
             self.unplug_vifs(instance, network_info or [])
         if destroy_disks:
             self._rt.delete(instance.name, instance.uuid)
+            ephemeral.delete(self._rt, self._pool, instance)
             shutil.rmtree(os.path.dirname(self._config_drive_path(instance)),
                           ignore_errors=True)
 
@@ -403,6 +421,7 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.action(name, "unfreeze")
         elif status != runtime_api.RUNNING:
             self.plug_vifs(instance, network_info or [])
+            self._reconnect_volumes(context, instance, block_device_info)
             self._rt.action(name, "start")
         LOG.info("Powered on container %s", name, instance=instance)
 
@@ -547,6 +566,107 @@ class LXDDriver(driver.ComputeDriver):
             return None
         return os.path.dirname(self._endpoint.url.removeprefix("unix://"))
 
+    # -- volumes ---------------------------------------------------------------------
+    def get_volume_connector(self, instance):
+        return volume.connector_properties(CONF.my_block_storage_ip, CONF.host)
+
+    def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
+                      device_type=None, encryption=None):
+        """Connect the volume here and hand it to the container (hot-plugged when it
+        runs): as a block device at mountpoint, or mounted where its metadata says."""
+        vol_id = volume.volume_id(connection_info)
+        if encryption:
+            raise nova_exception.VolumeEncryptionNotSupported(volume_type="encrypted",
+                                                              volume_id=vol_id)
+        self._require_local_runtime(instance)
+        data = self._require(instance)
+        mount_at = self._volume_mount_path(context, vol_id)
+        path = volume.connect(connection_info)
+        devices = dict(data.get("devices") or {})
+        devices[volume.device_name(vol_id)] = volume.device(path, mountpoint, mount_at)
+        try:
+            self._rt.put_instance(instance.name, dict(data, devices=devices))
+        except Exception as exc:  # noqa: BLE001 - nothing half-made: disconnect again
+            with excutils.save_and_reraise_exception(reraise=False):
+                volume.disconnect(connection_info)
+            raise nova_exception.VolumeAttachFailed(volume_id=vol_id, reason=str(exc))
+        LOG.info("Attached volume %s (%s) %s", vol_id, path,
+                 f"mounted at {mount_at}" if mount_at else f"as {mountpoint}",
+                 instance=instance)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        vol_id = volume.volume_id(connection_info)
+        data = self._rt.get(instance.name)
+        name = volume.device_name(vol_id)
+        if data is not None and name in (data.get("devices") or {}):
+            devices = {k: v for k, v in data["devices"].items() if k != name}
+            self._rt.put_instance(instance.name, dict(data, devices=devices))
+        volume.disconnect(connection_info)
+        LOG.info("Detached volume %s", vol_id, instance=instance)
+
+    def swap_volume(self, context, old_connection_info, new_connection_info, instance,
+                    mountpoint, resize_to):
+        raise NotImplementedError(
+            "swapping the volume under a running container is not supported (the "
+            "data would have to be copied while the guest writes): detach and attach")
+
+    def extend_volume(self, context, connection_info, instance, requested_size):
+        """The host sees the new size; a filesystem the container has mounted from
+        the volume (or its root) is grown online, as the guest of a VM would."""
+        vol_id = volume.volume_id(connection_info)
+        new_size = volume.extend(connection_info)
+        path = (connection_info.get("data") or {}).get("device_path")
+        data = self._rt.get(instance.name) or {}
+        mounted = [d for d in (data.get("devices") or {}).values()
+                   if d.get("type") == "disk" and d.get("source") == path]
+        if path and mounted:
+            privsep.grow_filesystem(path)
+        LOG.info("Extended volume %s to %d bytes%s", vol_id, new_size,
+                 " and its filesystem" if mounted else "", instance=instance)
+        return new_size
+
+    def _volume_devices(self, context, instance, block_device_info, current):
+        return volume.connect_devices(
+            block_device_info, instance, self._pool, current,
+            lambda vol_id: self._volume_mount_path(context, vol_id))
+
+    def _volume_mount_path(self, context, vol_id: str) -> str | None:
+        if context is None:
+            return None
+        from nova.volume import cinder
+
+        return volume.mount_path(cinder.API().get(context, vol_id))
+
+    def _require_local_runtime(self, instance) -> None:
+        if not self._endpoint.is_unix:
+            raise nova_exception.NovaException(
+                "Volumes need the runtime on this compute host (a unix socket endpoint): "
+                "os-brick connects them here")
+
+    def _reconnect_volumes(self, context, instance, block_device_info) -> None:
+        """Before a start: (re)connect the volumes (after a host reboot their
+        connections are gone and device paths may change) and update the container."""
+        if not volume.mapped(block_device_info):
+            return
+        data = self._require(instance)
+        current = dict(data.get("devices") or {})
+        wanted = self._volume_devices(context, instance, block_device_info, current)
+        if any(current.get(k) != v for k, v in wanted.items()):
+            self._rt.put_instance(instance.name, dict(data, devices={**current, **wanted}))
+
+    # -- diagnostics ---------------------------------------------------------------
+    def get_diagnostics(self, instance):
+        self._require(instance)
+        return diagnostics.legacy(self._rt.state(instance.name) or {},
+                                  instance.flavor.memory_mb)
+
+    def get_instance_diagnostics(self, instance):
+        data = self._require(instance)
+        return diagnostics.instance_diagnostics(
+            self._rt.state(instance.name) or {}, self._power_state(instance.name, data),
+            instance.flavor.memory_mb, instance.launched_at, configdrive_required(instance))
+
     # -- guest ---------------------------------------------------------------------
     def set_admin_password(self, instance, new_pass):
         """chpasswd in the running container (images without it: not supported)."""
@@ -569,19 +689,29 @@ class LXDDriver(driver.ComputeDriver):
     # -- cold migration and resize ------------------------------------------------------
     def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
                                    block_device_info=None, timeout=0, retry_interval=0):
-        """Stop the container and offer it to the destination's runtime."""
+        """Stop the container and offer it to the destination's runtime (a resize on
+        this host needs no offer: the container is resized in place)."""
         name = instance.name
         self._require(instance)
-        if block_device_info and block_device_info.get("block_device_mapping"):
-            raise nova_exception.InstanceFaultRollback(nova_exception.NovaException(
-                "Volumes are not supported by the LXD driver yet"))
         try:
-            host = self._rt.server()
+            flavor_mapping.check_swap(flavor)
+        except exception.SwapNotSupported as exc:
+            raise nova_exception.InstanceFaultRollback(exc)
+        host = self._rt.server()
+        try:
             migrations.https_url(host)
         except migrations.NoHTTPSAddress as exc:
-            raise nova_exception.InstanceFaultRollback(
-                nova_exception.MigrationPreCheckError(reason=str(exc)))
+            if dest != CONF.my_ip:
+                raise nova_exception.InstanceFaultRollback(
+                    nova_exception.MigrationPreCheckError(reason=str(exc)))
+            # most likely a resize on this host: finish_migration resizes in place
+            self.power_off(instance, timeout, retry_interval)
+            volume.disconnect_all(block_device_info, instance)
+            return migrations.in_place()
         self.power_off(instance, timeout, retry_interval)
+        # nova ends these connections and makes new ones for the destination (or
+        # for this host again on revert)
+        volume.disconnect_all(block_device_info, instance)
         op_id, secrets = self._rt.offer_migration(name)
         LOG.info("Offered container %s for migration to %s", name, dest, instance=instance)
         return migrations.offer(op_id, secrets, host)
@@ -589,12 +719,24 @@ class LXDDriver(driver.ComputeDriver):
     def finish_migration(self, context, migration, instance, disk_info, network_info,
                          image_meta, resize_instance, allocations, block_device_info=None,
                          power_on=True, share_info=None):
-        """Pull the container from the source runtime with the (new) flavor."""
+        """Pull the container from the source runtime with the (new) flavor, or on
+        the same host apply the new flavor to the container in place."""
         name = instance.name
+        if migrations.same_host(migration):
+            self._rt.cancel_operation(migrations.offer_operation(disk_info))
+            self._apply_flavor(instance, network_info, block_device_info, power_on)
+            LOG.info("Resized container %s in place", name, instance=instance)
+            return
         config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
         body = migrations.target_body(name, disk_info, self._profiles, config, devices)
         undo: list[Any] = []
         try:
+            undo.append(lambda: volume.disconnect_all(block_device_info, instance))
+            body["devices"].update(self._volume_devices(context, instance, block_device_info,
+                                                        {}))
+            undo.append(lambda: ephemeral.delete(self._rt, self._pool, instance))
+            ephemeral.create(self._rt, self._pool, instance, disks)
             undo.append(lambda: self._drop_config_drive(instance))
             self._config_drive(instance, body["devices"], network_info)
             undo.append(lambda: self.unplug_vifs(instance, network_info))
@@ -611,18 +753,61 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Received container %s (%s)", name,
                  "resized" if resize_instance else "migrated", instance=instance)
 
+    def _apply_flavor(self, instance: Any, network_info: Any, block_device_info: Any,
+                      power_on: bool) -> None:
+        """Give the stopped container instance.flavor's limits, disks and devices."""
+        name = instance.name
+        data = self._require(instance)
+        config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
+        devices.update(self._volume_devices(None, instance, block_device_info,
+                                            dict(data.get("devices") or {})))
+        ephemeral.create(self._rt, self._pool, instance, disks)
+        self._config_drive(instance, devices, network_info)
+        # keep what the runtime and the image wrote; everything else is the flavor's
+        kept = {k: v for k, v in (data.get("config") or {}).items()
+                if k.startswith(("volatile.", "image."))}
+        self._rt.put_instance(name, dict(data, config={**kept, **config}, devices=devices))
+        if power_on:
+            self.power_on(None, instance, network_info)  # volumes connected just above
+
     def confirm_migration(self, context, migration, instance, network_info):
-        """The move is final: drop the stopped source container."""
+        """The move is final: drop the stopped source container (resized in place:
+        nothing to drop)."""
+        if migrations.same_host(migration):
+            return
         self._rt.delete(instance.name, instance.uuid)
+        ephemeral.delete(self._rt, self._pool, instance)
         self.unplug_vifs(instance, network_info or [])
         shutil.rmtree(os.path.dirname(self._config_drive_path(instance)), ignore_errors=True)
 
     def finish_revert_migration(self, context, instance, network_info, migration,
                                 block_device_info=None, power_on=True, share_info=None):
-        """Back on the source: the container is still here, stopped."""
+        """Back on the source: the container is still here, stopped (resized in
+        place: the old flavor is applied again)."""
         self._require(instance)
-        if power_on:
-            self.power_on(context, instance, network_info)
+        if migrations.same_host(migration):
+            self._apply_flavor(instance, network_info, block_device_info, power_on)
+        else:
+            self._reconnect_volumes(context, instance, block_device_info)
+            if power_on:
+                self.power_on(context, instance, network_info)
+
+    # nova asks whether source and destination share the instance's storage before
+    # it destroys the disks of a reverted resize or of an evacuated instance: they
+    # do when both hosts drive the same runtime.
+    def check_instance_shared_storage_local(self, context, instance):
+        return {"runtime": self._runtime_identity()}
+
+    def check_instance_shared_storage_remote(self, context, data):
+        return data.get("runtime") == self._runtime_identity()
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        pass
+
+    def _runtime_identity(self) -> str:
+        env = self._rt.client.host_info.get("environment") or {}
+        return env.get("certificate_fingerprint") or self._endpoint.describe()
 
     # -- networking -----------------------------------------------------------------
     def plug_vifs(self, instance, network_info):
@@ -726,10 +911,20 @@ class LXDDriver(driver.ComputeDriver):
         return CONF.my_ip
 
     def get_host_uptime(self):
-        return host_info.uptime_line()
+        """The runtime's host's (it may be remote); a local LXD: this machine's."""
+        stats = self._rt.host_resources().get("host_stats")
+        if stats:
+            return host_info.uptime_line(stats["uptime"], stats["load_average"])
+        if self._endpoint.is_unix:
+            return host_info.uptime_line(*host_info.local_uptime())
+        raise NotImplementedError("the runtime does not report its host's uptime")
 
     def get_host_cpu_stats(self):
-        raise NotImplementedError()
+        resources = self._rt.host_resources()
+        stats = resources.get("host_stats")
+        if not stats:
+            raise NotImplementedError("the runtime does not report its host's cpu times")
+        return host_info.cpu_stats(stats["cpu_time"], host_info.cpu_frequency(resources))
 
     def node_is_available(self, nodename):
         return nodename == self._nodename

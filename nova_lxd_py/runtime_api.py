@@ -248,9 +248,59 @@ class RuntimeAPI:
         op_id = body["operation"].rsplit("/", 1)[-1]
         return op_id, (body.get("metadata") or {}).get("metadata") or {}
 
+    def cancel_operation(self, op_id: str | None) -> None:
+        """Cancel a background operation (e.g. a migration offer nobody will pull)."""
+        if op_id:
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                self.api.operations[op_id].delete()
+
     def server(self) -> dict:
         """A fresh GET /1.0 (host_info of the client is from connect time)."""
         return self.api.get().json()["metadata"]
+
+    # -- custom volumes ------------------------------------------------------------
+    def _volumes(self, pool: str):
+        return self.api["storage-pools"][pool].volumes.custom
+
+    def custom_volumes(self, pool: str) -> list[dict]:
+        return self.api["storage-pools"][pool].volumes.get(
+            params={"recursion": 1}).json()["metadata"]
+
+    def volume(self, pool: str, name: str) -> dict | None:
+        try:
+            return self._volumes(pool)[name].get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def ensure_volume(self, pool: str, name: str, config: dict[str, str], owner: str) -> None:
+        """Create the custom volume, or update the config of *owner*'s existing one."""
+        found = self.volume(pool, name)
+        if found is None:
+            self.wait(self.api["storage-pools"][pool].volumes.post(
+                json={"name": name, "type": "custom", "config": config}))
+        elif (found.get("config") or {}).get(UUID_KEY) == owner:
+            self.wait(self._volumes(pool)[name].patch(json={"config": config}))
+        else:
+            raise exception.RuntimeOperationFailed(
+                action="create volume", name=name, reason="a volume of that name exists "
+                "and belongs to another instance")
+
+    def delete_volume(self, pool: str, name: str, owner: str) -> bool:
+        """Delete the custom volume if it carries *owner*'s uuid (absent is fine)."""
+        found = self.volume(pool, name)
+        if found is None:
+            return False
+        if (found.get("config") or {}).get(UUID_KEY) != owner:
+            LOG.warning("Not deleting volume %s: it is not instance %s's", name, owner)
+            return False
+        try:
+            self.wait(self._volumes(pool)[name].delete())
+        except lxd_exceptions.NotFound:
+            pass
+        return True
+
+    def host_resources(self) -> dict:
+        return self.api.resources.get().json()["metadata"]
 
     def resources(self, pool: str) -> tuple[dict, dict]:
         return (self.api.resources.get().json()["metadata"],

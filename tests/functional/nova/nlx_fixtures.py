@@ -25,6 +25,9 @@ from nova_lxd_py import client as lxd_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
+if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
+    sys.path.append(REPO)
+from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
@@ -156,6 +159,12 @@ class RuntimeFixture(fixtures.Fixture):
         return [i.name for i in self.client.instances.all()
                 if i.name.startswith(NAME_PREFIX)]
 
+    def our_volumes(self, pool: str = "default") -> list[str]:
+        volumes = self.client.api.storage_pools[pool].volumes.get(
+            params={"recursion": 1}).json()["metadata"]
+        return [v["name"] for v in volumes
+                if v["type"] == "custom" and v["name"].startswith(NAME_PREFIX)]
+
     def _remove_ours(self) -> None:
         for name in self.ours():
             inst = self.client.instances.get(name)
@@ -163,6 +172,11 @@ class RuntimeFixture(fixtures.Fixture):
                 if inst.status != "Stopped":
                     inst.stop(force=True, wait=True)
                 inst.delete(wait=True)
+            except lxd_exceptions.LXDAPIException:
+                pass
+        for volume in self.our_volumes():
+            try:
+                self.client.api.storage_pools.default.volumes.custom[volume].delete()
             except lxd_exceptions.LXDAPIException:
                 pass
         for alias in list(getattr(self, "image_aliases", [])):

@@ -71,3 +71,38 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
         self.assertIn(server["id"], self._exec(server, "cat", path))
         self._delete_server(server)
         self._assert_runtimes_empty()
+
+    def test_resize_on_the_same_host(self):
+        """One-host clouds can resize: the container gets the new limits in place
+        (same container, data kept), confirm keeps it, revert restores the old ones."""
+        self.flags(allow_resize_to_same_host=True)
+        server = self._boot("nlx-inplace", host=HOSTS[0])
+        self._exec(server, "sh", "-c", "echo stays > /root/marker")
+        before = self._container(server).created_at
+        other = self.api.get_services(binary="nova-compute", host=HOSTS[1])[0]
+        self.api.put_service(other["id"], {"status": "disabled"})
+
+        server = self._resize_server(server, self.big_flavor_id)
+        self.assertEqual(HOSTS[0], server["OS-EXT-SRV-ATTR:host"])
+        container = self._container(server)
+        self.assertEqual(before, container.created_at, "not the same container")
+        self.assertEqual(("2", "256MiB"), (container.config["limits.cpu"],
+                                           container.config["limits.memory"]))
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual("2", self._exec(server, "nproc").strip())
+        self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
+        server = self._confirm_resize(server)
+        self.assertEqual("Running", self._status(server))
+
+        server = self._resize_server(server, self.flavor_id)
+        self.assertEqual("1", self._container(server).config["limits.cpu"])
+        self.api.post_server_action(server["id"], {"revertResize": None})
+        server = self._wait_for_server_parameter(
+            server, {"status": "ACTIVE", "OS-EXT-STS:task_state": None})
+        container = self._container(server)
+        self.assertEqual(("2", "256MiB"), (container.config["limits.cpu"],
+                                           container.config["limits.memory"]))
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
+        self._delete_server(server)
+        self._assert_runtimes_empty()

@@ -122,6 +122,34 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
         self._delete_server(server)
         self._assert_runtimes_empty()
 
+    def test_diagnostics(self):
+        """Server diagnostics through the API: cpu time, memory used against the
+        flavor's limit, the port's counters under its MAC, the root disk."""
+        port_1 = self.neutron.port_1
+        server = self._boot_on("nlx-diag", test_lxd_servers.COMPUTE_HOSTS[0],
+                               [{"port": port_1["id"]}])
+        self._enslave(port_1["id"])
+        self._exec(server, "sh", "-c", "ping -c 3 -i 0.2 -W 1 192.168.1.1 || true")
+        self.admin_api.microversion = "2.48"
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        diags = self.admin_api.api_get(f"/servers/{server['id']}/diagnostics").body
+        self.assertEqual("running", diags["state"])
+        self.assertEqual("lxd", diags["hypervisor"])
+        self.assertGreater(diags["cpu_details"][0]["time"], 0)
+        self.assertEqual(128, diags["memory_details"]["maximum"])
+        self.assertGreater(diags["memory_details"]["used"], 0)
+        self.assertEqual(1, diags["num_nics"])
+        nic = diags["nic_details"][0]
+        self.assertEqual(port_1["mac_address"], nic["mac_address"])
+        self.assertGreater(nic["tx_packets"], 0)
+        self.assertEqual(1, diags["num_disks"])
+        self.admin_api.microversion = "2.47"  # the legacy flat form
+        legacy = self.admin_api.api_get(f"/servers/{server['id']}/diagnostics").body
+        self.assertGreater(legacy["eth0_tx_packets"], 0)
+        self.assertGreater(legacy["root_usage"], 0)
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
     def test_attach_and_detach_interface(self):
         server = self._boot_on("nlx-hot", test_lxd_servers.COMPUTE_HOSTS[0], "none")
         net_id = self.neutron.network_1["id"]

@@ -163,6 +163,7 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
     def _assert_runtimes_empty(self) -> None:
         for host, runtime in self.runtimes.items():
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
+            self.assertEqual([], runtime.our_volumes(), f"volumes left on {host}")
 
 
 
@@ -382,6 +383,24 @@ class LXDServersTest(LXDServersBase):
         self.assertEqual("Running", self._status(server))
         self._delete_server(server)
         self._assert_runtimes_empty()
+
+    def test_host_uptime_and_cpu_stats_come_from_the_runtime(self):
+        # read from the runtime's /1.0/resources (a remote runtime's host is not ours)
+        self.useFixture(fixtures.MockPatch("nova_lxd_py.host.local_uptime",
+                                           side_effect=AssertionError("read locally")))
+        self.admin_api.microversion = "2.88"  # uptime is part of a hypervisor's details
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        hypervisors = self.admin_api.api_get("/os-hypervisors/detail").body["hypervisors"]
+        self.assertEqual(set(COMPUTE_HOSTS), {h["hypervisor_hostname"] for h in hypervisors})
+        for hypervisor in hypervisors:
+            self.assertRegex(hypervisor["uptime"],
+                             r"^up .*,  load average: [\d.]+, [\d.]+, [\d.]+$")
+        stats = self.computes[COMPUTE_HOSTS[0]].manager.driver.get_host_cpu_stats()
+        self.assertEqual({"kernel", "idle", "user", "iowait", "frequency"}, set(stats))
+        with open("/proc/stat") as f:
+            idle = int(f.readline().split()[4]) * 10**9 // os.sysconf("SC_CLK_TCK")
+        self.assertLessEqual(stats["idle"], idle)
+        self.assertGreater(stats["idle"], idle * 0.9)
 
     def test_image_that_cannot_boot_fails_cleanly(self):
         """A failure after the container exists (its init is missing): the server goes
