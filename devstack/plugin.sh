@@ -28,10 +28,8 @@ function nova_lxd_py_bin_dir {
 }
 
 function pre_install_nova_lxd_py {
-    local packages
-    packages=$(sed -e 's/#.*//' "$NOVA_LXD_PY_DIR/scripts/debian-packages" | awk 'NF {print $1}')
-    # shellcheck disable=SC2086 # one word per package
-    install_package $packages
+    # bindep.txt's default profile: what a compute host needs (no test tools).
+    install_bindep "$NOVA_LXD_PY_DIR/bindep.txt" compute
     local f
     for f in /etc/subuid /etc/subgid; do
         if ! grep -q '^root:' "$f" 2>/dev/null; then

@@ -111,6 +111,11 @@ def user_data(instance: Any) -> bytes:
 def nocloud_files(instance: Any, hostname: str, network_info: list[Any]) -> dict[str, bytes]:
     """Path in the container -> content, for the NoCloud seed."""
     meta = {"instance-id": instance.uuid, "local-hostname": hostname}
+    key = getattr(instance, "key_data", None)
+    if key:
+        # Where no metadata service answers (and no config drive was asked
+        # for), the seed is all cloud-init has: the keypair must be in it.
+        meta["public-keys"] = [key.strip()]
     files = {
         f"{SEED_DIR}/meta-data": yaml.safe_dump(meta, sort_keys=False).encode(),
         f"{SEED_DIR}/user-data": user_data(instance),

@@ -64,6 +64,7 @@ UUID_KEY = runtime_api.UUID_KEY
 SUSPENDED_KEY = "user.nova_suspended"
 AUTOSTART_KEY = "boot.autostart"
 REQUIRED_EXTENSIONS = ("instances",)
+PRODUCT_NAME = "OpenStack Nova"
 POOLS_WITH_QUOTAS = ("btrfs", "zfs", "lvm", "ceph")
 
 
@@ -288,6 +289,9 @@ class LXDDriver(driver.ComputeDriver):
         config = dict(mapping.config)
         config[UUID_KEY] = instance.uuid
         config[AUTOSTART_KEY] = "false"  # nova owns power state, also after a host reboot
+        # cloud-init's ds-identify looks for this in PID 1's environment before it
+        # asks nova's metadata service (a container has no DMI to tell it).
+        config["environment.product_name"] = PRODUCT_NAME
         return config, devices
 
     def _body(self, name: str, config: dict, devices: dict, source: dict) -> dict:

@@ -4,7 +4,7 @@ For tests, benchmarks and the all-in-one cloud, which start daemons on
 throwaway directories and must leave nothing behind, even when the daemon is
 already gone: containers (found through their liblxc monitors, since a daemon
 started with `lxc-start -f` leaves no per-container directory in the lxcpath),
-the managed bridges and dnsmasq processes of its networks, every mount below
+the managed bridges, NAT tables and dnsmasq processes of its networks, every mount below
 the directory, and the daemon's (now empty) cgroup parents.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+
+from runtime.network import nat
 
 DB = os.path.join("database", "runtime.db")
 
@@ -93,6 +95,7 @@ def wipe(lxd_dir: str, bridges: bool = True) -> None:
     for state in states:
         _kill_pidfiles(os.path.join(state, "networks", "*", "dnsmasq.pid"))
         for bridge in managed_networks(state) if bridges else []:
+            nat.remove(bridge)
             if os.path.exists(f"/sys/class/net/{bridge}"):
                 subprocess.run(["ip", "link", "del", bridge], capture_output=True,
                                check=False)

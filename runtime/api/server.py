@@ -5,7 +5,7 @@ import platform
 from aiohttp import web
 
 from runtime import arch
-from runtime.api import daemon, read_json, response
+from runtime.api import daemon, project, read_json, response
 from runtime.errors import BadRequest
 
 API_EXTENSIONS = [
@@ -79,13 +79,13 @@ async def get_server(request: web.Request) -> web.Response:
                          "network_phys_macvlan_mtu": True, "network_veth_router": True,
                          "pidfd": True, "seccomp_allow_deny_syntax": True,
                          "seccomp_notify": False, "seccomp_proxy_send_notify_fd": False}.items()},
-        "os_name": "Debian GNU/Linux", "os_version": "12", "project": "default",
+        "os_name": "Debian GNU/Linux", "os_version": "12", "project": project(request),
         "server": "nova-lxd-runtime", "server_clustered": False, "server_event_mode":
         "full-mesh", "server_name": platform.node(), "server_pid": os.getpid(),
         "server_version": "5.0.2", "storage": "dir", "storage_version": "1",
         "storage_supported_drivers": [{"Name": n, "Version": "1", "Remote": False}
                                       for n in ("dir", "btrfs")],
-        "firewall": "none",
+        "firewall": "nftables",
     }
     return response.sync(info, etag=None)
 

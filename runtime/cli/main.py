@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from runtime.cli import output
+from runtime.cli import columns, output
 from runtime.cli.remotes import CLIError, Config
 
 _HEX = re.compile(r"[0-9a-f]{12,64}")
@@ -94,20 +94,12 @@ def cmd_list(cfg: Config, args) -> str:
     client = cfg.client(remote)
     data = client.api.instances.get(params={"recursion": 2, **_params(args)}).json()[
         "metadata"]
-    rows = []
-    for inst in data:
-        ips = []
-        for dev, net in ((inst.get("state") or {}).get("network") or {}).items():
-            if dev == "lo":
-                continue
-            ips += [f"{a['address']} ({dev})" for a in net.get("addresses", [])
-                    if a.get("family") == "inet" and a.get("scope") == "global"]
-        rows.append({"name": inst["name"], "state": inst["status"].upper(), "ipv4": ips,
-                     "type": inst.get("type", "container").upper(),
-                     "snapshots": len(inst.get("snapshots") or [])})
-    return output.render(rows, [("NAME", "name"), ("STATE", "state"), ("IPV4", "ipv4"),
-                                ("TYPE", "type"), ("SNAPSHOTS", "snapshots")],
-                         args.format, raw=data if args.format in ("json", "yaml") else None)
+    try:
+        rows, cols = columns.rows(data, args.columns)
+    except columns.ColumnError as exc:
+        raise CLIError(str(exc))
+    return output.render(rows, cols, args.format,
+                         raw=data if args.format in ("json", "yaml") else None)
 
 
 def _image_source(cfg: Config, target_remote: str, ref: str) -> dict:
@@ -570,13 +562,21 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     for parser, default in ((p, None), (common, argparse.SUPPRESS)):
         parser.add_argument("--project", default=default, help="project to work in")
-        parser.add_argument("--format", choices=["table", "json", "yaml", "csv"],
+        parser.add_argument("--format", choices=list(output.FORMATS),
                             default=default if default else "table",
                             help="output format (default: table; yaml for show/info)")
     sp = p.add_subparsers(dest="cmd", required=True)
 
     s = sp.add_parser("list", help="list instances", parents=[common])
     s.add_argument("remote", nargs="?", help="remote: (default: the default remote)")
+    s.add_argument("-c", "--columns", default=columns.DEFAULT,
+                   help="columns, as lxc: shorthand letters (n name, s state, 4 IPv4, "
+                        "6 IPv6, t type, S snapshots, a architecture, b storage pool, "
+                        "c created, d description, D disk usage, e project, f/F base image, "
+                        "l last used, m/M memory usage, N processes, p PID, P profiles, "
+                        "u CPU usage) and/or custom columns config:KEY[:NAME] or "
+                        "devices:DEV.KEY[:NAME], comma-separated "
+                        f"(default {columns.DEFAULT})")
     s.set_defaults(fn=cmd_list)
 
     for name, start in (("launch", True), ("init", False)):

@@ -1,6 +1,8 @@
 """Tables for people, JSON or YAML for scripts, and a progress line for transfers."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 import time
@@ -8,25 +10,51 @@ import time
 import yaml
 
 
+FORMATS = ("table", "compact", "csv", "json", "yaml")
+
+
 def render(rows: list[dict], columns: list[tuple[str, str]], fmt: str, raw=None) -> str:
-    """rows as a table (columns: (header, key)), or raw (default rows) as json/yaml."""
+    """rows as a table (columns: (header, key)), or raw (default rows) as json/yaml.
+
+    csv and compact follow the lxc CLI: csv is RFC 4180 (quoted where needed, no
+    header, several values of one cell on lines of their own), compact is the
+    table without borders."""
     data = rows if raw is None else raw
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True)
     if fmt == "yaml":
         return yaml.safe_dump(data, sort_keys=True, default_flow_style=False).rstrip()
+    cells = [[_cell(r.get(k)) for _h, k in columns] for r in rows]
     if fmt == "csv":
-        return "\n".join(",".join(str(r.get(k, "")) for _h, k in columns) for r in rows)
-    return table([[h for h, _k in columns]] + [[_cell(r.get(k)) for _h, k in columns]
-                                                for r in rows])
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows(cells)
+        return out.getvalue().rstrip("\n")
+    if fmt == "compact":
+        return compact([[h for h, _k in columns]] + cells)
+    return table([[h for h, _k in columns]] + cells)
 
 
 def _cell(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "YES" if value else "NO"
     if isinstance(value, (list, tuple)):
         return "\n".join(str(v) for v in value)
     return str(value)
+
+
+def compact(rows: list[list[str]]) -> str:
+    """Columns padded with spaces, a header line, no borders (lxc's compact)."""
+    split = [[c.split("\n") for c in row] for row in rows]
+    widths = [max(len(line) for row in split for line in row[i]) for i in range(len(rows[0]))]
+    out = []
+    for row in split:
+        for h in range(max(len(c) for c in row)):
+            out.append("  " + "  ".join((c[h] if h < len(c) else "").ljust(w)
+                                        for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(out)
 
 
 def table(rows: list[list[str]]) -> str:

@@ -14,10 +14,9 @@ import random
 import re
 import shutil
 
-from runtime import proc
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import config as cfg
-from runtime.network import dnsmasq, netlink
+from runtime.network import dnsmasq, nat, netlink
 
 LOG = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.\-]{0,14}$")
@@ -51,6 +50,17 @@ def _hwaddr(v: str) -> None:
         raise ValueError("must be a MAC address")
 
 
+def _address(version: int):
+    def check(v: str) -> None:
+        try:
+            ok = ipaddress.ip_address(v).version == version
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"must be an IPv{version} address")
+    return check
+
+
 BRIDGE_KEYS = {
     "bridge.driver": cfg.one_of("native"), "bridge.mtu": _mtu, "bridge.hwaddr": _hwaddr,
     "bridge.external_interfaces": cfg.any_value,
@@ -58,7 +68,9 @@ BRIDGE_KEYS = {
     "ipv4.dhcp.ranges": _ranges, "ipv4.dhcp.expiry": cfg.any_value,
     "ipv4.dhcp.gateway": cfg.any_value, "ipv4.routing": cfg.is_bool,
     "ipv4.firewall": cfg.is_bool,
+    "ipv4.nat.address": _address(4), "ipv4.nat.order": cfg.one_of("before", "after"),
     "ipv6.address": _cidr_or_special, "ipv6.nat": cfg.is_bool, "ipv6.dhcp": cfg.is_bool,
+    "ipv6.nat.address": _address(6), "ipv6.nat.order": cfg.one_of("before", "after"),
     "ipv6.firewall": cfg.is_bool, "ipv6.routing": cfg.is_bool,
     "dns.domain": cfg.any_value, "dns.mode": cfg.one_of("none", "managed", "dynamic"),
     "raw.dnsmasq": cfg.any_value,
@@ -103,13 +115,6 @@ def _used_subnets() -> list:
         except ValueError:
             continue
     return nets
-
-
-def nat_rules(table: str, address: str) -> str:
-    """nft rules masquerading only traffic from the network's subnet leaving it."""
-    subnet = str(ipaddress.ip_interface(address).network)
-    return (f"table ip {table} {{ chain postrouting {{ type nat hook postrouting "
-            f"priority 100; ip saddr {subnet} ip daddr != {subnet} masquerade; }} }}")
 
 
 def auto_ipv4() -> str:
@@ -184,19 +189,10 @@ class Networks:
         else:
             dnsmasq.stop(self.rundir(name), name)
 
-    async def _nat(self, name: str, config: dict) -> None:
-        """Masquerade the network's own subnet only when ipv4.nat is true (off by default)."""
-        table = f"nlr_{name.replace('-', '_').replace('.', '_')}"
-        await proc.run(["nft", "delete", "table", "ip", table], check=False)
-        v4 = config.get("ipv4.address")
-        if not cfg.truthy(config.get("ipv4.nat")) or not v4 or v4 == "none":
-            return
-        await proc.run(["nft", "-f", "-"], input=nat_rules(table, v4).encode())
-
     async def bring_up(self, name: str, config: dict) -> None:
         # Blocking work (netlink helper, dnsmasq start) runs off the event loop.
         await asyncio.to_thread(self._apply, name, config)
-        await self._nat(name, config)
+        await asyncio.to_thread(nat.apply, name, config)
 
     def restore_all(self) -> None:
         """At daemon start: re-create bridges lost (host reboot) and dead dnsmasqs.
@@ -217,6 +213,8 @@ class Networks:
                         and cfg.truthy(row["config"].get("ipv4.dhcp", "true"))
                         and not dnsmasq.pid_of(self.rundir(row["name"]), row["name"])):
                     self._apply(row["name"], row["config"])
+                if nat.postrouting_rules(row["config"]) and not nat.present(row["name"]):
+                    nat.apply(row["name"], row["config"])  # rules are lost on reboot
             except Exception as exc:  # noqa: BLE001 - one broken network must not stop the daemon
                 LOG.error("network %s could not be restored: %s", row["name"], exc)
 
@@ -278,8 +276,7 @@ class Networks:
             used = self.used_by(name)
             if used:
                 raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
-            await proc.run(["nft", "delete", "table", "ip",
-                            f"nlr_{name.replace('-', '_').replace('.', '_')}"], check=False)
+            await asyncio.to_thread(nat.remove, name)
             await asyncio.to_thread(self._teardown, name)
             self.d.db.delete("networks", name=name)
             self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
@@ -293,6 +290,7 @@ class Networks:
             if self.used_by(name):
                 raise BadRequest(f"Network {name!r} is in use: it can only be renamed unused")
             dnsmasq.stop(self.rundir(name), name)
+            await asyncio.to_thread(nat.remove, name)
             await netlink.call([("rename", [name, new])])
             if os.path.isdir(self.rundir(name)):
                 os.rename(self.rundir(name), self.rundir(new))

@@ -36,31 +36,45 @@ def _index(ipr, name: str) -> int | None:
     return found[0] if found else None
 
 
+def _links() -> list[str]:
+    """Interfaces of this process's network namespace.
+
+    From /proc/self/net, not /sys/class/net: sysfs shows the namespace of
+    whoever mounted it, so a daemon moved into a namespace of its own with
+    ``nsenter --net`` (mounts shared with the machine) would see the machine's
+    interfaces there and none of its own."""
+    try:
+        with open("/proc/self/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return []
+    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
+
+
 def exists(name: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{name}")
+    return name in _links()
 
 
 def kind(name: str) -> str:
     """LXD's interface type for a host link: bridge, bond, vlan, loopback, physical..."""
-    base = f"/sys/class/net/{name}"
     if name == "lo":
         return "loopback"
-    if os.path.isdir(f"{base}/bridge"):
-        return "bridge"
-    if os.path.isdir(f"{base}/bonding"):
-        return "bond"
-    if os.path.exists(f"/proc/net/vlan/{name}"):
-        return "vlan"
-    if os.path.exists(f"{base}/device"):
+    p = subprocess.run(["ip", "-d", "-j", "link", "show", "dev", name], capture_output=True,
+                       text=True)
+    try:
+        link = json.loads(p.stdout)[0] if p.returncode == 0 else {}
+    except (json.JSONDecodeError, IndexError):
+        link = {}
+    info_kind = (link.get("linkinfo") or {}).get("info_kind")
+    if info_kind in ("bridge", "bond", "vlan"):
+        return info_kind
+    if info_kind is None and link.get("parentbus"):
         return "physical"
     return "unknown"
 
 
 def host_links() -> list[str]:
-    try:
-        return sorted(os.listdir("/sys/class/net"))
-    except OSError:
-        return []
+    return sorted(_links())
 
 
 def ensure_bridge(name: str, mtu: int | None = None, hwaddr: str | None = None) -> None:

@@ -178,6 +178,9 @@ class LXDServersTest(LXDServersBase):
             self.assertEqual("1", container.config["limits.cpu"])
             self.assertEqual("128MiB", container.config["limits.memory"])
             self.assertEqual("1", self._exec(server, "nproc").strip())
+            # cloud-init's ds-identify reads it from PID 1 to try nova's metadata
+            self.assertIn("product_name=OpenStack Nova",
+                          self._exec(server, "cat", "/proc/1/environ"))
             self.assertEqual(server["OS-EXT-SRV-ATTR:hostname"],
                              self._exec(server, "hostname").strip())
         for host in COMPUTE_HOSTS:

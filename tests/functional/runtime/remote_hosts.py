@@ -50,14 +50,20 @@ def _free_port_pair() -> int:
 class Daemon(RuntimeDaemon):
     """A RuntimeDaemon that may run inside a network namespace."""
 
-    def __init__(self, netns: str | None, address: str, port: int):
+    def __init__(self, netns: str | None, address: str, port: int, own_sysfs: bool = False):
+        """*own_sysfs*: enter the namespace with ``ip netns exec`` (a mount namespace
+        with a sysfs of the network namespace, which liblxc needs to attach veths to
+        bridges there) instead of ``nsenter --net`` (mounts shared with the machine)."""
         super().__init__(prefix="mg-")
         self.netns, self.address, self.port = netns, address, port
+        self.own_sysfs = own_sysfs
 
     def start(self, timeout: float = 15.0) -> "Daemon":
         env = dict(os.environ, LXD_DIR=self.lxd_dir)
         argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
-        if self.netns:
+        if self.netns and self.own_sysfs:
+            argv = ["ip", "netns", "exec", self.netns] + argv  # execs: same pid
+        elif self.netns:
             # --no-fork: the pid we hold is the daemon itself, so stop() reaches it.
             argv = ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
         with open(self.log, "ab") as log:

@@ -2,6 +2,8 @@
 with fingerprint confirmation, launch/list/exec (piped and with a terminal),
 files, snapshots, copy/move between remotes, images, profiles, config, and the
 json/yaml output formats."""
+import csv
+import io
 import json
 import os
 import pty
@@ -74,6 +76,16 @@ def test_launch_list_exec_formats(cli):
         assert any(i["name"] == name and i["config"]["user.t"] == "1" for i in data)
         data = yaml.safe_load(cli("list", "--format", "yaml").stdout)
         assert any(i["name"] == name for i in data)
+        # lxc's column strings and csv/compact, as scripts use them
+        rows = list(csv.reader(io.StringIO(
+            cli("list", "-c", "ns,user.t:T,P", "--format", "csv").stdout)))
+        assert [name, "RUNNING", "1", "default"] in rows
+        compact = cli("list", "-c", "nsp", "--format", "compact").stdout.splitlines()
+        assert compact[0].split() == ["NAME", "STATE", "PID"]
+        assert any(line.split()[:2] == [name, "RUNNING"] and line.split()[2].isdigit()
+                   for line in compact[1:])
+        bad = cli("list", "-c", "nZ", check=False)
+        assert bad.returncode != 0 and "shorthand" in bad.stderr
         p = cli("exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
         assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
         assert cli("exec", name, "--", "cat", stdin="piped in").stdout == "piped in"

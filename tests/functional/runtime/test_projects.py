@@ -137,3 +137,12 @@ def test_shared_project_uses_default_profiles_and_images(daemon, client, project
             client.profiles.get("default").used_by
     finally:
         inst.delete(wait=True)
+
+
+def test_server_environment_names_the_requested_project(client, project):
+    """lxc and pylxd read environment.project to show which project they are in."""
+    name = project()
+    assert client.api.get().json()["metadata"]["environment"]["project"] == "default"
+    got = client.api.get(params={"project": name}).json()["metadata"]
+    assert got["environment"]["project"] == name
+    assert got["environment"]["firewall"] == "nftables"

@@ -13,6 +13,14 @@ function is_service_enabled {
     return 1
 }
 function install_package { echo "install_package $*" >> "$STUB_LOG"; }
+# devstack's install_bindep installs bindep and the packages it reports missing;
+# the stub records the request and what bindep would select.
+function install_bindep {
+    echo "install_bindep $*" >> "$STUB_LOG"
+    local pkgs
+    mapfile -t pkgs < <("$STUB_PYTHON" "$STUB_DIR/../../../tools/bindep-list" "$@")
+    install_package "${pkgs[@]}"
+}
 function setup_develop { echo "setup_develop $*" >> "$STUB_LOG"; }
 function echo_summary { echo "summary $*" >> "$STUB_LOG"; }
 function die { echo "die $*" >> "$STUB_LOG"; return 1; }

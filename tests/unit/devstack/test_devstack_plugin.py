@@ -31,7 +31,7 @@ def test_bash_syntax(path):
 
 def test_shellcheck():
     if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck not installed (scripts/debian-packages lists it)")
+        pytest.skip("shellcheck not installed (bindep.txt lists it for tests)")
     result = subprocess.run(["shellcheck", "-x", *SCRIPTS, STUB], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -131,7 +131,11 @@ def test_phases_write_nova_glance_and_tempest_config(tmp_path):
     assert f"Environment=LXD_DIR={tmp_path / 'runtime'}" in unit
     assert "chgrp stack" in unit and "KillMode=process" in unit
 
+    assert f"install_bindep {REPO}/bindep.txt compute" in log
     assert "install_package lxc uidmap" in log
+    installed = log.split("install_package lxc", 1)[1].splitlines()[0]
+    for test_only in ("shellcheck", "gcc", "busybox-static", "lxd-client"):
+        assert test_only not in installed  # a compute host gets no test tools
     assert f"setup_develop {REPO}" in log
     assert "sudo systemctl enable --now nova-lxd-runtime.service" in log
     assert "core.https_address" not in log  # one node: no peers to pull from

@@ -51,6 +51,13 @@ class SeedTest(unittest.TestCase):
         self.assertIn(b"address 192.168.1.10",
                       files["/var/lib/cloud/seed/nocloud/network-interfaces"])
 
+    def test_nocloud_seed_carries_the_keypair(self):
+        inst = types.SimpleNamespace(uuid="u-2", name="instance-2", hostname="web-2",
+                                     user_data=None, key_data="ssh-ed25519 AAAAC3Nz x@y\n")
+        files = configdrive.nocloud_files(inst, configdrive.hostname_for(inst), [])
+        meta = yaml.safe_load(files["/var/lib/cloud/seed/nocloud/meta-data"])
+        self.assertEqual(["ssh-ed25519 AAAAC3Nz x@y"], meta["public-keys"])
+
     def test_no_network_no_network_files(self):
         inst = types.SimpleNamespace(uuid="u", name="n", hostname=None, user_data=None)
         files = configdrive.nocloud_files(inst, configdrive.hostname_for(inst), [])
