@@ -71,9 +71,10 @@ def transition(previous: int | None, state: int) -> int | None:
 def ssl_options(endpoint: lxd_client.Endpoint) -> dict[str, Any]:
     """ws4py's TLS options: the client certificate, and the server verified
     against the pinned certificate (or the system store) as the API calls are."""
+    paths = ssl.get_default_verify_paths()
     options: dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED,
-                               "ca_certs": endpoint.server_cert
-                               or ssl.get_default_verify_paths().cafile}
+                               "ca_certs": endpoint.server_cert or paths.cafile
+                               or paths.openssl_cafile}
     if endpoint.client_cert:
         options.update(certfile=endpoint.client_cert, keyfile=endpoint.client_key)
     return options

@@ -122,3 +122,36 @@ class HTTPSClientTest(testtools.TestCase):
         self.assertEqual(3, result.returncode, result.stdout + result.stderr)
         self.assertIn("RuntimeUnavailable", result.stdout)
         self.assertIn(self.address, result.stdout)
+
+    def test_lifecycle_events_over_https(self):
+        """The event listener follows a remote runtime over wss with the client
+        certificate, verifying the pinned server certificate."""
+        import threading
+
+        from nova.compute import power_state
+        from nova.virt import event as virtevent
+
+        from nova_lxd_py import client, events
+
+        name = nlx_fixtures.NAME_PREFIX + "events"
+        got, seen = [], threading.Event()
+
+        def read_state(changed: str):
+            return ("uuid-of-" + changed, power_state.SHUTDOWN) if changed == name else None
+
+        def emit(event):
+            got.append(event)
+            seen.set()
+        endpoint = client.Endpoint(url=f"https://{self.address}", client_cert=self.cert,
+                                   client_key=self.key, server_cert=self.server_cert)
+        listener = events.LifecycleListener(endpoint, read_state, emit, lambda: [])
+        listener.start()
+        self.addCleanup(listener.stop)
+        self.assertTrue(listener.connected.wait(20), "no event stream over https")
+        api = self.runtime.client.api
+        self.runtime.client.instances.create({"name": name, "source": {"type": "none"}},
+                                             wait=True)
+        api.instances[name].patch(json={"config": {"user.poke": "1"}})
+        self.assertTrue(seen.wait(20), "no lifecycle event arrived")
+        self.assertEqual("uuid-of-" + name, got[0].get_instance_uuid())
+        self.assertEqual(virtevent.EVENT_LIFECYCLE_STOPPED, got[0].get_transition())
