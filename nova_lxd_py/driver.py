@@ -155,9 +155,18 @@ class LXDDriver(driver.ComputeDriver):
         return None
 
     def _require(self, instance: Any) -> dict:
-        data = self._rt.get(instance.name)
+        data = self._own(instance)
         if data is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return data
+
+    def _own(self, instance: Any) -> dict | None:
+        """The instance's container; a container that merely has its name is not."""
+        data = self._rt.get(instance.name)
+        if data is not None and runtime_api.owner_of(data) != instance.uuid:
+            LOG.warning("Container %s belongs to %s, not to this instance", instance.name,
+                        runtime_api.owner_of(data) or "no nova instance", instance=instance)
+            return None
         return data
 
     # -- inventory -----------------------------------------------------------------
@@ -169,12 +178,10 @@ class LXDDriver(driver.ComputeDriver):
         return [i["config"][UUID_KEY] for i in self._rt.owned()]
 
     def instance_exists(self, instance: Any) -> bool:
-        return self._rt.get(instance.name) is not None
+        return self._own(instance) is not None
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
-        data = self._rt.get(instance.name)
-        if data is None:
-            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        data = self._require(instance)
         return hardware.InstanceInfo(state=self._power_state(instance.name, data),
                                      internal_id=instance.name)
 
@@ -340,11 +347,7 @@ class LXDDriver(driver.ComputeDriver):
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
         self._rt.delete(rescue_mod.name_of(name), instance.uuid)
-        data = self._rt.get(name)
-        if data is not None and runtime_api.owner_of(data) != instance.uuid:
-            LOG.warning("Container %s belongs to another instance: left alone", name,
-                        instance=instance)
-            data = None
+        data = self._own(instance)  # a container merely named like it is left alone
         if data is not None:
             if destroy_disks:
                 self._rt.delete(name, instance.uuid)
@@ -467,7 +470,7 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Resumed container %s", instance.name, instance=instance)
 
     def _clear_suspended(self, instance: Any) -> None:
-        data = self._rt.get(instance.name)
+        data = self._own(instance)
         if data and (data.get("config") or {}).get(SUSPENDED_KEY):
             config = {k: v for k, v in data["config"].items() if k != SUSPENDED_KEY}
             self._rt.put_instance(instance.name, dict(data, config=config))
@@ -486,7 +489,7 @@ class LXDDriver(driver.ComputeDriver):
         the image is published from that snapshot, so the instance keeps
         running while the image is built and uploaded."""
         name = instance.name
-        if self._rt.get(name) is None:
+        if self._own(instance) is None:
             raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = "nova-snapshot-" + image_id[:8]
@@ -601,7 +604,7 @@ class LXDDriver(driver.ComputeDriver):
     def detach_volume(self, context, connection_info, instance, mountpoint,
                       encryption=None):
         vol_id = volume.volume_id(connection_info)
-        data = self._rt.get(instance.name)
+        data = self._own(instance)
         name = volume.device_name(vol_id)
         if data is not None and name in (data.get("devices") or {}):
             devices = {k: v for k, v in data["devices"].items() if k != name}
@@ -621,7 +624,7 @@ class LXDDriver(driver.ComputeDriver):
         vol_id = volume.volume_id(connection_info)
         new_size = volume.extend(connection_info)
         path = (connection_info.get("data") or {}).get("device_path")
-        data = self._rt.get(instance.name) or {}
+        data = self._own(instance) or {}
         mounted = [d for d in (data.get("devices") or {}).values()
                    if d.get("type") == "disk" and d.get("source") == path]
         if path and mounted:

@@ -36,6 +36,10 @@ class LXDDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestC
         "test_attach_detach_volume": "fake volume connection info",
         "test_swap_volume": "fake volume connection info",
         "test_attach_detach_different_power_states": "fake volume connection info",
+        # they require an iSCSI initiator name; os-brick reports one only where
+        # open-iscsi is installed (libvirt's connector is the same os-brick call)
+        "test_get_volume_connector": "no iSCSI initiator on this host",
+        "test_get_volume_connector_storage_ip": "no iSCSI initiator on this host",
     }
 
     def setUp(self):
