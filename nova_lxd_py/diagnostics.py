@@ -76,7 +76,8 @@ def instance_diagnostics(state: dict, power: int, memory_limit_mb: int,
                       tx_packets=counters.get("packets_sent", 0))
     for _name in sorted(state.get("disk") or {}):
         diags.add_disk()
+    used = int((state.get("memory") or {}).get("usage") or 0)
     diags.memory_details = diagnostics_obj.MemoryDiagnostics(
-        maximum=memory_limit_mb,
-        used=int((state.get("memory") or {}).get("usage") or 0) // MiB)
+        maximum=memory_limit_mb, used=-(-used // MiB))  # MiB, rounded up: a small
+    # container uses less than one
     return diags

@@ -75,7 +75,10 @@ class LXDDriver(driver.ComputeDriver):
     capabilities.update({
         "has_imagecache": True,
         "supports_evacuate": True,
-        "supports_migrate_to_same_host": True,
+        # nova's name for a same-host *cold migration* (same flavor), which would
+        # move nothing here; a resize on the same host needs only nova's
+        # allow_resize_to_same_host and is done in place (finish_migration).
+        "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
         # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
         # so nova's image-type prefilter keeps VM images away; container images are

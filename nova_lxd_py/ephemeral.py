@@ -64,6 +64,10 @@ def plan(flavor_ephemeral_gb: int, block_device_info: dict | None,
     mapped = nova_driver.block_device_info_get_ephemerals(block_device_info)
     sizes = [int(e.get("size") or 0) for e in mapped] if mapped else \
         ([int(flavor_ephemeral_gb)] if flavor_ephemeral_gb else [])
+    if len(mapped) == 1 and flavor_ephemeral_gb:
+        # nova's default ephemeral disk keeps its old size in the mapping after a
+        # resize: the flavor's is the one wanted
+        sizes = [int(flavor_ephemeral_gb)]
     return [Disk(i, size, mount_path(i, first)) for i, size in enumerate(sizes) if size > 0]
 
 

@@ -33,6 +33,8 @@ from nova_lxd_py import client as lxd_client
 
 LOG = logging.getLogger(__name__)
 
+MAX_RETRY_INTERVAL = 30.0
+
 # Runtime lifecycle actions after which an instance's power state may differ.
 INSTANCE_ACTIONS = frozenset({
     "instance-started", "instance-stopped", "instance-restarted", "instance-paused",
@@ -135,13 +137,16 @@ class LifecycleListener:
 
     def _run(self) -> None:
         first = True
+        delay = self._retry
         while not self._stopping.is_set():
             try:
                 sock = self._connect()
-            except Exception as exc:  # noqa: BLE001 - runtime down: retry
-                LOG.debug("Runtime events unavailable (%s), retrying", exc)
-                self._stopping.wait(self._retry)
+            except Exception as exc:  # noqa: BLE001 - runtime down: retry, backing off
+                LOG.debug("Runtime events unavailable (%s), retrying in %.0fs", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_INTERVAL)
                 continue
+            delay = self._retry
             LOG.info("Following runtime lifecycle events at %s", self._endpoint.describe())
             self.connected.set()
             if not first:

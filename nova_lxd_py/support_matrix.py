@@ -111,10 +111,10 @@ FEATURES: tuple[Feature, ...] = (
                         "swap"),
     Feature("operation.resize", "Resize", ("migrate_disk_and_power_off", "finish_migration",
                                            "confirm_migration", "finish_revert_migration"),
-            capabilities=("supports_migrate_to_same_host",),
             tempest="resize", why_missing="resize and cold migration are not implemented",
-            notes="on the same host the new flavor is applied in place; to another host "
-                  "the destination runtime pulls the stopped container over HTTPS"),
+            notes="on the same host (nova's allow_resize_to_same_host) the new flavor is "
+                  "applied in place; to another host the destination runtime pulls the "
+                  "stopped container over HTTPS"),
     Feature("operation.cold-migrate", "Cold migration",
             ("migrate_disk_and_power_off", "finish_migration", "confirm_migration"),
             tempest="cold_migration",

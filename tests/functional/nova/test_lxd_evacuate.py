@@ -47,8 +47,8 @@ class LXDEvacuateTest(test_lxd_servers.LXDServersBase):
         failed_runtime.restart(host_reboot=True)
         self.assertEqual([name], failed_runtime.ours())
         self.assertEqual("Stopped", failed_runtime.client.instances.get(name).status)
+        self._restart_compute(FAILED)  # still forced down: nova wants it restarted first
         self.api.put_service_force_down(service["id"], False)
-        self._restart_compute(FAILED)
         self.assertEqual([], failed_runtime.ours(), "stale container left on the failed host")
         self.assertEqual([], failed_runtime.our_volumes(), "stale volume left")
         # the image cache pass drops what no local instance uses any more

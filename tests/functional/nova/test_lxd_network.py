@@ -147,6 +147,7 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
         legacy = self.admin_api.api_get(f"/servers/{server['id']}/diagnostics").body
         self.assertGreater(legacy["eth0_tx_packets"], 0)
         self.assertGreater(legacy["root_usage"], 0)
+        self.assertGreater(legacy["memory-actual"], 0)
         self._delete_server(server)
         self._assert_runtimes_empty()
 

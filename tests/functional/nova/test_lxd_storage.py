@@ -101,7 +101,8 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
                                                  "client_mode", False))
         self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
         from nova.volume import cinder
-        self.cinder = cinder.API.get.__self__  # the CinderFixture the base class set up
+        # the CinderFixture the base class set up (its fakes are the mocks' side effects)
+        self.cinder = cinder.API.get.side_effect.__self__
         self.cinder.VOLUME_CONNECTION_INFO = dict(self.cinder.VOLUME_CONNECTION_INFO)
 
     def _volume(self, metadata: dict | None = None, **loop) -> tuple[str, LoopDevice]:

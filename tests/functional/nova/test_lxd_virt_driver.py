@@ -5,6 +5,7 @@ instances. Most of its tests accept NotImplementedError, so it is a weak
 check; the server tests in test_lxd_servers carry the weight. Adaptations:
 - the test instance's image is put into the runtime (busybox, aliased by
   the Glance id the test uses), since the Glance fixture has no data for it;
+- nova's test flavor gets swap 0 (the driver refuses swap);
 - network_info uses a ``tap`` VIF instead of nova's OVS test VIF (OVS is not
   supported yet), and _get_running_instance boots without ports unless the
   runtime can take ``physical`` nics, so the tests run on any runtime.
@@ -89,8 +90,13 @@ class LXDDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestC
 
     def _get_running_instance(self, obj=True):
         instance_ref = test_utils.get_test_instance(obj=obj)
+        # nova's test flavor has 1 GB of swap, which this driver refuses (containers
+        # share the host's swap; test_lxd_storage checks the refusal)
+        if obj:
+            instance_ref.flavor.swap = 0
         image_meta = test_utils.get_test_image_object(None, instance_ref)
         self.connection.init_host("nlx-vdt")
+        self.addCleanup(self.connection.cleanup_host, "nlx-vdt")
         self.connection.spawn(self.ctxt, instance_ref, image_meta, [], "herp", {},
                               network_info=[])
         return instance_ref, []

@@ -40,3 +40,8 @@ def test_swap_is_refused():
     flavor.check_swap(SimpleNamespace(name="ok", swap=0))
     with pytest.raises(exception.SwapNotSupported, match="swap"):
         flavor.check_swap(SimpleNamespace(name="m1.swap", swap=512))
+
+
+def test_one_mapped_ephemeral_follows_the_flavor_after_a_resize():
+    bdi = {"ephemerals": [{"size": 1, "device_name": "/dev/vdb"}]}
+    assert ephemeral.plan(2, bdi, {}) == [ephemeral.Disk(0, 2, "/mnt")]
