@@ -25,7 +25,7 @@ from runtime.instances.mountinject import (AT_EMPTY_PATH, AT_FDCWD, MNT_DETACH,
                                            MOUNT_ATTR_RDONLY, MOVE_MOUNT_F_EMPTY_PATH,
                                            OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE,
                                            SYS_MOUNT_SETATTR, SYS_MOVE_MOUNT, SYS_OPEN_TREE,
-                                           _check, _libc, _MountAttr)
+                                           _check, _libc, _MountAttr, int_pair, run_helper)
 
 CLONE_NEWUSER = 0x10000000
 MOUNT_ATTR_IDMAP = 0x00100000
@@ -114,16 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idmap", default="")
     p.add_argument("--ro", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.action == "mount":
-            idmap = tuple(int(x) for x in args.idmap.split(":")) if args.idmap else None
-            mount(args.paths[0], args.paths[1], idmap, args.ro)
-        else:
-            umount(args.paths[0])
-    except OSError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    return 0
+    if args.action == "mount":
+        return run_helper(lambda: mount(args.paths[0], args.paths[1], int_pair(args.idmap),
+                                        args.ro))
+    return run_helper(lambda: umount(args.paths[0]))
 
 
 if __name__ == "__main__":
