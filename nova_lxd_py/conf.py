@@ -74,6 +74,13 @@ lxd_opts = [
                           "versions left there.",
         help="Directory under which earlier versions wrote per-instance "
              "config-drive directories (removed when their instance is deleted)."),
+    cfg.StrOpt(
+        "snapshot_disk_format",
+        default="root-tar", choices=["root-tar", "raw"],
+        help="Glance disk format of snapshots (a unified LXD image tarball either "
+             "way). root-tar needs root-tar in Glance's [image_format] disk_formats; "
+             "raw images are not scheduled to container hosts when nova's "
+             "[scheduler] query_placement_for_image_type_support is on."),
     cfg.IntOpt(
         "console_log_max_bytes",
         default=100 * 1024, min=1024,

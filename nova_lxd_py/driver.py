@@ -30,13 +30,17 @@ from nova import exception as nova_exception
 from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
-from nova_lxd_py import configdrive, exception
+from nova_lxd_py import configdrive, diagnostics, ephemeral, exception
 from nova_lxd_py import console as serial_console
+from nova_lxd_py import events as runtime_events
+from nova_lxd_py import guest
+from nova_lxd_py import rescue as rescue_mod
 from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import runtime_api
+from nova_lxd_py import privsep, runtime_api
+from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
 CONF = nova.conf.CONF
@@ -59,8 +63,7 @@ STATUS_TO_POWER = {
 
 UUID_KEY = runtime_api.UUID_KEY
 SUSPENDED_KEY = "user.nova_suspended"
-RESCUE_SUFFIX = "-rescue"
-RESCUE_MOUNT = "/mnt/rescue"
+AUTOSTART_KEY = "boot.autostart"
 REQUIRED_EXTENSIONS = ("instances",)
 PRODUCT_NAME = "OpenStack Nova"
 POOLS_WITH_QUOTAS = ("btrfs", "zfs", "lvm", "ceph")
@@ -72,10 +75,16 @@ class LXDDriver(driver.ComputeDriver):
     capabilities: ClassVar[dict[str, bool]] = dict(driver.ComputeDriver.capabilities)
     capabilities.update({
         "has_imagecache": True,
-        "supports_evacuate": False,
+        "supports_evacuate": True,
+        # nova's name for a same-host *cold migration* (same flavor), which would
+        # move nothing here; a resize on the same host needs only nova's
+        # allow_resize_to_same_host and is done in place (finish_migration).
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
-        "supports_image_type_raw": True,
+        # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
+        # so nova's image-type prefilter keeps VM images away; container images are
+        # root-tar or squashfs, which have no such trait (see image.py).
+        "supports_image_type_raw": False,
         "supports_pcpus": False,
         "supports_accelerators": False,
         "supports_bfv_rescue": False,
@@ -99,6 +108,8 @@ class LXDDriver(driver.ComputeDriver):
         self._config_drive_dir = CONF.lxd.config_drive_dir
         self._images = images.ImageStore(self._clients, glance.API(),
                                          CONF.lxd.image_cache_dir)
+        self._events = runtime_events.LifecycleListener(
+            self._endpoint, self._power_state_by_name, self.emit_event, self.list_instances)
 
     # -- connection ------------------------------------------------------------
     def init_host(self, host: str) -> None:
@@ -124,7 +135,9 @@ class LXDDriver(driver.ComputeDriver):
         env = info.get("environment") or {}
         LOG.info("Connected to %s (%s %s) on %s, pool %s", self._endpoint.describe(),
                  env.get("server", "lxd"), env.get("server_version"), host, self._pool)
+        self._own_power_state()
         self._listen_consoles()
+        self._events.start()
 
     def _listen_consoles(self) -> None:
         """Serial console listeners for the instances already running here (after a
@@ -138,12 +151,19 @@ class LXDDriver(driver.ComputeDriver):
             LOG.warning("No serial console listeners at start: %s", exc)
             return
         for name in owned:
-            for container in (name + RESCUE_SUFFIX, name):
+            for container in (rescue_mod.name_of(name), name):
                 if container in running:
                     self._consoles.up(name, container)
                     break
 
+    def _own_power_state(self) -> None:
+        """Containers made by older versions kept the runtime's autostart."""
+        for data in self._rt.owned():
+            if (data.get("config") or {}).get(AUTOSTART_KEY) != "false":
+                self._rt.patch_config(data["name"], {AUTOSTART_KEY: "false"})
+
     def cleanup_host(self, host: str) -> None:
+        self._events.stop()
         self._consoles.shutdown()
 
     def _profile_pool(self) -> str | None:
@@ -159,9 +179,18 @@ class LXDDriver(driver.ComputeDriver):
         return None
 
     def _require(self, instance: Any) -> dict:
-        data = self._rt.get(instance.name)
+        data = self._own(instance)
         if data is None:
             raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
+        return data
+
+    def _own(self, instance: Any) -> dict | None:
+        """The instance's container; a container that merely has its name is not."""
+        data = self._rt.get(instance.name)
+        if data is not None and runtime_api.owner_of(data) != instance.uuid:
+            LOG.warning("Container %s belongs to %s, not to this instance", instance.name,
+                        runtime_api.owner_of(data) or "no nova instance", instance=instance)
+            return None
         return data
 
     # -- inventory -----------------------------------------------------------------
@@ -173,20 +202,27 @@ class LXDDriver(driver.ComputeDriver):
         return [i["config"][UUID_KEY] for i in self._rt.owned()]
 
     def instance_exists(self, instance: Any) -> bool:
-        return self._rt.get(instance.name) is not None
+        return self._own(instance) is not None
 
     def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
-        data = self._rt.get(instance.name)
-        if data is None:
-            raise nova_exception.InstanceNotFound(instance_id=instance.uuid)
-        status = data.get("status_code")
-        state = STATUS_TO_POWER.get(status, power_state.NOSTATE)
+        data = self._require(instance)
+        return hardware.InstanceInfo(state=self._power_state(instance.name, data),
+                                     internal_id=instance.name)
+
+    def _power_state(self, name: str, data: dict) -> int:
+        state = STATUS_TO_POWER.get(data.get("status_code"), power_state.NOSTATE)
         if state == power_state.PAUSED and (data.get("config") or {}).get(SUSPENDED_KEY):
             state = power_state.SUSPENDED
-        rescue = instance.name + RESCUE_SUFFIX
-        if state == power_state.SHUTDOWN and self._rt.status(rescue) == runtime_api.RUNNING:
+        if state == power_state.SHUTDOWN and \
+                self._rt.status(rescue_mod.name_of(name)) == runtime_api.RUNNING:
             state = power_state.RUNNING  # rescued: nova expects the instance up
-        return hardware.InstanceInfo(state=state, internal_id=instance.name)
+        return state
+
+    def _power_state_by_name(self, name: str) -> tuple[str, int] | None:
+        """(uuid, power state) of one of our containers, for the event listener."""
+        data = self._rt.get(name)
+        uuid = ((data or {}).get("config") or {}).get(UUID_KEY)
+        return (uuid, self._power_state(name, data)) if uuid else None
 
     def get_num_instances(self) -> int:
         return len(self._rt.owned())
@@ -199,18 +235,23 @@ class LXDDriver(driver.ComputeDriver):
         network-vif-plugged events like libvirt (which holds a paused guest),
         then start it."""
         name = instance.name
-        if block_device_info and block_device_info.get("block_device_mapping"):
-            raise nova_exception.NovaException(
-                "Volumes are not supported by the LXD driver yet")
         network_info = network_info or []
+        flavor_mapping.check_swap(instance.flavor)
         config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
         start = time.monotonic()
-        fingerprint = self._images.ensure(context, image_meta)
+        if volume.boots_from_volume(block_device_info, instance):
+            self._require_local_runtime(instance)
+            source = {"type": "none"}  # the root is the volume
+        else:
+            source = {"type": "image", "fingerprint": self._images.ensure(context, image_meta)}
         undo: list[Any] = []
         try:
-            drive = configdrive.config_drive_files(
-                instance, network_info, injected_files, admin_password) \
-                if configdrive_required(instance) else {}
+            undo.append(lambda: volume.disconnect_all(block_device_info, instance))
+            devices.update(self._volume_devices(context, instance, block_device_info, {}))
+            undo.append(lambda: ephemeral.delete(self._rt, self._pool, instance))
+            ephemeral.create(self._rt, self._pool, instance, disks)
+            drive = self._config_drive(instance, network_info, injected_files, admin_password)
             try:
                 with self.virtapi.wait_for_instance_event(
                         instance, self._neutron_events(network_info, power_on),
@@ -218,10 +259,10 @@ class LXDDriver(driver.ComputeDriver):
                         error_callback=self._neutron_failed_callback):
                     undo.append(lambda: self.unplug_vifs(instance, network_info))
                     self.plug_vifs(instance, network_info)
-                    undo.append(lambda: self._rt.delete(name))
-                    self._rt.create(self._body(name, config, devices,
-                                               {"type": "image", "fingerprint": fingerprint}))
-                    self._push_seed(instance, network_info, drive)
+                    self._claim_name(instance)
+                    self._rt.create(self._body(name, config, devices, source))
+                    undo.append(lambda: self._rt.delete(name, instance.uuid))
+                    self._push_seed(instance, network_info, extra=drive)
             except nova_exception.InstanceEventTimeout:
                 if CONF.vif_plugging_is_fatal:
                     raise nova_exception.VirtualInterfaceCreateException()
@@ -240,8 +281,30 @@ class LXDDriver(driver.ComputeDriver):
             raise nova_exception.ImageUnacceptable(image_id=image_meta.id, reason=reason)
         if power_on:
             self._consoles.up(name)
-        LOG.info("Spawned container %s from image %s in %.2fs", name, image_meta.id,
+        LOG.info("Spawned container %s from %s in %.2fs", name,
+                 f"image {image_meta.id}" if source["type"] == "image" else "a volume",
                  time.monotonic() - start, instance=instance)
+
+    def _ephemeral_disks(self, instance: Any, block_device_info: Any,
+                         devices: dict) -> list[ephemeral.Disk]:
+        """The instance's ephemeral disks; their devices are added to *devices*."""
+        disks = ephemeral.plan(instance.flavor.ephemeral_gb, block_device_info,
+                               instance.system_metadata)
+        devices.update(ephemeral.devices(self._pool, instance.name, disks))
+        return disks
+
+    def _claim_name(self, instance: Any) -> None:
+        """The container name must be free. A leftover of this same instance (an
+        earlier attempt whose clean-up failed) is removed; anything else is not
+        ours to touch: the build fails on this host and nova reschedules."""
+        data = self._rt.get(instance.name)
+        if data is None:
+            return
+        if runtime_api.owner_of(data) == instance.uuid:
+            LOG.warning("Removing a leftover container of this instance", instance=instance)
+            self._rt.delete(instance.name, instance.uuid)
+            return
+        raise nova_exception.InstanceExists(name=instance.name)
 
     def _rollback(self, undo: list[Any], instance: Any) -> None:
         for step in reversed(undo):
@@ -264,6 +327,7 @@ class LXDDriver(driver.ComputeDriver):
             devices[dev_name] = dev
             config[vifs.record_key(vif["id"])] = vifs.record(vif)
         config[UUID_KEY] = instance.uuid
+        config[AUTOSTART_KEY] = "false"  # nova owns power state, also after a host reboot
         # cloud-init's ds-identify looks for this in PID 1's environment before it
         # asks nova's metadata service (a container has no DMI to tell it).
         config["environment.product_name"] = PRODUCT_NAME
@@ -273,13 +337,25 @@ class LXDDriver(driver.ComputeDriver):
         return {"name": name, "type": "container", "profiles": self._profiles,
                 "config": config, "devices": devices, "source": source}
 
-    def _push_seed(self, instance: Any, network_info: Any,
+    def _push_seed(self, instance: Any, network_info: Any, name: str | None = None,
                    extra: dict[str, bytes] | None = None) -> None:
         """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs."""
         files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
                                           network_info)
         files.update(extra or {})
-        self._rt.push_files(instance.name, files, private=configdrive.PRIVATE_DIRS)
+        self._rt.push_files(name or instance.name, files, private=configdrive.PRIVATE_DIRS)
+
+    @staticmethod
+    def _config_drive(instance: Any, network_info: Any, injected_files: list | None = None,
+                      admin_password: str | None = None) -> dict[str, bytes]:
+        """nova's config-drive tree for /config-drive, if the instance has one.
+
+        Written into the container's root, so it moves with the container (cold
+        migration, resize); a rescue container gets its own with the rescue password."""
+        if not configdrive_required(instance):
+            return {}
+        return configdrive.config_drive_files(instance, network_info, injected_files,
+                                              admin_password)
 
     def _legacy_config_drive_dir(self, instance: Any) -> str:
         """Where versions that bind-mounted the config drive from the host wrote it."""
@@ -306,16 +382,18 @@ class LXDDriver(driver.ComputeDriver):
         """Stop the container; with destroy_disks its root filesystem goes too
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX)
-        data = self._rt.get(name)
+        self._rt.delete(rescue_mod.name_of(name), instance.uuid)
+        data = self._own(instance)  # a container merely named like it is left alone
         if data is not None:
             if destroy_disks:
-                self._rt.delete(name)
+                self._rt.delete(name, instance.uuid)
             elif self._rt.status(name) != runtime_api.STOPPED:
                 self._rt.action(name, "stop", timeout=-1, force=True)
         else:
             LOG.warning("Container %s was already gone", name, instance=instance)
+        self._consoles.down(name)
         self._cleanup(instance, network_info, data, destroy_disks)
+        volume.disconnect_all(block_device_info, instance)
         LOG.info("Destroyed container %s (destroy_disks=%s)", name, destroy_disks,
                  instance=instance)
 
@@ -335,7 +413,8 @@ class LXDDriver(driver.ComputeDriver):
             if data is not None:
                 vifs.unplug_leftovers(instance, data, network_info)
         if destroy_disks:
-            self._rt.delete(instance.name)
+            self._rt.delete(instance.name, instance.uuid)
+            ephemeral.delete(self._rt, self._pool, instance)
             shutil.rmtree(self._legacy_config_drive_dir(instance), ignore_errors=True)
 
     # -- power -----------------------------------------------------------------
@@ -392,13 +471,17 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.action(name, "unfreeze")
         elif status != runtime_api.RUNNING:
             self.plug_vifs(instance, network_info or [])
+            self._reconnect_volumes(context, instance, block_device_info)
             self._rt.action(name, "start")
         self._consoles.up(name)
         LOG.info("Powered on container %s", name, instance=instance)
 
-    def resume_state_on_host_boot(self, context, instance, network_info,
-                                  block_device_info=None, share_info=None):
-        self.power_on(context, instance, network_info, block_device_info)
+    def resume_state_on_host_boot(self, context, instance, network_info, share_info,
+                                  block_device_info=None):
+        """After a host reboot: nova, not the runtime, starts what was running
+        (our containers have boot.autostart=false)."""
+        self.power_on(context, instance, network_info, block_device_info,
+                      share_info=share_info)
 
     def pause(self, instance):
         self._require(instance)
@@ -433,7 +516,7 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Resumed container %s", instance.name, instance=instance)
 
     def _clear_suspended(self, instance: Any) -> None:
-        data = self._rt.get(instance.name)
+        data = self._own(instance)
         if data and (data.get("config") or {}).get(SUSPENDED_KEY):
             config = {k: v for k, v in data["config"].items() if k != SUSPENDED_KEY}
             self._rt.put_instance(instance.name, dict(data, config=config))
@@ -443,7 +526,7 @@ class LXDDriver(driver.ComputeDriver):
         """A TCP port on [serial_console] proxyclient_address bridged to the
         container's /dev/console (the rescue container's while rescued)."""
         self._require(instance)
-        for container in (instance.name + RESCUE_SUFFIX, instance.name):
+        for container in (rescue_mod.name_of(instance.name), instance.name):
             if self._rt.status(container) in (runtime_api.RUNNING, runtime_api.FROZEN):
                 return self._consoles.connect_info(instance.name, container)
         if not CONF.serial_console.enabled:
@@ -466,18 +549,18 @@ class LXDDriver(driver.ComputeDriver):
         the image is published from that snapshot, so the instance keeps
         running while the image is built and uploaded."""
         name = instance.name
-        if self._rt.get(name) is None:
+        if self._own(instance) is None:
             raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
         snap = "nova-snapshot-" + image_id[:8]
         was_running = self._rt.status(name) == runtime_api.RUNNING
         if was_running:
-            self._rt.action(name, "freeze")
+            self.quiesce(context, instance, None)
         try:
             self._rt.snapshot(name, snap)
         finally:
             if was_running:
-                self._rt.action(name, "unfreeze")
+                self.unquiesce(context, instance, None)
         try:
             fingerprint = self._rt.publish_snapshot(name, snap,
                                                     f"snapshot of {instance.uuid}")
@@ -486,8 +569,7 @@ class LXDDriver(driver.ComputeDriver):
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)
         glance_api = glance.API()
-        image_meta = {"disk_format": "raw", "container_format": "bare",
-                      "properties": {"hypervisor_type": "lxd", "vm_mode": "exe"}}
+        image_meta = images.snapshot_image_meta(CONF.lxd.snapshot_disk_format)
         try:
             with contextlib.closing(self._rt.export(fingerprint, self._op_timeout)) as resp:
                 glance_api.update(context, image_id, image_meta,
@@ -502,70 +584,200 @@ class LXDDriver(driver.ComputeDriver):
     def rescue(self, context, instance, network_info, image_meta, rescue_password,
                block_device_info, share_info):
         """Stop the instance and boot a rescue container from the rescue image
-        with the instance's root filesystem at /mnt/rescue."""
+        with the instance's root filesystem at /mnt/rescue, its ports and, when
+        the image has chpasswd, the rescue password."""
         name = instance.name
         data = self._require(instance)
-        source = self._rootfs_path(name, data)
+        root = rescue_mod.root_disk(self._rt, name, data, self._pool, self._local_state_dir())
         if self._rt.status(name) != runtime_api.STOPPED:
             self._rt.action(name, "stop", timeout=-1, force=True)
         fingerprint = self._images.ensure(context, image_meta)
-        rescue = name + RESCUE_SUFFIX
-        config, devices = self._config(instance, [])
-        del config[UUID_KEY]  # not an instance of its own: list_instances skips it
-        devices["rescue"] = {"type": "disk", "source": source, "path": RESCUE_MOUNT}
+        rescue = rescue_mod.name_of(name)
+        network_info = network_info or []
+        config, devices = self._config(instance, network_info)
+        config = rescue_mod.config(config, instance.uuid)
+        devices["rescue"] = root
         try:
+            self.plug_vifs(instance, network_info)
             self._rt.create(self._body(rescue, config, devices,
                                        {"type": "image", "fingerprint": fingerprint}))
+            self._push_seed(instance, network_info, rescue, self._config_drive(
+                instance, network_info, admin_password=rescue_password))
             self._rt.action(rescue, "start")
+            if rescue_password:
+                try:
+                    guest.set_password(self._rt, rescue, guest.admin_user(instance),
+                                       rescue_password)
+                except nova_exception.SetAdminPasswdNotSupported:
+                    LOG.warning("The rescue image has no chpasswd: rescue password not set",
+                                instance=instance)
         except Exception:  # noqa: BLE001 - undo the rescue, then re-raise
             with excutils.save_and_reraise_exception():
-                self._rt.delete(rescue)
+                self._rt.delete(rescue, instance.uuid)
                 self._rt.action(name, "start")
         self._consoles.up(name, rescue)
         LOG.info("Rescued %s in %s", name, rescue, instance=instance)
 
     def unrescue(self, context, instance):
         name = instance.name
-        self._rt.delete(name + RESCUE_SUFFIX)
+        self._rt.delete(rescue_mod.name_of(name), instance.uuid)
         if self._rt.status(name) != runtime_api.RUNNING:
             self._rt.action(name, "start")
         self._consoles.up(name)
         LOG.info("Unrescued %s", name, instance=instance)
 
-    def _rootfs_path(self, name: str, data: dict) -> str:
-        """Host path of the container's root filesystem (dir-like pools).
+    def _local_state_dir(self) -> str | None:
+        """The state directory of a runtime on this host's unix socket."""
+        if not self._endpoint.is_unix:
+            return None
+        return os.path.dirname(self._endpoint.url.removeprefix("unix://"))
 
-        From the pool's ``source`` when the runtime reports it (LXD), else
-        the LXD layout under the local runtime's state directory."""
-        pool_name = (data.get("expanded_devices") or {}).get("root", {}).get("pool") \
-            or self._pool
-        pool = self._rt.pool(pool_name)
-        source = (pool.get("config") or {}).get("source")
-        if not source and self._endpoint.is_unix:
-            state_dir = os.path.dirname(self._endpoint.url.removeprefix("unix://"))
-            source = os.path.join(state_dir, "storage-pools", pool_name)
-        path = os.path.join(source or "", "containers", name, "rootfs")
-        if not source or not os.path.isdir(path):
+    # -- volumes ---------------------------------------------------------------------
+    def get_volume_connector(self, instance):
+        return volume.connector_properties(CONF.my_block_storage_ip, CONF.host)
+
+    def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
+                      device_type=None, encryption=None):
+        """Connect the volume here and hand it to the container (hot-plugged when it
+        runs): as a block device at mountpoint, or mounted where its metadata says."""
+        vol_id = volume.volume_id(connection_info)
+        if encryption:
+            raise nova_exception.VolumeEncryptionNotSupported(volume_type="encrypted",
+                                                              volume_id=vol_id)
+        self._require_local_runtime(instance)
+        data = self._require(instance)
+        mount_at = self._volume_mount_path(context, vol_id)
+        path = volume.connect(connection_info)
+        devices = dict(data.get("devices") or {})
+        devices[volume.device_name(vol_id)] = volume.device(path, mountpoint, mount_at)
+        try:
+            self._rt.put_instance(instance.name, dict(data, devices=devices))
+        except Exception as exc:  # noqa: BLE001 - nothing half-made: disconnect again
+            with excutils.save_and_reraise_exception(reraise=False):
+                volume.disconnect(connection_info)
+            raise nova_exception.VolumeAttachFailed(volume_id=vol_id, reason=str(exc))
+        LOG.info("Attached volume %s (%s) %s", vol_id, path,
+                 f"mounted at {mount_at}" if mount_at else f"as {mountpoint}",
+                 instance=instance)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None):
+        vol_id = volume.volume_id(connection_info)
+        data = self._own(instance)
+        name = volume.device_name(vol_id)
+        if data is not None and name in (data.get("devices") or {}):
+            devices = {k: v for k, v in data["devices"].items() if k != name}
+            self._rt.put_instance(instance.name, dict(data, devices=devices))
+        volume.disconnect(connection_info)
+        LOG.info("Detached volume %s", vol_id, instance=instance)
+
+    def swap_volume(self, context, old_connection_info, new_connection_info, instance,
+                    mountpoint, resize_to):
+        raise NotImplementedError(
+            "swapping the volume under a running container is not supported (the "
+            "data would have to be copied while the guest writes): detach and attach")
+
+    def extend_volume(self, context, connection_info, instance, requested_size):
+        """The host sees the new size; a filesystem the container has mounted from
+        the volume (or its root) is grown online, as the guest of a VM would."""
+        vol_id = volume.volume_id(connection_info)
+        new_size = volume.extend(connection_info)
+        path = (connection_info.get("data") or {}).get("device_path")
+        data = self._own(instance) or {}
+        mounted = [d for d in (data.get("devices") or {}).values()
+                   if d.get("type") == "disk" and d.get("source") == path]
+        if path and mounted:
+            privsep.grow_filesystem(path)
+        LOG.info("Extended volume %s to %d bytes%s", vol_id, new_size,
+                 " and its filesystem" if mounted else "", instance=instance)
+        return new_size
+
+    def _volume_devices(self, context, instance, block_device_info, current):
+        return volume.connect_devices(
+            block_device_info, instance, self._pool, current,
+            lambda vol_id: self._volume_mount_path(context, vol_id))
+
+    def _volume_mount_path(self, context, vol_id: str) -> str | None:
+        if context is None:
+            return None
+        from nova.volume import cinder
+
+        return volume.mount_path(cinder.API().get(context, vol_id))
+
+    def _require_local_runtime(self, instance) -> None:
+        if not self._endpoint.is_unix:
             raise nova_exception.NovaException(
-                f"cannot find the root filesystem of {name} in pool {pool_name}")
-        return path
+                "Volumes need the runtime on this compute host (a unix socket endpoint): "
+                "os-brick connects them here")
+
+    def _reconnect_volumes(self, context, instance, block_device_info) -> None:
+        """Before a start: (re)connect the volumes (after a host reboot their
+        connections are gone and device paths may change) and update the container."""
+        if not volume.mapped(block_device_info):
+            return
+        data = self._require(instance)
+        current = dict(data.get("devices") or {})
+        wanted = self._volume_devices(context, instance, block_device_info, current)
+        if any(current.get(k) != v for k, v in wanted.items()):
+            self._rt.put_instance(instance.name, dict(data, devices={**current, **wanted}))
+
+    # -- diagnostics ---------------------------------------------------------------
+    def get_diagnostics(self, instance):
+        self._require(instance)
+        return diagnostics.legacy(self._rt.state(instance.name) or {},
+                                  instance.flavor.memory_mb)
+
+    def get_instance_diagnostics(self, instance):
+        data = self._require(instance)
+        return diagnostics.instance_diagnostics(
+            self._rt.state(instance.name) or {}, self._power_state(instance.name, data),
+            instance.flavor.memory_mb, instance.launched_at, configdrive_required(instance))
+
+    # -- guest ---------------------------------------------------------------------
+    def set_admin_password(self, instance, new_pass):
+        """chpasswd in the running container (images without it: not supported)."""
+        if self._rt.status(instance.name) != runtime_api.RUNNING:
+            raise nova_exception.InstanceNotRunning(instance_id=instance.uuid)
+        guest.set_password(self._rt, instance.name, guest.admin_user(instance), new_pass)
+
+    def quiesce(self, context, instance, image_meta):
+        """Flush the guest's writes and freeze it (cgroup freezer) for a snapshot."""
+        if self._rt.status(instance.name) != runtime_api.RUNNING:
+            raise nova_exception.InstanceQuiesceNotSupported(
+                instance_id=instance.uuid, reason="the container is not running")
+        guest.flush_writes(self._rt, instance.name)
+        self._rt.action(instance.name, "freeze")
+
+    def unquiesce(self, context, instance, image_meta):
+        if self._rt.status(instance.name) == runtime_api.FROZEN:
+            self._rt.action(instance.name, "unfreeze")
 
     # -- cold migration and resize ------------------------------------------------------
     def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
                                    block_device_info=None, timeout=0, retry_interval=0):
-        """Stop the container and offer it to the destination's runtime."""
+        """Stop the container and offer it to the destination's runtime (a resize on
+        this host needs no offer: the container is resized in place)."""
         name = instance.name
         self._require(instance)
-        if block_device_info and block_device_info.get("block_device_mapping"):
-            raise nova_exception.InstanceFaultRollback(nova_exception.NovaException(
-                "Volumes are not supported by the LXD driver yet"))
         try:
-            host = self._rt.server()
+            flavor_mapping.check_swap(flavor)
+        except exception.SwapNotSupported as exc:
+            raise nova_exception.InstanceFaultRollback(exc)
+        host = self._rt.server()
+        try:
             migrations.https_url(host)
         except migrations.NoHTTPSAddress as exc:
-            raise nova_exception.InstanceFaultRollback(
-                nova_exception.MigrationPreCheckError(reason=str(exc)))
+            if dest != CONF.my_ip:
+                raise nova_exception.InstanceFaultRollback(
+                    nova_exception.MigrationPreCheckError(reason=str(exc)))
+            # most likely a resize on this host: finish_migration resizes in place
+            self.power_off(instance, timeout, retry_interval)
+            volume.disconnect_all(block_device_info, instance)
+            return migrations.in_place()
         self.power_off(instance, timeout, retry_interval)
+        # nova ends these connections and makes new ones for the destination (or
+        # for this host again on revert)
+        volume.disconnect_all(block_device_info, instance)
         op_id, secrets = self._rt.offer_migration(name)
         LOG.info("Offered container %s for migration to %s", name, dest, instance=instance)
         return migrations.offer(op_id, secrets, host)
@@ -573,16 +785,29 @@ class LXDDriver(driver.ComputeDriver):
     def finish_migration(self, context, migration, instance, disk_info, network_info,
                          image_meta, resize_instance, allocations, block_device_info=None,
                          power_on=True, share_info=None):
-        """Pull the container from the source runtime with the (new) flavor."""
+        """Pull the container from the source runtime with the (new) flavor, or on
+        the same host apply the new flavor to the container in place."""
         name = instance.name
+        if migrations.same_host(migration):
+            self._rt.cancel_operation(migrations.offer_operation(disk_info))
+            self._apply_flavor(instance, network_info, block_device_info, power_on)
+            LOG.info("Resized container %s in place", name, instance=instance)
+            return
         config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
         body = migrations.target_body(name, disk_info, self._profiles, config, devices)
         undo: list[Any] = []
         try:
+            undo.append(lambda: volume.disconnect_all(block_device_info, instance))
+            body["devices"].update(self._volume_devices(context, instance, block_device_info,
+                                                        {}))
+            undo.append(lambda: ephemeral.delete(self._rt, self._pool, instance))
+            ephemeral.create(self._rt, self._pool, instance, disks)
             undo.append(lambda: self.unplug_vifs(instance, network_info))
             self.plug_vifs(instance, network_info or [])
-            undo.append(lambda: self._rt.delete(name))
+            self._claim_name(instance)
             self._rt.create(body)
+            undo.append(lambda: self._rt.delete(name, instance.uuid))
             self._push_seed(instance, network_info or [])
             if power_on:
                 self._rt.action(name, "start")
@@ -594,22 +819,65 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Received container %s (%s)", name,
                  "resized" if resize_instance else "migrated", instance=instance)
 
+    def _apply_flavor(self, instance: Any, network_info: Any, block_device_info: Any,
+                      power_on: bool) -> None:
+        """Give the stopped container instance.flavor's limits, disks and devices."""
+        name = instance.name
+        data = self._require(instance)
+        config, devices = self._config(instance, network_info)
+        disks = self._ephemeral_disks(instance, block_device_info, devices)
+        devices.update(self._volume_devices(None, instance, block_device_info,
+                                            dict(data.get("devices") or {})))
+        ephemeral.create(self._rt, self._pool, instance, disks)
+        # keep what the runtime and the image wrote; everything else is the flavor's
+        kept = {k: v for k, v in (data.get("config") or {}).items()
+                if k.startswith(("volatile.", "image."))}
+        self._rt.put_instance(name, dict(data, config={**kept, **config}, devices=devices))
+        if power_on:
+            self.power_on(None, instance, network_info)  # volumes connected just above
+
     def confirm_migration(self, context, migration, instance, network_info):
-        """The move is final: drop the stopped source container and its ports.
+        """The move is final: drop the stopped source container and its ports
+        (resized in place: nothing to drop).
 
         network_info is already the destination's binding (its bridge names);
         the container's own records say how the ports were plugged here."""
+        if migrations.same_host(migration):
+            return
         data = self._rt.get(instance.name)
-        self._rt.delete(instance.name)
+        self._rt.delete(instance.name, instance.uuid)
+        ephemeral.delete(self._rt, self._pool, instance)
         recorded = vifs.recorded((data or {}).get("config") or {})
         self._cleanup(instance, [] if recorded else network_info, data, destroy_disks=False)
+        shutil.rmtree(self._legacy_config_drive_dir(instance), ignore_errors=True)
 
     def finish_revert_migration(self, context, instance, network_info, migration,
                                 block_device_info=None, power_on=True, share_info=None):
-        """Back on the source: the container is still here, stopped."""
+        """Back on the source: the container is still here, stopped (resized in
+        place: the old flavor is applied again)."""
         self._require(instance)
-        if power_on:
-            self.power_on(context, instance, network_info)
+        if migrations.same_host(migration):
+            self._apply_flavor(instance, network_info, block_device_info, power_on)
+        else:
+            self._reconnect_volumes(context, instance, block_device_info)
+            if power_on:
+                self.power_on(context, instance, network_info)
+
+    # nova asks whether source and destination share the instance's storage before
+    # it destroys the disks of a reverted resize or of an evacuated instance: they
+    # do when both hosts drive the same runtime.
+    def check_instance_shared_storage_local(self, context, instance):
+        return {"runtime": self._runtime_identity()}
+
+    def check_instance_shared_storage_remote(self, context, data):
+        return data.get("runtime") == self._runtime_identity()
+
+    def check_instance_shared_storage_cleanup(self, context, data):
+        pass
+
+    def _runtime_identity(self) -> str:
+        env = self._rt.client.host_info.get("environment") or {}
+        return env.get("certificate_fingerprint") or self._endpoint.describe()
 
     # -- networking -----------------------------------------------------------------
     def plug_vifs(self, instance, network_info):
@@ -720,10 +988,20 @@ class LXDDriver(driver.ComputeDriver):
         return CONF.my_ip
 
     def get_host_uptime(self):
-        return host_info.uptime_line()
+        """The runtime's host's (it may be remote); a local LXD: this machine's."""
+        stats = self._rt.host_resources().get("host_stats")
+        if stats:
+            return host_info.uptime_line(stats["uptime"], stats["load_average"])
+        if self._endpoint.is_unix:
+            return host_info.uptime_line(*host_info.local_uptime())
+        raise NotImplementedError("the runtime does not report its host's uptime")
 
     def get_host_cpu_stats(self):
-        raise NotImplementedError()
+        resources = self._rt.host_resources()
+        stats = resources.get("host_stats")
+        if not stats:
+            raise NotImplementedError("the runtime does not report its host's cpu times")
+        return host_info.cpu_stats(stats["cpu_time"], host_info.cpu_frequency(resources))
 
     def node_is_available(self, nodename):
         return nodename == self._nodename

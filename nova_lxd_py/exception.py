@@ -35,3 +35,14 @@ class UnsupportedImage(nova_exception.ImageUnacceptable):
 
 class RuntimeOperationFailed(nova_exception.NovaException):
     msg_fmt = _("Container runtime failed to %(action)s instance %(name)s: %(reason)s")
+
+
+class SwapNotSupported(nova_exception.InvalidInput):
+    # InvalidInput: the build is aborted, not rescheduled (no host of this driver can).
+    msg_fmt = _("Flavor %(flavor)s has %(swap)s MB of swap: containers share the host's "
+                "swap, so a flavor with swap can't run on a container host (use a flavor "
+                "with swap 0)")
+
+
+class InvalidImageProperty(nova_exception.InvalidInput):
+    msg_fmt = _("Image property %(name)s=%(value)r is invalid: %(reason)s")

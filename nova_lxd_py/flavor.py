@@ -141,6 +141,15 @@ def nic_limits(flavor: FlavorView, host: HostFacts, out: Result) -> None:
 STEPS: list[Step] = [cpu_limit, memory_limit, security, root_disk, nic_limits]
 
 
+def check_swap(flavor: Any) -> None:
+    """Refuse a flavor with swap (placement would charge a disk that never exists).
+
+    Checked where an instance gets a flavor (spawn, resize), not in STEPS: an
+    instance made before this check must still be rescued and moved."""
+    if int(flavor.swap or 0):
+        raise exception.SwapNotSupported(flavor=flavor.name, swap=flavor.swap)
+
+
 def instance_config(flavor: FlavorView, host: HostFacts) -> Result:
     """Run every step in order; raises InvalidFlavorSpec on a bad spec."""
     out = Result()

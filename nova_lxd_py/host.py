@@ -137,14 +137,32 @@ def version_int(version: str | None) -> int:
     return parts[0] * 1000000 + parts[1] * 1000 + parts[2]
 
 
-def uptime_line() -> str:
-    """Like uptime(1), from /proc (no subprocess on a periodic path)."""
-    with open("/proc/uptime") as f:
-        seconds = float(f.read().split()[0])
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[:3]
+def uptime_line(seconds: float, load: list[float]) -> str:
+    """Like uptime(1): what nova shows as a hypervisor's uptime."""
     days, rest = divmod(int(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     up = f"{days} days, {hours}:{minutes:02d}" if days else f"{hours}:{minutes:02d}"
-    return f"up {up},  load average: {', '.join(load)}"
+    return f"up {up},  load average: {', '.join(f'{v:.2f}' for v in load)}"
+
+
+def local_uptime() -> tuple[float, list[float]]:
+    """(uptime seconds, load averages) of this machine, from /proc."""
+    with open("/proc/uptime") as f:
+        seconds = float(f.read().split()[0])
+    with open("/proc/loadavg") as f:
+        load = [float(v) for v in f.read().split()[:3]]
+    return seconds, load
+
+
+def cpu_frequency(resources: dict) -> int:
+    """MHz of the host's fastest socket, as the runtime's resources report it."""
+    sockets = (resources.get("cpu") or {}).get("sockets") or []
+    return max((int(s.get("frequency") or 0) for s in sockets), default=0)
+
+
+def cpu_stats(cpu_time: dict, frequency: int) -> dict[str, int]:
+    """nova's get_host_cpu_stats dict (nanoseconds, MHz) from the runtime's host_stats."""
+    return {"kernel": int(cpu_time["kernel"]), "idle": int(cpu_time["idle"]),
+            "user": int(cpu_time["user"]), "iowait": int(cpu_time["iowait"]),
+            "frequency": frequency}

@@ -8,10 +8,14 @@ lock and then find the alias.
 
 Glance disk formats:
 - ``raw``: a unified LXD image tarball (metadata.yaml + rootfs/), as made by
-  ``lxc image export`` or by this driver's snapshots; imported as is.
-- ``root-tar``: a tarball of a root filesystem. If it is really a unified
-  tarball (has metadata.yaml) it is imported as is; otherwise a metadata
-  tarball is generated and the image is imported split (metadata + rootfs).
+  ``lxc image export``; imported as is. Accepted for compatibility, but the
+  driver does not advertise COMPUTE_IMAGE_TYPE_RAW (a raw VM disk can't boot a
+  container), so with nova's image-type prefilter on such images are not
+  scheduled here: prefer root-tar.
+- ``root-tar``: a tarball of a root filesystem, or a unified tarball (as this
+  driver's snapshots are uploaded). If it has metadata.yaml it is imported as
+  is; otherwise a metadata tarball is generated and the image is imported split
+  (metadata + rootfs).
 - ``squashfs``: a squashfs root filesystem, imported split with generated
   metadata.
 """
@@ -125,6 +129,23 @@ def unused_aliases(aliases: list[dict], uploaded: dict[str, float], in_use: set[
         if now - uploaded.get(alias.get("target", ""), now) >= min_age:
             stale.append(name)
     return stale
+
+
+def scheduling_properties() -> dict[str, str]:
+    """Image properties that send an image to container hosts only: nova's
+    ImagePropertiesFilter matches hypervisor_type/vm_mode against the hosts'
+    supported instances (VM hosts don't offer lxd/exe), and placement requires the
+    trait every host of this driver has. Operators set the same on their images."""
+    from nova_lxd_py import host
+
+    return {"hypervisor_type": "lxd", "vm_mode": "exe",
+            f"trait:{host.CONTAINER_TRAIT}": "required"}
+
+
+def snapshot_image_meta(disk_format: str) -> dict[str, Any]:
+    """Glance metadata of a snapshot (a unified tarball, valid as root-tar or raw)."""
+    return {"disk_format": disk_format, "container_format": "bare",
+            "properties": scheduling_properties()}
 
 
 def image_property(image_meta: Any, name: str) -> Any:

@@ -52,3 +52,21 @@ def target_body(name: str, disk_info: str, profiles: list[str], config: dict[str
         "source": {"type": "migration", "mode": "pull", "operation": data["operation"],
                    "secrets": data["secrets"], "certificate": data["certificate"]},
     }
+
+
+def in_place() -> str:
+    """disk_info of a resize on the same runtime: nothing to pull."""
+    return json.dumps({"version": 1, "in_place": True})
+
+
+def offer_operation(disk_info: str) -> str | None:
+    """The id of the source runtime's migration operation an offer holds."""
+    data = json.loads(disk_info or "{}")
+    operation = data.get("operation")
+    return operation.rsplit("/", 1)[-1] if operation else None
+
+
+def same_host(migration: Any) -> bool:
+    """A resize that stays on its compute host (and node): same runtime."""
+    return migration.source_compute == migration.dest_compute and \
+        migration.source_node == migration.dest_node

@@ -109,3 +109,34 @@ def shape_egress(name: str, kbit: int) -> None:
         burst = max(kbit * 1000 // 8 // 10, 16 * 1024)  # 100 ms worth, >= 16 KiB
         ipr.tc("add", "tbf", index=index, handle="1:", rate=f"{kbit}kbit", burst=burst,
                latency="50ms")
+
+
+# Storage: growing the filesystem of a volume the container has mounted, after
+# Cinder extended the volume (the container can't: it has no device access).
+storage_pctxt = priv_context.PrivContext(
+    "nova_lxd_py",
+    cfg_section="nova_lxd_py_storage_privileged",
+    pypath=__name__ + ".storage_pctxt",
+    capabilities=[capabilities.CAP_SYS_ADMIN, capabilities.CAP_DAC_OVERRIDE],
+)
+
+
+@storage_pctxt.entrypoint
+def grow_filesystem(device: str) -> None:
+    """Grow the (mounted) ext2/3/4 or xfs filesystem on device to the device's size."""
+    import subprocess
+
+    if not device.startswith("/dev/"):
+        raise ValueError(f"{device!r} is not a device path")
+    kind = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", device], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    if kind in ("ext2", "ext3", "ext4"):
+        subprocess.run(["resize2fs", device], check=True, capture_output=True)
+    elif kind == "xfs":
+        with open("/proc/self/mounts") as mounts:
+            mounted = [line.split()[1] for line in mounts if line.split()[0] == device]
+        if not mounted:
+            raise ValueError(f"xfs on {device} is not mounted: it can only grow mounted")
+        subprocess.run(["xfs_growfs", mounted[0]], check=True, capture_output=True)
+    else:
+        raise ValueError(f"can't grow a {kind or 'unknown'} filesystem on {device}")

@@ -11,6 +11,7 @@ import contextlib
 import os
 import time
 
+from oslo_log import log as logging
 from pylxd import exceptions as lxd_exceptions
 
 from nova import exception as nova_exception
@@ -19,6 +20,16 @@ from nova_lxd_py import exception
 # LXD status codes the driver looks at.
 STOPPED, RUNNING, FROZEN = 102, 103, 110
 UUID_KEY = "user.nova_instance_uuid"
+# On a rescue container: the uuid of the instance it rescues (not UUID_KEY, so
+# it is not listed as an instance of its own).
+RESCUE_KEY = "user.nova_rescue_of"
+LOG = logging.getLogger(__name__)
+
+
+def owner_of(data: dict | None) -> str | None:
+    """The nova instance a container belongs to (itself or as its rescue)."""
+    config = (data or {}).get("config") or {}
+    return config.get(UUID_KEY) or config.get(RESCUE_KEY)
 
 
 class _OperationError:
@@ -141,10 +152,19 @@ class RuntimeAPI:
             raise exception.RuntimeOperationFailed(action="create", name=body["name"],
                                                    reason=str(exc)) from exc
 
-    def delete(self, name: str) -> None:
-        """Stop (forced) and delete; absent is fine."""
-        if self.get(name) is None:
-            return
+    def delete(self, name: str, owner: str) -> bool:
+        """Stop (forced) and delete *name* if it belongs to instance *owner*.
+
+        Absent is fine. A container of that name that is not *owner*'s (another
+        instance's, or not made by nova at all) is left alone and False returned:
+        the driver never deletes what it did not make."""
+        data = self.get(name)
+        if data is None:
+            return False
+        if owner_of(data) != owner:
+            LOG.warning("Not deleting container %s: it belongs to %s, not to instance %s",
+                        name, owner_of(data) or "no nova instance", owner)
+            return False
         if self.status(name) not in (STOPPED, None):
             with contextlib.suppress(lxd_exceptions.LXDAPIException):
                 self.action(name, "stop", timeout=-1, force=True)
@@ -152,6 +172,7 @@ class RuntimeAPI:
             self.wait(self.api.instances[name].delete())
         except lxd_exceptions.NotFound:
             pass
+        return True
 
     def owned(self) -> list[dict]:
         """Containers made by this driver (marked with the instance uuid)."""
@@ -194,6 +215,15 @@ class RuntimeAPI:
                                   else "0755"})
             made.add(current)
 
+    def execute(self, name: str, argv: list[str],
+                stdin: str | None = None) -> tuple[int, str, str]:
+        """Run argv in the container: (exit code, stdout, stderr)."""
+        result = self.client.instances.get(name).execute(argv, stdin_payload=stdin)
+        return result.exit_code, result.stdout, result.stderr
+
+    def has_extension(self, name: str) -> bool:
+        return name in (self.client.host_info.get("api_extensions") or [])
+
     def console_log(self, name: str) -> bytes:
         try:
             return self.api.instances[name].console.get(is_api=False).content
@@ -232,9 +262,59 @@ class RuntimeAPI:
         op_id = body["operation"].rsplit("/", 1)[-1]
         return op_id, (body.get("metadata") or {}).get("metadata") or {}
 
+    def cancel_operation(self, op_id: str | None) -> None:
+        """Cancel a background operation (e.g. a migration offer nobody will pull)."""
+        if op_id:
+            with contextlib.suppress(lxd_exceptions.LXDAPIException):
+                self.api.operations[op_id].delete()
+
     def server(self) -> dict:
         """A fresh GET /1.0 (host_info of the client is from connect time)."""
         return self.api.get().json()["metadata"]
+
+    # -- custom volumes ------------------------------------------------------------
+    def _volumes(self, pool: str):
+        return self.api["storage-pools"][pool].volumes.custom
+
+    def custom_volumes(self, pool: str) -> list[dict]:
+        return self.api["storage-pools"][pool].volumes.get(
+            params={"recursion": 1}).json()["metadata"]
+
+    def volume(self, pool: str, name: str) -> dict | None:
+        try:
+            return self._volumes(pool)[name].get().json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return None
+
+    def ensure_volume(self, pool: str, name: str, config: dict[str, str], owner: str) -> None:
+        """Create the custom volume, or update the config of *owner*'s existing one."""
+        found = self.volume(pool, name)
+        if found is None:
+            self.wait(self.api["storage-pools"][pool].volumes.post(
+                json={"name": name, "type": "custom", "config": config}))
+        elif (found.get("config") or {}).get(UUID_KEY) == owner:
+            self.wait(self._volumes(pool)[name].patch(json={"config": config}))
+        else:
+            raise exception.RuntimeOperationFailed(
+                action="create volume", name=name, reason="a volume of that name exists "
+                "and belongs to another instance")
+
+    def delete_volume(self, pool: str, name: str, owner: str) -> bool:
+        """Delete the custom volume if it carries *owner*'s uuid (absent is fine)."""
+        found = self.volume(pool, name)
+        if found is None:
+            return False
+        if (found.get("config") or {}).get(UUID_KEY) != owner:
+            LOG.warning("Not deleting volume %s: it is not instance %s's", name, owner)
+            return False
+        try:
+            self.wait(self._volumes(pool)[name].delete())
+        except lxd_exceptions.NotFound:
+            pass
+        return True
+
+    def host_resources(self) -> dict:
+        return self.api.resources.get().json()["metadata"]
 
     def resources(self, pool: str) -> tuple[dict, dict]:
         return (self.api.resources.get().json()["metadata"],

@@ -46,7 +46,9 @@ CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest:
 
 FEATURES: tuple[Feature, ...] = (
     Feature("operation.launch", "Launch instance", ("spawn",),
-            notes="Glance disk formats raw (unified LXD tarball), root-tar, squashfs"),
+            notes="Glance disk formats root-tar (unified LXD tarball or a root filesystem "
+                  "tarball) and squashfs; raw unified tarballs are accepted but "
+                  "COMPUTE_IMAGE_TYPE_RAW is not advertised (a raw VM disk can't boot)"),
     Feature("operation.terminate", "Delete instance", ("destroy", "cleanup")),
     Feature("operation.reboot", "Reboot (soft and hard)", ("reboot",)),
     Feature("operation.power-ops", "Stop and start", ("power_off", "power_on")),
@@ -57,9 +59,12 @@ FEATURES: tuple[Feature, ...] = (
             partial="suspend freezes the container (no CRIU here): its memory is not "
                     "saved to disk, so a host reboot loses it"),
     Feature("operation.rescue", "Rescue / unrescue", ("rescue", "unrescue"),
-            tempest="rescue", notes="a rescue container mounts the root at /mnt/rescue"),
+            tempest="rescue", notes="a rescue container with the instance's ports gets its "
+                                    "root at /mnt/rescue (mounted by the runtime) and the "
+                                    "rescue password (chpasswd)"),
     Feature("operation.snapshot", "Snapshot to Glance", ("snapshot",), tempest="snapshot",
-            notes="published while frozen; uploaded as raw (unified LXD tarball)"),
+            notes="taken while quiesced (sync, freeze); uploaded as root-tar (unified LXD "
+                  "tarball) with the properties that keep it on container hosts"),
     Feature("operation.shelve", "Shelve / unshelve", ("snapshot", "spawn", "destroy"),
             tempest="shelve", notes="nova's generic path over snapshot and spawn"),
     Feature("console.serial.log", "Console log", ("get_console_output",),
@@ -72,7 +77,18 @@ FEATURES: tuple[Feature, ...] = (
                        "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
                        "test_power_actions_and_console")),
     Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
-    Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",)),
+    Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",),
+            notes="the runtime's host's, also when the runtime is remote"),
+    Feature("operation.get-host-cpu-stats", "Host CPU times", ("get_host_cpu_stats",),
+            notes="from the bundled runtime's host_stats; an LXD runtime: not available"),
+    Feature("operation.lifecycle-events", "Power state changes reported as they happen",
+            ("init_host", "cleanup_host"),
+            notes="the runtime's /1.0/events become nova lifecycle events within seconds; "
+                  "containers never autostart, nova owns power state after a host reboot"),
+    Feature("operation.server-diagnostics", "Server diagnostics",
+            ("get_diagnostics", "get_instance_diagnostics"),
+            notes="CPU time, memory used and limit, per-NIC counters by port MAC, disk usage "
+                  "(no per-disk I/O counters)"),
     Feature("operation.get-host-ip", "Host IP", ("get_host_ip_addr",)),
     Feature("operation.report-resources", "Inventory in placement",
             ("update_provider_tree", "get_available_resource"),
@@ -110,12 +126,36 @@ FEATURES: tuple[Feature, ...] = (
             proven_by=(OVS_TEST + "test_attach_and_detach_on_running_and_stopped_servers",
                        TAP_TEST + "test_attach_and_detach_interface")),
     Feature("operation.attach-volume", "Attach / detach volume",
-            ("attach_volume", "detach_volume"), why_missing="volumes are a later issue"),
+            ("attach_volume", "detach_volume", "get_volume_connector"),
+            notes="os-brick connects the volume on the compute host; the container gets a "
+                  "block device at nova's mountpoint, or the volume's filesystem mounted "
+                  "(idmapped) where its metadata lxd_mount_path says; hot-plugged"),
+    Feature("operation.extend-volume", "Extend attached volume", ("extend_volume",),
+            notes="a mounted ext4/xfs filesystem is grown online"),
+    Feature("operation.swap-volume", "Swap volume", (),
+            why_missing="refused (NotImplementedError with the reason): the data would have "
+                        "to be copied under a running guest; detach and attach instead"),
+    Feature("storage.block", "Block storage and boot from volume",
+            ("spawn", "attach_volume", "get_volume_connector"),
+            notes="boot from a volume holding a root filesystem; tested with os-brick's "
+                  "local connector over loop devices; iSCSI, RBD, FC... need os-brick's "
+                  "connector and the kernel's support on the compute host, and the runtime "
+                  "on that host"),
+    Feature("operation.quiesce", "Quiesce / unquiesce", ("quiesce", "unquiesce"),
+            notes="sync in the guest, then the cgroup freezer"),
+    Feature("storage.ephemeral", "Flavor ephemeral disks", ("spawn",),
+            notes="custom volumes of the runtime at /mnt (or the image's "
+                  "lxd_ephemeral_path), deleted with the server; empty after a move to "
+                  "another host"),
+    Feature("storage.swap", "Flavor swap", (),
+            why_missing="refused at spawn with a clear fault: containers share the host's "
+                        "swap"),
     Feature("operation.resize", "Resize", ("migrate_disk_and_power_off", "finish_migration",
                                            "confirm_migration", "finish_revert_migration"),
             tempest="resize", why_missing="resize and cold migration are not implemented",
-            notes="to another host only (supports_migrate_to_same_host is false); the "
-                  "destination runtime pulls the stopped container over HTTPS"),
+            notes="on the same host (nova's allow_resize_to_same_host) the new flavor is "
+                  "applied in place; to another host the destination runtime pulls the "
+                  "stopped container over HTTPS"),
     Feature("operation.cold-migrate", "Cold migration",
             ("migrate_disk_and_power_off", "finish_migration", "confirm_migration"),
             tempest="cold_migration",
@@ -127,10 +167,15 @@ FEATURES: tuple[Feature, ...] = (
             ("live_migration", "pre_live_migration", "check_can_live_migrate_destination"),
             tempest="live_migration",
             why_missing="needs CRIU; `criu check` fails on the reference kernel"),
-    Feature("operation.evacuate", "Evacuate", ("rebuild",), capabilities=("supports_evacuate",),
-            why_missing="not advertised (supports_evacuate is false)"),
+    Feature("operation.evacuate", "Evacuate",
+            ("spawn", "destroy", "check_instance_shared_storage_local",
+             "check_instance_shared_storage_remote"), capabilities=("supports_evacuate",),
+            why_missing="not advertised (supports_evacuate is false)",
+            notes="rebuilt from its image on another host; the failed host's compute "
+                  "removes the stale container and volumes when it comes back"),
     Feature("operation.set-admin-password", "Set admin password", ("set_admin_password",),
-            tempest="change_password", why_missing="not implemented"),
+            tempest="change_password", why_missing="not implemented",
+            notes="chpasswd through the runtime's exec, for images that have it"),
     Feature("console.vnc", "VNC console", ("get_vnc_console",), tempest="vnc_console",
             why_missing="containers have no graphical console"),
     Feature("console.spice", "SPICE console", ("get_spice_console",), tempest="spice_console",

@@ -131,6 +131,21 @@ def _pools(d) -> dict:
     return out
 
 
+def _host_stats() -> dict:
+    """What nova asks of a hypervisor host besides inventory (uptime, load, cpu
+    times), read here so a driver talking to a remote runtime gets this host's.
+    CPU times in nanoseconds, split as libvirt does (user+nice, system+irq+softirq)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [int(v) for v in _read("/proc/stat").splitlines()[0].split()[1:]]
+    fields += [0] * (8 - len(fields))
+    ns = [v * 1_000_000_000 // ticks for v in fields]
+    uptime = float((_read("/proc/uptime") or "0").split()[0])
+    load = [float(v) for v in _read("/proc/loadavg", "0 0 0").split()[:3]]
+    return {"uptime": uptime, "load_average": load,
+            "cpu_time": {"user": ns[0] + ns[1], "kernel": ns[2] + ns[5] + ns[6],
+                         "idle": ns[3], "iowait": ns[4]}}
+
+
 async def get_resources(request: web.Request) -> web.Response:
     d = daemon(request)
     return response.sync({"cpu": _cpu(), "memory": _memory(), "storage": _storage(),
@@ -140,7 +155,9 @@ async def get_resources(request: web.Request) -> web.Response:
                           "system": {"uuid": "", "vendor": "", "product": "",
                                      "type": "physical" if not os.path.exists(
                                          "/proc/vz") else "container"},
-                          "storage_pools": _pools(d)})
+                          "storage_pools": _pools(d),
+                          # ours (api extension nova_lxd_host_stats)
+                          "host_stats": _host_stats()})
 
 
 ROUTES = [

@@ -31,6 +31,11 @@ API_EXTENSIONS = [
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
     "resources", "network_leases", "metrics", "remote_token_expiry",
+    # Ours: a pool disk with source "container/<name>" mounts that stopped
+    # instance's root filesystem (rescue systems).
+    "nova_lxd_disk_instance_volume",
+    # Ours: /1.0/resources carries host_stats (uptime, load, cpu times) for the driver.
+    "nova_lxd_host_stats",
 ]
 
 SERVER_CONFIG_KEYS = {

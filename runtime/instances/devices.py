@@ -12,9 +12,15 @@ plugs/unplugs devices of running instances:
   mount namespace by a helper (`mountinject`, open_tree + setns + move_mount),
   never through /proc/PID/root; device nodes are made per instance with the
   requested uid/gid/mode, so the host's own nodes are never chowned.
+- a disk whose source is a host block device (a Cinder volume, say) is mounted
+  on the host by another helper (`blockmount`), idmapped to the container's
+  root when `shift` is set, and that mount is bound in; the root disk may be one
+  too (boot from volume). The host mounts go when the instance stops or the
+  device is unplugged.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -23,7 +29,7 @@ import stat
 import sys
 
 from runtime import controlchars, proc, restrictions
-from runtime.errors import BadRequest, CommandFailed
+from runtime.errors import BadRequest, CommandFailed, NotFound
 from runtime.instances import cgroups
 from runtime.instances.config import parse_size, truthy
 from runtime.storage import volume_name
@@ -100,6 +106,33 @@ def check_disk(name: str, dev: dict) -> None:
             except ValueError:
                 raise BadRequest(f"disk {name!r}: {key} must be a rate in bytes/s (10MB) "
                                  "or operations/s (100iops)")
+
+
+INSTANCE_VOLUME_PREFIX = "container/"
+
+
+def instance_volume(dev: dict) -> str | None:
+    """The instance named by a pool disk's ``source: container/<name>``, if any."""
+    source = dev.get("source") or ""
+    if dev.get("type") == "disk" and dev.get("pool") and \
+            source.startswith(INSTANCE_VOLUME_PREFIX):
+        name = source[len(INSTANCE_VOLUME_PREFIX):]
+        # only a plain instance name: "container/../x" must not leave the pool
+        if name and "/" not in name and name not in (".", ".."):
+            return name
+    return None
+
+
+def block_source(dev: dict) -> str | None:
+    """The host block device a disk (not a pool volume) mounts, if its source is one."""
+    source = dev.get("source") or ""
+    if dev.get("type") != "disk" or not source.startswith("/") or \
+            (dev.get("pool") and dev.get("path") != "/"):
+        return None
+    try:
+        return source if stat.S_ISBLK(os.stat(source).st_mode) else None
+    except OSError:
+        return None
 
 
 def _only_limits_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
@@ -219,6 +252,9 @@ class Devices:
 
     def _volume_path(self, inst, dev: dict) -> str:
         """A custom volume's directory, in the project that owns the instance's volumes."""
+        if instance_volume(dev):
+            return self.d.pool(dev["pool"]).rootfs(volume_name(inst.project,
+                                                               instance_volume(dev)))
         source = dev.get("source", "")
         if not source or "/" in source or source in (".", ".."):
             # "vol/../../x" would leave the pool (or reach another project's volume).
@@ -232,6 +268,69 @@ class Devices:
         return restrictions.resolve_disk_source(self.d, inst.project, name,
                                                 dev.get("source", ""))
 
+    def _block_target(self, inst, name: str) -> str:
+        # Not under _node_dir: that is removed with rmtree, which must never
+        # descend into a mounted volume.
+        return os.path.join(self.d.paths.lxd_dir, "disks",
+                            volume_name(inst.project, inst.name), name.replace("/", "-"))
+
+    async def mount_block(self, inst, name: str, dev: dict) -> str:
+        """Mount a block-device disk on the host (idempotent); returns the mount."""
+        source = block_source(dev)
+        if source is None:
+            raise BadRequest(f"disk {name!r}: {dev.get('source')!r} is not a block device")
+        target = self._block_target(inst, name)
+        if os.path.ismount(target):
+            return target
+        for parent in (os.path.dirname(os.path.dirname(target)), os.path.dirname(target)):
+            os.makedirs(parent, mode=0o711, exist_ok=True)
+            os.chmod(parent, 0o711)
+        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
+        idmap = self.d.instances.idmap_of(inst)
+        if truthy(dev.get("shift")) and not idmap.privileged:
+            argv.append(f"--idmap={idmap.base}:{idmap.size}")
+        if truthy(dev.get("readonly")):
+            argv.append("--ro")
+        try:
+            await proc.run(argv, env=self._helper_env())
+        except CommandFailed as exc:
+            raise BadRequest(f"disk {name!r}: {exc}")
+        return target
+
+    async def unmount_blocks(self, inst, only: str | None = None) -> None:
+        """Drop the host mounts of the instance's block-device disks."""
+        base = os.path.join(self.d.paths.lxd_dir, "disks", volume_name(inst.project, inst.name))
+        if not os.path.isdir(base):
+            return
+        for entry in sorted(os.listdir(base)):
+            if only is not None and entry != only.replace("/", "-"):
+                continue
+            await proc.run([sys.executable, "-m", "runtime.instances.blockmount", "umount",
+                            os.path.join(base, entry)], check=False, env=self._helper_env())
+        if only is None:
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+
+    async def _mount_instance_volume(self, inst, name: str, dev: dict) -> str:
+        """The root filesystem of another, stopped instance (``source: container/<name>``).
+
+        For rescue systems: they repair an instance's root through the API, without
+        knowing where (or whether) the pool keeps a stopped instance's root mounted."""
+        other_name = instance_volume(dev)
+        try:
+            other = self.d.instances.load(inst.project, other_name)
+        except NotFound:
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} not found")
+        if other.id == inst.id:
+            raise BadRequest(f"disk {name!r}: an instance can't mount its own root volume")
+        if other.pool != dev["pool"]:
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} is not in pool "
+                             f"{dev['pool']!r}")
+        if self.d.instances.pid(other):
+            raise BadRequest(f"disk {name!r}: instance {other_name!r} is running; its root "
+                             "volume can only be mounted elsewhere while it is stopped")
+        return await self.d.pool(dev["pool"]).mount(volume_name(other.project, other.name))
+
     # Start ---------------------------------------------------------------------
     async def disk_sources(self, inst) -> dict[str, str]:
         """Host paths for pool-volume disks and the instance's own unix device nodes."""
@@ -243,11 +342,18 @@ class Devices:
                 if node:
                     out[name] = node
                 continue
+            if dtype == "disk" and dev.get("path") != "/" and block_source(dev):
+                self._host_source(inst, name, dev)  # a restricted project's paths rule
+                out[name] = await self.mount_block(inst, name, dev)
+                continue
             if dtype != "disk" or dev.get("path") == "/":
                 continue
             if not dev.get("pool"):
                 if dev.get("source"):
                     out[name] = self._host_source(inst, name, dev)
+                continue
+            if instance_volume(dev):
+                out[name] = await self._mount_instance_volume(inst, name, dev)
                 continue
             path = self._volume_path(inst, dev)
             if not os.path.isdir(path):
@@ -345,6 +451,7 @@ class Devices:
             raise BadRequest(f"disk {name!r}: {exc}")
 
     async def after_stop(self, inst) -> None:
+        await self.unmount_blocks(inst)
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
         await self._drop_ifbs(inst)
 
@@ -356,6 +463,7 @@ class Devices:
                 await tc.remove(host_if)
 
     async def before_delete(self, inst) -> None:
+        await self.unmount_blocks(inst)
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
         nets = getattr(self.d, "networks", None)
         for dev in inst.expanded_devices.values():
@@ -443,6 +551,8 @@ class Devices:
             await self._unplug_nic(inst, pid, name, dev)
         elif dtype == "disk" and dev.get("path") != "/":
             await self._eject(pid, dev["path"])
+            if block_source(dev) or os.path.ismount(self._block_target(inst, name)):
+                await self.unmount_blocks(inst, only=name)
         elif dtype in ("unix-char", "unix-block"):
             await self._eject(pid, dev.get("path") or dev.get("source"), remove=True)
             node = os.path.join(self._node_dir(inst), "unix." + name.replace("/", "-"))
@@ -543,7 +653,18 @@ class Devices:
 
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
-        if dev.get("pool"):
+        if block_source(dev):
+            self._host_source(inst, name, dev)  # a restricted project's paths rule
+            source = await self.mount_block(inst, name, dev)
+            try:
+                await self._inject(pid, source, dev["path"])
+            except Exception:
+                await self.unmount_blocks(inst, only=name)
+                raise
+            return
+        if instance_volume(dev):
+            source = await self._mount_instance_volume(inst, name, dev)
+        elif dev.get("pool"):
             source = self._volume_path(inst, dev)
         else:
             source = self._host_source(inst, name, dev) if dev.get("source") else None

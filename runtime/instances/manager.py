@@ -20,6 +20,7 @@ from runtime.instances import cgroups, lxc, templates
 from runtime.instances import config as cfg
 from runtime.instances.files import InstanceFS
 from runtime.instances.idmap import PRIVILEGED, IdMap, allocate_isolated
+from runtime.instances.devices import block_source
 from runtime.instances.model import Instance, expand, root_disk
 from runtime.storage import volume_name
 from runtime.storage.base import copy_tree
@@ -112,11 +113,28 @@ class InstanceManager:
         return InstanceFS(root, idmap.to_host, idmap.to_container)
 
     async def mounted_fs(self, inst: Instance) -> InstanceFS:
-        """Files view of a running or stopped instance (mounting its rootfs if needed)."""
+        """Files view of a running or stopped instance (mounting its rootfs if needed).
+
+        A root on a block device is seen through a second, plain mount of it: the
+        container's own mount is idmapped, and the host's root is not in that map,
+        so nothing could be created through it. Owners are stored as the container
+        sees them (its root is 0 on the volume)."""
+        root = root_disk(inst.expanded_devices)
+        if root and block_source(root[1]):
+            plain = dict(root[1], shift="false", readonly="false")
+            path = await self.d.devices.mount_block(inst, root[0] + ".files", plain)
+            return InstanceFS(path, PRIVILEGED.to_host, PRIVILEGED.to_container)
         if self.pid(inst):
             return self.fs(inst)
-        rootfs = await self.pool(inst).mount(volume_name(inst.project, inst.name))
-        return self.fs(inst, rootfs)
+        return self.fs(inst, await self.mount_root(inst))
+
+    async def mount_root(self, inst: Instance) -> str:
+        """The instance's root filesystem, mounted: its pool volume, or the block
+        device its root disk names (boot from volume)."""
+        root = root_disk(inst.expanded_devices)
+        if root and block_source(root[1]):
+            return await self.d.devices.mount_block(inst, root[0], root[1])
+        return await self.pool(inst).mount(volume_name(inst.project, inst.name))
 
     # Id maps -------------------------------------------------------------------
     def idmap_of(self, inst: Instance) -> IdMap:
@@ -302,7 +320,7 @@ class InstanceManager:
         # As LXD: the instance's directory is 0100 and its root's alone, so no host
         # user reaches the setuid files and device nodes a tenant put in its rootfs.
         pool.secure_volume(vol, idmap.to_host(0))
-        rootfs = await pool.mount(vol)
+        rootfs = await self.mount_root(inst)
         if not idmap.privileged:
             _check_traversable(rootfs, idmap.to_host(0))
         os.makedirs(paths.log_dir, exist_ok=True)

@@ -103,6 +103,24 @@ def umount(pid: int, target: str, remove: bool) -> None:
         os.unlink(target)  # the placeholder a device node was bound over
 
 
+def int_pair(text: str) -> tuple[int, int] | None:
+    """"A:B" -> (A, B); "" -> None (helper options such as --owner)."""
+    if not text:
+        return None
+    first, second = (int(x) for x in text.split(":"))
+    return first, second
+
+
+def run_helper(action) -> int:
+    """A helper's exit status: 0, or 1 with the OSError's message on stderr."""
+    try:
+        action()
+    except OSError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mountinject")
     p.add_argument("action", choices=("mount", "umount"))
@@ -113,17 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--owner", default="")
     p.add_argument("--remove", action="store_true")
     args = p.parse_args(argv)
-    try:
-        if args.action == "mount":
-            owner = tuple(int(x) for x in args.owner.split(":")) if args.owner else None
-            mount(args.pid, args.paths[0], "/" + args.paths[1].lstrip("/"), args.ro,
-                  args.rbind, owner)
-        else:
-            umount(args.pid, "/" + args.paths[0].lstrip("/"), args.remove)
-    except OSError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    return 0
+    if args.action == "mount":
+        return run_helper(lambda: mount(args.pid, args.paths[0],
+                                        "/" + args.paths[1].lstrip("/"), args.ro,
+                                        args.rbind, int_pair(args.owner)))
+    return run_helper(lambda: umount(args.pid, "/" + args.paths[0].lstrip("/"), args.remove))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from nova_lxd_py import client as lxd_client
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
+if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
+    sys.path.append(REPO)
+from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
@@ -90,23 +93,26 @@ class RuntimeFixture(fixtures.Fixture):
         # unprivileged containers (their root is a high host uid) can't cross.
         lxd_dir = tempfile.mkdtemp(prefix=f"nlx-nova-{self.label}-", dir="/var/tmp")
         os.chmod(lxd_dir, 0o711)
+        self.lxd_dir = lxd_dir
         self.addCleanup(_wipe, lxd_dir)
         keep = os.environ.get("NOVA_LXD_TEST_LOG_DIR")
         if keep:  # keep the daemon's logs for debugging a failed run
             self.addCleanup(self._keep_logs, lxd_dir, keep)
-        exe = os.path.join(os.path.dirname(sys.executable), "nova-lxd-runtime")
-        env = dict(os.environ, LXD_DIR=lxd_dir)
-        log = open(os.path.join(lxd_dir, "daemon.log"), "wb")  # noqa: SIM115
-        self.addCleanup(log.close)
-        self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.addCleanup(self._stop)
         self.endpoint = os.path.join(lxd_dir, "unix.socket")
+        self.addCleanup(self._stop)
+        self._launch()
+
+    def _launch(self) -> None:
+        exe = os.path.join(os.path.dirname(sys.executable), "nova-lxd-runtime")
+        env = dict(os.environ, LXD_DIR=self.lxd_dir)
+        with open(os.path.join(self.lxd_dir, "daemon.log"), "ab") as log:
+            self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nova-lxd-runtime exited with {self.proc.returncode}; "
-                                   f"see {lxd_dir}/daemon.log")
+                                   f"see {self.lxd_dir}/daemon.log")
             if os.path.exists(self.endpoint):
                 try:
                     lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
@@ -115,6 +121,24 @@ class RuntimeFixture(fixtures.Fixture):
                     pass
             time.sleep(0.05)
         raise RuntimeError("nova-lxd-runtime did not come up in 20s")
+
+    def restart(self, host_reboot: bool = False) -> None:
+        """Stop the daemon and start it again on the same state directory.
+
+        host_reboot: in between, kill every container and drop every mount under
+        the state directory, as a host reboot would (the daemon then finds its
+        instances stopped although they were running)."""
+        if runtime_kind() != "bundled":
+            raise RuntimeError("restarting needs the bundled runtime")
+        self._stop()
+        if host_reboot:
+            subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
+                            "statedir.stop_containers(sys.argv[1]); "
+                            "[statedir.subprocess.run(['umount', '-l', m]) for m in "
+                            "sorted(statedir.mounts_below(sys.argv[1]), key=len, reverse=True)]",
+                            self.lxd_dir], check=True, timeout=120)
+        self._launch()
+        self.client = lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
 
     def _keep_logs(self, lxd_dir: str, keep: str) -> None:
         target = os.path.join(keep, os.path.basename(lxd_dir))
@@ -135,6 +159,12 @@ class RuntimeFixture(fixtures.Fixture):
         return [i.name for i in self.client.instances.all()
                 if i.name.startswith(NAME_PREFIX)]
 
+    def our_volumes(self, pool: str = "default") -> list[str]:
+        volumes = self.client.api.storage_pools[pool].volumes.get(
+            params={"recursion": 1}).json()["metadata"]
+        return [v["name"] for v in volumes
+                if v["type"] == "custom" and v["name"].startswith(NAME_PREFIX)]
+
     def _remove_ours(self) -> None:
         for name in self.ours():
             inst = self.client.instances.get(name)
@@ -142,6 +172,11 @@ class RuntimeFixture(fixtures.Fixture):
                 if inst.status != "Stopped":
                     inst.stop(force=True, wait=True)
                 inst.delete(wait=True)
+            except lxd_exceptions.LXDAPIException:
+                pass
+        for volume in self.our_volumes():
+            try:
+                self.client.api.storage_pools.default.volumes.custom[volume].delete()
             except lxd_exceptions.LXDAPIException:
                 pass
         for alias in list(getattr(self, "image_aliases", [])):

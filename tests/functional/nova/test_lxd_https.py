@@ -124,3 +124,39 @@ class HTTPSClientTest(testtools.TestCase):
         self.assertEqual(3, result.returncode, result.stdout + result.stderr)
         self.assertIn("RuntimeUnavailable", result.stdout)
         self.assertIn(self.address, result.stdout)
+
+    def test_lifecycle_events_over_https(self):
+        """The event listener follows a remote runtime over wss with the client
+        certificate, verifying the pinned server certificate. In a child process,
+        like the other checks here: nova's test process patches ssl."""
+        name = nlx_fixtures.NAME_PREFIX + "events"
+        code = (
+            "import json, sys, threading\n"
+            "from nova.compute import power_state\n"
+            "from nova_lxd_py import client, events\n"
+            "ep = client.Endpoint(**json.loads(sys.argv[1]))\n"
+            "seen = threading.Event()\n"
+            "def read_state(name):\n"
+            "    return ('uuid-of-' + name, power_state.SHUTDOWN) if name == sys.argv[2] "
+            "else None\n"
+            "def emit(event):\n"
+            "    print(event.get_instance_uuid(), event.get_transition(), flush=True)\n"
+            "    seen.set()\n"
+            "listener = events.LifecycleListener(ep, read_state, emit, lambda: [])\n"
+            "listener.start()\n"
+            "print('connected' if listener.connected.wait(20) else 'no stream', flush=True)\n"
+            "seen.wait(20)\n"
+            "listener.stop()\n")
+        endpoint = {"url": f"https://{self.address}", "client_cert": self.cert,
+                    "client_key": self.key, "server_cert": self.server_cert}
+        child = subprocess.Popen([sys.executable, "-c", code, json.dumps(endpoint), name],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(child.kill)
+        self.assertEqual("connected", child.stdout.readline().strip(), "no stream over https")
+        self.runtime.client.instances.create({"name": name, "source": {"type": "none"}},
+                                             wait=True)
+        self.runtime.client.api.instances[name].patch(json={"config": {"user.poke": "1"}})
+        out, err = child.communicate(timeout=60)
+        from nova.virt import event as virtevent
+        self.assertEqual(f"uuid-of-{name} {virtevent.EVENT_LIFECYCLE_STOPPED}",
+                         out.strip(), err)

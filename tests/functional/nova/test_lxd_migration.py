@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
 
-from unittest import mock
-
-from oslo_utils.fixture import uuidsentinel as uuids
-
 import nlx_fixtures
 import test_lxd_servers
 
@@ -19,21 +15,14 @@ HOSTS = test_lxd_servers.COMPUTE_HOSTS
 
 
 class LXDMigrationTest(test_lxd_servers.LXDServersBase):
+    runtime_https = True
+
     def setUp(self):
         if nlx_fixtures.runtime_kind() != "bundled":
             self.skipTest("migration needs one runtime per host")
         super().setUp()
         self.big_flavor_id = self._create_flavor(name="nlx.medium", vcpu=2, memory_mb=256,
                                                  disk=1, ephemeral=0)
-
-    def _start_lxd_compute(self, host: str) -> None:
-        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host, https=True))
-        runtime.image_aliases = []
-        self.runtimes[host] = runtime
-        self.flags(endpoint=runtime.endpoint, group="lxd")
-        with mock.patch("nova.virt.node.get_local_node_uuid",
-                        return_value=str(getattr(uuids, "node_" + host))):
-            self.computes[host] = self.start_service("compute", host=host)
 
     def _names(self, host: str) -> list[str]:
         return self.runtimes[host].ours()
@@ -62,5 +51,58 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
         self.assertEqual("Running", self._status(server))
         self.assertEqual([], self._names(HOSTS[0]), "reverted target removed")
 
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_config_drive_survives_resize(self):
+        server = self._build_server(name="nlx-cd-move", image_uuid=self.image_id,
+                                    flavor_id=self.flavor_id, networks="none")
+        server["config_drive"] = True
+        server["host"] = HOSTS[0]
+        self._track_images(self.image_id)
+        server = self._wait_for_state_change(self.api.post_server({"server": server}),
+                                             "ACTIVE")
+        path = "/config-drive/openstack/latest/meta_data.json"
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        server = self._resize_server(server, self.big_flavor_id)
+        self.assertEqual(HOSTS[1], server["OS-EXT-SRV-ATTR:host"])
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        server = self._confirm_resize(server)
+        self.assertIn(server["id"], self._exec(server, "cat", path))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_resize_on_the_same_host(self):
+        """One-host clouds can resize: the container gets the new limits in place
+        (same container, data kept), confirm keeps it, revert restores the old ones."""
+        self.flags(allow_resize_to_same_host=True)
+        server = self._boot("nlx-inplace", host=HOSTS[0])
+        self._exec(server, "sh", "-c", "echo stays > /root/marker")
+        before = self._container(server).created_at
+        other = self.api.get_services(binary="nova-compute", host=HOSTS[1])[0]
+        self.api.put_service(other["id"], {"status": "disabled"})
+
+        server = self._resize_server(server, self.big_flavor_id)
+        self.assertEqual(HOSTS[0], server["OS-EXT-SRV-ATTR:host"])
+        container = self._container(server)
+        self.assertEqual(before, container.created_at, "not the same container")
+        self.assertEqual(("2", "256MiB"), (container.config["limits.cpu"],
+                                           container.config["limits.memory"]))
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual("2", self._exec(server, "nproc").strip())
+        self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
+        server = self._confirm_resize(server)
+        self.assertEqual("Running", self._status(server))
+
+        server = self._resize_server(server, self.flavor_id)
+        self.assertEqual("1", self._container(server).config["limits.cpu"])
+        self.api.post_server_action(server["id"], {"revertResize": None})
+        server = self._wait_for_server_parameter(
+            server, {"status": "ACTIVE", "OS-EXT-STS:task_state": None})
+        container = self._container(server)
+        self.assertEqual(("2", "256MiB"), (container.config["limits.cpu"],
+                                           container.config["limits.memory"]))
+        self.assertEqual("Running", self._status(server))
+        self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
         self._delete_server(server)
         self._assert_runtimes_empty()

@@ -13,9 +13,13 @@ import nlx_threads  # noqa: F401 - first: nova in native threads (see the module
 import copy
 import os
 import subprocess
+import time
 
 import fixtures
 from pyroute2 import IPRoute
+
+from nova import context as nova_context
+from nova import objects
 
 import test_lxd_servers
 from nova_lxd_py import privsep
@@ -89,6 +93,65 @@ class LXDNetworkTest(test_lxd_servers.LXDServersBase):
         with IPRoute() as ipr:
             for tap in taps:
                 self.assertEqual([], ipr.link_lookup(ifname=tap), f"{tap} left behind")
+
+    def test_rescue_keeps_the_ports(self):
+        """The rescue container gets the instance's ports (same MAC and fixed IP),
+        and gives them back at unrescue."""
+        port_1 = self.neutron.port_1
+        server = self._boot_on("nlx-net-rescue", test_lxd_servers.COMPUTE_HOSTS[0],
+                               [{"port": port_1["id"]}])
+        self._enslave(port_1["id"])
+        # nova's Neutron fixture leaves this server's network info cache empty after
+        # the boot (server["addresses"] is {}): refresh it as the heal task would.
+        ctxt = nova_context.get_admin_context()
+        self.computes[server["OS-EXT-SRV-ATTR:host"]].manager.network_api.get_instance_nw_info(
+            ctxt, objects.Instance.get_by_uuid(ctxt, server["id"]), force_refresh=True)
+        self.api.post_server_action(server["id"], {"rescue": {}})
+        server = self._wait_for_state_change(server, "RESCUE")
+        rescue = self.runtimes[server["OS-EXT-SRV-ATTR:host"]].client.instances.get(
+            server["OS-EXT-SRV-ATTR:instance_name"] + "-rescue")
+        link = rescue.execute(["ip", "-o", "link", "show", "eth0"])
+        self.assertIn(port_1["mac_address"], link.stdout, link.stderr)
+        deadline = time.monotonic() + 10
+        while port_1["fixed_ips"][0]["ip_address"] not in rescue.execute(
+                ["ip", "-o", "-4", "addr", "show", "eth0"]).stdout:
+            self.assertLess(time.monotonic(), deadline, "rescue got no fixed IP")
+            time.sleep(0.1)
+        self.api.post_server_action(server["id"], {"unrescue": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertIn(port_1["mac_address"],
+                      self._exec(server, "ip", "-o", "link", "show", "eth0"))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_diagnostics(self):
+        """Server diagnostics through the API: cpu time, memory used against the
+        flavor's limit, the port's counters under its MAC, the root disk."""
+        port_1 = self.neutron.port_1
+        server = self._boot_on("nlx-diag", test_lxd_servers.COMPUTE_HOSTS[0],
+                               [{"port": port_1["id"]}])
+        self._enslave(port_1["id"])
+        self._exec(server, "sh", "-c", "ping -c 3 -i 0.2 -W 1 192.168.1.1 || true")
+        self.admin_api.microversion = "2.48"
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        diags = self.admin_api.api_get(f"/servers/{server['id']}/diagnostics").body
+        self.assertEqual("running", diags["state"])
+        self.assertEqual("lxd", diags["hypervisor"])
+        self.assertGreater(diags["cpu_details"][0]["time"], 0)
+        self.assertEqual(128, diags["memory_details"]["maximum"])
+        self.assertGreater(diags["memory_details"]["used"], 0)
+        self.assertEqual(1, diags["num_nics"])
+        nic = diags["nic_details"][0]
+        self.assertEqual(port_1["mac_address"], nic["mac_address"])
+        self.assertGreater(nic["tx_packets"], 0)
+        self.assertEqual(1, diags["num_disks"])
+        self.admin_api.microversion = "2.47"  # the legacy flat form
+        legacy = self.admin_api.api_get(f"/servers/{server['id']}/diagnostics").body
+        self.assertGreater(legacy["eth0_tx_packets"], 0)
+        self.assertGreater(legacy["root_usage"], 0)
+        self.assertGreater(legacy["memory-actual"], 0)
+        self._delete_server(server)
+        self._assert_runtimes_empty()
 
     def test_attach_and_detach_interface(self):
         server = self._boot_on("nlx-hot", test_lxd_servers.COMPUTE_HOSTS[0], "none")

@@ -13,9 +13,12 @@ from __future__ import annotations
 import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
 
 import base64
+import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from unittest import mock
 
@@ -79,16 +82,36 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
                           f"server={server}")
             time.sleep(0.05)
 
+    runtime_https = False
+
     def _start_lxd_compute(self, host: str) -> None:
-        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host))
+        runtime = self.useFixture(nlx_fixtures.RuntimeFixture(host, https=self.runtime_https))
         runtime.image_aliases = []
         self.runtimes[host] = runtime
-        self.flags(endpoint=runtime.endpoint, group="lxd")
+        self._start_compute_on(host)
+
+    def _start_compute_on(self, host: str) -> None:
+        """A fresh compute service (and driver) for host, on that host's runtime."""
+        self.flags(endpoint=self.runtimes[host].endpoint, group="lxd")
         self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
+        # as on separate machines: config drives of one host are not the other's
+        self.flags(config_drive_dir=self._reachable_tempdir(), group="lxd")
         # Each host keeps its own node identity, as on separate machines.
         with mock.patch("nova.virt.node.get_local_node_uuid",
                         return_value=str(getattr(uuids, "node_" + host))):
             self.computes[host] = self.start_service("compute", host=host)
+
+    def _reachable_tempdir(self) -> str:
+        """A directory unprivileged containers can cross (nova's TMPDIR is 0700)."""
+        path = tempfile.mkdtemp(prefix="nlx-nova-", dir="/var/tmp")
+        os.chmod(path, 0o711)
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+    def _restart_compute(self, host: str) -> None:
+        """Stop host's compute service and start a new one, as after a host reboot."""
+        self.computes[host].stop()
+        self._start_compute_on(host)
 
     def _create_busybox_image(self) -> str:
         ctxt = nova_context.get_admin_context()
@@ -149,6 +172,7 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
     def _assert_runtimes_empty(self) -> None:
         for host, runtime in self.runtimes.items():
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
+            self.assertEqual([], runtime.our_volumes(), f"volumes left on {host}")
 
 
 
@@ -172,7 +196,8 @@ class LXDServersTest(LXDServersBase):
             rp_uuid = self._get_provider_uuid_by_host(host)
             traits = self._get_provider_traits(rp_uuid)
             self.assertIn("CUSTOM_NOVA_LXD_CONTAINER", traits)
-            self.assertIn("COMPUTE_IMAGE_TYPE_RAW", traits)
+            # a raw VM disk can't boot here: no image type is advertised
+            self.assertEqual([], [t for t in traits if t.startswith("COMPUTE_IMAGE_TYPE_")])
             inventory = self._get_provider_inventory(rp_uuid)
             self.assertGreaterEqual(inventory["VCPU"]["total"], 1)
             self.assertGreater(inventory["MEMORY_MB"]["total"], 128)
@@ -231,18 +256,49 @@ class LXDServersTest(LXDServersBase):
     def test_rescue_unrescue(self):
         server = self._boot("nlx-rescue")
         self._exec(server, "sh", "-c", "echo precious > /root/marker")
-        self.api.post_server_action(server["id"], {"rescue": {}})
+        self.api.post_server_action(server["id"], {"rescue": {"adminPass": "r3scue:Pw"}})
         server = self._wait_for_state_change(server, "RESCUE")
         self.assertEqual("Stopped", self._status(server))
         host = server["OS-EXT-SRV-ATTR:host"]
-        rescue = self.runtimes[host].client.instances.get(
-            server["OS-EXT-SRV-ATTR:instance_name"] + "-rescue")
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        rescue = self.runtimes[host].client.instances.get(name + "-rescue")
+        # the runtime mounts the stopped root itself: no host path of it is used
+        self.assertEqual("container/" + name, rescue.devices["rescue"]["source"])
         result = rescue.execute(["cat", "/mnt/rescue/root/marker"])
         self.assertEqual("precious", result.stdout.strip(), result.stderr)
+        rescue.execute(["sh", "-c", "echo repaired >> /mnt/rescue/root/marker"])
+        self._assert_password(rescue, "root", "r3scue:Pw")
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assertEqual("Running", self._status(server))
-        self.assertEqual("precious", self._exec(server, "cat", "/root/marker").strip())
+        self.assertEqual("precious\nrepaired",
+                         self._exec(server, "cat", "/root/marker").strip())
+        self.assertNotIn(name + "-rescue", [i.name for i in
+                                            self.runtimes[host].client.instances.all()])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def _assert_password(self, container, user: str, password: str) -> None:
+        """user's /etc/shadow hash in the container is password's (checked with the
+        container's own mkpasswd and the stored salt)."""
+        shadow = container.execute(["cat", "/etc/shadow"]).stdout
+        hashed = next(line.split(":")[1] for line in shadow.splitlines()
+                      if line.startswith(user + ":"))
+        self.assertTrue(hashed.startswith("$6$"), f"no sha512 password set: {hashed!r}")
+        salt = hashed.split("$")[2]
+        again = container.execute(["mkpasswd", "-m", "sha512", "-S", salt, "-P", "0"],
+                                  stdin_payload=password + "\n").stdout.strip()
+        self.assertEqual(hashed, again)
+
+    def test_change_password(self):
+        server = self._boot("nlx-passwd")
+        self.api.post_server_action(server["id"], {"changePassword": {"adminPass": "n3w pw"}})
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self._assert_password(self._container(server), "root", "n3w pw")
+        server = self._stop_server(server)
+        # not running: the API refuses before the driver is asked
+        self.api.api_post(f"/servers/{server['id']}/action",
+                          {"changePassword": {"adminPass": "x"}}, check_response_status=[409])
         self._delete_server(server)
         self._assert_runtimes_empty()
 
@@ -251,7 +307,11 @@ class LXDServersTest(LXDServersBase):
             server["id"], {"createImage": {"name": name}})["image_id"]
         self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
         image = self.glance.show(None, image_id)
-        self.assertEqual("raw", image["disk_format"])
+        self.assertEqual("root-tar", image["disk_format"])
+        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
+                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
+                         {k: image["properties"].get(k) for k in (
+                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
         self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
         return image
 
@@ -312,6 +372,48 @@ class LXDServersTest(LXDServersBase):
         manager._run_image_cache_manager_pass(ctxt)
         self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
 
+    def test_only_container_images_are_scheduled_here(self):
+        """With nova's image-type prefilter on, VM disk images (raw, qcow2) find no
+        host of this driver; a root-tar container image with the documented
+        properties does."""
+        self.flags(query_placement_for_image_type_support=True, group="scheduler")
+        ctxt = nova_context.get_admin_context()
+        for fmt, data in (("raw", b"\0" * 4096), ("qcow2", b"QFI\xfb" + b"\0" * 4092)):
+            vm = self.glance.create(ctxt, {"name": f"nlx-vm-{fmt}", "disk_format": fmt,
+                                           "container_format": "bare", "status": "active"},
+                                    data=io.BytesIO(data))
+            server = self._boot(f"nlx-vm-{fmt}", image_id=vm["id"], wait="ERROR")
+            self.assertIn("No valid host", server["fault"]["message"])
+            self._delete_server(server)
+        with open(nlx_fixtures.busybox_image(), "rb") as data:
+            image = self.glance.create(ctxt, {
+                "name": "nlx-busybox-root-tar", "disk_format": "root-tar",
+                "container_format": "bare", "status": "active",
+                "properties": {"hypervisor_type": "lxd", "vm_mode": "exe",
+                               "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"}}, data=data)
+        server = self._boot("nlx-root-tar", image_id=image["id"])
+        self.assertEqual("Running", self._status(server))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_host_uptime_and_cpu_stats_come_from_the_runtime(self):
+        # read from the runtime's /1.0/resources (a remote runtime's host is not ours)
+        self.useFixture(fixtures.MockPatch("nova_lxd_py.host.local_uptime",
+                                           side_effect=AssertionError("read locally")))
+        self.admin_api.microversion = "2.88"  # uptime is part of a hypervisor's details
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        hypervisors = self.admin_api.api_get("/os-hypervisors/detail").body["hypervisors"]
+        self.assertEqual(set(COMPUTE_HOSTS), {h["hypervisor_hostname"] for h in hypervisors})
+        for hypervisor in hypervisors:
+            self.assertRegex(hypervisor["uptime"],
+                             r"^up .*,  load average: [\d.]+, [\d.]+, [\d.]+$")
+        stats = self.computes[COMPUTE_HOSTS[0]].manager.driver.get_host_cpu_stats()
+        self.assertEqual({"kernel", "idle", "user", "iowait", "frequency"}, set(stats))
+        with open("/proc/stat") as f:
+            idle = int(f.readline().split()[4]) * 10**9 // os.sysconf("SC_CLK_TCK")
+        self.assertLessEqual(stats["idle"], idle)
+        self.assertGreater(stats["idle"], idle * 0.9)
+
     def test_image_that_cannot_boot_fails_cleanly(self):
         """A failure after the container exists (its init is missing): the server goes
         to ERROR at once with the cause in its fault, and no host keeps a container."""
@@ -334,6 +436,28 @@ class LXDServersTest(LXDServersBase):
         # Not rescheduled (no host could boot it): the fault says why.
         self.assertIn("has no usable init: /sbin/init", server["fault"]["message"])
         self._delete_server(server)
+
+    def test_spawn_never_deletes_a_container_it_did_not_make(self):
+        """A container that merely has the next instance's name survives that
+        instance's failed build and its deletion."""
+        host = COMPUTE_HOSTS[0]
+        probe = self._boot("nlx-name-probe", host=host)
+        name = probe["OS-EXT-SRV-ATTR:instance_name"]
+        squatter = f"{name[:-8]}{int(name[-8:], 16) + 1:08x}"
+        client = self.runtimes[host].client
+        fingerprint = client.api.images.aliases[self.image_id].get().json()["metadata"][
+            "target"]
+        client.instances.create({"name": squatter, "config": {"user.marker": "not-nova"},
+                                 "source": {"type": "image", "fingerprint": fingerprint}},
+                                wait=True)
+        server = self._boot("nlx-squatted", host=host, wait="ERROR")
+        self.assertEqual(squatter, server["OS-EXT-SRV-ATTR:instance_name"])
+        self.assertEqual("not-nova", client.instances.get(squatter).config["user.marker"])
+        self._delete_server(server)
+        self.assertEqual("not-nova", client.instances.get(squatter).config["user.marker"])
+        client.instances.get(squatter).delete(wait=True)
+        self._delete_server(probe)
+        self._assert_runtimes_empty()
 
     def test_invalid_extra_spec_fails_cleanly(self):
         flavor_id = self._create_flavor(name="nlx.bad", vcpu=1, memory_mb=128, disk=1, ephemeral=0,

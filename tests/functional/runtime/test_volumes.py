@@ -225,3 +225,44 @@ def test_volume_snapshot_expiry(daemon, client, volumes):
     while time.time() < deadline and len(vol.snapshots.all()) > 1:
         time.sleep(0.2)
     assert [s.split("/")[-1] for s in vol.snapshots.all()] == ["kept"]
+
+
+def _start_fails(inst) -> str:
+    with pytest.raises(pylxd.exceptions.LXDAPIException) as exc:
+        inst.start(wait=True)
+    return str(exc.value)
+
+
+def test_stopped_instance_root_as_disk(client, make_instance):
+    """A rescue system mounts another, stopped instance's root through the API
+    (pool disk, source container/<name>), reads and repairs it; never a running one."""
+    broken = make_instance("snp-broken", start=True)
+    assert broken.execute(["sh", "-c", "echo precious > /root/marker"]).exit_code == 0
+    disk = {"type": "disk", "pool": "default", "source": "container/snp-broken",
+            "path": "/mnt/rescue"}
+    rescue = make_instance("snp-rescuer", start=False, devices={"root-of": disk})
+    assert "running" in _start_fails(rescue)
+    broken.stop(force=True, wait=True)
+    rescue.start(wait=True)
+    out = rescue.execute(["cat", "/mnt/rescue/root/marker"])
+    assert out.stdout == "precious\n", out.stderr
+    assert rescue.execute(["sh", "-c", "echo fixed > /mnt/rescue/root/marker"]).exit_code == 0
+    assert rescue.execute(["stat", "-c", "%u", "/mnt/rescue/root/marker"]).stdout.strip() == "0"
+    rescue.stop(force=True, wait=True)
+    broken.start(wait=True)
+    assert broken.execute(["cat", "/root/marker"]).stdout == "fixed\n"
+    broken.stop(force=True, wait=True)
+
+    # hot-plugged into a running instance as well
+    rescue.start(wait=True)
+    rescue.devices = {}
+    rescue.save(wait=True)
+    rescue.devices = {"again": dict(disk, path="/mnt/again")}
+    rescue.save(wait=True)
+    assert rescue.execute(["cat", "/mnt/again/root/marker"]).stdout == "fixed\n"
+
+    for name, source, why in (("snp-other", "container/snp-nothere", "not found"),
+                              ("snp-self", "container/snp-self", "own root")):
+        other = make_instance(name, start=False, devices={"x": dict(disk, source=source)})
+        err = _start_fails(other)
+        assert why in err, err

@@ -50,7 +50,8 @@ def test_every_feature_is_decided_and_named_like_nova():
         assert status in (sm.COMPLETE, sm.PARTIAL, sm.MISSING)
         if status != sm.COMPLETE:
             assert why, f"{feature.key} is {status} without a reason"
-        assert feature.key.split(".")[0] in ("operation", "console", "guest", "networking")
+        assert feature.key.split(".")[0] in ("operation", "console", "guest", "networking",
+                                             "storage")
 
 
 def test_tempest_flags_follow_status():

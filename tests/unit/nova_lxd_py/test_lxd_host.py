@@ -52,7 +52,21 @@ class HostTest(unittest.TestCase):
         self.assertEqual(0, host.version_int(None))
 
     def test_uptime_line(self):
-        self.assertIn("load average", host.uptime_line())
+        self.assertEqual("up 2 days, 3:04,  load average: 0.50, 1.00, 1.25",
+                         host.uptime_line(2 * 86400 + 3 * 3600 + 4 * 60 + 59, [0.5, 1, 1.25]))
+        self.assertEqual("up 0:01,  load average: 0.00, 0.00, 0.00",
+                         host.uptime_line(61, [0, 0, 0]))
+        seconds, load = host.local_uptime()
+        self.assertGreater(seconds, 0)
+        self.assertEqual(3, len(load))
+
+    def test_cpu_stats(self):
+        resources = {"cpu": {"sockets": [{"frequency": 2100}, {"frequency": 2400}]}}
+        self.assertEqual(2400, host.cpu_frequency(resources))
+        self.assertEqual(0, host.cpu_frequency({}))
+        self.assertEqual({"kernel": 2, "idle": 3, "user": 1, "iowait": 4, "frequency": 2400},
+                         host.cpu_stats({"user": 1, "kernel": 2, "idle": 3, "iowait": 4},
+                                        2400))
 
 
 class LocalResourcesTest(unittest.TestCase):

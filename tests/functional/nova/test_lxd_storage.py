@@ -1,0 +1,208 @@
+"""Storage with real nova services and real containers: flavor ephemeral disks and
+swap, Cinder volumes (attach, mount, extend, detach, boot from volume)."""
+from __future__ import annotations
+
+import os
+import time
+
+import fixtures
+from nova import context as nova_context
+from oslo_utils import uuidutils
+
+import nlx_fixtures
+import test_lxd_servers
+from nlx_fixtures import LoopDevice
+from nova_lxd_py.image import HOST_ARCH
+
+HOSTS = test_lxd_servers.COMPUTE_HOSTS
+
+
+class LXDEphemeralTest(test_lxd_servers.LXDServersBase):
+    runtime_https = True  # the resize test moves a server between the runtimes
+
+    def setUp(self):
+        super().setUp()
+        self.eph_flavor = self._create_flavor(name="nlx.eph", vcpu=1, memory_mb=128, disk=1,
+                                              ephemeral=1)
+
+    def _volume(self, host: str, name: str) -> dict:
+        return self.runtimes[host].client.api.storage_pools.default.volumes.custom[
+            name].get().json()["metadata"]
+
+    def test_ephemeral_disk_is_a_volume_at_mnt(self):
+        server = self._boot("nlx-eph", flavor_id=self.eph_flavor, host=HOSTS[0])
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        container = self._container(server)
+        self.assertEqual({"type": "disk", "pool": "default", "source": name + "-eph0",
+                          "path": "/mnt"}, container.devices["ephemeral0"])
+        volume = self._volume(HOSTS[0], name + "-eph0")
+        self.assertEqual("1GiB", volume["config"]["size"])
+        self.assertEqual(server["id"], volume["config"]["user.nova_instance_uuid"])
+        self._exec(server, "sh", "-c", "echo scratch > /mnt/file")
+        self.assertEqual("0", self._exec(server, "stat", "-c", "%u", "/mnt/file").strip())
+        # placement charges root and ephemeral
+        usages = self._get_provider_usages(self._get_provider_uuid_by_host(HOSTS[0]))
+        self.assertEqual(2, usages["DISK_GB"])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_image_names_the_mount_point(self):
+        with open(nlx_fixtures.busybox_image(), "rb") as data:
+            image = self.glance.create(nova_context.get_admin_context(), {
+                "name": "nlx-eph-path", "disk_format": "raw", "container_format": "bare",
+                "status": "active", "properties": {"hw_architecture": HOST_ARCH,
+                                                   "lxd_ephemeral_path": "/srv/scratch"}},
+                data=data)
+        server = self._boot("nlx-eph-path", image_id=image["id"], flavor_id=self.eph_flavor)
+        self.assertEqual("/srv/scratch", self._container(server).devices["ephemeral0"]["path"])
+        self._exec(server, "touch", "/srv/scratch/ok")
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_swap_is_refused_clearly(self):
+        flavor = self._create_flavor(name="nlx.swap", vcpu=1, memory_mb=128, disk=1,
+                                     ephemeral=0, swap=256)
+        server = self._boot("nlx-swap", flavor_id=flavor, wait="ERROR")
+        self.assertIn("swap", server["fault"]["message"])
+        self.assertIn("containers share the host's swap", server["fault"]["message"])
+        self._assert_runtimes_empty()
+        self._delete_server(server)
+
+    def test_resize_moves_to_fresh_ephemeral_and_cleans_the_source(self):
+        if nlx_fixtures.runtime_kind() != "bundled":
+            self.skipTest("resize needs one runtime per host")
+        bigger = self._create_flavor(name="nlx.eph2", vcpu=1, memory_mb=128, disk=1,
+                                     ephemeral=2)
+        server = self._boot("nlx-eph-move", flavor_id=self.eph_flavor, host=HOSTS[0])
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        server = self._resize_server(server, bigger)
+        self.assertEqual(HOSTS[1], server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual("2GiB", self._volume(HOSTS[1], name + "-eph0")["config"]["size"])
+        self._exec(server, "touch", "/mnt/after-resize")
+        server = self._confirm_resize(server)
+        self.assertEqual([], self.runtimes[HOSTS[0]].our_volumes())
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+
+class LXDVolumeTest(test_lxd_servers.LXDServersBase):
+    """Cinder volumes through os-brick's local connector over loop devices (this
+    kernel has no iSCSI, RBD or device-mapper for a real back end)."""
+
+    def setUp(self):
+        if nlx_fixtures.runtime_kind() != "bundled":
+            self.skipTest("volumes need the runtime on this host")
+        super().setUp()
+        import os_brick.privileged
+
+        from nova_lxd_py import privsep
+        # as root in tests: os-brick's and our privileged helpers run in-process
+        self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
+                                                 "client_mode", False))
+        self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
+        from nova.volume import cinder
+        # the CinderFixture the base class set up (its fakes are the mocks' side effects)
+        self.cinder = cinder.API.get.side_effect.__self__
+        self.cinder.VOLUME_CONNECTION_INFO = dict(self.cinder.VOLUME_CONNECTION_INFO)
+
+    def _volume(self, metadata: dict | None = None, **loop) -> tuple[str, LoopDevice]:
+        device = LoopDevice(**loop)
+        self.addCleanup(device.cleanup)
+        vol_id = uuidutils.generate_uuid()
+        self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
+            "driver_volume_type": "local", "data": {"device_path": device.path}}
+        self.cinder.volumes[vol_id] = {
+            "id": vol_id, "display_name": vol_id, "size": 1, "multiattach": False,
+            "availability_zone": "nova", "bootable": True,
+            "volume_metadata": dict(metadata or {})}
+        return vol_id, device
+
+    def _attach(self, server: dict, vol_id: str) -> None:
+        """Attach through the API and wait until the container has the volume (the
+        API answers before the compute service is done)."""
+        self.api.post_server_volume(server["id"], {"volumeAttachment": {"volumeId": vol_id}})
+        deadline = time.monotonic() + 30
+        while "volume-" + vol_id not in self._container(server).devices:
+            self.assertLess(time.monotonic(), deadline, f"volume {vol_id} not attached")
+            time.sleep(0.1)
+
+    def _host_mounts(self, host: str) -> list[str]:
+        prefix = os.path.join(self.runtimes[host].lxd_dir, "disks") + "/"
+        with open("/proc/self/mounts") as f:
+            return [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+
+    def _attachments(self, vol_id: str) -> list[dict]:
+        return list(self.cinder.volume_to_attachment[vol_id].values())
+
+    def test_attach_extend_detach(self):
+        server = self._boot("nlx-vol", host=HOSTS[0])
+        raw_id, raw = self._volume(size_mb=32, fs=None)
+        data_id, data = self._volume({"lxd_mount_path": "/srv/data"}, size_mb=64,
+                                     files={"hello": b"from cinder\n"})
+        self._attach(server, raw_id)
+        self._attach(server, data_id)
+        container = self._container(server)
+        raw_dev = container.devices["volume-" + raw_id]
+        self.assertEqual(("unix-block", raw.path), (raw_dev["type"], raw_dev["source"]))
+        self._exec(server, "test", "-b", raw_dev["path"])
+        self.assertEqual(str(32 * 1024 * 1024), self._exec(
+            server, "blockdev", "--getsize64", raw_dev["path"]).strip())
+        self.assertEqual("from cinder\n", self._exec(server, "cat", "/srv/data/hello"))
+        self._exec(server, "sh", "-c", "echo written > /srv/data/by-guest")
+        self.assertEqual("0", self._exec(server, "stat", "-c", "%u",
+                                         "/srv/data/by-guest").strip())
+
+        # Cinder extends the volume: the back end grows, nova is told, the mounted
+        # filesystem grows with it
+        before = int(self._exec(server, "df", "-k", "/srv/data").split()[-5])
+        data.grow(128)
+        self.admin_api.microversion = "2.51"
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        self.admin_api.create_server_external_events([{
+            "name": "volume-extended", "server_uuid": server["id"], "tag": data_id}])
+        deadline = time.monotonic() + 30
+        while int(self._exec(server, "df", "-k", "/srv/data").split()[-5]) < before * 1.5:
+            self.assertLess(time.monotonic(), deadline, "filesystem did not grow")
+            time.sleep(0.2)
+
+        self.api.delete_server_volume(server["id"], raw_id)
+        self._wait_for_volume_detach(server["id"], raw_id)
+        self.assertNotIn("volume-" + raw_id, self._container(server).devices)
+        self.assertEqual([], self._attachments(raw_id))
+        # deleting the server detaches the mounted one: no host mount, no attachment
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+        self.assertEqual([], self._host_mounts(HOSTS[0]))
+        self.assertEqual([], self._attachments(data_id))
+        with data.mounted() as root:
+            with open(os.path.join(root, "by-guest")) as f:
+                self.assertEqual("written\n", f.read())
+
+    def test_boot_from_volume(self):
+        vol_id, device = self._volume(size_mb=128, rootfs_tarball=nlx_fixtures.busybox_image(),
+                                      files={"etc/marker": b"root on a volume\n"})
+        server = self._build_server(name="nlx-bfv", image_uuid="", flavor_id=self.flavor_id,
+                                    networks="none")
+        server["block_device_mapping_v2"] = [{
+            "boot_index": 0, "uuid": vol_id, "source_type": "volume",
+            "destination_type": "volume"}]
+        server["host"] = HOSTS[0]
+        server = self._wait_for_state_change(self.api.post_server({"server": server}),
+                                             "ACTIVE")
+        self.assertEqual("root on a volume\n", self._exec(server, "cat", "/etc/marker"))
+        self.assertEqual(server["OS-EXT-SRV-ATTR:hostname"],
+                         self._exec(server, "hostname").strip())
+        root = self._container(server).devices["root"]
+        self.assertEqual(device.path, root["source"])
+        self._exec(server, "sh", "-c", "echo kept > /root/written")
+        server = self._stop_server(server)
+        self.assertEqual([], self._host_mounts(HOSTS[0]))
+        server = self._start_server(server)
+        self.assertEqual("kept\n", self._exec(server, "cat", "/root/written"))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+        self.assertEqual([], self._host_mounts(HOSTS[0]))
+        self.assertEqual([], self._attachments(vol_id))
+        with device.mounted() as rootfs:  # the volume outlives the server, with its data
+            with open(os.path.join(rootfs, "root", "written")) as f:
+                self.assertEqual("kept\n", f.read())
