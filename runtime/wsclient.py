@@ -324,8 +324,18 @@ class AsyncWebSocket:
                 except OSError as exc:
                     raise WebSocketError(f"Connection to the peer failed: {exc}")
 
-    async def receive(self) -> aiohttp.WSMessage:
-        """The next data message; a close or a broken connection is a CLOSED/ERROR one."""
+    async def receive(self, timeout: float | None = None) -> aiohttp.WSMessage:
+        """The next data message; a close or a broken connection is a CLOSE/ERROR one.
+
+        A timeout (only for waits between messages) gives an ERROR message.
+        """
+        if timeout is not None:
+            try:
+                return await asyncio.wait_for(self.receive(), timeout)
+            except TimeoutError:
+                self.closed = True
+                return aiohttp.WSMessage(aiohttp.WSMsgType.ERROR,
+                                         WebSocketError("No message from the peer"), None)
         message, kind = None, None
         try:
             while True:
