@@ -48,9 +48,12 @@ def snapshot_names(t: ApiTarget, name: str) -> list[str]:
 
 class Pair:
     def __init__(self, key: str, src: ApiTarget, dst: ApiTarget, src_url: str,
-                 dst_url: str):
+                 dst_url: str, dst_profiles: list[str] | None = None,
+                 src_profiles: list[str] | None = None):
         self.key, self.src, self.dst = key, src, dst
         self.src_url, self.dst_url = src_url, dst_url
+        # profiles of a copy on the other side (LXD's and ours differ)
+        self.profiles = {id(dst): dst_profiles, id(src): src_profiles}
         self.made: set[tuple[ApiTarget, str]] = set()
 
     def cleanup(self) -> None:
@@ -69,7 +72,8 @@ class Pair:
         return name
 
     def copy(self, src: ApiTarget, dst: ApiTarget, url: str, name: str, new: str) -> None:
-        dst.copy_from(src, name, new, url, timeout=300, instance_only=False)
+        dst.copy_from(src, name, new, url, timeout=300, instance_only=False,
+                      profiles=self.profiles[id(dst)])
 
     def run(self, n: int, reps: int) -> tuple[list[float], list[float]]:
         name = self.prepare(n)
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(moves go back through it)")
     p.add_argument("--no-lxd", action="store_true")
     p.add_argument("--ports", default="8462,8463")
+    p.add_argument("--interop", action="store_true",
+                   help="also LXD -> runtime and runtime -> LXD (LXD's protocol)")
     args = p.parse_args(argv)
     counts = [int(x) for x in args.snapshots.split(",") if x.strip()]
     image = build_image(None)
@@ -155,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
                     lxd_https_set = lx_dst
                     dst_url = f"https://{addr}"
                 pairs.append(Pair("lxd", lx_src, lx_dst, lx_src.https_url(), dst_url))
+                if args.interop:
+                    # LXD's protocol between LXD and our runtime, both directions; the
+                    # move goes back the other way. LXD's instances use bench-lxd, ours
+                    # the runtime's default profile.
+                    pairs.append(Pair("lxd->runtime", lx_src, rt_dst, lx_src.https_url(),
+                                      f"https://127.0.0.1:{ports[1]}", ["default"],
+                                      ["bench-lxd"]))
+                    pairs.append(Pair("runtime->lxd", rt_src, lx_dst,
+                                      f"https://127.0.0.1:{ports[0]}", dst_url, ["bench-lxd"],
+                                      ["default"]))
+                    results["lxd->runtime"], results["runtime->lxd"] = {}, {}
             except Exception as exc:  # noqa: BLE001
                 results["lxd"]["note"] = f"LXD unavailable: {exc}"
         for n in counts:
@@ -201,7 +218,20 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append("")
         cells.append(("ok" if all(ok) else "MISS") if ok else "")
         print("| " + " | ".join(cells) + " |")
-    for key in ("runtime", "lxd"):
+    if "lxd->runtime" in results:
+        print("\nbetween LXD 5.0.2 and the runtime, in LXD's migration protocol (same run; "
+              "medians, ms; move = copy, then delete of the source)")
+        print("| snapshots | copy LXD->LXD | copy LXD->runtime | copy runtime->LXD "
+              "| move LXD->LXD | move LXD->runtime | move runtime->LXD |")
+        print("|---|---|---|---|---|---|---|")
+        for n in counts:
+            cells = [str(n)]
+            for k in (0, 1):
+                for key in ("lxd", "lxd->runtime", "runtime->lxd"):
+                    r = results[key].get(n)
+                    cells.append(med(r[k]) if isinstance(r, tuple) else (r or "n/a"))
+            print("| " + " | ".join(cells) + " |")
+    for key in results:
         for n in counts:
             r = results[key].get(n)
             if isinstance(r, tuple):
