@@ -315,17 +315,19 @@ class ApiTarget:
         return f"https://{addr}"
 
     def copy_from(self, src: ApiTarget, src_name: str, dst_name: str, url: str,
-                  daemons_finish: bool = False, timeout: float = 60) -> None:
+                  daemons_finish: bool = False, timeout: float = 60,
+                  instance_only: bool = True, profiles: list[str] | None = None) -> None:
         """Copy an instance from another daemon over TLS, as `lxc copy` does.
 
         The source exposes a migration operation with secrets; this daemon pulls
         from the source's HTTPS address, checking its certificate. Done when both
         operations are. daemons_finish: the request pylxd's migrate() makes (no
         `live` key): a running instance is stopped by the source and started by
-        the target.
+        the target. instance_only=False: the snapshots travel too. profiles: the
+        copy's profiles when the source's don't exist here (LXD <-> runtime).
         """
         inst = src.client.request("GET", f"/1.0/instances/{src_name}")["metadata"]
-        req = {"name": src_name, "migration": True, "instance_only": True}
+        req = {"name": src_name, "migration": True, "instance_only": instance_only}
         if not daemons_finish:
             req["live"] = False
         env = src.client.request("POST", f"/1.0/instances/{src_name}", req)
@@ -333,12 +335,14 @@ class ApiTarget:
         secrets = (env.get("metadata") or {}).get("metadata") or {}
         cert = src.client.server()["environment"]["certificate"]
         body = {"name": dst_name, "type": "container",
-                "architecture": inst["architecture"], "profiles": inst["profiles"],
+                "architecture": inst["architecture"],
+                "profiles": profiles if profiles is not None else inst["profiles"],
                 "config": {k: v for k, v in (inst.get("config") or {}).items()
                            if not k.startswith("volatile.")},
                 "devices": inst.get("devices") or {},
                 "source": {"type": "migration", "mode": "pull", "operation": url + op,
-                           "certificate": cert, "secrets": secrets, "instance_only": True}}
+                           "certificate": cert, "secrets": secrets,
+                           "instance_only": instance_only}}
         try:
             self.client.call("POST", "/1.0/instances", body)
         except BaseException:

@@ -36,6 +36,12 @@ def normalize(value: object) -> str:
     raise BadRequest(f"Unknown architecture {value!r}")
 
 
+def lxd_id(value: object) -> int:
+    """LXD's numeric id of an architecture (migration headers carry it)."""
+    name = normalize(value)
+    return next(i for i, n in _IDS.items() if n == name)
+
+
 def supported() -> list[str]:
     """Architectures this host runs (x86_64 also runs i686 containers)."""
     h = host()

@@ -71,8 +71,11 @@ async def operation_websocket(request: web.Request) -> web.StreamResponse:
     name = op.claim(request.query.get("secret", ""))
     # Close quickly once the operation is over: clients (pylxd's ws4py) may never
     # answer the close frame, and nothing waits on that.
+    # protocols: a migration offers its wire format to a peer that names it (the
+    # other side of runtime/migration's choice between ours and LXD's).
     ws = web.WebSocketResponse(max_msg_size=wsclient.MAX_MESSAGE, autoping=True,
-                               heartbeat=None, timeout=1.0)
+                               heartbeat=None, timeout=1.0,
+                               protocols=getattr(op, "ws_protocols", ()))
     await ws.prepare(request)
     fut = op.sockets[name]
     if not fut.done():

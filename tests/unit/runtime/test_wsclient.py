@@ -209,3 +209,76 @@ def test_encode_frame_lengths_and_mask():
         frame = wsclient.encode_frame(2, b"a" * n, mask=b"\x01\x02\x03\x04")
         assert frame[0] == 0x82 and frame[1] & 0x80
         assert len(frame) == n + 2 + 4 + (0 if n < 126 else 2 if n < 65536 else 8)
+
+
+def test_mask_matches_per_byte_xor():
+    payload, mask = os.urandom(1000 + 3), b"\x01\x82\x33\xf4"
+    assert wsclient.apply_mask(payload, mask) == bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert wsclient.apply_mask(b"", mask) == b""
+
+
+def _aiohttp_echo_server(protocols: tuple[str, ...]):
+    """An aiohttp websocket server on loopback: echoes binary frames, answers text."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def handler(request):
+        ws = web.WebSocketResponse(protocols=protocols, max_msg_size=0)
+        await ws.prepare(request)
+        await ws.send_str(ws.ws_protocol or "")
+        async for msg in ws:
+            if msg.type.name == "BINARY":
+                await ws.send_bytes(msg.data)
+            elif msg.data == "":
+                await ws.send_str("")
+                break
+        return ws
+
+    async def start():
+        app = web.Application()
+        app.router.add_get("/ws", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]
+    return asyncio, start
+
+
+@pytest.mark.parametrize("offered,served,picked", [
+    (("nova-lxd-migration-1",), ("nova-lxd-migration-1",), "nova-lxd-migration-1"),
+    (("nova-lxd-migration-1",), (), None), ((), ("nova-lxd-migration-1",), None)])
+def test_subprotocol_and_full_duplex_after_into_async(offered, served, picked):
+    asyncio, start = _aiohttp_echo_server(served)
+
+    async def main():
+        runner, port = await start()
+        try:
+            ws = wsclient.BlockingWebSocket(f"ws://127.0.0.1:{port}/ws", None,
+                                            protocols=offered)
+            await asyncio.to_thread(ws.connect)
+            assert ws.protocol == picked
+            aws = ws.into_async()
+            first = await aws.receive()
+            assert first.type.name == "TEXT" and first.data == (picked or "")
+            blobs = [os.urandom(n) for n in (1, 125, 126, 70000, 3 * 1024 * 1024)]
+
+            async def sender():
+                for b in blobs:
+                    await aws.send_bytes(b)
+                await aws.send_str("")
+            task = asyncio.ensure_future(sender())
+            got = []
+            while True:
+                msg = await aws.receive()
+                if msg.type.name == "TEXT":
+                    break
+                got.append(msg.data)
+            await task
+            assert got == blobs
+            await aws.close()
+        finally:
+            await runner.cleanup()
+    asyncio.run(main())

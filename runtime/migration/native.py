@@ -45,6 +45,9 @@ from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
 
 LOG = logging.getLogger(__name__)
+# The websocket subprotocol naming this wire format: offered by whoever connects,
+# picked by whoever accepts when it speaks it too (see runtime/migration/__init__).
+WIRE_PROTOCOL = "nova-lxd-migration-1"
 CHUNK = 4 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024
 CONNECT_TIMEOUT = 30.0
@@ -149,10 +152,11 @@ class _Peer:
             return self.session.ws_connect(
                 _ws_url(self.operation, self.secrets[name]), ssl=ssl_ctx,
                 max_msg_size=wsclient.MAX_MESSAGE,
-                autoping=True, heartbeat=None)
+                autoping=True, heartbeat=None, protocols=(WIRE_PROTOCOL,))
         fs = asyncio.to_thread(wsclient.BlockingWebSocket(
             _ws_url(self.operation, self.secrets["fs"]), ssl_ctx or None,
-            CONNECT_TIMEOUT, IDLE_TIMEOUT).connect) if receive else aio("fs")
+            CONNECT_TIMEOUT, IDLE_TIMEOUT, protocols=(WIRE_PROTOCOL,)).connect) \
+            if receive else aio("fs")
         # Both handshakes at once: each TLS handshake costs a few round trips.
         results = await asyncio.gather(aio("control"), fs, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -188,6 +192,7 @@ def _websocket_op(d, description: str, run, project: str, resources: dict):
     """A websocket operation whose metadata is exactly its secrets (what pylxd reads)."""
     op = d.ops.create("websocket", description, run, project=project, resources=resources,
                       websockets=["control", "fs"])
+    op.ws_protocols = (WIRE_PROTOCOL,)
     op.metadata.pop("fds", None)
     op.metadata.update(op.secrets)
     return op
@@ -459,10 +464,9 @@ async def migrate_source(request: web.Request, inst, body: dict,
                      target.get("certificate"))
 
         async def push(op):
-            sender.op = op
             control, fs = await peer.connect()
             try:
-                await sender.run(control, fs)
+                await _sender_for(control, sender, d, inst, body, snapshot, op).run(control, fs)
             finally:
                 await _close(control, fs)
                 await peer.close()
@@ -470,14 +474,13 @@ async def migrate_source(request: web.Request, inst, body: dict,
                                    resources=resources, cancellable=True))
 
     async def pull(op):
-        sender.op = op
         try:
             control = await op.socket("control", CONNECT_TIMEOUT)
             fs = await op.socket("fs", CONNECT_TIMEOUT)
         except TimeoutError:
             raise TransferError("Migration target never connected")
         try:
-            await sender.run(control, fs)
+            await _sender_for(control, sender, d, inst, body, snapshot, op).run(control, fs)
         finally:
             for key in ("control", "fs"):
                 op.metadata.pop(key, None)
@@ -487,6 +490,19 @@ async def migrate_source(request: web.Request, inst, body: dict,
 def _async(op) -> web.Response:
     from runtime.api import response
     return response.async_(op)
+
+
+def speaks_ours(ws) -> bool:
+    """Whether the websocket handshake agreed on this wire format (if not: LXD's)."""
+    return (getattr(ws, "ws_protocol", None) or getattr(ws, "protocol", None)) == WIRE_PROTOCOL
+
+
+def _sender_for(control, sender, d, inst, body: dict, snapshot, op):
+    if not speaks_ours(control):
+        from runtime.migration.lxd_peer import LxdSender
+        sender = LxdSender(d, inst, body, snapshot)
+    sender.op = op
+    return sender
 
 
 # Receiver -----------------------------------------------------------------------
@@ -902,7 +918,7 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
             except TimeoutError:
                 raise TransferError("Migration source never connected")
             try:
-                await receiver.run(control, fs)
+                await _receiver_for(control, receiver).run(control, fs)
             finally:
                 for key in ("control", "fs"):
                     op.metadata.pop(key, None)
@@ -917,12 +933,21 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
         control, fs = await peer.connect(receive=True)
         receiver.marks.append(("connect", time.monotonic() - t0))
         try:
-            await receiver.run(control, fs)
+            if not speaks_ours(control):
+                fs = fs.into_async()    # LXD's rsync talks back on fs
+            await _receiver_for(control, receiver).run(control, fs)
         finally:
             await _close(control, fs)
             await peer.close()
     return _async(d.ops.create("task", "Creating instance", pull, project=project,
                                resources=resources, cancellable=True))
+
+
+def _receiver_for(control, receiver):
+    if speaks_ours(control):
+        return receiver
+    from runtime.migration.lxd_peer import LxdReceiver
+    return LxdReceiver(receiver.d, receiver.project, receiver.body)
 
 
 def attach(daemon) -> None:
