@@ -24,6 +24,7 @@ def db_url(name: str) -> str:
 TRANSPORT = (f"rabbit://{layout.RABBIT_USER}:{layout.RABBIT_PASSWORD}@{layout.MGMT_IP}:"
              f"{layout.PORTS['rabbitmq']}/")
 MEMCACHE = f"{layout.MGMT_IP}:{layout.PORTS['memcached']}"
+SERIAL_PORTS = "10000:10999"
 DATABASES = ("keystone", "glance", "placement", "nova_api", "nova", "nova_cell0", "neutron")
 
 
@@ -117,6 +118,14 @@ def _nova_common() -> Sections:
         "wsgi": {"api_paste_config": layout.etc("nova", "api-paste.ini")},
         "oslo_policy": {"enforce_new_defaults": True, "enforce_scope": True},
         "workarounds": {"disable_rootwrap": True},
+        # Users reach a server's console through nova-serialproxy, which
+        # connects to proxyclient_address (each compute's own address) on a
+        # port from port_range; the computes put base_url in the URLs.
+        "serial_console": {
+            "enabled": True, "port_range": SERIAL_PORTS,
+            "base_url": f"ws://{layout.MGMT_IP}:{layout.PORTS['nova-serialproxy']}/",
+            "serialproxy_host": layout.MGMT_IP,
+            "serialproxy_port": layout.PORTS["nova-serialproxy"]},
     }
 
 
@@ -150,6 +159,7 @@ def nova_compute(node: Node, conf: str) -> Sections:
                     "resume_guests_state_on_host_boot": False,
                     "reserved_host_memory_mb": 0},
         "lxd": {"endpoint": layout.runtime_socket(node)},
+        "serial_console": {"proxyclient_address": node.mgmt_ip},
         "oslo_concurrency": {"lock_path": os.path.join(state, "locks")},
         "os_vif_ovs": {"ovsdb_connection": f"unix:{node.ovs_dir}/db.sock",
                        "ovsdb_interface": "native"},

@@ -29,8 +29,13 @@ CHANGED: set[str] = set()  # files written with new content by this process
 
 def write(path: str, sections: Sections, mode: int = 0o640) -> str:
     """Write *path* only when its content changes; return the path."""
+    return write_text(path, render(sections), mode)
+
+
+def write_text(path: str, text: str, mode: int = 0o640) -> str:
+    """Write *path* only when *text* differs from what it holds (recorded in
+    CHANGED, so a running service that reads it is restarted)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = render(sections)
     try:
         with open(path) as f:
             if f.read() == text:

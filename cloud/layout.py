@@ -44,7 +44,7 @@ PHYSNET = "public"
 PORTS = {
     "keystone": 5000, "glance": 9292, "placement": 8778, "nova-api": 8774,
     "nova-metadata": 8775, "neutron-api": 9696, "mysql": 3306, "rabbitmq": 5672,
-    "memcached": 11211,
+    "memcached": 11211, "horizon": 8080, "nova-serialproxy": 6083,
 }
 
 ADMIN_PASSWORD = "nlxc-admin"

@@ -14,8 +14,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from cloud import (bootstrap, config, infra, inifile, layout, netns, readiness, resources,
-                   services, supervisor)
+from cloud import (bootstrap, config, horizon, infra, inifile, layout, netns, readiness,
+                   resources, services, supervisor)
 from cloud.layout import Node
 from cloud.services import Service
 
@@ -133,6 +133,8 @@ def up(hosts: int, progress: Progress = print) -> dict:
     infra.prepare_mariadb()
     infra.prepare_rabbitmq()
     config.write_all(nodes)
+    horizon.write_settings()
+    horizon.collect_static(progress)
     table = services.table(nodes)
     supervisor.ensure(table)
     # A running service whose configuration changed starts again with it.
@@ -201,6 +203,8 @@ def write_client_files(nodes: list[Node], images: dict[str, str]) -> dict:
                    "lxd_dir": layout.runtime_dir(n), "ovs_rundir": n.ovs_dir}
                   for n in nodes],
         "images": images,
+        "dashboard": horizon.url(),
+        "serial_console_proxy": f"ws://{layout.MGMT_IP}:{layout.PORTS['nova-serialproxy']}/",
         "external": {"cidr": layout.EXT_CIDR, "machine_address": layout.EXT_IP},
     }
     with open(os.path.join(layout.CACHE, "cloud.json"), "w") as f:
@@ -232,6 +236,9 @@ def status(out: Callable[[str], None] = print) -> int:
     from cloud import memory
     mb, count = memory.total_mb()
     out(f"memory: {mb:.0f} MB (PSS) in {count} processes")
+    dashboard = states.get("horizon", {}).get("statename") == "RUNNING"
+    out(f"dashboard: {horizon.url() if dashboard else 'not running'} (user "
+        f"{layout.MEMBER_USER}, password {layout.MEMBER_PASSWORD})")
     out(f"logs: {layout.path('logs')}; clients: "
         f"OS_CLIENT_CONFIG_FILE={os.path.join(layout.CACHE, 'clouds.yaml')}")
     return 1 if bad else 0

@@ -5,9 +5,8 @@ One entry per process, in start order. The supervisor configuration
 so a service is defined once. Each entry names the network namespace it
 runs in (None: the machine's), its log file and its readiness check.
 
-Where later work plugs in: nova-serialproxy and Horizon (the dashboard) are
-control services; they get entries in ``control()`` next to nova-api when
-they are served (see the placeholders there).
+nova-serialproxy (users' serial consoles) and Horizon (the dashboard) are
+control services next to nova-api.
 """
 from __future__ import annotations
 
@@ -34,6 +33,8 @@ class Service:
     # Seconds between SIGTERM and SIGKILL: short, a test cloud loses nothing
     # when a service is killed (MariaDB and RabbitMQ get longer).
     stop_wait: int = 5
+    # Files it reads that its command line does not name (Horizon's settings).
+    config_files: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def log(self) -> str:
@@ -43,7 +44,8 @@ class Service:
         """Whether *path* is one of its configuration files (named on its
         command line, or in a configuration directory its environment names)."""
         words = [*self.argv, *self.env.values()]
-        return path in words or os.path.dirname(path) in words
+        return (path in words or os.path.dirname(path) in words
+                or path in self.config_files)
 
     @property
     def command(self) -> list[str]:
@@ -63,7 +65,7 @@ def _path_env() -> dict[str, str]:
                     "/sbin:/bin"}
 
 
-def wsgi(name: str, app: str, port: int, env: dict[str, str]) -> Service:
+def wsgi(name: str, app: str, port: int, env: dict[str, str], path: str = "/") -> Service:
     """An API served by gunicorn (nova 34, Glance 33 and Neutron 29 ship no API
     server of their own, only WSGI applications). Pure Python, so nothing to
     compile against the virtualenv's interpreter; one worker with a few threads
@@ -72,7 +74,7 @@ def wsgi(name: str, app: str, port: int, env: dict[str, str]) -> Service:
     argv = [layout.bin_("gunicorn"), "--config", conf, "--bind", f"{IP}:{port}", "--workers", "1",
             "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
             "--graceful-timeout", "5", "--name", name, "--no-control-socket", app]
-    return Service(name, argv, readiness.http(IP, port), "control",
+    return Service(name, argv, readiness.http(IP, port, path), "control",
                    env={**_path_env(), **env})
 
 
@@ -128,7 +130,13 @@ def control() -> list[Service]:
                 readiness.nova_service("nova-conductor"), "control", env=_path_env()),
         Service("nova-scheduler", [layout.bin_("nova-scheduler"), *nova_args],
                 readiness.nova_service("nova-scheduler"), "control", env=_path_env()),
-        # Issue 11 adds here: nova-serialproxy (consoles) and horizon (dashboard).
+        # Serial consoles: websockets from users (Horizon's terminal, any
+        # client of `openstack console url show --serial`) to the computes'
+        # console ports, after checking the token.
+        Service("nova-serialproxy", [layout.bin_("nova-serialproxy"), *nova_args],
+                readiness.tcp(IP, layout.PORTS["nova-serialproxy"]), "control",
+                env=_path_env()),
+        dashboard(),
         wsgi("neutron-api", "neutron.wsgi.api:application", layout.PORTS["neutron-api"],
               neutron_env),
         Service("neutron-rpc-server", [layout.bin_("neutron-rpc-server"), *neutron_args],
@@ -137,6 +145,16 @@ def control() -> list[Service]:
                 [layout.bin_("neutron-periodic-workers"), *neutron_args],
                 readiness.running(), "control", env=_path_env()),
     ]
+
+
+def dashboard() -> Service:
+    """Horizon under gunicorn (cloud/horizon.py writes its settings)."""
+    from cloud import horizon
+
+    service = wsgi("horizon", "cloud.horizon_wsgi:application", layout.PORTS["horizon"],
+                   horizon.env(), path="/auth/login/")
+    service.config_files.append(horizon.settings_file())
+    return service
 
 
 def ovs_env(node: Node) -> dict[str, str]:

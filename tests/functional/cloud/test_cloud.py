@@ -1,7 +1,7 @@
-"""The cloud end to end: ``scripts/cloud up`` with two hosts, two Debian servers
-on different hosts that ping each other over Neutron's VXLAN network, SSH in
-from this machine through a floating IP, then ``scripts/cloud down`` and
-nothing of the cloud is left (processes, namespaces, links, state).
+"""The cloud end to end (the cloud itself: conftest.py): two Debian servers on
+different hosts that ping each other over Neutron's VXLAN network, SSH in from
+this machine through a floating IP; a server's serial console through the
+cloud's nova-serialproxy, as `openstack console url show --serial` hands it out.
 
 Slow (a few minutes: every OpenStack service starts for real) but the only
 test of the whole: it runs in CI.
@@ -11,67 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-sys.path.insert(0, REPO)
-from cloud import demo, layout, netns, resources  # noqa: E402
+from cloud import demo, resources
 
 pytestmark = pytest.mark.timeout(1500)
-
-
-def _cloud(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    return subprocess.run([sys.executable, "-m", "cloud", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _leftovers() -> list[str]:
-    left = [f"netns {ns}" for ns in netns.namespaces()
-            if ns.startswith((layout.PREFIX + "-", "qrouter-", "qdhcp-"))]
-    links = netns.ip("-o", "link", "show").stdout.splitlines()
-    left += [f"link {line.split(':')[1].strip()}" for line in links
-             if line.split(":")[1].strip().startswith(layout.PREFIX)]
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if layout.STATE.encode() in f.read():
-                        left.append(f"process {pid}")
-            except OSError:
-                pass
-    if os.path.exists(layout.STATE):
-        left.append(f"directory {layout.STATE}")
-    return left
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    started = time.monotonic()
-    done = _cloud("up", "--hosts", "2")
-    print(done.stdout[-3000:])
-    try:
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        print(f"cloud up in {time.monotonic() - started:.0f} s")
-        status = _cloud("status", timeout=120)
-        assert status.returncode == 0, status.stdout
-        yield
-    finally:
-        t = time.monotonic()
-        down = _cloud("down", timeout=600)
-        print(down.stdout[-2000:])
-        print(f"cloud down in {time.monotonic() - t:.0f} s")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert _leftovers() == []
+NOVA_TESTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "nova")
 
 
 def test_servers_across_hosts_ping_and_ssh(cloud):
-    os.environ.pop("REQUESTS_CA_BUNDLE", None)
-    os.environ.pop("CURL_CA_BUNDLE", None)
     from cloud.readiness import admin
 
     conn, adm = resources.member(), admin()
@@ -104,3 +53,40 @@ def test_servers_across_hosts_ping_and_ssh(cloud):
     assert ping.returncode == 0, ping.stdout + ping.stderr
     # and SSH (TCP) across hosts, through demo-1
     assert demo.wait_ssh(demo._address(s2), jump=address) == "demo-2"
+    demo.cleanup(conn)
+
+
+def test_serial_console_through_nova_serialproxy(cloud):
+    """`openstack console url show --serial` gives a ws:// URL on the cloud's
+    nova-serialproxy; a websocket client (with the dashboard's Origin, as
+    Horizon's terminal sends it) gets the getty's prompt, logs in and runs a
+    command. The busybox image's getty lets root in without a password."""
+    sys.path.append(NOVA_TESTS)
+    import console_dialogue
+
+    conn = resources.member()
+    server = conn.compute.create_server(
+        name="console-1", image_id=conn.image.find_image("busybox").id,
+        flavor_id=conn.compute.find_flavor("c1.tiny").id,
+        networks=[{"uuid": conn.network.find_network("private").id}])
+    try:
+        server = conn.compute.wait_for_server(server, wait=300)
+        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": cloud["clouds_yaml"]}
+        shown = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "openstack"), "--os-cloud",
+             "nova-lxd", "console", "url", "show", "--serial", server.id, "-f", "value",
+             "-c", "url"], env=env, capture_output=True, text=True, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        url = shown.stdout.strip()
+        assert url.startswith(cloud["serial_console_proxy"] + "?token="), url
+        with console_dialogue.WebsocketConsole(url, origin=cloud["dashboard"].rstrip("/")) as con:
+            out = console_dialogue.login_and_run(con, "hostname")
+        assert out == "console-1", out
+        # nova-serialproxy closes the connection of a token nova did not issue
+        with console_dialogue.WebsocketConsole(url[:-4] + "0000") as con:
+            con.send(b"\n")
+            with pytest.raises(AssertionError, match="console closed"):
+                con.expect(b"login: ", timeout=15)
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=120)
