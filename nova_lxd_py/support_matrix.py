@@ -43,6 +43,8 @@ NOVA_TESTS = "tests/functional/nova/"
 OVS_TEST = NOVA_TESTS + "test_lxd_ovs.py::LXDOVSTest::"
 TAP_TEST = NOVA_TESTS + "test_lxd_network.py::LXDNetworkTest::"
 CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest::"
+CLOUD_TEST = "tests/functional/cloud/test_cloud.py::"
+DASHBOARD_TEST = "tests/functional/cloud/test_dashboard.py::"
 
 FEATURES: tuple[Feature, ...] = (
     Feature("operation.launch", "Launch instance", ("spawn",),
@@ -70,12 +72,14 @@ FEATURES: tuple[Feature, ...] = (
     Feature("console.serial.log", "Console log", ("get_console_output",),
             tempest="console_output",
             notes="the container's /dev/console as liblxc logs it (also while a serial "
-                  "console is attached); the last [lxd] console_log_max_bytes",
+                  "console is attached); the last [lxd] console_log_max_bytes; Horizon's "
+                  "Log tab shows it",
             proven_by=(CONSOLE_TEST + "test_console_output_is_the_log_capped",
                        CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
                                       "and_delete",
                        "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
-                       "test_power_actions_and_console")),
+                       "test_power_actions_and_console",
+                       DASHBOARD_TEST + "test_dashboard_launch_console_delete")),
     Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
     Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",),
             notes="the runtime's host's, also when the runtime is remote"),
@@ -186,13 +190,16 @@ FEATURES: tuple[Feature, ...] = (
                   "(ports from port_range, released on stop, suspend and delete) bridged to "
                   "the runtime's console websocket; the user reaches the container's "
                   "/dev/console (the rescue container's while rescued), one client at a "
-                  "time; tested through websockify (nova-serialproxy's relay), not yet "
-                  "through a running nova-serialproxy (that needs the real cloud)",
+                  "time; tested through a running nova-serialproxy on the real cloud "
+                  "(`openstack console url show --serial`) and in Horizon's Console tab "
+                  "(Chromium), and through websockify in nova's functional tests",
             proven_by=(CONSOLE_TEST + "test_login_over_the_serial_port_released_on_stop_"
                                       "and_delete",
                        CONSOLE_TEST + "test_one_client_at_a_time_and_reattach",
                        CONSOLE_TEST + "test_websocket_client_through_websockify",
-                       CONSOLE_TEST + "test_rescue_console_and_compute_restart")),
+                       CONSOLE_TEST + "test_rescue_console_and_compute_restart",
+                       CLOUD_TEST + "test_serial_console_through_nova_serialproxy",
+                       DASHBOARD_TEST + "test_dashboard_launch_console_delete")),
     Feature("guest.setup.inject.file", "File injection (personality)", (),
             tempest="personality", why_missing="removed from nova's driver API"),
     Feature("operation.trigger-crash-dump", "Trigger crash dump", ("trigger_crash_dump",),
