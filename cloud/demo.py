@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from cloud import layout, orchestrate, resources
+from cloud import horizon, layout, orchestrate, resources
 from cloud.readiness import admin
 
 MARKER = "nova-lxd-demo-user-data"
@@ -238,6 +238,9 @@ def run(keep: bool, hosts: int, out=print) -> int:
         out(f"  export OS_CLIENT_CONFIG_FILE={os.path.join(layout.CACHE, 'clouds.yaml')}")
         out("  .venv/bin/openstack --os-cloud nova-lxd server list")
         out(f"  ssh -i {KEY} debian@{address}")
+        out(f"  {horizon.url()}   # Horizon: user {layout.MEMBER_USER}, "
+            f"password {layout.MEMBER_PASSWORD}")
+        out("  .venv/bin/openstack --os-cloud nova-lxd console url show --serial demo-1")
         out("  scripts/cloud status     # every service; logs in " + layout.path("logs"))
         out("  scripts/cloud down       # removes everything")
         step(f"total {time.monotonic() - started:.0f} s")
