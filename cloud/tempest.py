@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from cloud import inifile, layout
+from cloud import horizon, inifile, layout
 
 WORKSPACE = os.path.join(layout.CACHE, "tempest")
 EXCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tempest-exclude.txt")
@@ -78,7 +78,9 @@ def conf(hosts: int) -> inifile.Sections:
         "scenario": {"img_file": "", "img_disk_format": "raw"},
         "service_available": {"nova": True, "glance": True, "neutron": True,
                               "placement": True, "cinder": False, "swift": False,
-                              "heat": False, "horizon": False, "designate": False},
+                              "heat": False, "horizon": True, "designate": False},
+        "dashboard": {"dashboard_url": horizon.url(),
+                      "login_url": horizon.url() + "auth/login/"},
         "placement": {"region": layout.REGION},
     }
 

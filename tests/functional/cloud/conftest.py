@@ -3,6 +3,8 @@ hosts before the first, ``scripts/cloud down`` after the last, and then
 nothing of the cloud may be left (processes, namespaces, links, state).
 
 Package scope: the rest of the suite does not run next to a whole OpenStack.
+``NLX_TEST_KEEP_CLOUD=1`` leaves the cloud up afterwards (to look at it, or to
+run a test again at once: ``up`` on a running cloud returns in seconds).
 """
 from __future__ import annotations
 
@@ -66,9 +68,12 @@ def cloud() -> dict:
         with open(os.path.join(layout.CACHE, "cloud.json")) as f:
             yield json.load(f)
     finally:
-        t = time.monotonic()
-        down = run_cloud("down", timeout=600)
-        print(down.stdout[-2000:])
-        print(f"cloud down in {time.monotonic() - t:.0f} s")
-        assert down.returncode == 0, down.stdout + down.stderr
-        assert leftovers() == []
+        if os.environ.get("NLX_TEST_KEEP_CLOUD") == "1":
+            print("NLX_TEST_KEEP_CLOUD=1: the cloud stays up (scripts/cloud down)")
+        else:
+            t = time.monotonic()
+            down = run_cloud("down", timeout=600)
+            print(down.stdout[-2000:])
+            print(f"cloud down in {time.monotonic() - t:.0f} s")
+            assert down.returncode == 0, down.stdout + down.stderr
+            assert leftovers() == []
