@@ -134,3 +134,33 @@ def test_a_failed_service_names_itself_and_shows_its_log(tmp_path, monkeypatch):
                         lambda: {"nova-api": {"statename": "RUNNING"}})
     with pytest.raises(orchestrate.ServiceFailed, match="not answering"):
         orchestrate._wait([service], lambda line: None)
+
+
+def test_serial_consoles_through_the_proxy_to_each_compute():
+    node = NODES[1]
+    compute = config.nova_compute(node, "/x/nova-compute.conf")["serial_console"]
+    assert compute["enabled"] is True
+    assert compute["proxyclient_address"] == node.mgmt_ip  # the proxy reaches it there
+    proxy = config.nova()["serial_console"]
+    assert compute["base_url"] == proxy["base_url"] == (
+        f"ws://{proxy['serialproxy_host']}:{proxy['serialproxy_port']}/")
+    table = {s.name: s for s in services.table(NODES)}
+    assert table["nova-serialproxy"].namespace is None
+    assert table["nova-serialproxy"].reads(layout.etc("nova", "nova.conf"))
+
+
+def test_dashboard_settings_and_service(monkeypatch, tmp_path):
+    from cloud import horizon
+
+    monkeypatch.setattr(layout, "STATE", str(tmp_path))
+    text = horizon.settings()
+    compile(text, "local_settings.py", "exec")  # valid Python
+    assert f"OPENSTACK_KEYSTONE_URL = '{layout.url('keystone', '/v3')}'" in text
+    assert "PyMemcacheCache" in text and config.MEMCACHE in text
+    assert f"STATIC_ROOT = '{horizon.static_root()}'" in text
+    assert horizon.static_root().startswith(layout.CACHE)  # kept across clouds
+    assert str(tmp_path) in text  # the secret key lives with the cloud's state
+    service = services.dashboard()
+    assert service.env["PYTHONPATH"].split(":")[0] == horizon.settings_dir()
+    assert service.reads(horizon.settings_file())  # restarted when settings change
+    assert f"{layout.MGMT_IP}:{layout.PORTS['horizon']}" in service.argv
