@@ -80,6 +80,9 @@ COMPRESS_OFFLINE = True
 
 # Containers have serial consoles only (nova-serialproxy); no VNC or SPICE.
 CONSOLE_TYPE = {CONSOLE_TYPE!r}
+# The Console tab frames Horizon's own serial console page: Django's default
+# (DENY) would blank it; other sites still may not frame the dashboard.
+X_FRAME_OPTIONS = "SAMEORIGIN"
 # No Cinder in this cloud: servers boot from their image.
 LAUNCH_INSTANCE_DEFAULTS = {{
     "config_drive": False, "create_volume": False, "hide_create_volume": True,

@@ -157,6 +157,7 @@ def test_dashboard_settings_and_service(monkeypatch, tmp_path):
     compile(text, "local_settings.py", "exec")  # valid Python
     assert f"OPENSTACK_KEYSTONE_URL = '{layout.url('keystone', '/v3')}'" in text
     assert "PyMemcacheCache" in text and config.MEMCACHE in text
+    assert "X_FRAME_OPTIONS = \"SAMEORIGIN\"" in text  # the Console tab frames the console
     assert f"STATIC_ROOT = '{horizon.static_root()}'" in text
     assert horizon.static_root().startswith(layout.CACHE)  # kept across clouds
     assert str(tmp_path) in text  # the secret key lives with the cloud's state
