@@ -7,7 +7,8 @@ key pair, security group ``default``, a customization script giving the
 ``debian`` user a console password); the instance Active with its IP; the
 Log tab shows its console (the getty's prompt); the Console tab opens the
 serial console (term.js on a websocket to the cloud's nova-serialproxy), logs
-in and runs ``hostname``; delete. A screenshot per step goes to
+in and runs ``hostname``; create a snapshot, shut off, start, soft reboot;
+delete. A screenshot per step goes to
 ``.cache/test-results/dashboard-*.png``.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 RESULTS = os.path.join(layout.REPO, ".cache", "test-results")
 NAME = "dash-1"
 KEYPAIR = "dash-key"
+SNAPSHOT = "dash-1-snapshot"
 WAIT = 60
 
 
@@ -81,9 +83,10 @@ class Steps:
         self.driver.save_screenshot(os.path.join(RESULTS, f"dashboard-{self.n:02d}-{name}.png"))
 
 
-def _until(driver, what, timeout: float = WAIT, message: str = ""):
+def _until(driver, what, timeout: float = WAIT, message: str = "",
+           poll_frequency: float = 0.5):
     from selenium.webdriver.support.wait import WebDriverWait
-    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(what, message)
+    return WebDriverWait(driver, timeout, poll_frequency=poll_frequency).until(what, message)
 
 
 def _allocate(driver, step, label: str) -> None:
@@ -109,6 +112,7 @@ def _terminal_text(driver) -> str:
 
 
 def test_dashboard_launch_console_delete(cloud, browser):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -223,14 +227,65 @@ def test_dashboard_launch_console_delete(cloud, browser):
         type_("exit")
         d.switch_to.default_content()
 
-        # 6. delete from the instances table
-        d.get(f"{base}/project/instances/")
-        actions = _until(d, EC.presence_of_element_located(
-            (By.CSS_SELECTOR, f"{row} td.actions_column")))
-        actions.find_element(By.CSS_SELECTOR, ".dropdown-toggle").click()
-        actions.find_element(By.XPATH, ".//*[normalize-space()='Delete Instance']").click()
-        _until(d, EC.element_to_be_clickable(
-            (By.CSS_SELECTOR, ".modal-dialog .btn-danger"))).click()
+        # 6. the row's actions: create snapshot, shut off, start, soft reboot
+        def row_action(label: str) -> None:
+            d.get(f"{base}/project/instances/")
+            actions = _until(d, EC.presence_of_element_located(
+                (By.CSS_SELECTOR, f"{row} td.actions_column")))
+            item = f".//*[normalize-space()='{label}']"
+            if not actions.find_elements(By.XPATH, item + "[not(ancestor::ul)]"):
+                actions.find_element(By.CSS_SELECTOR, ".dropdown-toggle").click()
+            actions.find_element(By.XPATH, item).click()
+            if label == "Create Snapshot":  # a form: its name, then submit
+                _until(d, EC.visibility_of_element_located((By.ID, "id_name"))).send_keys(
+                    SNAPSHOT)
+                steps.shot("create-snapshot")
+            # the confirmation (or the form's submit button), where there is one
+            try:
+                _until(d, EC.element_to_be_clickable(
+                    (By.CSS_SELECTOR, ".modal-dialog .btn-danger, .modal-dialog .btn-primary")),
+                    timeout=5).click()
+            except TimeoutException:
+                pass
+
+        def done(action: str, word: str) -> None:
+            """nova finished *action* (its instance action's events all
+            succeeded) and the table shows the server as *word*."""
+            def finished(d):
+                found = [a for a in conn.compute.server_actions(server.id)
+                         if a.action == action]
+                if not found:
+                    return False
+                events = conn.compute.get_server_action(found[0].request_id,
+                                                        server.id).events or []
+                for e in events:
+                    if getattr(e, "result", None) == "Error":
+                        raise AssertionError(f"{action} failed: {e}")
+                return events and all(getattr(e, "finish_time", None) for e in events)
+            _until(d, finished, timeout=180, poll_frequency=2,
+                   message=f"nova did not finish {action}")
+
+            def shown(d):
+                d.get(f"{base}/project/instances/")
+                rows = d.find_elements(By.CSS_SELECTOR, row)
+                return rows and word in rows[0].text.split()
+            _until(d, shown, poll_frequency=2, message=f"{NAME} not shown {word}")
+            steps.shot(action)
+
+        row_action("Create Snapshot")
+        done("createImage", "Active")
+        _until(d, lambda d: getattr(conn.image.find_image(SNAPSHOT), "status", "") == "active",
+               timeout=180, poll_frequency=2, message="the snapshot never became active")
+        row_action("Shut Off Instance")
+        done("stop", "Shutoff")
+        row_action("Start Instance")
+        done("start", "Active")
+        row_action("Soft Reboot Instance")
+        done("reboot", "Active")
+        assert conn.compute.get_server(server.id).status == "ACTIVE"
+
+        # 7. delete from the instances table
+        row_action("Delete Instance")
         conn.compute.wait_for_delete(server, wait=120)
         d.get(f"{base}/project/instances/")
         _until(d, lambda d: not d.find_elements(By.CSS_SELECTOR, row),
@@ -247,6 +302,9 @@ def test_dashboard_launch_console_delete(cloud, browser):
         if left:
             conn.compute.delete_server(left)
             conn.compute.wait_for_delete(left, wait=120)
+        snap = conn.image.find_image(SNAPSHOT)
+        if snap:
+            conn.image.delete_image(snap)
         kp = conn.compute.find_keypair(KEYPAIR)
         if kp:
             conn.compute.delete_keypair(kp)
