@@ -56,6 +56,8 @@ def static_root() -> str:
 def settings() -> str:
     """The text of local_settings.py for this cloud."""
     return f'''"""Horizon's local settings for this cloud (written by cloud/horizon.py)."""
+import os
+
 from horizon.utils import secret_key
 
 DEBUG = False
@@ -69,10 +71,13 @@ OPENSTACK_KEYSTONE_DEFAULT_ROLE = "member"
 OPENSTACK_ENDPOINT_TYPE = "publicURL"
 SECRET_KEY = secret_key.generate_or_read_from_file({layout.etc("horizon", "secret_key")!r})
 
-# Sessions in memcached, the cloud's cache.
+# Sessions in memcached, the cloud's cache. `collectstatic` and `compress` run
+# at `up` before memcached does (and templates' cache tags would wait on it).
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 CACHES = {{"default": {{"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
                         "LOCATION": {config.MEMCACHE!r}}}}}
+if os.environ.get("NLXC_HORIZON_BUILD") == "1":
+    CACHES = {{"default": {{"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}}}
 
 # Collected and compressed once per Horizon version (cloud/horizon.py).
 STATIC_ROOT = {static_root()!r}
@@ -124,12 +129,13 @@ def collect_static(progress) -> None:
     if os.path.exists(marker):
         return
     shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(layout.CACHE, exist_ok=True)  # a fresh checkout has no .cache yet
     progress("  dashboard static files: collectstatic and compress (once per Horizon "
              "version, kept in .cache/cloud)")
     for stale in os.listdir(layout.CACHE):
         if stale.startswith("horizon-static-"):
             shutil.rmtree(os.path.join(layout.CACHE, stale), ignore_errors=True)
-    run_env = {**os.environ, **env()}
+    run_env = {**os.environ, **env(), "NLXC_HORIZON_BUILD": "1"}
     for args in (["collectstatic", "--noinput", "--verbosity", "0"],
                  ["compress", "--force", "--verbosity", "0"]):
         done = subprocess.run([layout.bin_("python"), "-m", "django", *args], env=run_env,
