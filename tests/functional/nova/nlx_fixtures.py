@@ -28,6 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
     sys.path.append(REPO)
 from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
+from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"

@@ -140,11 +140,14 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             runtime.image_aliases.extend(image_ids)
 
     def _boot(self, name: str, image_id: str | None = None, host: str | None = None,
-              flavor_id: str | None = None, wait: str = "ACTIVE") -> dict:
+              flavor_id: str | None = None, wait: str = "ACTIVE",
+              config_drive: bool = False) -> dict:
         server = self._build_server(name=name, image_uuid=image_id or self.image_id,
                                     flavor_id=flavor_id or self.flavor_id, networks="none")
         if host:
             server["host"] = host
+        if config_drive:
+            server["config_drive"] = True
         self._track_images(image_id or self.image_id)
         created = self.api.post_server({"server": server})
         return self._wait_for_state_change(created, wait)
@@ -254,7 +257,10 @@ class LXDServersTest(LXDServersBase):
         self._assert_runtimes_empty()
 
     def test_rescue_unrescue(self):
-        server = self._boot("nlx-rescue")
+        """The rescue container sees the stopped root, gets the rescue password
+        (shadow and its own config drive) and unrescue gives the instance back
+        with its own config drive."""
+        server = self._boot("nlx-rescue", config_drive=True)
         self._exec(server, "sh", "-c", "echo precious > /root/marker")
         self.api.post_server_action(server["id"], {"rescue": {"adminPass": "r3scue:Pw"}})
         server = self._wait_for_state_change(server, "RESCUE")
@@ -268,13 +274,52 @@ class LXDServersTest(LXDServersBase):
         self.assertEqual("precious", result.stdout.strip(), result.stderr)
         rescue.execute(["sh", "-c", "echo repaired >> /mnt/rescue/root/marker"])
         self._assert_password(rescue, "root", "r3scue:Pw")
+        drive = rescue.execute(["cat", self.META_DATA])
+        self.assertEqual(0, drive.exit_code, drive.stderr)
+        meta = json.loads(drive.stdout)
+        self.assertEqual((server["id"], "r3scue:Pw"), (meta["uuid"], meta.get("admin_pass")))
+        self.assertEqual("600", rescue.execute(["stat", "-c", "%a", self.META_DATA]
+                                               ).stdout.strip())
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assertEqual("Running", self._status(server))
         self.assertEqual("precious\nrepaired",
                          self._exec(server, "cat", "/root/marker").strip())
+        meta = json.loads(self._exec(server, "cat", self.META_DATA))
+        self.assertEqual(server["id"], meta["uuid"])
+        self.assertNotEqual("r3scue:Pw", meta.get("admin_pass"))
         self.assertNotIn(name + "-rescue", [i.name for i in
                                             self.runtimes[host].client.instances.all()])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    META_DATA = "/config-drive/openstack/latest/meta_data.json"
+
+    def test_rescue_of_a_root_the_pool_has_unmounted(self):
+        """After a host reboot the stopped instance's root is not mounted anywhere
+        (as on pools that unmount stopped roots): rescue still gets it, because
+        the runtime mounts it for the rescue container, and the repair is there
+        when the instance starts again."""
+        server = self._boot("nlx-rescue-cold")
+        self._exec(server, "sh", "-c", "echo precious > /root/marker")
+        server = self._stop_server(server)
+        host = server["OS-EXT-SRV-ATTR:host"]
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        runtime = self.runtimes[host]
+        runtime.restart(host_reboot=True)
+        self.assertEqual([], [m for m in nlx_fixtures.mounts_below(runtime.lxd_dir)
+                              if f"/containers/{name}/" in m + "/"],
+                         "the stopped root is still mounted")
+        self.api.post_server_action(server["id"], {"rescue": {}})
+        server = self._wait_for_state_change(server, "RESCUE")
+        rescue = runtime.client.instances.get(name + "-rescue")
+        result = rescue.execute(["sh", "-c", "cat /mnt/rescue/root/marker && "
+                                 "echo repaired >> /mnt/rescue/root/marker"])
+        self.assertEqual("precious", result.stdout.strip(), result.stderr)
+        self.api.post_server_action(server["id"], {"unrescue": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("precious\nrepaired",
+                         self._exec(server, "cat", "/root/marker").strip())
         self._delete_server(server)
         self._assert_runtimes_empty()
 
