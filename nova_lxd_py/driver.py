@@ -262,7 +262,7 @@ class LXDDriver(driver.ComputeDriver):
                     self._claim_name(instance)
                     self._rt.create(self._body(name, config, devices, source))
                     undo.append(lambda: self._rt.delete(name, instance.uuid))
-                    self._push_seed(instance, network_info, extra=drive)
+                    self._push_seed(instance, network_info, extra=drive, fresh=True)
             except nova_exception.InstanceEventTimeout:
                 if CONF.vif_plugging_is_fatal:
                     raise nova_exception.VirtualInterfaceCreateException()
@@ -338,12 +338,19 @@ class LXDDriver(driver.ComputeDriver):
                 "config": config, "devices": devices, "source": source}
 
     def _push_seed(self, instance: Any, network_info: Any, name: str | None = None,
-                   extra: dict[str, bytes] | None = None) -> None:
-        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs."""
+                   extra: dict[str, bytes] | None = None, fresh: bool = False) -> None:
+        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs.
+
+        fresh: a new root (from an image or a volume), where a config drive found is
+        not this instance's (an image made elsewhere): removed, so the guest reads
+        only what nova gives it."""
+        name = name or instance.name
+        if fresh:
+            self._rt.delete_tree(name, configdrive.CONFIG_DRIVE_MOUNT)
         files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
                                           network_info)
         files.update(extra or {})
-        self._rt.push_files(name or instance.name, files, private=configdrive.PRIVATE_DIRS)
+        self._rt.push_files(name, files, private=configdrive.PRIVATE_DIRS)
 
     @staticmethod
     def _config_drive(instance: Any, network_info: Any, injected_files: list | None = None,
@@ -383,6 +390,7 @@ class LXDDriver(driver.ComputeDriver):
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
         self._rt.delete(rescue_mod.name_of(name), instance.uuid)
+        self._rt.delete(runtime_api.scratch_name(name), instance.uuid)
         data = self._own(instance)  # a container merely named like it is left alone
         if data is not None:
             if destroy_disks:
@@ -562,8 +570,11 @@ class LXDDriver(driver.ComputeDriver):
             if was_running:
                 self.unquiesce(context, instance, None)
         try:
-            fingerprint = self._rt.publish_snapshot(name, snap,
-                                                    f"snapshot of {instance.uuid}")
+            # like libvirt's, whose config drive is a disk of its own: never in the image
+            fingerprint = self._rt.publish_snapshot(
+                name, snap, f"snapshot of {instance.uuid}", instance.uuid,
+                without=(configdrive.CONFIG_DRIVE_MOUNT,) if configdrive_required(instance)
+                else ())
         finally:
             self._rt.delete_snapshot(name, snap)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
@@ -602,7 +613,7 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.create(self._body(rescue, config, devices,
                                        {"type": "image", "fingerprint": fingerprint}))
             self._push_seed(instance, network_info, rescue, self._config_drive(
-                instance, network_info, admin_password=rescue_password))
+                instance, network_info, admin_password=rescue_password), fresh=True)
             self._rt.action(rescue, "start")
             if rescue_password:
                 try:

@@ -177,6 +177,26 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
             self.assertEqual([], runtime.our_volumes(), f"volumes left on {host}")
 
+    META_DATA = "/config-drive/openstack/latest/meta_data.json"
+
+    def _skip_without_snapshots(self, server: dict) -> None:
+        try:
+            self._container(server).snapshots.all()
+        except lxd_exceptions.LXDAPIException as exc:
+            self.skipTest(f"runtime has no instance snapshots yet: {exc}")
+
+    def _create_image(self, server: dict, name: str) -> dict:
+        image_id = self.api.post_server_action(
+            server["id"], {"createImage": {"name": name}})["image_id"]
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        image = self.glance.show(None, image_id)
+        self.assertEqual("root-tar", image["disk_format"])
+        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
+                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
+                         {k: image["properties"].get(k) for k in (
+                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
+        self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
+        return image
 
 
 class LXDServersTest(LXDServersBase):
@@ -237,12 +257,6 @@ class LXDServersTest(LXDServersBase):
         self._delete_server(server)
         self._assert_runtimes_empty()
 
-    def _skip_without_snapshots(self, server: dict) -> None:
-        try:
-            self._container(server).snapshots.all()
-        except lxd_exceptions.LXDAPIException as exc:
-            self.skipTest(f"runtime has no instance snapshots yet: {exc}")
-
     def test_snapshot_boots_on_other_host(self):
         server = self._boot("nlx-snap", host=COMPUTE_HOSTS[0])
         self._skip_without_snapshots(server)
@@ -292,8 +306,6 @@ class LXDServersTest(LXDServersBase):
                                             self.runtimes[host].client.instances.all()])
         self._delete_server(server)
         self._assert_runtimes_empty()
-
-    META_DATA = "/config-drive/openstack/latest/meta_data.json"
 
     def test_rescue_of_a_root_the_pool_has_unmounted(self):
         """After a host reboot the stopped instance's root is not mounted anywhere
@@ -346,19 +358,6 @@ class LXDServersTest(LXDServersBase):
                           {"changePassword": {"adminPass": "x"}}, check_response_status=[409])
         self._delete_server(server)
         self._assert_runtimes_empty()
-
-    def _create_image(self, server: dict, name: str) -> dict:
-        image_id = self.api.post_server_action(
-            server["id"], {"createImage": {"name": name}})["image_id"]
-        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
-        image = self.glance.show(None, image_id)
-        self.assertEqual("root-tar", image["disk_format"])
-        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
-                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
-                         {k: image["properties"].get(k) for k in (
-                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
-        self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
-        return image
 
     def test_rebuild_gives_a_fresh_root(self):
         server = self._boot("nlx-rebuild")
