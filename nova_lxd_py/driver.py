@@ -549,6 +549,19 @@ class LXDDriver(driver.ComputeDriver):
         # any other character (systemd prints U+2026), then decodes as ascii.
         return data[-self._console_max:].decode("latin-1")
 
+    # -- images ----------------------------------------------------------------------
+    def cache_image(self, context, image_id):
+        """nova's image pre-caching (``POST /os-aggregates/{id}/images``): the image
+        into the runtime before a server needs it, so first boots skip the download.
+        True when fetched now, False when it was there."""
+        if self._images.alias_target(image_id):
+            return False
+        from nova import objects
+
+        self._images.ensure(context, objects.ImageMeta.from_image_ref(
+            context, glance.API(), image_id))
+        return True
+
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):
         """Publish the container and upload it to Glance as a unified tarball.

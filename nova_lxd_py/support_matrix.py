@@ -259,14 +259,15 @@ REFUSED_METHODS: dict[str, str] = {
 IMPLEMENTED_NOTES: dict[str, str] = {
     "manage_image_cache": "nova's image cache pass: runtime images of Glance images no "
                           "instance uses any more are deleted after the minimum age",
+    "cache_image": "nova's image pre-caching on an aggregate's hosts: the Glance image "
+                   "into the runtime before the first boot (the image cache pass may drop "
+                   "it again when unused, as nova's other drivers do)",
 }
 # Methods LXDDriver leaves to nova's base class: (state, why).
 INHERITED: dict[str, tuple[str, str]] = {
     "block_stats": (NOT_IMPLEMENTED, "no per-volume I/O counters from the runtime; nova "
                                      "skips volume usage (volume_usage_poll_interval 0)"),
     "get_all_volume_usage": (NOT_IMPLEMENTED, "as block_stats; nova skips the poll"),
-    "cache_image": (NOT_IMPLEMENTED, "aggregate image pre-caching: nova reports the image "
-                                     "'unsupported'; images are fetched at first boot"),
     "check_can_live_migrate_destination": (NOT_IMPLEMENTED, LIVE),
     "check_can_live_migrate_source": (NOT_IMPLEMENTED, LIVE),
     "cleanup_live_migration_destination_check": (NOT_IMPLEMENTED, LIVE),

@@ -416,6 +416,39 @@ class LXDServersTest(LXDServersBase):
         manager._run_image_cache_manager_pass(ctxt)
         self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
 
+    def test_images_precached_on_an_aggregate(self):
+        """nova's image pre-caching reaches the runtime of each host of the
+        aggregate (and only those); a second request finds the image there."""
+        host, other = COMPUTE_HOSTS[0], COMPUTE_HOSTS[1]
+        self._track_images(self.image_id)
+        self.admin_api.microversion = "2.81"
+        self.addCleanup(setattr, self.admin_api, "microversion", None)
+        agg = self.admin_api.post_aggregate({"aggregate": {"name": "nlx-precache"}})
+        self.admin_api.add_host_to_aggregate(agg["id"], host)
+        cached = self.runtimes[host].client.api.images.aliases[self.image_id]
+        with self.assertRaises(lxd_exceptions.NotFound):
+            cached.get()
+        driver = self.computes[host].manager.driver
+        results: list[bool] = []
+        real = driver.cache_image
+
+        def record(context, image_id):
+            results.append(real(context, image_id))
+            return results[-1]
+        self.useFixture(fixtures.MockPatchObject(driver, "cache_image", side_effect=record))
+        for count in (1, 2):
+            self.admin_api.api_post(f"/os-aggregates/{agg['id']}/images",
+                                    {"cache": [{"id": self.image_id}]},
+                                    check_response_status=[202])
+            deadline = time.monotonic() + WAIT_TIMEOUT
+            while len(results) < count:
+                self.assertLess(time.monotonic(), deadline, "the image was not cached")
+                time.sleep(0.05)
+            self.assertTrue(cached.get().json()["metadata"]["target"])
+        self.assertEqual([True, False], results, "fetched once, then found there")
+        with self.assertRaises(lxd_exceptions.NotFound):
+            self.runtimes[other].client.api.images.aliases[self.image_id].get()
+
     def test_only_container_images_are_scheduled_here(self):
         """With nova's image-type prefilter on, VM disk images (raw, qcow2) find no
         host of this driver; a root-tar container image with the documented
