@@ -10,12 +10,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 
 
-def test_document_is_current():
-    with open(os.path.join(REPO, "doc", "support-matrix.md")) as f:
+def _assert_current(name: str, generated: str, flags: str = "") -> None:
+    with open(os.path.join(REPO, "doc", name)) as f:
         current = f.read()
-    assert current == sm.markdown(), (
-        "doc/support-matrix.md is stale: run "
-        "`.venv/bin/python -m nova_lxd_py.support_matrix > doc/support-matrix.md`")
+    assert current == generated, (
+        f"doc/{name} is stale: run "
+        f"`.venv/bin/python -m nova_lxd_py.support_matrix {flags}> doc/{name}`")
+
+
+def test_document_is_current():
+    _assert_current("support-matrix.md", sm.markdown())
 
 
 class Base:
@@ -106,11 +110,7 @@ def test_console_rows_rest_on_tests():
 
 
 def test_methods_document_is_current():
-    with open(os.path.join(REPO, "doc", "driver-methods.md")) as f:
-        current = f.read()
-    assert current == sm.methods_markdown(), (
-        "doc/driver-methods.md is stale: run `.venv/bin/python -m "
-        "nova_lxd_py.support_matrix --methods > doc/driver-methods.md`")
+    _assert_current("driver-methods.md", sm.methods_markdown(), "--methods ")
 
 
 def test_every_compute_driver_method_is_decided():
