@@ -319,9 +319,16 @@ class RuntimeAPI:
     def _volumes(self, pool: str):
         return self.api["storage-pools"][pool].volumes.custom
 
-    def custom_volumes(self, pool: str) -> list[dict]:
-        return self.api["storage-pools"][pool].volumes.get(
-            params={"recursion": 1}).json()["metadata"]
+    def custom_volumes(self, pool: str | None) -> list[dict]:
+        """The pool's volumes; none when there is no such pool (or none named yet:
+        a driver that never ran init_host has made nothing)."""
+        if not pool:
+            return []
+        try:
+            return self.api["storage-pools"][pool].volumes.get(
+                params={"recursion": 1}).json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return []
 
     def volume(self, pool: str, name: str) -> dict | None:
         try:

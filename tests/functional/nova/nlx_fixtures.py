@@ -34,6 +34,22 @@ from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboo
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
 
 
+# The real functions, taken before nova's SysFsPoisonFixture wraps them (it fails
+# any test that reads /sys, meant for unit tests that should have mocked it).
+_REAL_HOST_READS = {name: getattr(__import__(name.rsplit(".", 1)[0], fromlist=["_"]),
+                                  name.rsplit(".", 1)[1])
+                    for name in ("glob.glob", "glob.iglob", "os.listdir", "os.path.isdir")}
+
+
+class RealSysFs(fixtures.Fixture):
+    """Lets a functional test read the host's /sys again, for code that really
+    asks the kernel (os-brick's connector properties probe Fibre Channel HBAs)."""
+
+    def _setUp(self) -> None:
+        for name, real in _REAL_HOST_READS.items():
+            self.useFixture(fixtures.MonkeyPatch(name, real))
+
+
 def busybox_image() -> str:
     """The bundled busybox image, built once into .cache like scripts/setup."""
     path = os.path.join(REPO, ".cache", "images", "busybox.tar.xz")
