@@ -94,7 +94,7 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
         """A fresh compute service (and driver) for host, on that host's runtime."""
         self.flags(endpoint=self.runtimes[host].endpoint, group="lxd")
         self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
-        # as on separate machines: config drives of one host are not the other's
+        # where earlier versions wrote config drives (only cleaned now): per host
         self.flags(config_drive_dir=self._reachable_tempdir(), group="lxd")
         # Each host keeps its own node identity, as on separate machines.
         with mock.patch("nova.virt.node.get_local_node_uuid",
