@@ -290,12 +290,15 @@ class RuntimeAPI:
         which resolves it as the container sees it; absent is fine."""
         api = self.api.instances[name].files
         try:
-            resp = api.get(params={"path": path}, is_api=False)
+            # streamed: a file's content (an image may put anything there) is never read
+            resp = api.get(params={"path": path}, is_api=False, stream=True)
         except lxd_exceptions.NotFound:
             return False
-        if resp.headers.get("X-LXD-type") == "directory":
-            for entry in resp.json().get("metadata") or []:
-                self.delete_tree(name, path.rstrip("/") + "/" + entry)
+        with contextlib.closing(resp):
+            entries = (resp.json().get("metadata") or []) \
+                if resp.headers.get("X-LXD-type") == "directory" else []
+        for entry in entries:
+            self.delete_tree(name, path.rstrip("/") + "/" + entry)
         api.delete(params={"path": path})
         return True
 

@@ -13,7 +13,11 @@ class _Response:
         self._entries = entries
 
     def json(self) -> dict:
+        assert self._entries is not None, "read the content of a file"
         return {"metadata": self._entries}
+
+    def close(self) -> None:
+        pass
 
 
 class _NotFound:
@@ -32,7 +36,8 @@ class _Files:
         self.tree = tree
         self.deleted: list[str] = []
 
-    def get(self, params: dict, is_api: bool = True) -> _Response:
+    def get(self, params: dict, is_api: bool = True, stream: bool = False) -> _Response:
+        assert stream, "a file's content must not be read"
         node = self.tree.get(params["path"])
         if node is None:
             raise lxd_exceptions.NotFound(_NotFound())
