@@ -34,16 +34,19 @@ from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboo
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
 
 
-# The real functions, taken before nova's SysFsPoisonFixture wraps them (it fails
-# any test that reads /sys, meant for unit tests that should have mocked it).
+# The real functions, taken before nova's SysFsPoisonFixture and GenericPoisonFixture
+# wrap them (they fail any test that reads /sys, the host's interfaces or uname:
+# meant for unit tests that should have mocked them).
 _REAL_HOST_READS = {name: getattr(__import__(name.rsplit(".", 1)[0], fromlist=["_"]),
                                   name.rsplit(".", 1)[1])
-                    for name in ("glob.glob", "glob.iglob", "os.listdir", "os.path.isdir")}
+                    for name in ("glob.glob", "glob.iglob", "os.listdir", "os.path.isdir",
+                                 "builtins.open", "psutil.net_if_addrs", "os.uname")}
 
 
-class RealSysFs(fixtures.Fixture):
-    """Lets a functional test read the host's /sys again, for code that really
-    asks the kernel (os-brick's connector properties probe Fibre Channel HBAs)."""
+class RealHost(fixtures.Fixture):
+    """Lets a functional test read the host again (/sys, interfaces, uname), for
+    code that really asks the kernel: os-brick's connector properties probe Fibre
+    Channel HBAs, NVMe and the host's addresses, as on a real compute host."""
 
     def _setUp(self) -> None:
         for name, real in _REAL_HOST_READS.items():

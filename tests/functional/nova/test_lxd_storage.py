@@ -100,7 +100,7 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
                                                  "client_mode", False))
         self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
-        self.useFixture(nlx_fixtures.RealSysFs())  # os-brick asks the kernel for HBAs
+        self.useFixture(nlx_fixtures.RealHost())  # os-brick asks the kernel (HBAs, NICs)
         from nova.volume import cinder
         # the CinderFixture the base class set up (its fakes are the mocks' side effects)
         self.cinder = cinder.API.get.side_effect.__self__
