@@ -81,6 +81,8 @@ class LXDDriver(driver.ComputeDriver):
         # allow_resize_to_same_host and is done in place (finish_migration).
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
+        # nova refuses Cinder's volume-extended event without it
+        "supports_extend_volume": True,
         # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
         # so nova's image-type prefilter keeps VM images away; container images are
         # root-tar or squashfs, which have no such trait (see image.py).

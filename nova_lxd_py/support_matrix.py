@@ -157,6 +157,7 @@ FEATURES: tuple[Feature, ...] = (
                   "(idmapped) where its metadata lxd_mount_path says; hot-plugged",
             proven_by=(VOLUME_TEST + "test_attach_extend_detach",)),
     Feature("operation.extend-volume", "Extend attached volume", ("extend_volume",),
+            capabilities=("supports_extend_volume",),
             notes="a mounted ext4/xfs filesystem is grown online",
             proven_by=(VOLUME_TEST + "test_attach_extend_detach",)),
     Feature("operation.swap-volume", "Swap volume", (),

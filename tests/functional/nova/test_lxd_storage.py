@@ -113,7 +113,8 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
             "driver_volume_type": "local", "data": {"device_path": device.path}}
         self.cinder.volumes[vol_id] = {
-            "id": vol_id, "display_name": vol_id, "size": 1, "multiattach": False,
+            "id": vol_id, "display_name": vol_id, "display_description": "", "size": 1,
+            "multiattach": False,
             "availability_zone": "nova", "bootable": True,
             "volume_metadata": dict(metadata or {})}
         return vol_id, device
