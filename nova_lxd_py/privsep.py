@@ -134,7 +134,7 @@ def grow_filesystem(device: str) -> None:
         done = subprocess.run(["resize2fs", device], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"resize2fs {device} failed ({done.returncode}): "
-                               f"{(done.stderr or done.stdout).strip()[-500:]}")
+                               f"{(done.stdout + done.stderr).strip()[-500:]}")
     elif kind == "xfs":
         with open("/proc/self/mounts") as mounts:
             mounted = [line.split()[1] for line in mounts if line.split()[0] == device]
