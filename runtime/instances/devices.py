@@ -282,11 +282,17 @@ class Devices:
         target = self._block_target(inst, name)
         if os.path.ismount(target):
             return target
-        for parent in (os.path.dirname(os.path.dirname(target)), os.path.dirname(target)):
-            os.makedirs(parent, mode=0o711, exist_ok=True)
-            os.chmod(parent, 0o711)
-        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
         idmap = self.d.instances.idmap_of(inst)
+        # The volume's setuid files and device nodes are the tenant's: as with an
+        # instance's own directory (LXD's 0100), only the container's root may
+        # traverse to its mounts; host users must not reach them.
+        disks, own = os.path.dirname(os.path.dirname(target)), os.path.dirname(target)
+        os.makedirs(disks, mode=0o711, exist_ok=True)
+        os.chmod(disks, 0o711)
+        os.makedirs(own, mode=0o100, exist_ok=True)
+        os.chown(own, idmap.base, 0)
+        os.chmod(own, 0o100)
+        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
         if truthy(dev.get("shift")) and not idmap.privileged:
             argv.append(f"--idmap={idmap.base}:{idmap.size}")
         if truthy(dev.get("readonly")):
@@ -343,8 +349,9 @@ class Devices:
                     out[name] = node
                 continue
             if dtype == "disk" and dev.get("path") != "/" and block_source(dev):
-                self._host_source(inst, name, dev)  # a restricted project's paths rule
-                out[name] = await self.mount_block(inst, name, dev)
+                # a restricted project's paths rule; the device checked is the one mounted
+                real = self._host_source(inst, name, dev)
+                out[name] = await self.mount_block(inst, name, dict(dev, source=real))
                 continue
             if dtype != "disk" or dev.get("path") == "/":
                 continue
@@ -654,8 +661,8 @@ class Devices:
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
         if block_source(dev):
-            self._host_source(inst, name, dev)  # a restricted project's paths rule
-            source = await self.mount_block(inst, name, dev)
+            real = self._host_source(inst, name, dev)  # a restricted project's paths rule
+            source = await self.mount_block(inst, name, dict(dev, source=real))
             try:
                 await self._inject(pid, source, dev["path"])
             except Exception:
