@@ -260,6 +260,13 @@ class Devices:
             # "vol/../../x" would leave the pool (or reach another project's volume).
             raise BadRequest(f"disk source {source!r} is not a custom volume name")
         vproj = self.d._feature(inst.project, "features.storage.volumes")
+        # The project's own volume, by its record: a name is not enough, as the
+        # default project's volumes are plain `<name>` on disk and "p2_vol" there is
+        # project p2's volume "vol".
+        if not self.d.db.get("storage_volumes", pool=dev["pool"], project=vproj,
+                             type="custom", name=source):
+            raise BadRequest(f"disk source {source!r}: volume not found in pool "
+                             f"{dev['pool']!r}")
         return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
 
     def _host_source(self, inst, name: str, dev: dict) -> str:
