@@ -1,9 +1,10 @@
 """A scripted migration peer speaking the runtime's own wire format, to lie with.
 
 Push mode: we ask the daemon for an incoming migration (`source.type: migration,
-mode: push`), connect to its `control` and `fs` websockets as the source would,
-and send whatever header and tar streams the test wants (runtime/migration/native.py
-documents the format, chosen by the websocket subprotocol WIRE_PROTOCOL: JSON header on control, `{"ready": ...}` back, one tar
+mode: push`), connect to its `control` and `fs` websockets as the source would
+(offering the websocket subprotocol WIRE_PROTOCOL, which selects our format), and
+send whatever header and tar streams the test wants (runtime/migration/native.py
+documents the format: JSON header on control, `{"ready": ...}` back, one tar
 stream per snapshot then the instance as binary frames ended by the text "end",
 `{"success": ...}` back).
 """
