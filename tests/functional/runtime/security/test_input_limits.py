@@ -200,15 +200,13 @@ def test_input_websocket_message_bounded(daemon, make_instance, kind):
     assert inst.execute(["true"]).exit_code == 0   # the instance still answers
 
 
-def test_input_console_flood(daemon, make_instance):
-    """Console input nobody in the container reads, and output the client never
-    reads: the daemon holds neither (backpressure to the client, or a cut-off)."""
-    inst = make_instance()
-    op, fds = _console(daemon, inst)
+def _flood(daemon, op: str, fds: dict, names: list[str], seconds: float = 5) -> int:
+    """Push 1 MiB frames into the first websocket for a while, reading nothing; the
+    bytes the daemon accepted."""
     sent = [0]
 
     async def flood():
-        socks = [await _ws(daemon, op, fds[n]) for n in ("0", "control")]
+        socks = [await _ws(daemon, op, fds[n]) for n in names]
         chunk = b"y" * (1 << 20)
 
         async def push():
@@ -217,14 +215,23 @@ def test_input_console_flood(daemon, make_instance):
                     await socks[0][1].send_bytes(chunk)
                     sent[0] += len(chunk)
         task = asyncio.ensure_future(push())
-        await asyncio.sleep(5)
+        await asyncio.sleep(seconds)
         task.cancel()
         for session, ws in socks:
             await ws.close()
             await session.close()
+    asyncio.run(flood())
+    return sent[0]
+
+
+def test_input_console_flood(daemon, make_instance):
+    """Console input nobody in the container reads, and output the client never
+    reads: the daemon holds neither (backpressure to the client, or a cut-off)."""
+    inst = make_instance()
+    op, fds = _console(daemon, inst)
     with Watch(daemon) as w:
-        asyncio.run(flood())
-    w.check(f"console input flood, {sent[0] >> 20} MiB accepted in 5 s")
+        sent = _flood(daemon, op, fds, ["0", "control"])
+    w.check(f"console input flood, {sent >> 20} MiB accepted in 5 s")
     rawhttp.request(daemon.socket, "DELETE", op)
     assert inst.execute(["true"]).exit_code == 0
 
@@ -235,28 +242,11 @@ def test_input_exec_stdin_backpressure(daemon, make_instance, interactive):
     neither buffers the input nor blocks on a full pty."""
     inst = make_instance()
     op, fds = _exec(daemon, inst, ["sleep", "60"], interactive)
-    sent = [0]
-
-    async def flood():
-        names = ["0"] if interactive else ["0", "1", "2"]
-        socks = [await _ws(daemon, op, fds[n]) for n in names]
-        chunk = b"y" * (1 << 20)
-
-        async def push():
-            while sent[0] < 200 << 20:
-                await socks[0][1].send_bytes(chunk)
-                sent[0] += len(chunk)
-        task = asyncio.ensure_future(push())
-        await asyncio.sleep(5)
-        task.cancel()
-        for session, ws in socks:
-            await ws.close()
-            await session.close()
     with Watch(daemon) as w:
-        asyncio.run(flood())
-    assert sent[0] < 100 << 20, f"{sent[0] >> 20} MiB accepted with nobody reading"
+        sent = _flood(daemon, op, fds, ["0"] if interactive else ["0", "1", "2"])
+    assert sent < 100 << 20, f"{sent >> 20} MiB accepted with nobody reading"
     w.check(f"exec stdin flood ({'pty' if interactive else 'pipe'}), "
-            f"{sent[0] >> 20} MiB accepted in 5 s")
+            f"{sent >> 20} MiB accepted in 5 s")
     inst.execute(["true"])  # the instance still answers
     rawhttp.request(daemon.socket, "DELETE", op)
 
