@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tests.functional.runtime.remote_hosts import generate_keypair
+from tests.functional.runtime.security.conftest import _fp
 
 
 def _wait(world, who: str, r) -> dict:
@@ -112,6 +113,7 @@ def shared_volumes(world):
     for inst in world.admin("GET", "/1.0/instances", project="pv")["metadata"]:
         _stop_delete(world, "pv", inst.rsplit("/", 1)[-1].split("?")[0])
     world.admin("DELETE", "/1.0/projects/pv")
+    world.admin("DELETE", f"/1.0/certificates/{_fp(world.certs.pop('pv')[0])}")
 
 
 def _start_error(world, who: str, project: str, name: str, devices: dict) -> str:
