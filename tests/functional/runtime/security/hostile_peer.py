@@ -1,9 +1,8 @@
 """A scripted migration peer speaking the runtime's own wire format, to lie with.
 
 Push mode: we ask the daemon for an incoming migration (`source.type: migration,
-mode: push`), connect to its `control` and `fs` websockets as the source would
-(offering the websocket subprotocol WIRE_PROTOCOL, which selects our format), and
-send whatever header and tar streams the test wants (runtime/migration/native.py
+mode: push`), connect to its `control` and `fs` websockets as the source would,
+and send whatever header and tar streams the test wants (runtime/migration/native.py
 documents the format: JSON header on control, `{"ready": ...}` back, one tar
 stream per snapshot then the instance as binary frames ended by the text "end",
 `{"success": ...}` back).
@@ -16,6 +15,7 @@ import json
 import aiohttp
 
 from runtime.migration.native import WIRE_PROTOCOL
+
 from tests.functional.runtime.security import rawhttp
 from tests.functional.runtime.security.hostile_images import busybox_members, member, raw_tar
 
@@ -51,12 +51,11 @@ def snapshot(name, **changes) -> dict:
 
 async def _connect(daemon, op: str, secret: str):
     session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.socket))
-    # Offering our wire format is what makes the target speak it (without, it takes
-    # the peer for an LXD and expects LXD's protobuf messages).
+    # Offer the runtime's own wire format (without it the daemon speaks LXD's
+    # protobuf protocol, and every lie here would fail for the wrong reason).
     ws = await session.ws_connect(f"http://localhost{op}/websocket?secret={secret}",
                                   max_msg_size=0, protocols=(WIRE_PROTOCOL,))
-    if ws.protocol != WIRE_PROTOCOL:
-        raise AssertionError(f"the target did not agree on {WIRE_PROTOCOL}: {ws.protocol!r}")
+    assert ws.protocol == WIRE_PROTOCOL, "the daemon did not agree on its wire format"
     return session, ws
 
 
