@@ -98,15 +98,9 @@ async def _create_from_source(request, d, proj: str, body: dict) -> web.Response
         raise BadRequest("JSON image creation needs a 'source' with a 'type'")
     stype = source["type"]
     if stype in ("instance", "container", "snapshot"):
-        publisher = getattr(d, "publisher", None)
-        if publisher is None:
-            raise BadRequest("Publishing instances is not supported by this runtime yet")
-        return await publisher.publish(request, proj, body)
+        return await d.publisher.publish(request, proj, body)
     if stype in ("image", "url"):
-        remote = getattr(d, "remote_images", None)
-        if remote is None:
-            raise BadRequest("Remote image servers are not supported by this runtime yet")
-        return await remote.import_image(request, proj, body)
+        return await d.remote_images.import_image(request, proj, body)
     raise BadRequest(f"Unknown image source type {stype!r}")
 
 

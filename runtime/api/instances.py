@@ -50,7 +50,7 @@ async def _render(d, inst, full: bool) -> dict:
     item = inst.render(d.instances.status(inst))
     if full:
         item["state"] = await inst_state.render(d, inst)
-        item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") else None
+        item["snapshots"] = d.snapshots.render_all(inst)
         item["backups"] = None
     return item
 
@@ -61,14 +61,10 @@ async def create_instance(request: web.Request) -> web.Response:
     body = await read_json(request)
     stype = field(field(body, "source", dict, {}), "type", str, "none")
     if stype in ("copy", "migration"):
-        handler = d.transfers.create_handler(stype) if hasattr(d, "transfers") else None
-        if handler is None:
-            raise BadRequest(f"Source type {stype!r} is not supported by this runtime yet")
-        return await handler(request, proj, body)
+        return await d.transfers.create_handler(stype)(request, proj, body)
     source = body.get("source")
     image = None
-    if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull" \
-            and getattr(d, "remote_images", None) is not None:
+    if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull":
         image = await d.remote_images.resolve_async(proj, source)  # network: off the loop
     spec = d.instances.validate_new(proj, body, image)
 
@@ -97,8 +93,6 @@ async def update_instance(request: web.Request) -> web.Response:
         raise PreconditionFailed("ETag doesn't match: the instance changed meanwhile")
     body = await read_json(request)
     if request.method == "PUT" and body.get("restore"):
-        if not hasattr(d, "snapshots"):
-            raise BadRequest("Snapshots are not supported by this runtime yet")
         snap = body["restore"]
 
         async def run_restore(op):
@@ -118,8 +112,6 @@ async def post_instance(request: web.Request) -> web.Response:
     inst = _inst(request)
     body = await read_json(request)
     if body.get("migration"):
-        if not hasattr(d, "transfers"):
-            raise BadRequest("Migration is not supported by this runtime yet")
         return await d.transfers.migrate_source(request, inst, body)
     new_name = body.get("name")
     if not new_name:

@@ -40,7 +40,7 @@ def _pool(request: web.Request):
 
 def _vproj(d, proj: str) -> str:
     """The project whose custom volumes a project sees (features.storage.volumes)."""
-    return d._feature(proj, "features.storage.volumes")
+    return d.volume_project(proj)
 
 
 def _disk_path(proj: str, name: str) -> str:
@@ -481,7 +481,7 @@ async def create_volume_snapshot(request: web.Request) -> web.Response:
         except BaseException:
             await _remove_snapshot(pool, row, snap)
             raise
-        if expires and getattr(d, "snapshots", None) is not None:
+        if expires:
             d.snapshots.wake.set()
         d.bus.lifecycle("storage-volume-snapshot-created",
                         f"/1.0/storage-pools/{pool.name}/volumes/custom/{row['name']}"
@@ -515,8 +515,7 @@ async def update_volume_snapshot(request: web.Request) -> web.Response:
         values["description"] = str(body["description"] or "")
     d.db.update("storage_volumes", {"pool": pool.name, "project": row["project"],
                                     "type": _SNAP_TYPE, "name": srow["name"]}, **values)
-    if getattr(d, "snapshots", None) is not None:
-        d.snapshots.wake.set()
+    d.snapshots.wake.set()
     return response.sync({})
 
 

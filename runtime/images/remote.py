@@ -330,6 +330,9 @@ def _same_source(a: dict, b: dict) -> bool:
 
 
 class RemoteImages:
+    # Server configuration keys whose change calls for a maintenance pass at once.
+    CONFIG_KEYS = ("images.remote_cache_expiry", "images.auto_update_interval")
+
     def __init__(self, daemon):
         self.d = daemon
         self.pending: dict[str, tuple[Remote, dict, str]] = {}  # fp -> (remote, info, project)
@@ -498,6 +501,15 @@ class RemoteImages:
         except Exception:  # noqa: BLE001 - maintenance must never take the daemon down
             LOG.exception("image cache maintenance failed")
 
+    async def running(self, app):
+        """aiohttp cleanup context: a maintenance pass now, then one periodically."""
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._loop())
+        loop.create_task(self.maintain())
+        yield
+        if self.task:
+            self.task.cancel()
+
     async def _loop(self) -> None:
         last_refresh = time.monotonic()
         while True:
@@ -572,36 +584,3 @@ class RemoteImages:
             return response.sync(self.d.images.render(proj, row))
         from runtime.api.images import export_response
         return await export_response(request, self.d.images, row)
-
-
-def attach(daemon) -> None:
-    remote = RemoteImages(daemon)
-    daemon.remote_images = remote
-
-    # Instances created from a remote image: download inside the creation operation.
-    store = daemon.images
-    original = store.ensure_volume
-
-    async def ensure_volume(pool, fingerprint: str) -> None:
-        await remote.ensure_downloaded(fingerprint)
-        await original(pool, fingerprint)
-    store.ensure_volume = ensure_volume
-    previous = daemon.apply_server_config
-
-    async def apply_server_config(config: dict) -> None:
-        old = daemon.db.config_get()
-        await previous(config)
-        keys = ("images.remote_cache_expiry", "images.auto_update_interval")
-        if any(old.get(k) != config.get(k) for k in keys):
-            await remote.maintain()
-    daemon.apply_server_config = apply_server_config
-
-    async def on_start(app) -> None:
-        remote.task = asyncio.get_running_loop().create_task(remote._loop())
-        asyncio.get_running_loop().create_task(remote.maintain())
-
-    async def on_stop() -> None:
-        if remote.task:
-            remote.task.cancel()
-    daemon.start_hooks.append(on_start)
-    daemon.stop_hooks.append(on_stop)

@@ -259,7 +259,7 @@ class Devices:
         if not source or "/" in source or source in (".", ".."):
             # "vol/../../x" would leave the pool (or reach another project's volume).
             raise BadRequest(f"disk source {source!r} is not a custom volume name")
-        vproj = self.d._feature(inst.project, "features.storage.volumes")
+        vproj = self.d.volume_project(inst.project)
         return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
 
     def _host_source(self, inst, name: str, dev: dict) -> str:
@@ -465,9 +465,9 @@ class Devices:
     async def before_delete(self, inst) -> None:
         await self.unmount_blocks(inst)
         shutil.rmtree(self._node_dir(inst), ignore_errors=True)
-        nets = getattr(self.d, "networks", None)
+        nets = self.d.networks
         for dev in inst.expanded_devices.values():
-            if nets and dev.get("type") == "nic" and dev.get("network") and \
+            if dev.get("type") == "nic" and dev.get("network") and \
                     nets.managed(dev["network"]):
                 nets.static_lease(dev["network"], inst.name, None, None)
 
@@ -587,8 +587,7 @@ class Devices:
             if kind == "bridged":
                 if dev.get("network"):
                     self._managed_networks(name, dev)
-                bridge = self.d.networks.bridge_for(dev) if hasattr(self.d, "networks") \
-                    else dev.get("parent")
+                bridge = self.d.networks.bridge_for(dev)
             host_if = dev.get("host_name") or "veth" + secrets.token_hex(4)
             calls = [("create_veth", [host_if, temp, bridge, hwaddr, mtu])]
             made = [host_if]
@@ -624,8 +623,8 @@ class Devices:
 
     def _managed_networks(self, name: str, dev: dict):
         """The network manager, when the nic's `network` is one of its bridges."""
-        nets = getattr(self.d, "networks", None)
-        if nets is None or not nets.managed(dev["network"]):
+        nets = self.d.networks
+        if not nets.managed(dev["network"]):
             raise BadRequest(f"nic {name!r}: network {dev['network']!r} not found")
         return nets
 

@@ -7,8 +7,8 @@ only for the moment its volume is copied, and not at all on pools whose
 snapshots are atomic (btrfs). Expired snapshots are removed by one background
 task that sleeps until the next expiry.
 
-`attach(daemon)` installs `daemon.snapshots`, `daemon.publisher` and the
-`copy` source handler in the `daemon.transfers` registry.
+The daemon builds `Snapshots` and the `Copier` (the `copy` source of instance
+creation) and runs their background tasks while it serves.
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from runtime import auth, proc, restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.events import timestamp
 from runtime.instances import config as cfg
-from runtime.instances import transfers
 from runtime.instances.model import Instance, expand
 from runtime.storage import volume_name
 
@@ -514,14 +513,14 @@ class Snapshots:
                 if ".old-" in entry or entry.endswith(".restore"):
                     await remove_tree(os.path.join(base, entry))
 
-    async def start(self, app) -> None:
+    async def running(self, app):
+        """aiohttp cleanup context: expiry, schedules and leftover sweeping."""
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self.expiry_loop()),
-                      loop.create_task(self.schedule_loop()),
-                      loop.create_task(self.cleanup_leftovers())]
-
-    async def stop(self) -> None:
-        for task in getattr(self, "tasks", []):
+        tasks = [loop.create_task(self.expiry_loop()),
+                 loop.create_task(self.schedule_loop()),
+                 loop.create_task(self.cleanup_leftovers())]
+        yield
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -681,16 +680,3 @@ async def rsync(src: str, dst: str) -> None:
     """
     await proc.run(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete", "--inplace",
                     src.rstrip("/") + "/", dst.rstrip("/") + "/"])
-
-
-def attach(daemon) -> None:
-    from runtime.images.publish import Publisher
-    snaps = Snapshots(daemon)
-    daemon.snapshots = snaps
-    daemon.publisher = Publisher(daemon, snaps)
-    copier = Copier(daemon, snaps)
-    transfers.get(daemon).register("copy", copier.handler)
-    daemon.copier = copier
-    daemon.start_hooks.append(snaps.start)
-    daemon.stop_hooks.append(snaps.stop)
-

@@ -40,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from runtime import arch, proc, restrictions, targuard, wsclient
+from runtime.appkeys import DAEMON
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
@@ -448,7 +449,7 @@ async def migrate_source(request: web.Request, inst, body: dict,
     With `snapshot`, the answer to `POST /1.0/instances/<n>/snapshots/<s>
     {"migration": true}`: that snapshot travels as a new instance (`lxc copy c/s r:`).
     """
-    d = request.app["daemon"]
+    d = request.app[DAEMON]
     if body.get("live"):
         await refuse_live()
     if snapshot is not None and not d.db.get("snapshots", instance_id=inst.id,
@@ -897,7 +898,7 @@ class Receiver:
 
 async def create_from_migration(request: web.Request, project: str, body: dict):
     """`POST /1.0/instances` with `source.type: migration` (pull or push mode)."""
-    d = request.app["daemon"]
+    d = request.app[DAEMON]
     source = body.get("source") or {}
     if source.get("live") or body.get("live"):
         await refuse_live()
@@ -950,12 +951,6 @@ def _receiver_for(control, receiver):
     return LxdReceiver(receiver.d, receiver.project, receiver.body)
 
 
-def attach(daemon) -> None:
-    from runtime.instances import transfers
-    reg = transfers.get(daemon)
-    reg.register("migration", create_from_migration)
-    reg.migrate_source = migrate_source
-    # For the snapshots API: `await d.transfers.migrate_snapshot(request, inst, snap, body)`.
-    reg.migrate_snapshot = lambda request, inst, snap, body: migrate_source(
-        request, inst, body, snapshot=snap)
-
+async def migrate_snapshot(request, inst, snap: str, body: dict):
+    """`POST /1.0/instances/<n>/snapshots/<s> {"migration": true}`: send one snapshot."""
+    return await migrate_source(request, inst, body, snapshot=snap)

@@ -8,6 +8,7 @@ import pytest
 
 from runtime import tls
 from runtime.api import certificates
+from runtime.base import passwords
 from runtime.cli import output
 from runtime.cli.remotes import Config, decode_token
 from runtime.images import remote
@@ -43,11 +44,11 @@ def test_keypair_fingerprint_and_contexts(tmp_path):
 
 
 def test_password_hash_round_trip():
-    stored = certificates.hash_password("s3cret")
+    stored = passwords.hash_password("s3cret")
     assert "s3cret" not in stored and len(stored) == 192
-    assert certificates.check_password(stored, "s3cret")
-    assert not certificates.check_password(stored, "other")
-    assert not certificates.check_password("garbage", "s3cret")
+    assert passwords.check_password(stored, "s3cret")
+    assert not passwords.check_password(stored, "other")
+    assert not passwords.check_password("garbage", "s3cret")
 
 
 def test_parse_certificate_pem_and_base64(tmp_path):

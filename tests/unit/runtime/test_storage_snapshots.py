@@ -52,20 +52,20 @@ def test_split_source():
             snapshots.split_source(bad)
 
 
-def test_transfers_registry_is_shared():
-    class D:
-        pass
-    d = D()
-    reg = transfers.get(d)
-    assert transfers.get(d) is reg and d.transfers is reg
-    assert reg.create_handler("copy") is None
+def test_transfers_dispatch_by_source_type():
+    async def copy(request, project, body):
+        return "copy"
 
-    async def handler(request, project, body):
-        return "ok"
-    reg.register("copy", handler)
-    assert reg.create_handler("copy") is handler
-    with pytest.raises(BadRequest, match="Migration"):
-        asyncio.run(reg.migrate_source(None, None, {}))
+    async def migration(request, project, body):
+        return "migration"
+
+    async def send(*args):
+        return "send"
+    reg = transfers.Transfers(copy=copy, migration=migration, migrate_source=send,
+                              migrate_snapshot=send)
+    assert asyncio.run(reg.create_handler("copy")(None, "default", {})) == "copy"
+    assert asyncio.run(reg.create_handler("migration")(None, "default", {})) == "migration"
+    assert reg.create_handler("image") is None
 
 
 def test_compressor_choice(monkeypatch):

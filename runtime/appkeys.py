@@ -1,0 +1,20 @@
+"""The typed keys of the runtime's web applications (aiohttp's `web.AppKey`).
+
+Kept apart from `runtime.api` so that the layers below it (`runtime.auth`, the
+HTTPS listener) can read the same keys without importing the API package.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from runtime.daemon import Daemon
+
+# The daemon whose subsystems every handler uses.
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+# (method, canonical path) -> runtime.auth.Access: who may call it; set as routes mount.
+ACCESS: web.AppKey[dict[tuple[str, str], Any]] = web.AppKey("access")
+# The HTTPS application (same routes, behind the trust gate); the TLS listener serves it.
+HTTPS_APP: web.AppKey[web.Application] = web.AppKey("https_app")
