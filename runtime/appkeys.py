@@ -5,6 +5,7 @@ HTTPS listener) can read the same keys without importing the API package.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,3 +19,6 @@ DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 ACCESS: web.AppKey[dict[tuple[str, str], Any]] = web.AppKey("access")
 # The HTTPS application (same routes, behind the trust gate); the TLS listener serves it.
 HTTPS_APP: web.AppKey[web.Application] = web.AppKey("https_app")
+# request -> handler or None: what an untrusted caller gets where it may not go
+# (public images); runtime.api.public_images.untrusted_handler.
+PUBLIC_FALLBACK: web.AppKey[Callable[[web.Request], Any]] = web.AppKey("public_fallback")

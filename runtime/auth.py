@@ -30,7 +30,7 @@ import dataclasses
 import enum
 import urllib.parse
 
-from runtime.appkeys import ACCESS, DAEMON
+from runtime.appkeys import ACCESS, PUBLIC_FALLBACK
 from runtime.errors import Forbidden
 
 
@@ -151,7 +151,7 @@ async def authorize(request, handler, requestor: Requestor):
 def _public_fallback(request):
     """Public images are served to anyone who may not see the project's private ones
     (the image server role; LXD does the same for restricted certificates)."""
-    return request.app[DAEMON].remote_images.untrusted_handler(request)
+    return request.app[PUBLIC_FALLBACK](request)
 
 
 # Object-level checks -----------------------------------------------------------

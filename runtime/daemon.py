@@ -19,16 +19,14 @@ from runtime import db as dbmod
 from runtime.api.app import build_app
 from runtime.errors import BadRequest, NotFound
 from runtime.events import EventBus
-from runtime.images.publish import Publisher
 from runtime.images.remote import RemoteImages
 from runtime.images.store import ImageStore
-from runtime.instances import idmap
+from runtime.base import idmap
 from runtime.instances.devices import Devices
 from runtime.instances.manager import InstanceManager
+from runtime.instances.publish import Publisher
 from runtime.instances.seccomp_notify import SeccompServer
 from runtime.instances.snapshots import Copier, Snapshots
-from runtime.instances.transfers import Transfers
-from runtime.migration.native import create_from_migration, migrate_snapshot, migrate_source
 from runtime.network import defaults as network_defaults
 from runtime.network.manager import Networks
 from runtime.operations import Operations
@@ -77,7 +75,6 @@ class Daemon:
     snapshots: Snapshots
     publisher: Publisher
     copier: Copier
-    transfers: Transfers
     seccomp: SeccompServer
     projects: Projects
     tls: TLS
@@ -116,9 +113,6 @@ class Daemon:
         self.snapshots = Snapshots(self)
         self.publisher = Publisher(self, self.snapshots)
         self.copier = Copier(self, self.snapshots)
-        self.transfers = Transfers(
-            copy=self.copier.handler, migration=create_from_migration,
-            migrate_source=migrate_source, migrate_snapshot=migrate_snapshot)
         self.seccomp = SeccompServer(self)
         self.projects = Projects(self)
         self.tls = TLS(self)

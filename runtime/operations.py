@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import WSMsgType
 
 from runtime import auth, errors
-from runtime.events import EventBus, timestamp
+from runtime.base.timefmt import timestamp
+from runtime.events import EventBus
 
 LOG = logging.getLogger(__name__)
 

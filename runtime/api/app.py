@@ -17,7 +17,8 @@ from runtime.api import (MAX_JSON_BODY, certificates, console, events, exec, fil
                          instances, metrics, operations, profiles, projects, resources,
                          response, server, snapshots, storage, volumes)
 from runtime.api import networks
-from runtime.appkeys import ACCESS, DAEMON, HTTPS_APP
+from runtime.api.public_images import untrusted_handler
+from runtime.appkeys import ACCESS, DAEMON, HTTPS_APP, PUBLIC_FALLBACK
 
 if TYPE_CHECKING:
     from runtime.daemon import Daemon
@@ -75,5 +76,6 @@ def build_app(d: Daemon) -> web.Application:
     for a in (app, https):
         a[DAEMON] = d
         a[ACCESS] = access
+        a[PUBLIC_FALLBACK] = untrusted_handler
     app[HTTPS_APP] = https
     return app

@@ -30,7 +30,7 @@ from runtime.api import daemon, read_json, recursion, response
 from runtime.auth import AUTHENTICATED, UNTRUSTED
 from runtime.base.passwords import check_password
 from runtime.errors import BadRequest, Conflict, Forbidden, NotFound, RuntimeAPIError
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 
 _NO_EXPIRY = "0001-01-01T00:00:00Z"
 _TYPES = ("client", "metrics")

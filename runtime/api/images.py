@@ -5,6 +5,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from runtime import auth
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict
@@ -98,9 +99,11 @@ async def _create_from_source(request, d, proj: str, body: dict) -> web.Response
         raise BadRequest("JSON image creation needs a 'source' with a 'type'")
     stype = source["type"]
     if stype in ("instance", "container", "snapshot"):
-        return await d.publisher.publish(request, proj, body)
+        run = d.publisher.prepare(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Publishing instance", run, project=proj))
     if stype in ("image", "url"):
-        return await d.remote_images.import_image(request, proj, body)
+        run = d.remote_images.prepare_import(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Downloading image", run, project=proj))
     raise BadRequest(f"Unknown image source type {stype!r}")
 
 

@@ -9,6 +9,7 @@ from runtime.api import daemon, field, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, NotFound, PreconditionFailed
 from runtime.instances import state as inst_state
+from runtime.migration.native import create_from_migration, migrate_source
 
 
 def _inst(request: web.Request):
@@ -60,8 +61,12 @@ async def create_instance(request: web.Request) -> web.Response:
     proj = project(request)
     body = await read_json(request)
     stype = field(field(body, "source", dict, {}), "type", str, "none")
-    if stype in ("copy", "migration"):
-        return await d.transfers.create_handler(stype)(request, proj, body)
+    if stype == "migration":
+        return await create_from_migration(request, proj, body)
+    if stype == "copy":
+        name, run = d.copier.prepare(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Creating instance", run, project=proj,
+                                            resources=_resources(name)))
     source = body.get("source")
     image = None
     if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull":
@@ -73,9 +78,12 @@ async def create_instance(request: web.Request) -> web.Response:
         if spec["start"]:
             await d.instances.change_state(inst, "start", False, 0)
     op = d.ops.create("task", "Creating instance", run, project=proj,
-                      resources={"instances": [f"/1.0/instances/{spec['name']}"],
-                                 "containers": [f"/1.0/containers/{spec['name']}"]})
+                      resources=_resources(spec["name"]))
     return response.async_(op)
+
+
+def _resources(name: str) -> dict:
+    return {"instances": [f"/1.0/instances/{name}"], "containers": [f"/1.0/containers/{name}"]}
 
 
 async def get_instance(request: web.Request) -> web.Response:
@@ -112,7 +120,7 @@ async def post_instance(request: web.Request) -> web.Response:
     inst = _inst(request)
     body = await read_json(request)
     if body.get("migration"):
-        return await d.transfers.migrate_source(request, inst, body)
+        return await migrate_source(request, inst, body)
     new_name = body.get("name")
     if not new_name:
         raise BadRequest("Body needs a new 'name' (or 'migration': true)")

@@ -9,6 +9,7 @@ from aiohttp import web
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest
+from runtime.migration.native import migrate_snapshot
 
 
 def _snaps(request: web.Request):
@@ -74,7 +75,7 @@ async def post_snapshot(request: web.Request) -> web.Response:
     snaps.row(inst, old)
     body = await read_json(request)
     if body.get("migration"):
-        return await d.transfers.migrate_snapshot(request, inst, old, body)
+        return await migrate_snapshot(request, inst, old, body)
     new = body.get("name")
     if not new:
         raise BadRequest("Body needs a new 'name'")

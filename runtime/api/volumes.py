@@ -19,8 +19,8 @@ from runtime import auth, controlchars, proc, restrictions
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.events import timestamp
-from runtime.instances.config import parse_size
+from runtime.base.timefmt import parse_time, render_time, timestamp
+from runtime.base.values import parse_size
 from runtime.storage import volume_name
 from runtime.storage.base import remove_tree
 
@@ -382,7 +382,6 @@ def _snap_row(d, pool: str, row: dict, snap: str) -> dict:
 
 
 def _render_snap(srow: dict) -> dict:
-    from runtime.instances.snapshots import render_time
     return {"name": srow["name"], "description": srow["description"],
             "config": {k: v for k, v in srow["config"].items() if k != "_expires_at"},
             "content_type": "filesystem", "created_at": timestamp(srow["created_at"]),
@@ -448,7 +447,6 @@ async def list_volume_snapshots(request: web.Request) -> web.Response:
 
 async def create_volume_snapshot(request: web.Request) -> web.Response:
     from runtime.instances.config import validate_snapshot_name
-    from runtime.instances.snapshots import parse_time
     d, pool, proj, row = _vol_for_snapshots(request)
     restrictions.rules(d, proj).check_snapshots(f"storage volume {row['name']!r}")
     body = await read_json(request)
@@ -504,7 +502,6 @@ async def get_volume_snapshot(request: web.Request) -> web.Response:
 
 
 async def update_volume_snapshot(request: web.Request) -> web.Response:
-    from runtime.instances.snapshots import parse_time
     d, pool, _proj, row, _snap, srow = _named_snapshot(request)
     body = await read_json(request)
     config = dict(srow["config"])

@@ -23,11 +23,11 @@ import os
 import ssl
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import aiohttp
-from aiohttp import web
 
-from runtime import arch, auth
+from runtime import arch
 from runtime import db as dbmod
 from runtime.errors import BadRequest, NotFound, RuntimeAPIError
 from runtime.images.store import Hasher
@@ -406,13 +406,16 @@ class RemoteImages:
         self.pending.pop(fingerprint, None)
 
     # POST /1.0/images with source.type image ---------------------------------
-    async def import_image(self, request: web.Request, project: str, body: dict):
-        from runtime.api import response
+    def prepare_import(self, project: str, body: dict, require: Callable[[str], str]):
+        """Check an image import request; the job (`async run(op)`) downloads it.
+
+        `require(project)` is the caller's right to use a project (or raises).
+        """
         source = body.get("source") or {}
         if source.get("project") is not None:
             # Only the server's public images are fetched (anonymously), whatever
             # project is named; still, a caller names only projects of its own.
-            auth.require(request, str(source["project"]))
+            require(str(source["project"]))
         if (source.get("mode") or "pull") != "pull":
             raise BadRequest("Only pull mode is supported for image sources")
         remote = UrlRemote(source) if source.get("type") == "url" else Remote(source)
@@ -441,8 +444,7 @@ class RemoteImages:
                                      description=(alias.get("description") or "")
                                      if isinstance(alias, dict) else "")
             return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}
-        return response.async_(self.d.ops.create("task", "Downloading image", run,
-                                                 project=project))
+        return run
 
     # Cache maintenance -----------------------------------------------------------
     async def prune_expired(self) -> list[str]:
@@ -519,68 +521,3 @@ class RemoteImages:
             if interval > 0 and time.monotonic() - last_refresh >= interval:
                 await self.refresh()
                 last_refresh = time.monotonic()
-
-    # Serving public images to untrusted clients ---------------------------------
-    def untrusted_handler(self, request: web.Request):
-        """A handler for an untrusted GET of public images, or None."""
-        if request.method not in ("GET", "HEAD"):
-            return None
-        path = request.path
-        if path in ("/1.0/images", "/1.0/images/aliases"):
-            return self._public_list
-        if path.startswith("/1.0/images/aliases/"):
-            return self._public_alias
-        if path.startswith("/1.0/images/") and path.count("/") in (3, 4):
-            return self._public_image
-        return None
-
-    def _public_rows(self, project: str) -> list[dict]:
-        return self.d.db.select("images", {"project": self.d.images.project_of(project),
-                                           "public": 1}, order="uploaded_at")
-
-    async def _public_list(self, request: web.Request):
-        from runtime.api import recursion, requested_project, response
-        proj = requested_project(request)
-        rows = self._public_rows(proj)
-        if request.path.endswith("/aliases"):
-            fps = {r["fingerprint"] for r in rows}
-            aliases = [a for a in self.d.db.select("image_aliases", {
-                "project": self.d.images.project_of(proj)}, order="name")
-                if a["fingerprint"] in fps]
-            if recursion(request):
-                return response.sync([{"name": a["name"], "target": a["fingerprint"],
-                                       "description": a["description"], "type": a["type"]}
-                                      for a in aliases])
-            return response.sync([f"/1.0/images/aliases/{a['name']}" for a in aliases])
-        if recursion(request):
-            return response.sync([self.d.images.render(proj, r) for r in rows])
-        return response.sync([f"/1.0/images/{r['fingerprint']}" for r in rows])
-
-    async def _public_alias(self, request: web.Request):
-        from runtime.api import requested_project, response
-        proj = requested_project(request)
-        name = urllib.parse.unquote(request.path[len("/1.0/images/aliases/"):])
-        row = self.d.db.get("image_aliases", project=self.d.images.project_of(proj), name=name)
-        if row is None or not self._is_public(proj, row["fingerprint"]):
-            raise NotFound(f"Image alias {name!r} not found")
-        return response.sync({"name": row["name"], "target": row["fingerprint"],
-                              "description": row["description"], "type": row["type"]})
-
-    def _is_public(self, proj: str, fp: str) -> bool:
-        row = self.d.db.get("images", project=self.d.images.project_of(proj), fingerprint=fp)
-        return bool(row and row["public"])
-
-    async def _public_image(self, request: web.Request):
-        from runtime.api import requested_project, response
-        parts = request.path.split("/")
-        proj = requested_project(request)
-        try:
-            row = self.d.images.get(proj, parts[3])
-        except RuntimeAPIError:
-            raise NotFound("Image not found")
-        if not row["public"] or (len(parts) == 5 and parts[4] != "export"):
-            raise NotFound("Image not found")
-        if len(parts) == 4:
-            return response.sync(self.d.images.render(proj, row))
-        from runtime.api.images import export_response
-        return await export_response(request, self.d.images, row)

@@ -14,9 +14,9 @@ import time
 from runtime import arch, controlchars
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 from runtime.images import tarball
-from runtime.instances.config import parse_size
+from runtime.base.values import parse_size
 
 _HEX = set("0123456789abcdef")
 LOG = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from runtime import controlchars, proc
 from runtime.errors import BadRequest, CommandFailed
 from runtime.instances import cgroups
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 # LXD's default seccomp policy: deny module loading, kexec and handle-based open.
 SECCOMP_DEFAULT = """2

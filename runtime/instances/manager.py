@@ -19,7 +19,7 @@ from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import cgroups, lxc, templates
 from runtime.instances import config as cfg
 from runtime.instances.files import InstanceFS
-from runtime.instances.idmap import PRIVILEGED, IdMap, allocate_isolated
+from runtime.base.idmap import PRIVILEGED, IdMap, allocate_isolated
 from runtime.instances.devices import block_source
 from runtime.instances.model import Instance, expand, root_disk
 from runtime.storage import volume_name

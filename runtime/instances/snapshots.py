@@ -20,11 +20,14 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from runtime import auth, proc, restrictions
+from runtime import proc, restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.events import timestamp
+from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.instances import config as cfg
+from runtime.instances.config import split_source
 from runtime.instances.model import Instance, expand
 from runtime.storage import volume_name
 
@@ -40,26 +43,6 @@ RESTORE_KEY = "volatile.restore"
 
 
 # Parsing ---------------------------------------------------------------------------
-def parse_time(value: object, field: str = "expires_at") -> float:
-    """An RFC 3339 timestamp as epoch seconds; LXD's zero time (year 1) means never."""
-    if value in (None, "", 0):
-        return 0.0
-    if not isinstance(value, str):
-        raise BadRequest(f"Invalid {field!r}: expected an RFC 3339 timestamp")
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    # Python 3.11 accepts at most microseconds: cut nanoseconds down.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"Invalid {field!r} {value!r}: expected an RFC 3339 timestamp")
-    if when.year <= 1:
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
-
-
 def parse_expiry(value: str | None) -> float:
     """`snapshots.expiry` ("1d", "2H 30M", ...) as seconds; 0 when unset."""
     if not value:
@@ -132,18 +115,6 @@ def schedule_due(schedule: list, when: datetime.datetime) -> bool:
         if day_ok:
             return True
     return False
-
-
-def render_time(ts: float) -> str:
-    return timestamp(ts) if ts else "0001-01-01T00:00:00Z"
-
-
-def split_source(name: object) -> tuple[str, str | None]:
-    """`inst` or `inst/snap` as used by copy and publish sources."""
-    if not isinstance(name, str) or not name:
-        raise BadRequest("The source needs the name of an instance (or instance/snapshot)")
-    inst, _, snap = name.partition("/")
-    return inst, (snap or None)
 
 
 # Criu ------------------------------------------------------------------------------
@@ -541,20 +512,25 @@ class Copier:
         self.d = daemon
         self.snaps = snapshots
 
-    def _source(self, request, project: str, source: dict) -> tuple[Instance, dict | None]:
+    def _source(self, project: str, source: dict,
+                require: Callable[[str], str]) -> tuple[Instance, dict | None]:
         name, snap = split_source(source.get("source"))
-        src_project = auth.require(request, source.get("project") or project)
+        src_project = require(source.get("project") or project)
         if not self.d.db.get("projects", name=src_project):
             raise NotFound(f"Project {src_project!r} not found")
         inst = self.d.instances.load(src_project, name)
         return inst, (self.snaps.row(inst, snap) if snap else None)
 
-    async def handler(self, request, project: str, body: dict):
-        from runtime.api import response
+    def prepare(self, project: str, body: dict,
+                require: Callable[[str], str]) -> tuple[str, Callable[[Any], Awaitable[None]]]:
+        """Check a copy request whole: the new instance's name and the job that makes it.
+
+        `require(project)` is the caller's right to use the source's project (or raises).
+        """
         source = body.get("source") or {}
         if source.get("refresh"):
             raise BadRequest("Refreshing an existing copy is not supported by this runtime")
-        src, snap = self._source(request, project, source)
+        src, snap = self._source(project, source, require)
         base = snap if snap else {"config": src.config, "devices": src.devices,
                                   "profiles": src.profiles,
                                   "architecture": src.architecture}
@@ -586,11 +562,7 @@ class Copier:
             inst = await self.copy(src, snap, project, spec, extra, instance_only)
             if start:
                 await self.d.instances.change_state(inst, "start", False, 0)
-        url = f"/1.0/instances/{spec['name']}"
-        op = self.d.ops.create("task", "Creating instance", run, project=project,
-                               resources={"instances": [url], "containers": [
-                                   f"/1.0/containers/{spec['name']}"]})
-        return response.async_(op)
+        return spec["name"], run
 
     async def copy(self, src: Instance, snap: dict | None, project: str, spec: dict,
                    extra: dict, instance_only: bool) -> Instance:

@@ -42,7 +42,7 @@ from aiohttp import web
 from runtime import arch, proc, restrictions, targuard, wsclient
 from runtime.appkeys import DAEMON
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.storage import shift, volume_name
 
 LOG = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 
 from runtime import proc
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 Unpacker = Callable[[str], Awaitable[None]]
 # LXD's modes: lxd/storage/drivers/volume.go (BaseDirectories, EnsureMountPath).

@@ -23,8 +23,8 @@ import subprocess
 
 from runtime import proc
 from runtime.errors import BadRequest
-from runtime.instances.config import parse_size
-from runtime.instances.idmap import IdMap
+from runtime.base.values import parse_size
+from runtime.base.idmap import IdMap
 from runtime.storage import shift
 from runtime.storage.base import PoolDriver, Unpacker, exchange, remove_tree, sync_filesystem
 

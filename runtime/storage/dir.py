@@ -10,7 +10,7 @@ import asyncio
 import os
 
 from runtime import proc
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.storage import shift
 from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, exchange,
                                   remove_tree, sync_filesystem)

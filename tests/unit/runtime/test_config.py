@@ -4,7 +4,7 @@ import pytest
 from runtime import arch
 from runtime.errors import BadRequest
 from runtime.instances import cgroups, config, lxc
-from runtime.instances.idmap import IdMap, allocate_isolated
+from runtime.base.idmap import IdMap, allocate_isolated
 from runtime.instances.model import expand, root_disk
 
 
