@@ -32,6 +32,7 @@ from runtime.network.manager import Networks
 from runtime.operations import Operations
 from runtime.projects import Projects
 from runtime.storage import driver_class
+from runtime.storage.volumes import CustomVolumes
 from runtime.tls import TLS
 
 LOG = logging.getLogger("runtime")
@@ -70,6 +71,7 @@ class Daemon:
     ops: Operations
     instances: InstanceManager
     images: ImageStore
+    volumes: CustomVolumes
     devices: Devices
     networks: Networks
     snapshots: Snapshots
@@ -101,6 +103,7 @@ class Daemon:
                 row["name"], row["config"], self.paths.lxd_dir)
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
+        self.volumes = CustomVolumes(self)
         self.images.sweep()
         for pool in self.pools.values():
             if os.path.isdir(os.path.join(pool.path, "containers")):

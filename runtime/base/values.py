@@ -1,10 +1,12 @@
-"""Values of LXD configuration keys: sizes, booleans, choices, interface names.
+"""Values of LXD configuration keys (sizes, booleans, choices), interface and snapshot names.
 
 Used by the instance, network, storage and image code alike, so they live below all
 of them. A check raises ValueError with the reason; callers name the key.
 """
 import re
 from collections.abc import Callable
+
+from runtime.errors import BadRequest
 
 _SIZE_UNITS = {"": 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9,
                "TB": 10**12, "PB": 10**15, "EB": 10**18, "KiB": 2**10, "MiB": 2**20,
@@ -53,3 +55,14 @@ def is_interface_name(name: str) -> bool:
     """What the kernel accepts as a link name (dev_valid_name), as LXD checks nic names."""
     return 0 < len(name) <= 15 and name not in (".", "..") and not any(
         c in "/:" or c.isspace() or not c.isprintable() for c in name)
+
+
+_SNAP_NAME = re.compile(r"^[^/\s][^/]{0,62}$")
+
+
+def validate_snapshot_name(name: object) -> str:
+    """A snapshot name is a directory name on disk: no '/', no '..', nothing unprintable."""
+    if not isinstance(name, str) or not _SNAP_NAME.match(name) or name in (".", "..") \
+            or not name.isprintable():
+        raise BadRequest(f"Invalid snapshot name {name!r}")
+    return name

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from runtime import controlchars
 from runtime.base.values import (  # noqa: F401 - instance keys use them too
-    any_value, is_bool, is_interface_name, is_size, is_uint, one_of, parse_size, truthy)
+    any_value, is_bool, is_interface_name, is_size, is_uint, one_of, parse_size, truthy,
+    validate_snapshot_name)
 from runtime.errors import BadRequest
 
 def parse_cpuset(value: str) -> list[int]:
@@ -303,17 +304,6 @@ def validate_name(name: object, what: str = "instance") -> str:
     if not isinstance(name, str) or not _NAME.match(name) or name.endswith("-"):
         raise BadRequest(f"Invalid {what} name {name!r}: use 1-63 letters, digits and "
                          "hyphens, starting with a letter and not ending with a hyphen")
-    return name
-
-
-_SNAP_NAME = re.compile(r"^[^/\s][^/]{0,62}$")
-
-
-def validate_snapshot_name(name: object) -> str:
-    """A snapshot name is a directory name on disk: no '/', no '..', nothing unprintable."""
-    if not isinstance(name, str) or not _SNAP_NAME.match(name) or name in (".", "..") \
-            or not name.isprintable():
-        raise BadRequest(f"Invalid snapshot name {name!r}")
     return name
 
 

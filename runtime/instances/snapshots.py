@@ -223,7 +223,7 @@ class Snapshots:
         mgr = self.d.instances
         frozen = False
         # Straight to the freezer, without pause/resume events: nobody paused it.
-        if not getattr(pool, "atomic_snapshots", False) and mgr.pid(inst) and \
+        if not pool.atomic_snapshots and mgr.pid(inst) and \
                 mgr.status(inst) == "Running":
             await mgr.lxc.freeze(mgr.paths(inst).name, mgr.cgroup(inst))
             frozen = True
@@ -410,11 +410,7 @@ class Snapshots:
                 pass
             except Exception:  # noqa: BLE001 - keep the loop alive, retry later
                 LOG.exception("could not expire snapshot %s/%s", r["inst"], r["snap"])
-        try:
-            from runtime.api.volumes import expire_volume_snapshots
-            nxt = min(nxt, await expire_volume_snapshots(self.d, now))
-        except ImportError:
-            pass
+        nxt = min(nxt, await self.d.volumes.expire_snapshots(now))
         return max(nxt, 0.05)
 
     async def expiry_loop(self) -> None:

@@ -448,3 +448,7 @@ class BtrfsPool(PoolDriver):
 
     async def custom_usage(self, name: str) -> int:
         return await self.subvol_usage(self.custom_path(name))
+
+    async def snapshot_custom(self, vol: str, snap: str) -> None:
+        await self._snapshot(self.custom_path(vol), self.custom_snapshot_path(vol, snap),
+                             readonly=True)

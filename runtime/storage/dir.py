@@ -12,7 +12,7 @@ import os
 from runtime import proc
 from runtime.base.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, exchange,
+from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, du, exchange,
                                   remove_tree, sync_filesystem)
 
 _LOWER = ".lower"     # file naming the image volume an overlay instance sits on
@@ -272,11 +272,6 @@ class DirPool(PoolDriver):
 
     async def usage(self, vol: str) -> int:
         path = self.instance_path(vol)
-        target = os.path.join(path, _UPPER) if self._lower(path) else path
-        _rc, out, _ = await proc.run(["du", "-sxb", target], check=False)
-        try:
-            return int(out.split()[0])
-        except (IndexError, ValueError):
-            return 0
+        return await du(os.path.join(path, _UPPER) if self._lower(path) else path)
 
 
