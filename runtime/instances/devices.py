@@ -619,7 +619,7 @@ class Devices:
                 await proc.run(["ip", "link", "del", link], check=False)
             raise
         if volatile:
-            self.d.instances._set_volatile(inst, volatile)
+            self.d.instances.set_volatile(inst, volatile)
 
     def _managed_networks(self, name: str, dev: dict):
         """The network manager, when the nic's `network` is one of its bridges."""
@@ -647,7 +647,7 @@ class Devices:
         if host_if:
             from runtime.network import tc
             await tc.remove(host_if)
-        self.d.instances._set_volatile(inst, {f"volatile.{name}.host_name": None,
+        self.d.instances.set_volatile(inst, {f"volatile.{name}.host_name": None,
                                               f"volatile.{name}.last_state.hwaddr": None})
 
     # disks and device nodes

@@ -336,12 +336,12 @@ class Snapshots:
             token = await pool.prepare_restore(vol, snap_name)
             # Between the swap and the new record, a crash leaves the token: the next
             # start rolls forward (restore_leftovers).
-            mgr._set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
+            mgr.set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
             await pool.commit_restore(vol)
             self._restored_record(inst, row)
             await pool.finish_restore(vol, snap_name)
             restored = mgr.load(inst.project, inst.name)
-            await mgr._apply_root_size(restored)  # the snapshot's size, on the new volume
+            await mgr.apply_root_size(restored)  # the snapshot's size, on the new volume
             if was_running:
                 await mgr.start(restored)
         self.d.bus.lifecycle("instance-restored", inst.url, inst.project,
@@ -382,7 +382,7 @@ class Snapshots:
                                 inst.project, inst.name, snap)
                 else:
                     await pool.abandon_restore(vol)
-                    self.d.instances._set_volatile(inst, {RESTORE_KEY: None})
+                    self.d.instances.set_volatile(inst, {RESTORE_KEY: None})
                     LOG.warning("instance %s/%s: unfinished restore of %s abandoned",
                                 inst.project, inst.name, snap)
             except Exception:  # noqa: BLE001 - the other instances still get theirs
@@ -591,10 +591,10 @@ class Copier:
                                  architecture=row["architecture"],
                                  ephemeral=row["ephemeral"], config=row["config"],
                                  devices=row["devices"], profiles=row["profiles"])
-            await mgr._apply_root_size(mgr.load(project, inst.name))
+            await mgr.apply_root_size(mgr.load(project, inst.name))
             mgr.completed(inst)
         except BaseException:
-            await mgr._purge(inst)
+            await mgr.purge(inst)
             raise
         if any(r["expires_at"] for r in snaps):
             self.snaps.wake.set()

@@ -425,7 +425,7 @@ class Sender:
                 LOG.info("instance %s/%s sent (%d bytes of root filesystem)", inst.project,
                          inst.name, sent)
                 if stopped:
-                    d.instances._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                    d.instances.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
             except BaseException:
                 if early is not None:
                     await early.kill()
@@ -816,7 +816,7 @@ class Receiver:
         except BaseException as exc:
             LOG.warning("incoming migration of %s failed: %s", inst.name, exc)
             try:
-                await d.instances._purge(inst)
+                await d.instances.purge(inst)
             finally:
                 if not control.closed:
                     try:
@@ -886,10 +886,10 @@ class Receiver:
             if base:
                 d.images.mark_used(base)
             self.mark("shift")
-            mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+            mgr.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                      "volatile.idmap.base": str(idmap.base)})
             mgr.completed(inst)
-            await mgr._apply_root_size(inst)
+            await mgr.apply_root_size(inst)
             await _send_json(control, {"success": True})
             self.mark("finish")
             LOG.info("instance %s/%s received (%d bytes; %s)", self.project, inst.name, received,
