@@ -20,24 +20,13 @@ from runtime.instances import cgroups, lxc, templates
 from runtime.instances import config as cfg
 from runtime.instances.files import InstanceFS
 from runtime.base.idmap import PRIVILEGED, IdMap, allocate_isolated
-from runtime.instances.devices import block_source
+from runtime.instances.devices import block_source, missing_hwaddrs
 from runtime.instances.model import Instance, expand, root_disk
 from runtime.storage import volume_name
 from runtime.storage.base import copy_tree
 
 LOG = logging.getLogger(__name__)
 LIVE_PREFIXES = ("limits.",)
-
-
-def random_hwaddr() -> str:
-    return "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-
-
-def missing_hwaddrs(devices: dict, config: dict) -> dict[str, str]:
-    """volatile.<nic>.hwaddr for nics that have no MAC yet (LXD's 00:16:3e prefix)."""
-    return {f"volatile.{name}.hwaddr": random_hwaddr() for name, dev in devices.items()
-            if dev.get("type") == "nic" and not dev.get("hwaddr")
-            and f"volatile.{name}.hwaddr" not in config}
 
 
 class InstanceManager:
@@ -343,9 +332,9 @@ class InstanceManager:
         disk_sources = await self.d.devices.disk_sources(inst)
         text = lxc.render_config(
             name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,
-            config=inst.expanded_config, devices=inst.expanded_devices,
-            architecture=inst.architecture, host_arch=arch.host(), cgroup=self.cgroup(inst),
-            disk_sources=disk_sources)
+            config=inst.expanded_config, architecture=inst.architecture,
+            host_arch=arch.host(), cgroup=self.cgroup(inst),
+            device_lines=self.d.devices.lxc_lines(inst, disk_sources))
         with open(paths.config, "w") as f:
             f.write(text)
         with open(paths.seccomp, "w") as f:
