@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from runtime import restrictions
+from runtime.instances import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 
 FEATURES = ("features.images", "features.profiles", "features.storage.volumes",

@@ -8,7 +8,8 @@ import os
 
 from aiohttp import web
 
-from runtime import auth, controlchars, restrictions
+from runtime import auth, controlchars
+from runtime.instances import restrictions
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.base.timefmt import parse_time, render_time, timestamp

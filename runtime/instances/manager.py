@@ -13,7 +13,8 @@ import secrets
 import shutil
 import uuid
 
-from runtime import arch, restrictions
+from runtime import arch
+from runtime.instances import restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import cgroups, lxc, templates

@@ -23,7 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runtime import proc, restrictions
+from runtime import proc
+from runtime.instances import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.instances import config as cfg

@@ -39,7 +39,8 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import arch, proc, restrictions, targuard, wsclient
+from runtime import arch, proc, targuard, wsclient
+from runtime.instances import restrictions
 from runtime.appkeys import DAEMON
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.base.idmap import IdMap
@@ -443,7 +444,7 @@ class Sender:
 
 
 async def migrate_source(request: web.Request, inst, body: dict,
-                         snapshot: str | None = None) -> web.Response:
+                         snapshot: str | None = None):
     """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance.
 
     With `snapshot`, the answer to `POST /1.0/instances/<n>/snapshots/<s>
@@ -488,9 +489,9 @@ async def migrate_source(request: web.Request, inst, body: dict,
     return _async(_websocket_op(d, "Migrating instance", pull, inst.project, resources))
 
 
-def _async(op) -> web.Response:
-    from runtime.api import response
-    return response.async_(op)
+def _async(op):
+    """The operation the API answers with (202): migration builds no responses."""
+    return op
 
 
 def speaks_ours(ws) -> bool:

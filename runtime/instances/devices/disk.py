@@ -21,7 +21,8 @@ import os
 import stat
 import sys
 
-from runtime import proc, restrictions
+from runtime import proc
+from runtime.instances import restrictions
 from runtime.base.values import parse_size, truthy
 from runtime.errors import BadRequest, CommandFailed, NotFound
 from runtime.instances import cgroups

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from runtime.errors import BadRequest, Forbidden
+from runtime.instances.model import expand
 
 _BLOCK_ALLOW = ("block", "allow")
 # key -> (default, allowed values or None for free-form)
@@ -265,7 +266,6 @@ def check_profile(d, profile_project: str, via_project: str, name: str, config: 
     what = f"profile {name!r}"
     for project in {profile_project, via_project}:
         rules(d, project).check(what, config, devices, instance=False)
-    from runtime.instances.model import expand
     for inst in d.instances.list(None):
         if name not in inst.profiles or d.profile_project(inst.project) != profile_project:
             continue
@@ -288,7 +288,6 @@ def check_snapshot_copies(d, project: str, name: str, rows: list[dict]) -> None:
     r.check_snapshots(f"instance {name!r}")
     if not r.enabled:
         return
-    from runtime.instances.model import expand
     pproj = d.profile_project(project)
     for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict):
