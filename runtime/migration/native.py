@@ -65,14 +65,8 @@ _LAYER_ENTRIES = [".upper", "metadata.yaml", "templates"]
 
 
 def overlay_base(pool, path: str) -> str | None:
-    """The image fingerprint a dir-pool volume (or snapshot) is layered on, if any."""
-    if getattr(pool, "driver", "") != "dir" or not os.path.isdir(os.path.join(path, ".upper")):
-        return None
-    try:
-        with open(os.path.join(path, ".lower")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+    """The image fingerprint a volume (or snapshot) is layered on, if any."""
+    return pool.layer_base(path)
 
 
 class TransferError(RuntimeAPIError):

@@ -101,6 +101,11 @@ class PoolDriver(abc.ABC):
     def quota_supported(self) -> bool:
         return False
 
+    def layer_base(self, path: str) -> str | None:
+        """The image a volume (or snapshot) directory is layered on, when only its own
+        layer needs to travel to a host that has that image; None: it is whole."""
+        return None
+
     # Images ------------------------------------------------------------------
     def image_ready(self, fingerprint: str) -> bool:
         return os.path.isdir(os.path.join(self.image_path(fingerprint), "rootfs"))

@@ -53,6 +53,10 @@ class DirPool(PoolDriver):
         except FileNotFoundError:
             return None
 
+    def layer_base(self, path: str) -> str | None:
+        """An overlay volume: its own layer over the image named in .lower."""
+        return self._lower(path) if os.path.isdir(os.path.join(path, _UPPER)) else None
+
     def _image_rootfs(self, fingerprint: str) -> str:
         return os.path.join(self.image_path(fingerprint), "rootfs")
 

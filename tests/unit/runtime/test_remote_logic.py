@@ -13,6 +13,8 @@ from runtime.cli import output
 from runtime.cli.remotes import Config, decode_token
 from runtime.images import remote
 from runtime.migration import _ws_url, overlay_base
+from runtime.storage.btrfs import BtrfsPool
+from runtime.storage.dir import DirPool
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -80,14 +82,13 @@ def test_ws_url():
 
 
 def test_overlay_base(tmp_path):
-    class Pool:
-        driver = "dir"
     vol = tmp_path / "vol"
     (vol / ".upper").mkdir(parents=True)
     (vol / ".lower").write_text("abc\n")
-    assert overlay_base(Pool(), str(vol)) == "abc"
-    Pool.driver = "btrfs"
-    assert overlay_base(Pool(), str(vol)) is None
+    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) == "abc"
+    assert overlay_base(BtrfsPool("p", {}, str(tmp_path)), str(vol)) is None
+    (vol / ".upper").rmdir()
+    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) is None
 
 
 def test_simplestreams_version_files():
