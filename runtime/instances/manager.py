@@ -314,11 +314,7 @@ class InstanceManager:
         if not idmap.privileged:
             _check_traversable(rootfs, idmap.to_host(0))
         os.makedirs(paths.log_dir, exist_ok=True)
-        volatile = missing_hwaddrs(inst.expanded_devices, inst.config)
-        for devname, dev in inst.expanded_devices.items():
-            if dev.get("type") == "nic" and dev.get("nictype", "bridged") in ("bridged", "p2p") \
-                    and not dev.get("host_name"):
-                volatile[f"volatile.{devname}.host_name"] = "veth" + secrets.token_hex(4)
+        volatile = self.d.devices.start_volatile(inst)
         if volatile:
             self.set_volatile(inst, volatile)
         pending = inst.config.get("volatile.apply_template")

@@ -16,13 +16,14 @@ device a callback to write its `volatile.*` keys.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 
 from runtime.errors import BadRequest
 from runtime.instances.devices.base import Device, Host
 from runtime.instances.devices.disk import (Disk, block_source,  # noqa: F401 - public
                                             blkio_settings, instance_volume)
-from runtime.instances.devices.nic import Nic, missing_hwaddrs, nictype  # noqa: F401
+from runtime.instances.devices.nic import VETH_KINDS, Nic, missing_hwaddrs, nictype
 from runtime.instances.devices.nic_bridged import BridgedNic, P2pNic
 from runtime.instances.devices.nic_macvlan import MacvlanNic
 from runtime.instances.devices.nic_physical import PhysicalNic
@@ -97,6 +98,15 @@ class Devices:
             if source:
                 out[name] = source
         return out
+
+    def start_volatile(self, inst) -> dict[str, str]:
+        """The volatile keys a start needs first: MACs and veth host names not yet chosen."""
+        volatile = missing_hwaddrs(inst.expanded_devices, inst.config)
+        for name, dev in inst.expanded_devices.items():
+            if dev.get("type") == "nic" and nictype(dev) in VETH_KINDS and \
+                    not dev.get("host_name"):
+                volatile[f"volatile.{name}.host_name"] = "veth" + secrets.token_hex(4)
+        return volatile
 
     def lxc_lines(self, inst, sources: dict[str, str]) -> list[str]:
         return lxc_lines(inst.expanded_devices, inst.expanded_config, sources, self.host)
