@@ -7,6 +7,7 @@ daemon's children: stopping or restarting the daemon leaves them running.
 """
 import argparse
 import asyncio
+import grp
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from runtime import db as dbmod
 from runtime.api.app import build_app
+from runtime.base import logs
 from runtime.errors import BadRequest, NotFound
 from runtime.events import EventBus
 from runtime.images.remote import RemoteImages
@@ -231,7 +233,8 @@ class Daemon:
             await self.remote_images.maintain()
 
     # Listeners -------------------------------------------------------------------
-    async def listen_unix(self, app: web.Application) -> None:
+    async def listen_unix(self, app: web.Application, group: str | None = None) -> None:
+        """The unix socket, root's (0660): also its group's when `group` is given."""
         sock = self.paths.socket
         if os.path.exists(sock):
             if _socket_alive(sock):
@@ -243,7 +246,7 @@ class Daemon:
         await runner.setup()
         site = web.UnixSite(runner, sock)
         await site.start()
-        os.chown(sock, 0, 0)
+        os.chown(sock, 0, grp.getgrnam(group).gr_gid if group else 0)
         os.chmod(sock, 0o660)
         self.runners.append(runner)
 
@@ -286,13 +289,13 @@ def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_child_watcher(watcher)
 
 
-async def serve(lxd_dir: str) -> None:
+async def serve(lxd_dir: str, group: str | None = None) -> None:
     _use_pidfd_child_watcher(asyncio.get_running_loop())
     d = Daemon(lxd_dir)
     await d.setup()
     app = build_app(d)
     app.cleanup_ctx.extend(d.contexts())
-    await d.listen_unix(app)
+    await d.listen_unix(app, group)
     LOG.info("listening on %s", d.paths.socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -310,13 +313,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="info logging")
     parser.add_argument("--lxd-dir", default=os.environ.get("LXD_DIR", DEFAULT_DIR),
                         help="state directory (default $LXD_DIR or %(default)s)")
+    parser.add_argument("--group", default=None,
+                        help="group that may use the unix socket (as LXD's --group; "
+                             "default: root only)")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(level)
     if os.getuid() != 0:
         sys.exit("nova-lxd-runtime must run as root (it creates containers)")
-    asyncio.run(serve(args.lxd_dir))
+    if args.group:
+        try:
+            grp.getgrnam(args.group)
+        except KeyError:
+            sys.exit(f"nova-lxd-runtime: no group {args.group!r}")
+    asyncio.run(serve(args.lxd_dir, args.group))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from runtime.api import (MAX_JSON_BODY, certificates, console, events, exec, fil
 from runtime.api import networks
 from runtime.api.public_images import untrusted_handler
 from runtime.appkeys import ACCESS, DAEMON, HTTPS_APP, PUBLIC_FALLBACK
+from runtime.base import logs
 
 if TYPE_CHECKING:
     from runtime.daemon import Daemon
@@ -31,6 +32,8 @@ MODULES = (server, instances, console, exec, files, images, profiles, storage, n
 
 @web.middleware
 async def error_middleware(request: web.Request, handler):
+    """One error path, and the request id every log line of the request carries."""
+    logs.REQUEST_ID.set(logs.new_request_id())
     try:
         return await handler(request)
     except errors.RuntimeAPIError as exc:
