@@ -4,7 +4,6 @@ rename, copy, delete, snapshots) and a read-only view of instance and image volu
 Handlers parse and render; the volumes themselves (rows, rules, driver calls) are
 runtime.storage.volumes' business.
 """
-import os
 
 from aiohttp import web
 
@@ -55,18 +54,11 @@ def _instance_volumes(d, pool, proj: str) -> list[dict]:
 
 def _image_volumes(d, pool, proj: str) -> list[dict]:
     """The pool's unpacked images that this project's image list holds."""
-    base = os.path.join(pool.path, "images")
     mine = set(d.db.names("images", "fingerprint", project=d.image_project(proj)))
-    out = []
-    if os.path.isdir(base):
-        for fp in sorted(os.listdir(base)):
-            if fp in mine and pool.image_ready(fp):
-                out.append({"name": fp, "type": "image", "content_type": "filesystem",
-                            "description": "", "config": {},
-                            "used_by": [f"/1.0/images/{fp}"], "location": "none",
-                            "created_at": timestamp(os.path.getmtime(pool.image_path(fp))),
-                            "pool": pool.name, "project": "default"})
-    return out
+    return [{"name": fp, "type": "image", "content_type": "filesystem", "description": "",
+             "config": {}, "used_by": [f"/1.0/images/{fp}"], "location": "none",
+             "created_at": timestamp(when), "pool": pool.name, "project": "default"}
+            for fp, when in pool.ready_images().items() if fp in mine]
 
 
 def _all(request: web.Request, d, pool, proj: str, vtype: str | None) -> list[dict]:

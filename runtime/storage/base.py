@@ -107,6 +107,13 @@ class PoolDriver(abc.ABC):
         return None
 
     # Images ------------------------------------------------------------------
+    def ready_images(self) -> dict[str, float]:
+        """The images unpacked on this pool: fingerprint -> when (epoch seconds)."""
+        base = os.path.join(self.path, "images")
+        names = sorted(os.listdir(base)) if os.path.isdir(base) else []
+        return {fp: os.path.getmtime(self.image_path(fp)) for fp in names
+                if self.image_ready(fp)}
+
     def image_ready(self, fingerprint: str) -> bool:
         return os.path.isdir(os.path.join(self.image_path(fingerprint), "rootfs"))
 
