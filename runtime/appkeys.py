@@ -6,15 +6,13 @@ HTTPS listener) can read the same keys without importing the API package.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from runtime.daemon import Daemon
-
-# The daemon whose subsystems every handler uses.
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+# The daemon whose subsystems every handler uses (a runtime.daemon.Daemon; not
+# imported here, even for typing, so that nothing below the daemon refers to it).
+DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 # (method, canonical path) -> runtime.auth.Access: who may call it; set as routes mount.
 ACCESS: web.AppKey[dict[tuple[str, str], Any]] = web.AppKey("access")
 # The HTTPS application (same routes, behind the trust gate); the TLS listener serves it.

@@ -9,15 +9,12 @@ parse, authorise and call the daemon's subsystems; they reach the daemon with
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import Any
 
 from aiohttp import web
 
 from runtime import auth, errors
 from runtime.appkeys import DAEMON
-
-if TYPE_CHECKING:
-    from runtime.daemon import Daemon
 
 # JSON request bodies are read whole, so they are capped: the largest real ones
 # (an instance with cloud-init user data, a migration target) are tens of KB.
@@ -63,7 +60,8 @@ def field(body: dict, key: str, kind: type, default=None):
     return value
 
 
-def daemon(request: web.Request) -> Daemon:
+def daemon(request: web.Request) -> Any:
+    """The runtime.daemon.Daemon serving the request: its subsystems are attributes."""
     return request.app[DAEMON]
 
 

@@ -8,8 +8,6 @@ the caller is (root on the socket; a client certificate over HTTPS, judged by
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from runtime import auth, errors
@@ -20,9 +18,6 @@ from runtime.api import networks
 from runtime.api.public_images import untrusted_handler
 from runtime.appkeys import ACCESS, DAEMON, HTTPS_APP, PUBLIC_FALLBACK
 from runtime.base import logs
-
-if TYPE_CHECKING:
-    from runtime.daemon import Daemon
 
 LOG = logging.getLogger("runtime.api")
 # Every resource module, in mounting order.
@@ -57,7 +52,7 @@ async def unix_middleware(request: web.Request, handler):
     return await auth.authorize(request, handler, auth.UNIX)
 
 
-def build_app(d: Daemon) -> web.Application:
+def build_app(d) -> web.Application:
     """The unix socket's app; its HTTPS twin is kept under `HTTPS_APP` for the listener."""
     app = web.Application(middlewares=[error_middleware, unix_middleware],
                           client_max_size=MAX_JSON_BODY)
