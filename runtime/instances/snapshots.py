@@ -463,7 +463,6 @@ class Snapshots:
 
     async def cleanup_leftovers(self) -> None:
         """What a daemon killed mid-way leaves: publish snapshots, replaced volumes."""
-        from runtime.storage.base import remove_tree
         for pool in list(self.d.pools.values()):
             base = os.path.join(pool.path, "containers-snapshots")
             for vol in _listdir(base):
@@ -473,13 +472,7 @@ class Snapshots:
                             await pool.delete_snapshot(vol, snap)
                         except Exception:  # noqa: BLE001
                             LOG.exception("could not remove %s/%s", vol, snap)
-            if pool.driver != "dir":
-                continue
-            base = os.path.join(pool.path, "containers")
-            for entry in _listdir(base):
-                # instance names never contain dots: these are ours
-                if ".old-" in entry or entry.endswith(".restore"):
-                    await remove_tree(os.path.join(base, entry))
+            await pool.sweep_restore_leftovers()
 
     async def running(self, app):
         """aiohttp cleanup context: expiry, schedules and leftover sweeping."""

@@ -827,7 +827,7 @@ class Receiver:
     async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
         """Our copy of the image the sender's volume is layered on, ready in the pool."""
         d = self.d
-        if not fingerprint or getattr(pool, "driver", "") != "dir" or idmap != d.default_idmap:
+        if not fingerprint or not pool.layered or idmap != d.default_idmap:
             return None
         if not d.db.select("images", {"fingerprint": fingerprint}) or not os.path.exists(
                 d.images.file(fingerprint)):

@@ -24,6 +24,9 @@ class PoolDriver(abc.ABC):
     driver = ""
     # Whether a snapshot of a running instance is atomic (no freeze needed).
     atomic_snapshots = False
+    # Whether instance volumes of the default id map are layers over an image volume
+    # (so a migration target holding the image receives only the instance's layer).
+    layered = False
 
     def __init__(self, name: str, config: dict, lxd_dir: str):
         self.name = name
@@ -67,6 +70,11 @@ class PoolDriver(abc.ABC):
             path = os.path.join(self.path, sub)
             os.makedirs(path, mode=mode, exist_ok=True)
             os.chmod(path, mode)
+
+    async def sweep_restore_leftovers(self) -> None:
+        """What a restore killed mid-way leaves beside the instance volumes (none here:
+        drivers that restore beside the volume override this)."""
+        return None
 
     async def sweep_partial(self) -> None:
         """Image volumes a dead daemon was still unpacking."""

@@ -44,6 +44,7 @@ def _backing_fs(path: str) -> tuple[str, str]:
 
 class DirPool(PoolDriver):
     driver = "dir"
+    layered = True
 
     # Helpers -------------------------------------------------------------------
     def _lower(self, volpath: str) -> str | None:
@@ -199,6 +200,13 @@ class DirPool(PoolDriver):
 
     def restore_staging(self, vol: str) -> str:
         return self.instance_path(vol) + ".restore"
+
+    async def sweep_restore_leftovers(self) -> None:
+        base = os.path.join(self.path, "containers")
+        for entry in os.listdir(base) if os.path.isdir(base) else []:
+            # instance names never contain dots: these are ours
+            if ".old-" in entry or entry.endswith(".restore"):
+                await remove_tree(os.path.join(base, entry))
 
     async def prepare_restore(self, vol: str, snap: str) -> str:
         staging = self.restore_staging(vol)
