@@ -56,3 +56,13 @@ def test_custom_volume_names():
     assert disk_name({"project": "default", "name": "v"}) == "v"
     assert disk_name({"project": "p1", "name": "v"}) == "p1_v"
     assert snap_name({"name": "v/snap0"}) == "snap0"
+
+
+def test_dir_sweeps_only_its_restore_leftovers(tmp_path):
+    pool = DirPool("p", {}, str(tmp_path))
+    base = os.path.join(pool.path, "containers")
+    for entry in ("c1", "c1.restore", "c1.old-0a1b2c3d", "p1_c2"):
+        os.makedirs(os.path.join(base, entry))
+    asyncio.run(pool.sweep_restore_leftovers())
+    assert sorted(os.listdir(base)) == ["c1", "p1_c2"]
+    assert pool.layered and not pool.atomic_snapshots
