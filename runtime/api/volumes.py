@@ -9,7 +9,7 @@ from aiohttp import web
 
 from runtime import auth, controlchars
 from runtime.instances import restrictions
-from runtime.api import daemon, project, read_json, recursion, response
+from runtime.api import daemon, field, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.errors import BadRequest, NotFound
@@ -100,7 +100,7 @@ async def create_volume(request: web.Request) -> web.Response:
     ctype = body.get("content_type") or "filesystem"
     if ctype != "filesystem":
         raise BadRequest("Only 'filesystem' custom volumes are supported (no block volumes)")
-    source = body.get("source") or {}
+    source = field(body, "source", dict, {})
     copy_of = None
     if source.get("type") == "copy":
         copy_of = {"pool": source.get("pool") or pool.name, "name": source.get("name"),
