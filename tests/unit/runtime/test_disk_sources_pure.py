@@ -22,8 +22,8 @@ def _devices(rows, volumes_project="default"):
     pool = SimpleNamespace(custom_path=lambda vol: f"/pool/custom/{vol}",
                            rootfs=lambda vol: f"/pool/containers/{vol}/rootfs")
     d = SimpleNamespace(db=_DB(rows), pool=lambda name: pool,
-                        _feature=lambda project, key: volumes_project)
-    return devices.Devices(d)
+                        volume_project=lambda project: volumes_project)
+    return devices.Devices(d).disks
 
 
 INST = SimpleNamespace(project="shared", name="i1")
