@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Error": 112,
                 "Starting": 106, "Stopping": 107, "Freezing": 109}
