@@ -16,6 +16,7 @@ import sys
 from aiohttp import web
 
 from runtime import db as dbmod
+from runtime import recovery
 from runtime.events import EventBus
 from runtime.images.store import ImageStore
 from runtime.instances import idmap
@@ -86,6 +87,7 @@ class Daemon:
         if getattr(self, "snapshots", None) is not None:
             await self.snapshots.restore_leftovers()   # before anything starts instances
         lost = await self.instances.reconcile()
+        await recovery.reconcile(self)
         asyncio.get_running_loop().create_task(self.instances.autostart(lost))
 
     def _extensions(self) -> None:

@@ -71,9 +71,10 @@ async def create_instance(request: web.Request) -> web.Response:
             and getattr(d, "remote_images", None) is not None:
         image = await d.remote_images.resolve_async(proj, source)  # network: off the loop
     spec = d.instances.validate_new(proj, body, image)
+    reserved = d.instances.reserve(proj, spec)
 
     async def run(op):
-        inst = await d.instances.create(proj, spec)
+        inst = await d.instances.create(proj, spec, reserved)
         if spec["start"]:
             await d.instances.change_state(inst, "start", False, 0)
     op = d.ops.create("task", "Creating instance", run, project=proj,

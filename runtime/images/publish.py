@@ -20,7 +20,7 @@ import time
 
 import yaml
 
-from runtime import arch, auth
+from runtime import arch, auth, crashpoint
 from runtime.errors import BadRequest, CommandFailed, Conflict
 from runtime.images import metadata
 from runtime.images.store import clean_properties
@@ -187,6 +187,7 @@ class Publisher:
             tmp = self.d.images.new_tmp()
             try:
                 sha = await self._pack(inst, row, props, expires_at, tmp, compress)
+                crashpoint.hit("publish.packed")
                 fp = await self.d.images.add(project, tmp, None, sha, filename=filename,
                                              public=public, properties=props)
             finally:
@@ -227,6 +228,7 @@ class Publisher:
                     await pool.create_snapshot(vol, snap)
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
+            crashpoint.hit("publish.snapshot")
             voldir = pool.snapshot_path(vol, snap)
             meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
             try:

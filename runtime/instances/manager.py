@@ -11,9 +11,10 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import uuid
 
-from runtime import arch, restrictions
+from runtime import arch, crashpoint, restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import cgroups, lxc, templates
@@ -69,9 +70,22 @@ class InstanceManager:
         return Instance.from_row(row, self._profiles(project, row["profiles"]))
 
     def list(self, project: str | None) -> list[Instance]:
+        """Every instance (of a project), expanded; profiles are read once per call,
+        not once per instance (a listing of thousands is an API call clients poll)."""
         where = {"project": project} if project else {}
-        return [Instance.from_row(r, self._profiles(r["project"], r["profiles"]))
-                for r in self.d.db.select("instances", where, order="name")]
+        rows = self.d.db.select("instances", where, order="name")
+        profiles = {(p["project"], p["name"]): p for p in self.d.db.select("profiles")}
+        homes: dict[str, str] = {}
+        out = []
+        for r in rows:
+            home = homes.get(r["project"])
+            if home is None:
+                home = homes[r["project"]] = self.d.profile_project(r["project"])
+            found = [profiles.get((home, name)) for name in r["profiles"]]
+            if None in found:  # a profile gone meanwhile: the usual clear error
+                found = self._profiles(r["project"], r["profiles"])
+            out.append(Instance.from_row(r, found))
+        return out
 
     def paths(self, inst: Instance) -> lxc.Paths:
         vol = volume_name(inst.project, inst.name)
@@ -222,15 +236,20 @@ class InstanceManager:
         config.update(missing_hwaddrs(spec["expanded_devices"], config))
         config.update(extra_config or {})
         config[cfg.INCOMPLETE_KEY] = "true"
-        self.d.db.insert("instances", project=project, name=spec["name"],
-                         architecture=spec["architecture"], ephemeral=spec["ephemeral"],
-                         description=spec["description"], created_at=dbmod.now(),
-                         config=config, devices=spec["devices"], profiles=spec["profiles"],
-                         pool=spec["pool"])
+        try:
+            self.d.db.insert("instances", project=project, name=spec["name"],
+                             architecture=spec["architecture"], ephemeral=spec["ephemeral"],
+                             description=spec["description"], created_at=dbmod.now(),
+                             config=config, devices=spec["devices"],
+                             profiles=spec["profiles"], pool=spec["pool"])
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance {spec['name']!r} already exists")
         return self.load(project, spec["name"])
 
-    async def create(self, project: str, spec: dict) -> Instance:
-        """Make the record and root volume (from an image or empty); undo all on failure."""
+    def reserve(self, project: str, spec: dict) -> Instance:
+        """The record of an instance made from an image or empty, written while the
+        request is answered: of two creations of one name, the second gets a 409
+        instead of an operation that fails later."""
         image = spec["image"]
         extra = {}
         if image:
@@ -239,8 +258,15 @@ class InstanceManager:
             for key, value in clean_properties(image.get("properties") or {}, "image").items():
                 extra[f"image.{key}"] = value
             extra["volatile.apply_template"] = "create"
-        inst = self.insert(project, spec, extra)
+        return self.insert(project, spec, extra)
+
+    async def create(self, project: str, spec: dict, inst: Instance | None = None) -> Instance:
+        """Make the record (unless reserved) and root volume; undo all on failure."""
+        image = spec["image"]
+        if inst is None:
+            inst = self.reserve(project, spec)
         try:
+            crashpoint.hit("create.recorded")
             async with self.lock(project, inst.name):
                 idmap = self.wanted_idmap(inst)
                 pool = self.pool(inst)
@@ -259,6 +285,7 @@ class InstanceManager:
                 self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
                 await self._apply_root_size(inst)
+                crashpoint.hit("create.volume")
                 self.completed(inst)
         except BaseException:
             await self._purge(inst)
@@ -283,6 +310,9 @@ class InstanceManager:
     async def _purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
         paths = self.paths(inst)
+        if self.d.db.get("instances", id=inst.id):
+            # Should the daemon die half way, the next start finishes the job.
+            self._set_volatile(inst, {cfg.INCOMPLETE_KEY: "true"})
         try:
             await self.pool(inst).delete_instance(volume_name(inst.project, inst.name))
             if inst.config.get("volatile.base_image"):
@@ -357,6 +387,7 @@ class InstanceManager:
         cgroup = self.cgroup(inst)
         cgroups.remove_stale(cgroup, lxc.monitor_cgroup_dir(cgroup))
         pid = await self.lxc.start(paths)
+        crashpoint.hit("start.spawned")
         self.pids[inst.id] = pid
         self._watch(inst, pid)
         await self.d.devices.after_start(inst, pid)
@@ -435,6 +466,8 @@ class InstanceManager:
         if self.status(inst) == "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is already frozen")
         await self.lxc.freeze(self.paths(inst).name, self.cgroup(inst))
+        # Recorded so a restart can tell it from a freeze the daemon made for a copy.
+        self._set_volatile(inst, {"volatile.last_state.power": "FROZEN"})
         self.d.bus.lifecycle("instance-paused", inst.url, inst.project)
 
     async def unfreeze(self, inst: Instance) -> None:
@@ -442,6 +475,7 @@ class InstanceManager:
         if self.status(inst) != "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is not frozen")
         await self.lxc.unfreeze(self.paths(inst).name, self.cgroup(inst))
+        self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-resumed", inst.url, inst.project)
 
     async def change_state(self, inst: Instance, action: str, force: bool,
@@ -560,8 +594,12 @@ class InstanceManager:
         not now (host reboot, or killed meanwhile): autostart restores them.
         """
         lost = []
+        inits = lxc.running_inits(self.d.paths.lxcpath)
         for inst in self.list(None):
-            pid = await self.lxc.init_pid(self.paths(inst).name)
+            name = self.paths(inst).name
+            pid = inits.get(name)
+            if pid is None and name in inits:
+                pid = await self.lxc.init_pid(name)
             if inst.config.get(cfg.INCOMPLETE_KEY) and not pid:
                 LOG.warning("removing %s/%s: it was still being made when the daemon "
                             "stopped", inst.project, inst.name)
@@ -570,9 +608,9 @@ class InstanceManager:
             if pid:
                 self.pids[inst.id] = pid
                 self._watch(inst, pid)
-                if inst.config.get("volatile.last_state.power") != "RUNNING":
+                if inst.config.get("volatile.last_state.power") not in ("RUNNING", "FROZEN"):
                     self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
-            elif inst.config.get("volatile.last_state.power") == "RUNNING":
+            elif inst.config.get("volatile.last_state.power") in ("RUNNING", "FROZEN"):
                 if inst.ephemeral:
                     await self._purge(inst)
                     continue

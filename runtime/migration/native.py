@@ -39,7 +39,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import arch, proc, restrictions, targuard, wsclient
+from runtime import arch, crashpoint, proc, restrictions, targuard, wsclient
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
 from runtime.instances.idmap import IdMap
 from runtime.storage import shift, volume_name
@@ -360,6 +360,7 @@ class Sender:
 
     def progress(self, n: int) -> None:
         """LXD's `fs_progress` operation metadata (migration_progress extension)."""
+        crashpoint.hit("migration.source.sending")
         now = time.monotonic()
         if not self._t0:
             self._t0 = now
@@ -754,6 +755,7 @@ class Receiver:
         self._t = time.monotonic()
 
     def mark(self, what: str) -> None:
+        crashpoint.hit("migration.target." + what)
         now = time.monotonic()
         self.marks.append((what, now - self._t))
         self._t = now
