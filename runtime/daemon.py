@@ -268,7 +268,19 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if os.getuid() != 0:
         sys.exit("nova-lxd-runtime must run as root (it creates containers)")
+    _raise_fd_limit()
     asyncio.run(serve(args.lxd_dir))
+
+
+def _raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: the daemon holds a pidfd per running
+    container (to notice it stop) besides its sockets, and a dense host runs
+    thousands; the usual soft default of 1024 would end in EMFILE (LXD's unit
+    raises it the same way)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == "__main__":
