@@ -279,7 +279,10 @@ def _raise_fd_limit() -> None:
     raises it the same way)."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
+    if hard == resource.RLIM_INFINITY:
+        with open("/proc/sys/fs/nr_open") as f:
+            hard = int(f.read())
+    if hard > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
