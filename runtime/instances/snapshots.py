@@ -363,6 +363,9 @@ class Snapshots:
                     await mgr.stop(inst, True, 0)
                 finally:
                     inst.ephemeral = ephemeral
+                # Stopped only for the restore: should the daemon die before the
+                # restart below, its next start starts it again (autostart).
+                mgr._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
             token = await pool.prepare_restore(vol, snap_name)

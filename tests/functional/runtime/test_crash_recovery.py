@@ -119,6 +119,10 @@ def _whole_or_gone(client, name: str, running: bool | None = None) -> bool:
         inst = client.instances.get(name)
     except pylxd.exceptions.NotFound:
         return False
+    deadline = time.monotonic() + 15  # autostart (a restore's restart) runs after start-up
+    while running and inst.status != "Running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        inst = client.instances.get(name)
     if running is not None:
         assert (inst.status == "Running") == running, (name, inst.status)
     was = inst.status
