@@ -611,6 +611,11 @@ class InstanceManager:
                 if inst.config.get("volatile.last_state.power") not in ("RUNNING", "FROZEN"):
                     self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
             elif inst.config.get("volatile.last_state.power") in ("RUNNING", "FROZEN"):
+                try:  # what its stop would have undone: block mounts, device nodes, ifbs
+                    await self.d.devices.after_stop(inst)
+                except Exception:  # noqa: BLE001 - adopt the others all the same
+                    LOG.exception("clean-up after %s/%s stopped failed", inst.project,
+                                  inst.name)
                 if inst.ephemeral:
                     await self._purge(inst)
                     continue
