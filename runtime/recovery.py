@@ -12,7 +12,8 @@ module removes exactly those, nothing a user made:
 - an instance the daemon froze for a consistent volume copy (snapshot, copy,
   publish) and never thawed: thawed; one a user froze (`volatile.last_state.power`
   FROZEN) stays frozen;
-- cgroups of containers that are not running: removed.
+- cgroups of containers that are not running: removed;
+- root filesystems of stopped instances: unmounted (only running ones are mounted).
 Instances still being made are purged by `InstanceManager.reconcile`, unfinished
 restores rolled forward or back by `Snapshots.restore_leftovers`, and temporary
 upload files and publish snapshots by `ImageStore.sweep` and
@@ -39,7 +40,7 @@ def _listdir(path: str) -> list[str]:
 
 async def reconcile(d) -> None:
     """Run once at start, after instances were adopted (their pids are known)."""
-    for step in (_image_files, _image_volumes, _snapshots, _thaw, _cgroups):
+    for step in (_image_files, _image_volumes, _snapshots, _thaw, _cgroups, _unmount_stopped):
         try:
             await step(d)
         except Exception:  # noqa: BLE001 - one failed check must not stop the daemon
@@ -108,6 +109,14 @@ async def _cgroups(d) -> None:
             for name in _listdir(os.path.join(root, parent)):
                 if os.path.isdir(os.path.join(root, parent, name)) and name not in running:
                     cgroups.remove_stale(f"{parent}/{name}")
+
+
+async def _unmount_stopped(d) -> None:
+    """Stopped instances hold no mount (made before that rule, or by a crash)."""
+    mgr = d.instances
+    for inst in mgr.list(None):
+        if not mgr.pid(inst):
+            await mgr.unmount_root(inst)
 
 
 def _running_names(d) -> list[str]:

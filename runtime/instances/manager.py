@@ -7,6 +7,7 @@ reservation of a name; a failed creation removes both the row and the volume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -48,6 +49,7 @@ class InstanceManager:
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.pids: dict[int, int] = {}          # instance id -> init pid
         self.watchers: dict[int, asyncio.Task] = {}
+        self.viewers: dict[int, int] = {}       # instance id -> file requests on its root
         self.renderer = templates.Renderer()    # image templates, in a worker process
 
     # Lookup --------------------------------------------------------------------
@@ -141,6 +143,37 @@ class InstanceManager:
         if self.pid(inst):
             return self.fs(inst)
         return self.fs(inst, await self.mount_root(inst))
+
+    @contextlib.asynccontextmanager
+    async def files_view(self, inst: Instance):
+        """The files view for one request. A stopped instance's root is mounted for
+        the request only: as in LXD, stopped instances hold no mount (a host with
+        thousands of them would hold thousands). Mount and unmount happen under the
+        instance's lock, so a start never meets a root being unmounted."""
+        if self.pid(inst):
+            yield await self.mounted_fs(inst)
+            return
+        async with self.lock(inst.project, inst.name):
+            view = await self.mounted_fs(inst)
+            self.viewers[inst.id] = self.viewers.get(inst.id, 0) + 1
+        try:
+            yield view
+        finally:
+            self.viewers[inst.id] -= 1
+            if not self.viewers[inst.id]:
+                del self.viewers[inst.id]
+                async with self.lock(inst.project, inst.name):
+                    if inst.id not in self.viewers and not self.pid(inst) and \
+                            self.d.db.get("instances", id=inst.id):
+                        await self.unmount_root(inst)
+
+    async def unmount_root(self, inst: Instance) -> None:
+        """Undo mount_root and the files view's mount of a stopped instance."""
+        root = root_disk(inst.expanded_devices)
+        if root and block_source(root[1]):
+            await self.d.devices.unmount_blocks(inst, root[0] + ".files")
+            return
+        await self.pool(inst).unmount(volume_name(inst.project, inst.name))
 
     async def mount_root(self, inst: Instance) -> str:
         """The instance's root filesystem, mounted: its pool volume, or the block
@@ -426,6 +459,12 @@ class InstanceManager:
 
     async def _stopped(self, inst: Instance) -> None:
         await self.d.devices.after_stop(inst)
+        if not self.viewers.get(inst.id):
+            try:
+                await self.unmount_root(inst)
+            except Exception:  # noqa: BLE001 - stopped all the same; start remounts
+                LOG.exception("instance %s/%s: unmounting its root failed", inst.project,
+                              inst.name)
         self._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
         self.d.bus.lifecycle("instance-stopped", inst.url, inst.project)
         LOG.info("instance %s/%s stopped", inst.project, inst.name)

@@ -90,9 +90,10 @@ def problems(lxd_dir: str, bridges: list[str] = ()) -> list[str]:
         fp = name.removesuffix(".rootfs")
         if fp not in rows["images"]:
             out.append(f"image store: {name} without a record")
-    # Mounts: only instances' root filesystems (the dir pool keeps stopped ones mounted).
+    # Mounts: only running instances' root filesystems (stopped ones are unmounted).
     roots = {os.path.join(path, "containers", vol, "rootfs")
-             for pool, path in rows["pools"].items() for vol in vols.get(pool, set())}
+             for pool, path in rows["pools"].items() for vol in vols.get(pool, set())
+             if vol in running}
     every = {v for s in vols.values() for v in s}
     allowed = roots | set(rows["pools"].values())
     disks = os.path.join(lxd_dir, "disks") + "/"
