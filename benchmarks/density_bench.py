@@ -106,8 +106,11 @@ class Ramp:
         """MemAvailable and the PSS of the containers' own processes and monitors."""
         kids = memory.children_map()
         inside = monitors = 0
+        # Our containers' inits straight from /proc; LXD's (own monitor) through its API.
+        inits = lxc.running_inits(self.lxcpath) if self.lxcpath else {}
         for name in self.names:
-            c, m = memory.container_pss_kb(self.t.init_pid(name), self.daemon_pid, kids)
+            pid = inits.get(name) or self.t.init_pid(name)
+            c, m = memory.container_pss_kb(pid, self.daemon_pid, kids)
             inside += c
             monitors += m
         return {"avail_kb": memory.mem_available_kb(), "inside_kb": inside,
