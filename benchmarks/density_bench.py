@@ -234,7 +234,11 @@ def run_runtime(args, results: dict) -> None:
 def run_lxd(args, results: dict) -> None:
     sys.path.insert(0, os.path.join(REPO, "tests", "functional", "runtime"))
     from lxd_daemon import LxdDaemon
-    d = LxdDaemon(port=0, prefix="dens-lxd-")
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = LxdDaemon(port=port, prefix="dens-lxd-")
     try:
         d.start()
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
@@ -244,9 +248,7 @@ def run_lxd(args, results: dict) -> None:
         t = ApiTarget("lxd", "LXD 5.0.2", d.socket, "dens-x")
         t.ensure_image(build_image(None))
         t.ensure_profile("dens-br1", "10.253.0.1/22")
-        pid = int(open(os.path.join(d.dir, "lxd.pid")).read()) if os.path.exists(
-            os.path.join(d.dir, "lxd.pid")) else d.proc.pid
-        r = Ramp(t, pid, None)
+        r = Ramp(t, d.proc.pid, None)
         r.warm_up()
         checkpoints = {args.lxd_count: {}}
         ramp(r, args.lxd_count, checkpoints, args.reps)
