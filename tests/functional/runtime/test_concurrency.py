@@ -15,18 +15,9 @@ import pylxd
 import pytest
 
 from tests.functional.runtime import nethelpers as nh
-from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
+from tests.functional.runtime.harness import import_busybox
 
 N = 50
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    before = set(os.listdir("/sys/class/net"))
-    d = RuntimeDaemon().start()
-    yield d
-    d.destroy()
-    nh.cleanup(d.lxd_dir, before)
 
 
 @pytest.fixture(scope="module")

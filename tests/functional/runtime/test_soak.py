@@ -4,24 +4,14 @@ were, and the daemon's RSS flat once warm (benchmarks/soak_bench.py does 2,000).
 import os
 import sys
 
-import pytest
 
 from tests.functional.runtime import nethelpers as nh
-from tests.functional.runtime.harness import REPO, RuntimeDaemon, import_busybox
+from tests.functional.runtime.harness import REPO, import_busybox
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import soak_bench  # noqa: E402
 
 CYCLES, SETTLE = 60, 20
-
-
-@pytest.fixture(scope="module")
-def daemon():
-    before = set(os.listdir("/sys/class/net"))
-    d = RuntimeDaemon().start()
-    yield d
-    d.destroy()
-    nh.cleanup(d.lxd_dir, before)
 
 
 def test_soak_short(daemon):
