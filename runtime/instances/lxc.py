@@ -425,6 +425,10 @@ def running_inits(lxcpath: str) -> dict[str, int | None]:
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as f:
                 children = f.read().split()
+            # The init is the first process of the container's own pid namespace.
+            if len(children) == 1 and os.readlink(f"/proc/{children[0]}/ns/pid") == \
+                    os.readlink(f"/proc/{pid}/ns/pid"):
+                children = []
         except OSError:
             children = []
         out[name] = int(children[0]) if len(children) == 1 else None
