@@ -270,7 +270,7 @@ def report(results: dict, args) -> None:
           "dir pool) ==" % args.count)
     rows = [
         ("host memory overhead beyond containers", f"{at.get('overhead_mb')} MB",
-         "< 1536 MB", (at.get("overhead_mb") or 1e9) < 1536),
+         "< 1536 MB", at.get("overhead_mb") is not None and at["overhead_mb"] < 1536),
         ("  MemAvailable drop / containers' PSS / monitors' PSS",
          f"{at.get('mem_drop_mb')} / {at.get('containers_pss_mb')} / "
          f"{at.get('monitors_pss_mb')} MB", "", None),

@@ -77,6 +77,9 @@ def soak(socket: str, lxd_dir: str, pid: int, bridge: str, cycles: int, every: i
          max_seconds: float, settle: int, out=print) -> dict:
     """Run the cycles; returns {"samples": [(cycle, sample)], "checks": {...}}."""
     c = Client(socket)
+    # One cycle first: the baseline is the daemon at rest after first use (its
+    # template worker started, this client's connection open), not before it.
+    cycle(c, "soak-warm", bridge)
     base = sample(pid, lxd_dir, bridge)
     samples = [(0, base)]
     out(f"{'cycle':>6} {'s':>7} {'RSS MB':>7} {'fds':>5} {'mounts':>6} {'cgroups':>7} "
