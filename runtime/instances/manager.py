@@ -109,11 +109,7 @@ class InstanceManager:
     def status(self, inst: Instance) -> str:
         if self.pid(inst) is None:
             return "Stopped"
-        frozen = cgroups.read("freezer", self.cgroup(inst), "freezer.state")
-        if frozen is None and cgroups.unified_only():
-            frozen = "FROZEN" if cgroups.read("", self.cgroup(inst),
-                                              "cgroup.freeze") == "1" else None
-        return "Frozen" if frozen in ("FROZEN", "FREEZING") else "Running"
+        return "Frozen" if cgroups.frozen(self.cgroup(inst)) else "Running"
 
     def require_running(self, inst: Instance) -> int:
         pid = self.pid(inst)
