@@ -6,6 +6,7 @@ costs only that monitor's ~1.6 MB. Commands go through liblxc's tools, which
 talk to the monitor over its command socket.
 """
 import asyncio
+import functools
 import hashlib
 import os
 import signal
@@ -69,6 +70,7 @@ class Paths:
         return os.path.join(self.log_dir, "seccomp")
 
 
+@functools.cache
 def _daemon_cgroup(lxd_dir: str) -> str:
     """Per-daemon cgroup parent so two daemons on one host never collide."""
     return "nlr-" + hashlib.sha256(os.path.realpath(lxd_dir).encode()).hexdigest()[:8]
