@@ -34,13 +34,17 @@ def _matches(item: dict, expr: str) -> bool:
 async def list_instances(request: web.Request) -> web.Response:
     d = daemon(request)
     all_projects = request.query.get("all-projects") == "true"
+    flt = request.query.get("filter", "").strip()
+    level = recursion(request)
+    if level == 1 and not flt:
+        items = d.instances.listing(None if all_projects else project(request))
+        return response.sync_list([text for proj, text in items
+                                   if not all_projects or auth.can_access(request, proj)])
     insts = d.instances.list(None if all_projects else project(request))
     if all_projects:
         insts = [i for i in insts if auth.can_access(request, i.project)]
-    flt = request.query.get("filter", "").strip()
     if flt:
         insts = [i for i in insts if _matches(i.render(d.instances.status(i)), flt)]
-    level = recursion(request)
     if level == 0:
         return response.sync([i.url for i in insts])
     if level == 1:

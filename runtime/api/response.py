@@ -29,6 +29,15 @@ def sync(metadata: Any = None, status: int = 200, etag: str | None = None,
     return _json(body, status, headers)
 
 
+def sync_list(items_json: list[str]) -> web.Response:
+    """A sync response whose metadata is a list of objects already in JSON."""
+    head = json.dumps({"type": "sync", "status": "Success", "status_code": 200,
+                       "operation": "", "error_code": 0, "error": "", "metadata": None},
+                      separators=(",", ":"))
+    return web.Response(text=head[:-len("null}")] + "[" + ",".join(items_json) + "]}",
+                        content_type="application/json")
+
+
 def created(location: str, metadata: Any = None) -> web.Response:
     return sync(metadata, status=201, location=location)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -50,6 +51,8 @@ class InstanceManager:
         self.pids: dict[int, int] = {}          # instance id -> init pid
         self.watchers: dict[int, asyncio.Task] = {}
         self.viewers: dict[int, int] = {}       # instance id -> file requests on its root
+        # listing(): per scope, the stamp of profiles/projects and {raw row: entry}
+        self._listed: dict[str | None, tuple[tuple, dict]] = {}
         self.renderer = templates.Renderer()    # image templates, in a worker process
 
     # Lookup --------------------------------------------------------------------
@@ -87,6 +90,45 @@ class InstanceManager:
             if None in found:  # a profile gone meanwhile: the usual clear error
                 found = self._profiles(r["project"], r["profiles"])
             out.append(Instance.from_row(r, found))
+        return out
+
+    def listing(self, project: str | None) -> list[tuple[str, str]]:
+        """(project, JSON of the instance object) of every instance (of a project), as
+        a recursion=1 listing shows them.
+
+        Clients poll listings, and on a host with thousands of instances decoding,
+        expanding and encoding every record is most of the cost while nearly nothing
+        changed since the last poll. So each instance's JSON is kept, keyed by its
+        raw database row, and reused while that row, the profiles and projects
+        (which expand it) and its status are what they were."""
+        db = self.d.db.conn
+        stamp = (tuple(tuple(r) for r in db.execute("SELECT * FROM profiles")),
+                 tuple(tuple(r) for r in db.execute("SELECT * FROM projects")))
+        old_stamp, old = self._listed.get(project, ((), {}))
+        if old_stamp != stamp:
+            old = {}
+        sql, args = "SELECT * FROM instances", ()
+        if project:
+            sql, args = sql + " WHERE project = ?", (project,)
+        raws = db.execute(sql + " ORDER BY name", args).fetchall()
+        fresh: dict = {}
+        out = []
+        missing = [r for r in raws if tuple(r) not in old]
+        if missing:
+            by_id = {i.id: i for i in self.list(project)}
+        for raw in raws:
+            key = tuple(raw)
+            entry = old.get(key) or (by_id.get(raw["id"]), {})
+            inst, texts = entry
+            if inst is None:
+                continue  # appeared between the two reads: the next listing has it
+            fresh[key] = entry
+            status = self.status(inst)
+            text = texts.get(status)
+            if text is None:
+                text = texts[status] = json.dumps(inst.render(status), separators=(",", ":"))
+            out.append((inst.project, text))
+        self._listed[project] = (stamp, fresh)
         return out
 
     def paths(self, inst: Instance) -> lxc.Paths:
