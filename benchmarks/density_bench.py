@@ -133,9 +133,23 @@ class Ramp:
         return took
 
 
+KERNEL_FIELDS = ("Slab", "SUnreclaim", "PageTables", "KernelStack", "Percpu", "Shmem")
+
+
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo in kB: where kernel memory per container goes."""
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            out[key] = int(rest.split()[0])
+    return out
+
+
 def ramp(r: Ramp, count: int, checkpoints: dict[int, dict], reps: int) -> None:
     """Launch up to count containers, measuring at each checkpoint count."""
     avail0 = memory.mem_available_kb()
+    info0 = meminfo()
     while len(r.names) < count:
         r.launch(f"{r.t.prefix}-{len(r.names):04d}")
         n = len(r.names)
@@ -151,6 +165,8 @@ def ramp(r: Ramp, count: int, checkpoints: dict[int, dict], reps: int) -> None:
                 "monitors_pss_mb": round(mem["monitors_kb"] / 1024),
                 "overhead_mb": round((drop - mem["inside_kb"]) / 1024),
                 "daemon_rss_mb": round(mem["daemon_rss_kb"] / 1024, 1),
+                "kernel_delta_mb": {k: round((v - info0.get(k, 0)) / 1024) for k, v in
+                                    meminfo().items() if k in KERNEL_FIELDS},
                 "list_r1_p50_ms": r.list_p50(1, reps),
                 "list_r2_p50_ms": r.list_p50(2, max(3, reps // 4)),
             })
