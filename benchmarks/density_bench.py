@@ -71,15 +71,18 @@ class Ramp:
         self.lxcpath = lxcpath
         self.names: list[str] = []
         self.launch_ms: list[float] = []
+        self.split: list[tuple[float, float]] = []   # (create, start) of each launch
         self.out: dict = {}
 
     def launch(self, name: str) -> float:
         t0 = time.perf_counter()
         self.t.create(name)
+        t1 = time.perf_counter()
         self.t.start(name)
         took = ms(t0)
         self.names.append(name)
         self.launch_ms.append(took)
+        self.split.append(((t1 - t0) * 1000, ms(t1)))
         return took
 
     def warm_up(self) -> None:
@@ -224,6 +227,10 @@ def run_runtime(args, results: dict) -> None:
             "launch_next_p50_ms": p50(extra),
             "launch_ratio": round(statistics.median(extra) / statistics.median(empty), 2),
             "launch_all_p50_ms": p50(r.launch_ms),
+            "create_start_empty_ms": [p50([c for c, _ in r.split[:5]]),
+                                      p50([s for _, s in r.split[:5]])],
+            "create_start_next_ms": [p50([c for c, _ in r.split[-5:]]),
+                                     p50([s for _, s in r.split[-5:]])],
             "mounts": len(statedir.mounts_below(lxd_dir)),
         }
         log(f"launch: empty {p50(empty)} ms, #{args.count + 1} {extra[0]:.0f} ms "
