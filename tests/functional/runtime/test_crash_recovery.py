@@ -277,8 +277,11 @@ def test_crash_during_migration(hosts, bridge, keeper, step, side, running):
         _crash(hosts.daemons[side], step, action)
         other = hosts.daemons[1 - side]
         if side == 1 and "source_op" in box:  # the source notices its target died
-            hosts.local(0).api.operations[box["source_op"].split("/")[-1]].wait.get(
-                params={"timeout": 30})
+            try:
+                hosts.local(0).api.operations[box["source_op"].split("/")[-1]].wait.get(
+                    params={"timeout": 30})
+            except pylxd.exceptions.NotFound:
+                pass  # over and retired already
         for i, dm in enumerate(hosts.daemons):
             _settled(dm, [bridge] if i == 0 else [])
         assert _init_pid(hosts.local(0), keeper) == keeper_pid
