@@ -481,11 +481,15 @@ class InstanceManager:
             return
         self.watchers.pop(inst_id, None)
         await asyncio.sleep(0.05)
+        if self.pids.get(inst_id) != pid:
+            return  # a stop through the API got there first and handles the rest
         try:
             inst = self.load(project, name)
         except NotFound:
             return
         newpid = await self.lxc.init_pid(self.paths(inst).name)
+        if self.pids.get(inst_id) != pid:
+            return
         if newpid:  # rebooted inside: liblxc restarted it
             self.pids[inst_id] = newpid
             self._watch(inst, newpid)
