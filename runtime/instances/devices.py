@@ -260,6 +260,13 @@ class Devices:
             # "vol/../../x" would leave the pool (or reach another project's volume).
             raise BadRequest(f"disk source {source!r} is not a custom volume name")
         vproj = self.d._feature(inst.project, "features.storage.volumes")
+        # The project's own volume, by its record: a name is not enough, as the
+        # default project's volumes are plain `<name>` on disk and "p2_vol" there is
+        # project p2's volume "vol".
+        if not self.d.db.get("storage_volumes", pool=dev["pool"], project=vproj,
+                             type="custom", name=source):
+            raise BadRequest(f"disk source {source!r}: volume not found in pool "
+                             f"{dev['pool']!r}")
         return self.d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
 
     def _host_source(self, inst, name: str, dev: dict) -> str:
@@ -282,11 +289,17 @@ class Devices:
         target = self._block_target(inst, name)
         if os.path.ismount(target):
             return target
-        for parent in (os.path.dirname(os.path.dirname(target)), os.path.dirname(target)):
-            os.makedirs(parent, mode=0o711, exist_ok=True)
-            os.chmod(parent, 0o711)
-        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
         idmap = self.d.instances.idmap_of(inst)
+        # The volume's setuid files and device nodes are the tenant's: as with an
+        # instance's own directory (LXD's 0100), only the container's root may
+        # traverse to its mounts; host users must not reach them.
+        disks, own = os.path.dirname(os.path.dirname(target)), os.path.dirname(target)
+        os.makedirs(disks, mode=0o711, exist_ok=True)
+        os.chmod(disks, 0o711)
+        os.makedirs(own, mode=0o100, exist_ok=True)
+        os.chown(own, idmap.base, 0)
+        os.chmod(own, 0o100)
+        argv = [sys.executable, "-m", "runtime.instances.blockmount", "mount", source, target]
         if truthy(dev.get("shift")) and not idmap.privileged:
             argv.append(f"--idmap={idmap.base}:{idmap.size}")
         if truthy(dev.get("readonly")):
@@ -343,8 +356,9 @@ class Devices:
                     out[name] = node
                 continue
             if dtype == "disk" and dev.get("path") != "/" and block_source(dev):
-                self._host_source(inst, name, dev)  # a restricted project's paths rule
-                out[name] = await self.mount_block(inst, name, dev)
+                # a restricted project's paths rule; the device checked is the one mounted
+                real = self._host_source(inst, name, dev)
+                out[name] = await self.mount_block(inst, name, dict(dev, source=real))
                 continue
             if dtype != "disk" or dev.get("path") == "/":
                 continue
@@ -654,8 +668,8 @@ class Devices:
     # disks and device nodes
     async def _plug_disk(self, inst, pid: int, name: str, dev: dict) -> None:
         if block_source(dev):
-            self._host_source(inst, name, dev)  # a restricted project's paths rule
-            source = await self.mount_block(inst, name, dev)
+            real = self._host_source(inst, name, dev)  # a restricted project's paths rule
+            source = await self.mount_block(inst, name, dict(dev, source=real))
             try:
                 await self._inject(pid, source, dev["path"])
             except Exception:

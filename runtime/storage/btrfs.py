@@ -150,6 +150,10 @@ class BtrfsPool(PoolDriver):
         opts = "user_subvol_rm_allowed"
         if os.path.isfile(source):
             opts = "loop," + opts
+        if source == self._loop_file():
+            # LXD_DIR/disks is traversable (block-device disks are mounted below it):
+            # the pool's image, every container's data, is root's alone.
+            os.chmod(source, 0o600)
         proc.run_sync(["mount", "-t", "btrfs", "-o", opts, source, self.path])
 
     async def create(self) -> None:
