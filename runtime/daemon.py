@@ -17,6 +17,7 @@ import sys
 from aiohttp import web
 
 from runtime import db as dbmod
+from runtime import recovery
 from runtime.api.app import build_app
 from runtime.base import logs
 from runtime.errors import BadRequest, NotFound
@@ -139,6 +140,7 @@ class Daemon:
         """Reconcile with what really runs (the seccomp socket already listens)."""
         await self.snapshots.restore_leftovers()   # before anything starts instances
         lost = await self.instances.reconcile()
+        await recovery.reconcile(self)
         asyncio.get_running_loop().create_task(self.instances.autostart(lost))
         yield
 
@@ -326,7 +328,22 @@ def main(argv: list[str] | None = None) -> None:
             grp.getgrnam(args.group)
         except KeyError:
             sys.exit(f"nova-lxd-runtime: no group {args.group!r}")
+    _raise_fd_limit()
     asyncio.run(serve(args.lxd_dir, args.group))
+
+
+def _raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: the daemon holds a pidfd per running
+    container (to notice it stop) besides its sockets, and a dense host runs
+    thousands; the usual soft default of 1024 would end in EMFILE (LXD's unit
+    raises it the same way)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        with open("/proc/sys/fs/nr_open") as f:
+            hard = int(f.read())
+    if hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == "__main__":

@@ -135,6 +135,10 @@ class Operation:
                 if not fut.done():
                     fut.cancel()
             self.secrets.clear()
+            # A finished operation stays queryable for a while: without what its
+            # coroutine closed over (request bodies, specs, instances), or a busy
+            # daemon's memory grows with every operation of the last minute.
+            self.run_fn = None
             self.done.set()
             self.registry.retire(self)
 

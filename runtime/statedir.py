@@ -34,20 +34,9 @@ def mounts_below(path: str) -> list[str]:
 
 def monitors_below(lxd_dir: str) -> list[tuple[int, str, str]]:
     """(pid, lxcpath, name) of the liblxc monitors of containers under lxd_dir."""
+    from runtime.instances.lxc import monitors
     prefix = os.path.abspath(lxd_dir).rstrip("/") + "/"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                words = f.read().replace(b"\0", b" ").decode(errors="replace").split()
-        except OSError:
-            continue
-        if words[:2] == ["[lxc", "monitor]"] and len(words) == 4 and \
-                words[2].startswith(prefix):
-            found.append((int(entry), words[2], words[3]))
-    return found
+    return [m for m in monitors() if m[1].startswith(prefix)]
 
 
 def managed_networks(lxd_dir: str) -> list[str]:

@@ -42,10 +42,15 @@ def _int_header(request: web.Request, name: str, base: int = 10) -> int | None:
     return n
 
 
-async def _fs(request: web.Request):
-    d = daemon(request)
-    inst = d.instances.load(project(request), request.match_info["name"])
-    return await d.instances.mounted_fs(inst)
+def _with_fs(handler):
+    """handler(request, fs) with the instance's files view for the request's length."""
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        d = daemon(request)
+        inst = d.instances.load(project(request), request.match_info["name"])
+        async with d.instances.files_view(inst) as fs:
+            return await handler(request, fs)
+    return wrapped
 
 
 def _path(request: web.Request) -> str:
@@ -55,8 +60,8 @@ def _path(request: web.Request) -> str:
     return path
 
 
-async def get_file(request: web.Request) -> web.StreamResponse:
-    fs = await _fs(request)
+@_with_fs
+async def get_file(request: web.Request, fs) -> web.StreamResponse:
     path = _path(request)
     info = await _io(fs.stat, path)
     headers = {"X-LXD-uid": str(info["uid"]), "X-LXD-gid": str(info["gid"]),
@@ -92,8 +97,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-async def post_file(request: web.Request) -> web.Response:
-    fs = await _fs(request)
+@_with_fs
+async def post_file(request: web.Request, fs) -> web.Response:
     path = _path(request)
     uid = _int_header(request, "X-LXD-uid")
     gid = _int_header(request, "X-LXD-gid")
@@ -129,8 +134,8 @@ async def post_file(request: web.Request) -> web.Response:
     return response.sync({})
 
 
-async def delete_file(request: web.Request) -> web.Response:
-    fs = await _fs(request)
+@_with_fs
+async def delete_file(request: web.Request, fs) -> web.Response:
     await _io(fs.delete, _path(request))
     return response.sync({})
 

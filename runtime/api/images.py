@@ -5,7 +5,7 @@ import urllib.parse
 
 from aiohttp import web
 
-from runtime import auth
+from runtime import auth, crashpoint
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict
@@ -85,6 +85,7 @@ async def create_image(request: web.Request) -> web.Response:
     aliases = [a for a in request.headers.get("X-LXD-aliases", "").split(",") if a]
 
     async def run(op):
+        crashpoint.hit("image.received")
         fp = await d.images.add(proj, image_tmp, rootfs_tmp, sha, filename=filename,
                                 public=public, properties=props, expected=expected)
         for alias in aliases:

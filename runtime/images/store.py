@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from runtime import arch, controlchars
+from runtime import arch, controlchars, crashpoint
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.base.timefmt import timestamp
@@ -125,6 +125,7 @@ class ImageStore:
             if rootfs_tmp:
                 os.replace(rootfs_tmp, self.file(sha) + ".rootfs")
             await asyncio.to_thread(fsync_dir, self.dir)
+            crashpoint.hit("image.stored")
             created = float(meta.get("creation_date") or time.time())
             self.d.db.insert("images", project=proj, fingerprint=sha, filename=filename,
                              size=size, public=public, architecture=arch_name,

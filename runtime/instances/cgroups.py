@@ -3,6 +3,7 @@
 Pure functions from an expanded config to {lxc key suffix: value}; the same
 table serves the lxc config at start and live updates through lxc-cgroup.
 """
+import functools
 import os
 
 from runtime.instances.config import parse_cpuset, parse_size, truthy
@@ -10,9 +11,26 @@ from runtime.instances.config import parse_cpuset, parse_size, truthy
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
+@functools.cache
 def unified_only() -> bool:
-    """True on a pure cgroup v2 host; hybrid hosts keep the v1 controllers."""
+    """True on a pure cgroup v2 host; hybrid hosts keep the v1 controllers. (The
+    layout is the host's boot-time choice: asked once.)"""
     return os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+
+
+def frozen(cgroup_dir: str) -> bool:
+    """Whether a running container's cgroup is frozen (or freezing): one read, as
+    instance listings ask it of every container."""
+    if unified_only():
+        path, want = os.path.join(CGROUP_ROOT, cgroup_dir, "cgroup.freeze"), ("1",)
+    else:
+        path = os.path.join(CGROUP_ROOT, "freezer", cgroup_dir, "freezer.state")
+        want = ("FROZEN", "FREEZING")
+    try:
+        with open(path) as f:
+            return f.read().strip() in want
+    except OSError:
+        return False
 
 
 def host_cpus() -> list[int]:

@@ -6,6 +6,7 @@ costs only that monitor's ~1.6 MB. Commands go through liblxc's tools, which
 talk to the monitor over its command socket.
 """
 import asyncio
+import functools
 import hashlib
 import os
 import signal
@@ -69,6 +70,7 @@ class Paths:
         return os.path.join(self.log_dir, "seccomp")
 
 
+@functools.cache
 def _daemon_cgroup(lxd_dir: str) -> str:
     """Per-daemon cgroup parent so two daemons on one host never collide."""
     return "nlr-" + hashlib.sha256(os.path.realpath(lxd_dir).encode()).hexdigest()[:8]
@@ -307,6 +309,52 @@ class LxcDriver:
             # lxc-attach has no cwd option: a one-line shell changes directory first.
             argv += ["/bin/sh", "-c", 'cd -- "$0" || exit 127; exec "$@"', cwd]
         return argv + command
+
+
+def monitors() -> list[tuple[int, str, str]]:
+    """(pid, lxcpath, name) of every liblxc monitor on the host, from one /proc scan."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            continue
+        if not head.startswith(b"[lxc monitor]"):
+            continue
+        words = head.replace(b"\0", b" ").decode(errors="replace").split()
+        if len(words) == 4:
+            found.append((int(entry), words[2], words[3]))
+    return found
+
+
+def running_inits(lxcpath: str) -> dict[str, int | None]:
+    """{container name: init pid} for the monitored containers of lxcpath, from /proc.
+
+    A daemon restart adopts every running container; one `lxc-info` each costs
+    milliseconds (seconds for a thousand). liblxc's monitor is the parent of the
+    container's init, so its only child is the pid wanted. A monitor without a
+    child (a container starting or stopping right now) maps to None: the caller
+    asks liblxc about those.
+    """
+    path = os.path.realpath(lxcpath)
+    out = {}
+    for pid, mpath, name in monitors():
+        if os.path.realpath(mpath) != path:
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = f.read().split()
+            # The init is the first process of the container's own pid namespace.
+            if len(children) == 1 and os.readlink(f"/proc/{children[0]}/ns/pid") == \
+                    os.readlink(f"/proc/{pid}/ns/pid"):
+                children = []
+        except OSError:
+            children = []
+        out[name] = int(children[0]) if len(children) == 1 else None
+    return out
 
 
 async def wait_exit(pid: int) -> None:

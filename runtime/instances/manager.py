@@ -7,13 +7,16 @@ reservation of a name; a failed creation removes both the row and the volume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import uuid
 
-from runtime import arch
+from runtime import arch, crashpoint
 from runtime.instances import restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
@@ -37,6 +40,9 @@ class InstanceManager:
         self.locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.pids: dict[int, int] = {}          # instance id -> init pid
         self.watchers: dict[int, asyncio.Task] = {}
+        self.viewers: dict[int, int] = {}       # instance id -> file requests on its root
+        # listing(): per scope, the stamp of profiles/projects and {raw row: entry}
+        self._listed: dict[str | None, tuple[tuple, dict]] = {}
         self.renderer = templates.Renderer()    # image templates, in a worker process
 
     # Lookup --------------------------------------------------------------------
@@ -59,9 +65,61 @@ class InstanceManager:
         return Instance.from_row(row, self._profiles(project, row["profiles"]))
 
     def list(self, project: str | None) -> list[Instance]:
+        """Every instance (of a project), expanded; profiles are read once per call,
+        not once per instance (a listing of thousands is an API call clients poll)."""
         where = {"project": project} if project else {}
-        return [Instance.from_row(r, self._profiles(r["project"], r["profiles"]))
-                for r in self.d.db.select("instances", where, order="name")]
+        rows = self.d.db.select("instances", where, order="name")
+        profiles = {(p["project"], p["name"]): p for p in self.d.db.select("profiles")}
+        homes: dict[str, str] = {}
+        out = []
+        for r in rows:
+            home = homes.get(r["project"])
+            if home is None:
+                home = homes[r["project"]] = self.d.profile_project(r["project"])
+            found = [profiles.get((home, name)) for name in r["profiles"]]
+            if None in found:  # a profile gone meanwhile: the usual clear error
+                found = self._profiles(r["project"], r["profiles"])
+            out.append(Instance.from_row(r, found))
+        return out
+
+    def listing(self, project: str | None) -> list[tuple[str, str]]:
+        """(project, JSON of the instance object) of every instance (of a project), as
+        a recursion=1 listing shows them.
+
+        Clients poll listings, and on a host with thousands of instances decoding,
+        expanding and encoding every record is most of the cost while nearly nothing
+        changed since the last poll. So each instance's JSON is kept, keyed by its
+        raw database row, and reused while that row, the profiles and projects
+        (which expand it) and its status are what they were."""
+        db = self.d.db.conn
+        stamp = (tuple(tuple(r) for r in db.execute("SELECT * FROM profiles")),
+                 tuple(tuple(r) for r in db.execute("SELECT * FROM projects")))
+        old_stamp, old = self._listed.get(project, ((), {}))
+        if old_stamp != stamp:
+            old = {}
+        sql, args = "SELECT * FROM instances", ()
+        if project:
+            sql, args = sql + " WHERE project = ?", (project,)
+        raws = db.execute(sql + " ORDER BY name", args).fetchall()
+        fresh: dict = {}
+        out = []
+        missing = [r for r in raws if tuple(r) not in old]
+        if missing:
+            by_id = {i.id: i for i in self.list(project)}
+        for raw in raws:
+            key = tuple(raw)
+            entry = old.get(key) or (by_id.get(raw["id"]), {})
+            inst, texts = entry
+            if inst is None:
+                continue  # appeared between the two reads: the next listing has it
+            fresh[key] = entry
+            status = self.status(inst)
+            text = texts.get(status)
+            if text is None:
+                text = texts[status] = json.dumps(inst.render(status), separators=(",", ":"))
+            out.append((inst.project, text))
+        self._listed[project] = (stamp, fresh)
+        return out
 
     def paths(self, inst: Instance) -> lxc.Paths:
         vol = volume_name(inst.project, inst.name)
@@ -83,11 +141,7 @@ class InstanceManager:
     def status(self, inst: Instance) -> str:
         if self.pid(inst) is None:
             return "Stopped"
-        frozen = cgroups.read("freezer", self.cgroup(inst), "freezer.state")
-        if frozen is None and cgroups.unified_only():
-            frozen = "FROZEN" if cgroups.read("", self.cgroup(inst),
-                                              "cgroup.freeze") == "1" else None
-        return "Frozen" if frozen in ("FROZEN", "FREEZING") else "Running"
+        return "Frozen" if cgroups.frozen(self.cgroup(inst)) else "Running"
 
     def require_running(self, inst: Instance) -> int:
         pid = self.pid(inst)
@@ -117,6 +171,37 @@ class InstanceManager:
         if self.pid(inst):
             return self.fs(inst)
         return self.fs(inst, await self.mount_root(inst))
+
+    @contextlib.asynccontextmanager
+    async def files_view(self, inst: Instance):
+        """The files view for one request. A stopped instance's root is mounted for
+        the request only: as in LXD, stopped instances hold no mount (a host with
+        thousands of them would hold thousands). Mount and unmount happen under the
+        instance's lock, so a start never meets a root being unmounted."""
+        if self.pid(inst):
+            yield await self.mounted_fs(inst)
+            return
+        async with self.lock(inst.project, inst.name):
+            view = await self.mounted_fs(inst)
+            self.viewers[inst.id] = self.viewers.get(inst.id, 0) + 1
+        try:
+            yield view
+        finally:
+            self.viewers[inst.id] -= 1
+            if not self.viewers[inst.id]:
+                del self.viewers[inst.id]
+                async with self.lock(inst.project, inst.name):
+                    if inst.id not in self.viewers and not self.pid(inst) and \
+                            self.d.db.get("instances", id=inst.id):
+                        await self.unmount_root(inst)
+
+    async def unmount_root(self, inst: Instance) -> None:
+        """Undo mount_root and the files view's mount of a stopped instance."""
+        root = root_disk(inst.expanded_devices)
+        if root and block_source(root[1]):
+            await self.d.devices.unmount_blocks(inst, root[0] + ".files")
+            return
+        await self.pool(inst).unmount(volume_name(inst.project, inst.name))
 
     async def mount_root(self, inst: Instance) -> str:
         """The instance's root filesystem, mounted: its pool volume, or the block
@@ -212,15 +297,20 @@ class InstanceManager:
         config.update(missing_hwaddrs(spec["expanded_devices"], config))
         config.update(extra_config or {})
         config[cfg.INCOMPLETE_KEY] = "true"
-        self.d.db.insert("instances", project=project, name=spec["name"],
-                         architecture=spec["architecture"], ephemeral=spec["ephemeral"],
-                         description=spec["description"], created_at=dbmod.now(),
-                         config=config, devices=spec["devices"], profiles=spec["profiles"],
-                         pool=spec["pool"])
+        try:
+            self.d.db.insert("instances", project=project, name=spec["name"],
+                             architecture=spec["architecture"], ephemeral=spec["ephemeral"],
+                             description=spec["description"], created_at=dbmod.now(),
+                             config=config, devices=spec["devices"],
+                             profiles=spec["profiles"], pool=spec["pool"])
+        except sqlite3.IntegrityError:
+            raise Conflict(f"Instance {spec['name']!r} already exists")
         return self.load(project, spec["name"])
 
-    async def create(self, project: str, spec: dict) -> Instance:
-        """Make the record and root volume (from an image or empty); undo all on failure."""
+    def reserve(self, project: str, spec: dict) -> Instance:
+        """The record of an instance made from an image or empty, written while the
+        request is answered: of two creations of one name, the second gets a 409
+        instead of an operation that fails later."""
         image = spec["image"]
         extra = {}
         if image:
@@ -229,8 +319,15 @@ class InstanceManager:
             for key, value in clean_properties(image.get("properties") or {}, "image").items():
                 extra[f"image.{key}"] = value
             extra["volatile.apply_template"] = "create"
-        inst = self.insert(project, spec, extra)
+        return self.insert(project, spec, extra)
+
+    async def create(self, project: str, spec: dict, inst: Instance | None = None) -> Instance:
+        """Make the record (unless reserved) and root volume; undo all on failure."""
+        image = spec["image"]
+        if inst is None:
+            inst = self.reserve(project, spec)
         try:
+            crashpoint.hit("create.recorded")
             async with self.lock(project, inst.name):
                 idmap = self.wanted_idmap(inst)
                 pool = self.pool(inst)
@@ -249,6 +346,7 @@ class InstanceManager:
                 self.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
                 await self.apply_root_size(inst)
+                crashpoint.hit("create.volume")
                 self.completed(inst)
         except BaseException:
             await self.purge(inst)
@@ -273,6 +371,9 @@ class InstanceManager:
     async def purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
         paths = self.paths(inst)
+        if self.d.db.get("instances", id=inst.id):
+            # Should the daemon die half way, the next start finishes the job.
+            self.set_volatile(inst, {cfg.INCOMPLETE_KEY: "true"})
         try:
             await self.pool(inst).delete_instance(volume_name(inst.project, inst.name))
             if inst.config.get("volatile.base_image"):
@@ -343,6 +444,7 @@ class InstanceManager:
         cgroup = self.cgroup(inst)
         cgroups.remove_stale(cgroup, lxc.monitor_cgroup_dir(cgroup))
         pid = await self.lxc.start(paths)
+        crashpoint.hit("start.spawned")
         self.pids[inst.id] = pid
         self._watch(inst, pid)
         await self.d.devices.after_start(inst, pid)
@@ -365,11 +467,15 @@ class InstanceManager:
             return
         self.watchers.pop(inst_id, None)
         await asyncio.sleep(0.05)
+        if self.pids.get(inst_id) != pid:
+            return  # a stop through the API got there first and handles the rest
         try:
             inst = self.load(project, name)
         except NotFound:
             return
         newpid = await self.lxc.init_pid(self.paths(inst).name)
+        if self.pids.get(inst_id) != pid:
+            return
         if newpid:  # rebooted inside: liblxc restarted it
             self.pids[inst_id] = newpid
             self._watch(inst, newpid)
@@ -381,6 +487,12 @@ class InstanceManager:
 
     async def _stopped(self, inst: Instance) -> None:
         await self.d.devices.after_stop(inst)
+        if not self.viewers.get(inst.id):
+            try:
+                await self.unmount_root(inst)
+            except Exception:  # noqa: BLE001 - stopped all the same; start remounts
+                LOG.exception("instance %s/%s: unmounting its root failed", inst.project,
+                              inst.name)
         self.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
         self.d.bus.lifecycle("instance-stopped", inst.url, inst.project)
         LOG.info("instance %s/%s stopped", inst.project, inst.name)
@@ -421,6 +533,8 @@ class InstanceManager:
         if self.status(inst) == "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is already frozen")
         await self.lxc.freeze(self.paths(inst).name, self.cgroup(inst))
+        # Recorded so a restart can tell it from a freeze the daemon made for a copy.
+        self.set_volatile(inst, {"volatile.last_state.power": "FROZEN"})
         self.d.bus.lifecycle("instance-paused", inst.url, inst.project)
 
     async def unfreeze(self, inst: Instance) -> None:
@@ -428,6 +542,7 @@ class InstanceManager:
         if self.status(inst) != "Frozen":
             raise BadRequest(f"Instance {inst.name!r} is not frozen")
         await self.lxc.unfreeze(self.paths(inst).name, self.cgroup(inst))
+        self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-resumed", inst.url, inst.project)
 
     async def change_state(self, inst: Instance, action: str, force: bool,
@@ -546,8 +661,12 @@ class InstanceManager:
         not now (host reboot, or killed meanwhile): autostart restores them.
         """
         lost = []
+        inits = lxc.running_inits(self.d.paths.lxcpath)
         for inst in self.list(None):
-            pid = await self.lxc.init_pid(self.paths(inst).name)
+            name = self.paths(inst).name
+            pid = inits.get(name)
+            if pid is None and name in inits:
+                pid = await self.lxc.init_pid(name)
             if inst.config.get(cfg.INCOMPLETE_KEY) and not pid:
                 LOG.warning("removing %s/%s: it was still being made when the daemon "
                             "stopped", inst.project, inst.name)
@@ -556,9 +675,14 @@ class InstanceManager:
             if pid:
                 self.pids[inst.id] = pid
                 self._watch(inst, pid)
-                if inst.config.get("volatile.last_state.power") != "RUNNING":
+                if inst.config.get("volatile.last_state.power") not in ("RUNNING", "FROZEN"):
                     self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
-            elif inst.config.get("volatile.last_state.power") == "RUNNING":
+            elif inst.config.get("volatile.last_state.power") in ("RUNNING", "FROZEN"):
+                try:  # what its stop would have undone: block mounts, device nodes, ifbs
+                    await self.d.devices.after_stop(inst)
+                except Exception:  # noqa: BLE001 - adopt the others all the same
+                    LOG.exception("clean-up after %s/%s stopped failed", inst.project,
+                                  inst.name)
                 if inst.ephemeral:
                     await self.purge(inst)
                     continue

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from runtime import arch
+from runtime import arch, crashpoint
 from runtime.base.timefmt import parse_time
 from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest, CommandFailed, Conflict
@@ -195,6 +195,7 @@ class Publisher:
             tmp = self.d.images.new_tmp()
             try:
                 sha = await self._pack(inst, row, props, expires_at, tmp, compress)
+                crashpoint.hit("publish.packed")
                 fp = await self.d.images.add(project, tmp, None, sha, filename=filename,
                                              public=public, properties=props)
             finally:
@@ -234,6 +235,7 @@ class Publisher:
                     await pool.create_snapshot(vol, snap)
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
+            crashpoint.hit("publish.snapshot")
             voldir = pool.snapshot_path(vol, snap)
             meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
             try:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runtime import proc
+from runtime import crashpoint, proc
 from runtime.instances import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.base.timefmt import parse_time, render_time, timestamp
@@ -247,8 +247,10 @@ class Snapshots:
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
             async with self.quiesced(inst):
+                crashpoint.hit("snapshot.frozen")
                 await pool.create_snapshot(vol, spec["name"])
             try:
+                crashpoint.hit("snapshot.volume")
                 config = dict(inst.config)
                 self.d.db.insert("snapshots", instance_id=inst.id, name=spec["name"],
                                  created_at=time.time(), expires_at=spec["expires_at"],
@@ -332,13 +334,18 @@ class Snapshots:
                     await mgr.stop(inst, True, 0)
                 finally:
                     inst.ephemeral = ephemeral
+                # Stopped only for the restore: should the daemon die before the
+                # restart below, its next start starts it again (autostart).
+                mgr.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
             token = await pool.prepare_restore(vol, snap_name)
+            crashpoint.hit("restore.prepared")
             # Between the swap and the new record, a crash leaves the token: the next
             # start rolls forward (restore_leftovers).
             mgr.set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
             await pool.commit_restore(vol)
+            crashpoint.hit("restore.swapped")
             self._restored_record(inst, row)
             await pool.finish_restore(vol, snap_name)
             restored = mgr.load(inst.project, inst.name)
@@ -547,17 +554,18 @@ class Copier:
         if "volatile.base_image" in extra:
             extra["volatile.apply_template"] = "copy"
         start = bool(body.get("start"))
+        reserved = self.d.instances.insert(project, spec, extra)  # a second copy: 409
 
         async def run(op):
-            inst = await self.copy(src, snap, project, spec, extra, instance_only)
+            inst = await self.copy(src, snap, project, spec, extra, instance_only, reserved)
             if start:
                 await self.d.instances.change_state(inst, "start", False, 0)
         return spec["name"], run
 
     async def copy(self, src: Instance, snap: dict | None, project: str, spec: dict,
-                   extra: dict, instance_only: bool) -> Instance:
+                   extra: dict, instance_only: bool, inst: Instance | None = None) -> Instance:
         mgr = self.d.instances
-        inst = mgr.insert(project, spec, extra)
+        inst = inst or mgr.insert(project, spec, extra)
         src_vol = volume_name(src.project, src.name)
         dst_vol = volume_name(project, inst.name)
         src_pool = self.d.pool(src.pool)
@@ -572,6 +580,7 @@ class Copier:
                         await src_pool.copy_instance(src_vol, dst_vol, snap["name"])
                     else:
                         async with self.snaps.quiesced(src):
+                            crashpoint.hit("copy.frozen")
                             await src_pool.copy_instance(src_vol, dst_vol)
                     for row in snaps:
                         await src_pool.copy_snapshot(src_vol, row["name"], dst_vol)
@@ -586,6 +595,7 @@ class Copier:
                                  ephemeral=row["ephemeral"], config=row["config"],
                                  devices=row["devices"], profiles=row["profiles"])
             await mgr.apply_root_size(mgr.load(project, inst.name))
+            crashpoint.hit("copy.volume")
             mgr.completed(inst)
         except BaseException:
             await mgr.purge(inst)

@@ -39,7 +39,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import arch, proc, targuard, wsclient
+from runtime import arch, crashpoint, proc, targuard, wsclient
 from runtime.instances import restrictions
 from runtime.appkeys import DAEMON
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
@@ -356,6 +356,7 @@ class Sender:
 
     def progress(self, n: int) -> None:
         """LXD's `fs_progress` operation metadata (migration_progress extension)."""
+        crashpoint.hit("migration.source.sending")
         now = time.monotonic()
         if not self._t0:
             self._t0 = now
@@ -750,6 +751,7 @@ class Receiver:
         self._t = time.monotonic()
 
     def mark(self, what: str) -> None:
+        crashpoint.hit("migration.target." + what)
         now = time.monotonic()
         self.marks.append((what, now - self._t))
         self._t = now

@@ -33,6 +33,7 @@ class RuntimeDaemon:
         self.lxd_dir = lxd_dir or tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")
         os.chmod(self.lxd_dir, 0o711)
         self.proc: subprocess.Popen | None = None
+        self.extra_env: dict[str, str] = {}   # e.g. runtime.crashpoint's variable
         self.log = os.path.join(os.path.dirname(self.lxd_dir),
                                 os.path.basename(self.lxd_dir) + ".log")
 
@@ -45,7 +46,7 @@ class RuntimeDaemon:
         return "http+unix://" + urllib.parse.quote(self.socket, safe="")
 
     def start(self, timeout: float = 10.0) -> "RuntimeDaemon":
-        env = dict(os.environ, LXD_DIR=self.lxd_dir)
+        env = dict(os.environ, LXD_DIR=self.lxd_dir, **self.extra_env)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "runtime.daemon", "--verbose", *self.args], env=env,

@@ -59,7 +59,7 @@ class Daemon(RuntimeDaemon):
         self.own_sysfs = own_sysfs
 
     def start(self, timeout: float = 15.0) -> "Daemon":
-        env = dict(os.environ, LXD_DIR=self.lxd_dir)
+        env = dict(os.environ, LXD_DIR=self.lxd_dir, **self.extra_env)
         argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
         if self.netns and self.own_sysfs:
             argv = ["ip", "netns", "exec", self.netns] + argv  # execs: same pid

@@ -104,3 +104,25 @@ def test_bad_requests(make_instance):
                 headers={"X-LXD-type": "fifo"})[0] == 400
     assert call(api.post, params={"path": "/x"}, data=b"",
                 headers={"X-LXD-uid": "4000000000"})[0] == 400
+
+
+def test_stopped_instances_hold_no_mount(daemon, make_instance):
+    """As in LXD, a stop unmounts the root; the files API still reads and writes a
+    stopped instance (mounting it for the request only), and the next start sees
+    what was written."""
+    from runtime import statedir
+    inst = make_instance()
+    root = os.path.join(daemon.lxd_dir, "storage-pools", "default", "containers",
+                        inst.name, "rootfs")
+    assert root in statedir.mounts_below(daemon.lxd_dir)
+    inst.stop(wait=True, force=True)
+    assert root not in statedir.mounts_below(daemon.lxd_dir)
+    inst.files.put("/root/offline", b"written while stopped")
+    assert inst.files.get("/root/offline") == b"written while stopped"
+    inst.files.delete("/root/offline")
+    inst.files.put("/root/offline", b"written while stopped")
+    assert root not in statedir.mounts_below(daemon.lxd_dir)
+    inst.start(wait=True)
+    assert inst.execute(["cat", "/root/offline"]).stdout == "written while stopped"
+    inst.stop(wait=True, force=True)
+    assert root not in statedir.mounts_below(daemon.lxd_dir)
