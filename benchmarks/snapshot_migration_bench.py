@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -106,6 +108,31 @@ class Pair:
         return copies, moves
 
 
+def start_spies(directory: str | None, pair: Pair, n: int) -> list[subprocess.Popen]:
+    """py-spy on both of our daemons (--py-spy DIR), idle frames included: where
+    the wall-clock time of a copy goes, waits too."""
+    if not directory or pair.key != "runtime":
+        return []
+    os.makedirs(directory, exist_ok=True)
+    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return [subprocess.Popen(
+        [spy, "record", "--nonblocking", "--idle", "--format", "raw", "--rate", "500",
+         "-o", os.path.join(directory, f"{side}-{n}.txt"), "-p", str(t.server_pid())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for side, t in (("source", pair.src), ("target", pair.dst))]
+
+
+def stop_spies(spies: list[subprocess.Popen]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(moves go back through it)")
     p.add_argument("--no-lxd", action="store_true")
     p.add_argument("--ports", default="8462,8463")
+    p.add_argument("--py-spy", metavar="DIR", help="sample both runtime daemons per "
+                   "snapshot count (spy_top.py DIR/source-5.txt --match runtime/)")
     p.add_argument("--interop", action="store_true",
                    help="also LXD -> runtime and runtime -> LXD (LXD's protocol)")
     args = p.parse_args(argv)
@@ -176,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["lxd"]["note"] = f"LXD unavailable: {exc}"
         for n in counts:
             for pair in pairs:
+                spies = start_spies(args.py_spy, pair, n)
                 try:
                     results[pair.key][n] = pair.run(n, args.reps)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     results[pair.key][n] = f"FAILED ({str(exc)[:80]})"
                 finally:
+                    stop_spies(spies)
                     pair.cleanup()
     finally:
         for pair in pairs:

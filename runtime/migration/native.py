@@ -828,6 +828,18 @@ class Receiver:
             await d.instances.change_state(d.instances.load(self.project, inst.name),
                                            "start", False, 0)
 
+    def _record_snapshot(self, inst, snap: dict) -> None:
+        """The database row of a received snapshot (snap: a checked header entry)."""
+        self.d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
+                         created_at=snap.get("created_at") or 0,
+                         expires_at=snap.get("expires_at") or 0,
+                         stateful=bool(snap.get("stateful")),
+                         description=snap.get("description") or "",
+                         architecture=snap.get("architecture") or inst.architecture,
+                         ephemeral=bool(snap.get("ephemeral")),
+                         config=snap.get("config") or {}, devices=snap.get("devices") or {},
+                         profiles=snap.get("profiles") or [])
+
     async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
         """Our copy of the image the sender's volume is layered on, ready in the pool."""
         d = self.d
@@ -863,15 +875,7 @@ class Receiver:
                 received += await _tar_receive(fs, path, policy)
                 await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
                 await pool.create_snapshot(vol, snap["name"])
-                d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
-                            created_at=snap.get("created_at") or 0,
-                            expires_at=snap.get("expires_at") or 0,
-                            stateful=bool(snap.get("stateful")),
-                            description=snap.get("description") or "",
-                            architecture=snap.get("architecture") or inst.architecture,
-                            ephemeral=bool(snap.get("ephemeral")),
-                            config=snap.get("config") or {}, devices=snap.get("devices") or {},
-                            profiles=snap.get("profiles") or [])
+                self._record_snapshot(inst, snap)
                 for entry in ("metadata.yaml", "templates"):
                     full = os.path.join(path, entry)
                     if os.path.isdir(full):
