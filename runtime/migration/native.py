@@ -547,8 +547,11 @@ def check_header(header: dict) -> dict:
                                "base_image": str})
     _fields(header.get("instance") or {}, "instance", _RECORD)
     try:
-        IdMap.decode(header.get("idmap") or "0:0")
+        src_map = IdMap.decode(header.get("idmap") or "0:0")
     except ValueError:
+        raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
+    if src_map.base < 0 or src_map.size < 0 or src_map.base + src_map.size > 2**32 or \
+            (src_map.base and not src_map.size):
         raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
     base = header.get("base_image")
     if base is not None and (len(base) != 64 or not set(base) <= set("0123456789abcdef")):
@@ -584,7 +587,18 @@ def check_header(header: dict) -> dict:
             "config": cfg.validate_config(snap.get("config") or {}, "snapshot"),
             "devices": cfg.validate_devices(snap.get("devices") or {}, "snapshot"),
             "profiles": [cfg.validate_profile_name(p) for p in plist]})
-    return {**header, "profiles": profiles, "snapshots": snaps}
+    instance = dict(header.get("instance") or {})
+    # validate_new checks the record again with the target's rules; checked here too
+    # so that nothing of the peer's reaches the profiles step unchecked.
+    for key in ("config", "devices"):
+        if instance.get(key) is not None:
+            check = cfg.validate_config if key == "config" else cfg.validate_devices
+            instance[key] = check(instance[key], "instance")
+    if instance.get("profiles") is not None:
+        instance["profiles"] = [cfg.validate_profile_name(p) for p in instance["profiles"]]
+    if instance.get("architecture") is not None:
+        instance["architecture"] = arch.normalize(instance["architecture"])
+    return {**header, "instance": instance, "profiles": profiles, "snapshots": snaps}
 
 
 def _stream_policy(d, pool, tree: str, privileged: bool) -> targuard.Policy:
