@@ -220,9 +220,10 @@ class LxdReceiver(native.Receiver):
 
     async def run(self, control, fs) -> None:
         d = self.d
-        offer = await recv_message(control, proto.MigrationHeader, native.CONNECT_TIMEOUT * 4)
-        self.mark("header")
         try:
+            offer = await recv_message(control, proto.MigrationHeader,
+                                       native.CONNECT_TIMEOUT * 4)
+            self.mark("header")
             problem = proto.refusal(offer)
             if problem:
                 raise native.BadRequest(f"Can't receive from this LXD source: {problem}")

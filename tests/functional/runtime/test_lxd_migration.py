@@ -9,6 +9,9 @@ instance starting and running on the other side, and the source being gone after
 a move. The id map differs between the two sides (`security.idmap.isolated`), so
 every file is re-owned on the way in both directions.
 """
+import asyncio
+import glob
+import json
 import os
 import shutil
 import socket
@@ -17,8 +20,12 @@ import tempfile
 import time
 import uuid
 
+import aiohttp
 import pylxd
 import pytest
+
+from runtime.instances.idmap import IdMap
+from runtime.migration import lxd_protocol as proto
 
 from tests.functional.runtime.harness import BUSYBOX, import_busybox
 from tests.functional.runtime.lxd_daemon import LxdDaemon, lxd_binary
@@ -242,3 +249,105 @@ def test_live_migration_from_runtime_refused_with_reason(lxc_cli, rt_client, nam
     assert p.returncode != 0
     assert "CRIU" in p.stdout + p.stderr
     assert rt_client.instances.get(name).status == "Running"
+
+
+# A hostile LXD source (issue 12): the runtime waits in push mode, the test plays the
+# source and sends LXD's messages with malicious content. Each is refused with a
+# clear message on the control channel and in the operation, nothing is left behind.
+def _offer(snapshots=("s0",), idmap=IdMap(1000000, 65536)):
+    return proto.offer(idmap, [{"name": n, "architecture": "x86_64",
+                                "created_at": 1700000000} for n in snapshots])
+
+
+def _renamed_snapshot(name):
+    offer = _offer()
+    offer.snapshotNames[0] = offer.snapshots[0].name = name
+    return offer
+
+
+def _holey_map():
+    offer = _offer()
+    offer.idmap.add(isuid=True, isgid=True, hostid=5000, nsid=70000, maprange=10)
+    return offer
+
+
+def _live():
+    offer = _offer()
+    offer.criu = proto.CRIU_RSYNC
+    return offer
+
+
+def _index(container: dict) -> dict:
+    return {"config": {"Container": {"name": "evil", "architecture": "x86_64",
+                                     "config": {}, "devices": {}, "profiles": ["default"],
+                                     **container}}}
+
+
+_HOSTILE = {
+    # name: (offer, index header or None, refused before the response, error text)
+    "dotdot-snapshot": (_renamed_snapshot("../../../../etc"), _index({}), False,
+                        "snapshot name"),
+    "newline-config": (_offer(), _index({"config": {"limits.cpu": "1\nlxc.hook.x=/x"}}),
+                       False, "limits.cpu"),
+    "device-path-escape": (_offer(), _index({"devices": {"x": {
+        "type": "disk", "path": "/mnt", "source": "/etc\nlxc.mount.entry=/ x"}}}),
+        False, "control character"),
+    "profile-path": (_offer(), _index({"profiles": ["../../x"]}), False, "profile name"),
+    "unhashable-profiles": (_offer(), _index({"profiles": [{"a": 1}]}), False,
+                            "profiles must be"),
+    "snapshot-flood": (_offer([f"s{i}" for i in range(10001)]), _index({}), False,
+                       "more than"),
+    "id-map-holes": (_holey_map(), None, True, "id map"),
+    "live-criu": (_live(), None, True, "CRIU"),
+    "garbage": (b"\xff\x01garbage", None, True, "Malformed"),
+}
+
+
+async def _hostile_source(lxd_dir: str, op: str, secrets: dict, offer, index) -> list:
+    """Connect as the source, send the offer (and the index header); return the
+    control messages the runtime sent (raw bytes), until it closes."""
+    url = f"http://lxd/1.0/operations/{op}/websocket?secret="
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(
+            path=os.path.join(lxd_dir, "unix.socket"))) as session:
+        control = await session.ws_connect(url + secrets["control"])
+        fs = await session.ws_connect(url + secrets["fs"])
+        await control.send_bytes(offer if isinstance(offer, bytes)
+                                 else offer.SerializeToString())
+        if index is not None:
+            await fs.send_bytes(json.dumps(index).encode())
+            await fs.send_str("")
+        got = []
+        while True:
+            msg = await control.receive(timeout=30)
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                break
+            got.append(msg.data)
+        await fs.close()
+        await control.close()
+        return got
+
+
+@pytest.mark.parametrize("case", list(_HOSTILE))
+def test_hostile_lxd_source_is_refused(hosts, rt_client, names, case):
+    offer, index, early, text = _HOSTILE[case]
+    local = hosts.local(0)
+    profiles = sorted(p.name for p in local.profiles.all())
+    name = names()
+    resp = local.api.instances.post(json={"name": name, "source": {
+        "type": "migration", "mode": "push"}})
+    meta = resp.json()["metadata"]
+    got = asyncio.run(_hostile_source(hosts.daemons[0].lxd_dir, meta["id"],
+                                      meta["metadata"], offer, index))
+    # LXD's order: the response only for an offer it can take, then the failure.
+    assert len(got) == (1 if early else 2), got
+    if not early:
+        assert proto.parse(proto.MigrationHeader, got[0]).fs == proto.FS_RSYNC
+    failure = proto.parse(proto.MigrationControl, got[-1])
+    assert not failure.success and text.lower() in failure.message.lower(), failure.message
+    result = local.api.operations[meta["id"]].wait.get(params={"timeout": 30}).json()
+    assert result["metadata"]["status"] == "Failure", result
+    assert text.lower() in result["metadata"]["err"].lower()
+    assert not rt_client.instances.exists(name)
+    assert sorted(p.name for p in local.profiles.all()) == profiles
+    assert not glob.glob(os.path.join(hosts.daemons[0].lxd_dir, "storage-pools", "*", "*",
+                                      f"*{name}*"))
