@@ -868,6 +868,21 @@ class Receiver:
             return None
         return fingerprint
 
+    @staticmethod
+    async def _receive_snapshot_dir(pool, vol: str, snap: str, fs, policy, src_map,
+                                    idmap) -> int:
+        """One snapshot's stream unpacked as that snapshot's directory (dir pool,
+        plain volume: the layout create_snapshot's copy would have made)."""
+        spath = pool.new_snapshot_dir(vol, snap)
+        received = await _tar_receive(fs, spath, policy)
+        rootfs = os.path.join(spath, "rootfs")
+        if not os.path.isdir(rootfs):
+            os.mkdir(rootfs)
+            if not idmap.privileged:
+                os.chown(rootfs, idmap.base, idmap.base)
+        await asyncio.to_thread(shift.shift_tree, rootfs, src_map, idmap, True)
+        return received
+
     async def _receive(self, inst, header: dict, control, fs) -> None:
         d = self.d
         mgr = d.instances
@@ -884,7 +899,16 @@ class Receiver:
             await _send_json(control, {"ready": True, "layered": bool(base)})
             received = 0
             policy = _stream_policy(d, pool, ".upper" if base else "rootfs", idmap.privileged)
+            # A plain (not layered) dir volume's snapshot is a copy of the whole tree:
+            # the stream is unpacked straight into the snapshot's directory instead of
+            # into the volume and then copied (each file made once, nothing to empty).
+            direct = not base and getattr(pool, "driver", "") == "dir"
             for snap in header["snapshots"]:
+                if direct:
+                    received += await self._receive_snapshot_dir(
+                        pool, vol, snap["name"], fs, policy, src_map, idmap)
+                    self._record_snapshot(inst, snap)
+                    continue
                 await _empty_dir(tree)
                 received += await _tar_receive(fs, path, policy)
                 await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
@@ -896,6 +920,7 @@ class Receiver:
                         shutil.rmtree(full)
                     elif os.path.lexists(full):
                         os.unlink(full)
+            self.mark("snapshots")
             await _empty_dir(tree)
             received += await _tar_receive(fs, path, policy)
             self.mark("layer" if base else "rootfs")
