@@ -114,17 +114,55 @@ class Pair:
 
 
 def start_spies(directory: str | None, pair: Pair, n: int) -> list[subprocess.Popen]:
-    """py-spy on both of our daemons (--py-spy DIR), idle frames included: where
-    the wall-clock time of a copy goes, waits too."""
-    if not directory or pair.key != "runtime":
+    """--py-spy DIR: py-spy on both of our daemons, idle frames included (where the
+    wall-clock time of a copy goes, waits too); strace on both LXD daemons, only
+    the processes they start and reap (LXD is Go: no Python frames; its copies are
+    rsync runs and file copies, so when each child runs and for how long is its
+    profile, summarised by lxd_children())."""
+    if not directory or pair.key not in ("runtime", "lxd"):
         return []
     os.makedirs(directory, exist_ok=True)
-    spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return [subprocess.Popen(
-        [spy, "record", "--nonblocking", "--idle", "--format", "raw", "--rate", "500",
-         "-o", os.path.join(directory, f"{side}-{n}.txt"), "-p", str(t.server_pid())],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for side, t in (("source", pair.src), ("target", pair.dst))]
+    spies = []
+    for side, t in (("source", pair.src), ("target", pair.dst)):
+        if pair.key == "runtime":
+            argv = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                    "--nonblocking", "--idle", "--format", "raw", "--rate", "500",
+                    "-o", os.path.join(directory, f"{side}-{n}.txt"),
+                    "-p", str(t.server_pid())]
+        else:
+            argv = ["strace", "-f", "--seccomp-bpf", "-tt", "-q", "-e", "trace=execve",
+                    "-o", os.path.join(directory, f"lxd-{side}-{n}.txt"),
+                    "-p", str(t.server_pid())]
+        spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    time.sleep(0.5)     # attached before the first copy
+    return spies
+
+
+def lxd_children(path: str) -> str:
+    """One line per program LXD ran during the copies: count, total and median time."""
+    import collections
+    import re
+    started: dict[str, tuple[str, float]] = {}
+    runs: dict[str, list[float]] = collections.defaultdict(list)
+
+    def secs(stamp: str) -> float:
+        h, m, s = stamp.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"(\d+)\s+(\S+)\s+(.*)", line)
+            if not m:
+                continue
+            pid, stamp, rest = m.groups()
+            exe = re.match(r'execve\("([^"]+)"', rest)
+            if exe and rest.rstrip().endswith("= 0"):
+                started[pid] = (os.path.basename(exe.group(1)), secs(stamp))
+            elif rest.startswith("+++ exited") and pid in started:
+                name, t0 = started.pop(pid)
+                runs[name].append((secs(stamp) - t0) * 1000)
+    return "; ".join(f"{name} x{len(v)} {sum(v):.0f} ms (median {statistics.median(v):.0f})"
+                     for name, v in sorted(runs.items(), key=lambda kv: -sum(kv[1])))
 
 
 def stop_spies(spies: list[subprocess.Popen]) -> None:
@@ -185,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the LXD pair of lxd_baseline.sh instead of two private ones")
     p.add_argument("--ports", default="8462,8463")
     p.add_argument("--py-spy", metavar="DIR", help="sample both runtime daemons per "
-                   "snapshot count (spy_top.py DIR/source-5.txt --match runtime/)")
+                   "snapshot count (spy_top.py DIR/source-5.txt --match runtime/) and "
+                   "trace the programs both LXD daemons run (summarised at the end)")
     p.add_argument("--interop", action="store_true",
                    help="also LXD -> runtime and runtime -> LXD (LXD's protocol)")
     args = p.parse_args(argv)
@@ -291,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                     r = results[key].get(n)
                     cells.append(med(r[k]) if isinstance(r, tuple) else (r or "n/a"))
             print("| " + " | ".join(cells) + " |")
+    if args.py_spy:
+        for n in counts:
+            for side in ("source", "target"):
+                trace = os.path.join(args.py_spy, f"lxd-{side}-{n}.txt")
+                if os.path.exists(trace):
+                    print(f"  LXD {side}, {n} snapshots, programs run: {lxd_children(trace)}")
     for key in results:
         for n in counts:
             r = results[key].get(n)
