@@ -91,12 +91,18 @@ def open_regular(dirfd: int, path: str, flags: int, resolve: int = IN_ROOT,
 
 
 def open_or_create_regular(dirfd: int, path: str, flags: int, mode: int,
-                           resolve: int = IN_ROOT) -> tuple[int, bool]:
-    """open_regular, or create the file (O_EXCL) when it does not exist yet.
+                           resolve: int = IN_ROOT) -> int:
+    """open_regular, or create the file (O_EXCL) when it does not exist yet."""
+    return open_or_create_regular_created(dirfd, path, flags, mode, resolve)[0]
+
+
+def open_or_create_regular_created(dirfd: int, path: str, flags: int, mode: int,
+                                   resolve: int = IN_ROOT) -> tuple[int, bool]:
+    """open_or_create_regular, and whether this call made the file (a new file may
+    need an owner of its own).
 
     The create never follows a symlink or opens an existing special file: a race
-    that puts one there makes O_EXCL fail, and the loop looks again. Returns the fd
-    and whether this call made the file (a new file may need an owner of its own).
+    that puts one there makes O_EXCL fail, and the loop looks again.
     """
     for _ in range(4):
         try:

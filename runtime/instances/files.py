@@ -132,7 +132,7 @@ class InstanceFS:
         flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
         with self._rootfd() as root:
             try:
-                fd, created = safepath.open_or_create_regular(
+                fd, created = safepath.open_or_create_regular_created(
                     root, _check_path(path), flags, mode if mode is not None else 0o644)
             except OSError as exc:
                 raise _oserror(exc, path)
