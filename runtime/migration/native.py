@@ -961,7 +961,8 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
             except TimeoutError:
                 raise TransferError("Migration source never connected")
             try:
-                await _receiver_for(control, receiver).run(control, fs)
+                control, chosen = await _push_receiver_for(control, receiver)
+                await chosen.run(control, fs)
             finally:
                 for key in ("control", "fs"):
                     op.metadata.pop(key, None)
@@ -991,6 +992,38 @@ def _receiver_for(control, receiver):
         return receiver
     from runtime.migration.lxd_peer import LxdReceiver
     return LxdReceiver(receiver.d, receiver.project, receiver.body)
+
+
+class _Replayed:
+    """A websocket whose first message was already read (to tell the wire format)."""
+
+    def __init__(self, ws, first):
+        self._ws, self._first = ws, first
+
+    async def receive(self, timeout: float | None = None):
+        if self._first is not None:
+            msg, self._first = self._first, None
+            return msg
+        return await self._ws.receive(timeout=timeout)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ws, name)
+
+
+async def _push_receiver_for(control, receiver) -> tuple:
+    """(control, receiver) in push mode, where the source speaks first: a source that
+    did not ask for our subprotocol is ours if its first message is JSON text
+    (LXD's is a protobuf, binary)."""
+    if speaks_ours(control):
+        return control, receiver
+    try:
+        first = await control.receive(timeout=CONNECT_TIMEOUT * 4)
+    except TimeoutError:
+        raise TransferError("Migration source sent nothing")
+    control = _Replayed(control, first)
+    if first.type == aiohttp.WSMsgType.TEXT:
+        return control, receiver
+    return control, _receiver_for(control, receiver)
 
 
 def attach(daemon) -> None:

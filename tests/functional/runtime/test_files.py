@@ -138,21 +138,21 @@ def test_new_files_and_directories_belong_to_container_root(make_instance, runni
     inst.execute(["sh", "-c", "echo u > /home/owned && chown 1000:1000 /home/owned"])
     if not running:
         inst.stop(force=True, wait=True)
-    inst.files.mk_dir("/srv/new")
-    inst.files.put("/srv/new/f", b"x")
+    inst.files.mk_dir("/mnt/new")
+    inst.files.put("/mnt/new/f", b"x")
     inst.files.put("/home/owned", b"rewritten\n")
     api = inst.client.api.instances[inst.name].files
-    api.post(params={"path": "/srv/link"}, data=b"new/f", headers={"X-LXD-type": "symlink"})
-    for path, owner in (("/srv/new", "0"), ("/srv/new/f", "0"), ("/srv/link", "0"),
+    api.post(params={"path": "/mnt/link"}, data=b"new/f", headers={"X-LXD-type": "symlink"})
+    for path, owner in (("/mnt/new", "0"), ("/mnt/new/f", "0"), ("/mnt/link", "0"),
                         ("/home/owned", "1000")):
         headers = api.get(params={"path": path}).headers
         assert (headers["X-LXD-uid"], headers["X-LXD-gid"]) == (owner, owner), path
     if not running:
         inst.start(wait=True)
-    out = inst.execute(["stat", "-c", "%u:%g", "/srv/new", "/srv/new/f", "/home/owned"])
+    out = inst.execute(["stat", "-c", "%u:%g", "/mnt/new", "/mnt/new/f", "/home/owned"])
     assert out.stdout.split() == ["0:0", "0:0", "1000:1000"], out.stdout
     # container root can use what the API made (host root's files would be nobody's)
-    assert inst.execute(["sh", "-c", "echo y >> /srv/new/f && touch /srv/new/g"]).exit_code == 0
+    assert inst.execute(["sh", "-c", "echo y >> /mnt/new/f && touch /mnt/new/g"]).exit_code == 0
 
 
 def test_pylxd_recursive_put_makes_container_root_directories(make_instance, tmp_path):
@@ -160,9 +160,9 @@ def test_pylxd_recursive_put_makes_container_root_directories(make_instance, tmp
     src = tmp_path / "tree"
     (src / "a" / "b").mkdir(parents=True)
     (src / "a" / "b" / "leaf").write_text("leaf\n")
-    inst.files.recursive_put(str(src), "/opt/tree")
-    out = inst.execute(["sh", "-c", "cat /opt/tree/a/b/leaf; stat -c '%u:%g' /opt/tree "
-                                    "/opt/tree/a /opt/tree/a/b /opt/tree/a/b/leaf"])
+    inst.files.recursive_put(str(src), "/mnt/tree")
+    out = inst.execute(["sh", "-c", "cat /mnt/tree/a/b/leaf; stat -c '%u:%g' /mnt/tree "
+                                    "/mnt/tree/a /mnt/tree/a/b /mnt/tree/a/b/leaf"])
     assert out.stdout.split() == ["leaf", "0:0", "0:0", "0:0", "0:0"], out.stdout
 
 
