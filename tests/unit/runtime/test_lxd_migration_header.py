@@ -184,3 +184,18 @@ def test_live_and_block_offers_are_refused_with_reason():
     offer = _offer()
     offer.fs = proto.FS_BLOCK_AND_RSYNC
     assert "virtual machines" in proto.refusal(offer)
+
+
+def test_id_map_in_lxd_json_form_round_trips():
+    """The API shows volatile.last_state.idmap as LXD does (clients carry it to LXD,
+    which parses it as JSON); both forms decode to the same map."""
+    from runtime.instances.model import lxd_volatile
+    m = IdMap(1000000, 1000000000)
+    shown = lxd_volatile({"volatile.last_state.idmap": m.encode(), "x": "y"})
+    assert shown["x"] == "y" and shown["volatile.last_state.idmap"].startswith("[")
+    assert IdMap.decode(shown["volatile.last_state.idmap"]) == m
+    assert IdMap.decode("[]").privileged
+    for bad in ('[{"Isuid":true,"Isgid":true,"Hostid":5,"Nsid":3,"Maprange":9}]', "[1]",
+                '[{"Isuid":true,"Isgid":false,"Hostid":5,"Nsid":0,"Maprange":9}]', "[oops"):
+        with pytest.raises(ValueError):
+            IdMap.decode(bad)
