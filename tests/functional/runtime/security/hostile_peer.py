@@ -2,7 +2,7 @@
 
 Push mode: we ask the daemon for an incoming migration (`source.type: migration,
 mode: push`), connect to its `control` and `fs` websockets as the source would,
-and send whatever header and tar streams the test wants (runtime/migration.py
+and send whatever header and tar streams the test wants (runtime/migration/native.py
 documents the format: JSON header on control, `{"ready": ...}` back, one tar
 stream per snapshot then the instance as binary frames ended by the text "end",
 `{"success": ...}` back).
@@ -13,6 +13,8 @@ import asyncio
 import json
 
 import aiohttp
+
+from runtime.migration.native import WIRE_PROTOCOL
 
 from tests.functional.runtime.security import rawhttp
 from tests.functional.runtime.security.hostile_images import busybox_members, member, raw_tar
@@ -49,8 +51,11 @@ def snapshot(name, **changes) -> dict:
 
 async def _connect(daemon, op: str, secret: str):
     session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=daemon.socket))
+    # Offer the runtime's own wire format (without it the daemon speaks LXD's
+    # protobuf protocol, and every lie here would fail for the wrong reason).
     ws = await session.ws_connect(f"http://localhost{op}/websocket?secret={secret}",
-                                  max_msg_size=0)
+                                  max_msg_size=0, protocols=(WIRE_PROTOCOL,))
+    assert ws.protocol == WIRE_PROTOCOL, "the daemon did not agree on its wire format"
     return session, ws
 
 
