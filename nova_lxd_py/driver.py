@@ -81,6 +81,8 @@ class LXDDriver(driver.ComputeDriver):
         # allow_resize_to_same_host and is done in place (finish_migration).
         "supports_migrate_to_same_host": False,
         "supports_attach_interface": True,
+        # nova refuses Cinder's volume-extended event without it
+        "supports_extend_volume": True,
         # A raw VM disk can't boot a container: advertise no COMPUTE_IMAGE_TYPE_*,
         # so nova's image-type prefilter keeps VM images away; container images are
         # root-tar or squashfs, which have no such trait (see image.py).
@@ -262,7 +264,7 @@ class LXDDriver(driver.ComputeDriver):
                     self._claim_name(instance)
                     self._rt.create(self._body(name, config, devices, source))
                     undo.append(lambda: self._rt.delete(name, instance.uuid))
-                    self._push_seed(instance, network_info, extra=drive)
+                    self._push_seed(instance, network_info, extra=drive, fresh=True)
             except nova_exception.InstanceEventTimeout:
                 if CONF.vif_plugging_is_fatal:
                     raise nova_exception.VirtualInterfaceCreateException()
@@ -338,12 +340,19 @@ class LXDDriver(driver.ComputeDriver):
                 "config": config, "devices": devices, "source": source}
 
     def _push_seed(self, instance: Any, network_info: Any, name: str | None = None,
-                   extra: dict[str, bytes] | None = None) -> None:
-        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs."""
+                   extra: dict[str, bytes] | None = None, fresh: bool = False) -> None:
+        """NoCloud seed (and config drive) into the container: 0600 files, 0700 dirs.
+
+        fresh: a new root (from an image or a volume), where a config drive found is
+        not this instance's (an image made elsewhere): removed, so the guest reads
+        only what nova gives it."""
+        name = name or instance.name
+        if fresh:
+            self._rt.delete_tree(name, configdrive.CONFIG_DRIVE_MOUNT)
         files = configdrive.nocloud_files(instance, configdrive.hostname_for(instance),
                                           network_info)
         files.update(extra or {})
-        self._rt.push_files(name or instance.name, files, private=configdrive.PRIVATE_DIRS)
+        self._rt.push_files(name, files, private=configdrive.PRIVATE_DIRS)
 
     @staticmethod
     def _config_drive(instance: Any, network_info: Any, injected_files: list | None = None,
@@ -383,6 +392,7 @@ class LXDDriver(driver.ComputeDriver):
         (a container's disk is the container, so without it we keep it stopped)."""
         name = instance.name
         self._rt.delete(rescue_mod.name_of(name), instance.uuid)
+        self._rt.delete(runtime_api.scratch_name(name), instance.uuid)
         data = self._own(instance)  # a container merely named like it is left alone
         if data is not None:
             if destroy_disks:
@@ -541,6 +551,19 @@ class LXDDriver(driver.ComputeDriver):
         # any other character (systemd prints U+2026), then decodes as ascii.
         return data[-self._console_max:].decode("latin-1")
 
+    # -- images ----------------------------------------------------------------------
+    def cache_image(self, context, image_id):
+        """nova's image pre-caching (``POST /os-aggregates/{id}/images``): the image
+        into the runtime before a server needs it, so first boots skip the download.
+        True when fetched now, False when it was there."""
+        if self._images.alias_target(image_id):
+            return False
+        from nova import objects
+
+        self._images.ensure(context, objects.ImageMeta.from_image_ref(
+            context, glance.API(), image_id))
+        return True
+
     # -- snapshot -----------------------------------------------------------------
     def snapshot(self, context, instance, image_id, update_task_state):
         """Publish the container and upload it to Glance as a unified tarball.
@@ -562,8 +585,11 @@ class LXDDriver(driver.ComputeDriver):
             if was_running:
                 self.unquiesce(context, instance, None)
         try:
-            fingerprint = self._rt.publish_snapshot(name, snap,
-                                                    f"snapshot of {instance.uuid}")
+            # like libvirt's, whose config drive is a disk of its own: never in the image
+            fingerprint = self._rt.publish_snapshot(
+                name, snap, f"snapshot of {instance.uuid}", instance.uuid,
+                without=(configdrive.CONFIG_DRIVE_MOUNT,) if configdrive_required(instance)
+                else ())
         finally:
             self._rt.delete_snapshot(name, snap)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
@@ -602,7 +628,7 @@ class LXDDriver(driver.ComputeDriver):
             self._rt.create(self._body(rescue, config, devices,
                                        {"type": "image", "fingerprint": fingerprint}))
             self._push_seed(instance, network_info, rescue, self._config_drive(
-                instance, network_info, admin_password=rescue_password))
+                instance, network_info, admin_password=rescue_password), fresh=True)
             self._rt.action(rescue, "start")
             if rescue_password:
                 try:

@@ -131,7 +131,10 @@ def grow_filesystem(device: str) -> None:
     kind = subprocess.run(["blkid", "-o", "value", "-s", "TYPE", device], check=True,
                           capture_output=True, text=True).stdout.strip()
     if kind in ("ext2", "ext3", "ext4"):
-        subprocess.run(["resize2fs", device], check=True, capture_output=True)
+        done = subprocess.run(["resize2fs", device], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"resize2fs {device} failed ({done.returncode}): "
+                               f"{(done.stdout + done.stderr).strip()[-500:]}")
     elif kind == "xfs":
         with open("/proc/self/mounts") as mounts:
             mounted = [line.split()[1] for line in mounts if line.split()[0] == device]

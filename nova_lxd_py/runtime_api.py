@@ -23,7 +23,15 @@ UUID_KEY = "user.nova_instance_uuid"
 # On a rescue container: the uuid of the instance it rescues (not UUID_KEY, so
 # it is not listed as an instance of its own).
 RESCUE_KEY = "user.nova_rescue_of"
+# On a scratch copy an image is published from (see publish_snapshot): the uuid
+# of its instance; the copy keeps UUID_KEY but is not an instance of its own.
+IMAGE_KEY = "user.nova_image_of"
 LOG = logging.getLogger(__name__)
+
+
+def scratch_name(name: str) -> str:
+    """The scratch copy an image of *name* is published from."""
+    return name + "-image"
 
 
 def owner_of(data: dict | None) -> str | None:
@@ -177,7 +185,8 @@ class RuntimeAPI:
     def owned(self) -> list[dict]:
         """Containers made by this driver (marked with the instance uuid)."""
         data = self.api.instances.get(params={"recursion": 1}).json()["metadata"]
-        return [i for i in data if UUID_KEY in (i.get("config") or {})]
+        return [i for i in data if UUID_KEY in (i.get("config") or {})
+                and IMAGE_KEY not in i["config"]]
 
     def running_names(self) -> set[str]:
         """Names of every running container (ours, rescue ones and others)."""
@@ -250,11 +259,48 @@ class RuntimeAPI:
         with contextlib.suppress(lxd_exceptions.LXDAPIException):
             self.wait(self.api.instances[name].snapshots[snap].delete())
 
-    def publish_snapshot(self, name: str, snap: str, description: str) -> str:
-        meta = self.wait(self.api.images.post(json={
-            "source": {"type": "snapshot", "name": f"{name}/{snap}"},
-            "public": False, "properties": {"description": description}}))
+    def publish_snapshot(self, name: str, snap: str, description: str, owner: str = "",
+                         without: tuple[str, ...] = ()) -> str:
+        """Publish a snapshot as an image (its fingerprint).
+
+        Paths in *without* (secrets nova keeps off images, like the config drive)
+        are removed first, from a scratch copy of the snapshot: the instance and
+        its snapshot are never touched."""
+        source = {"type": "snapshot", "name": f"{name}/{snap}"}
+        scratch = scratch_name(name)
+        if without:
+            self.delete(scratch, owner)  # a leftover of an interrupted snapshot
+            self.create({"name": scratch, "source": {"type": "copy", "source": f"{name}/{snap}",
+                                                     "instance_only": True},
+                         "config": {IMAGE_KEY: owner}})
+            source = {"type": "instance", "name": scratch}
+        try:
+            for path in without:
+                self.delete_tree(scratch, path)
+            meta = self.wait(self.api.images.post(json={
+                "source": source, "public": False,
+                "properties": {"description": description}}))
+        finally:
+            if without:
+                self.delete(scratch, owner)
         return meta["fingerprint"]
+
+    def delete_tree(self, name: str, path: str) -> bool:
+        """Remove path (recursively) inside the container through the file API,
+        which resolves it as the container sees it; absent is fine."""
+        api = self.api.instances[name].files
+        try:
+            # streamed: a file's content (an image may put anything there) is never read
+            resp = api.get(params={"path": path}, is_api=False, stream=True)
+        except lxd_exceptions.NotFound:
+            return False
+        with contextlib.closing(resp):
+            entries = (resp.json().get("metadata") or []) \
+                if resp.headers.get("X-LXD-type") == "directory" else []
+        for entry in entries:
+            self.delete_tree(name, path.rstrip("/") + "/" + entry)
+        api.delete(params={"path": path})
+        return True
 
     def offer_migration(self, name: str) -> tuple[str, dict]:
         """Start a pull migration source; returns (operation id, secrets)."""
@@ -276,9 +322,16 @@ class RuntimeAPI:
     def _volumes(self, pool: str):
         return self.api["storage-pools"][pool].volumes.custom
 
-    def custom_volumes(self, pool: str) -> list[dict]:
-        return self.api["storage-pools"][pool].volumes.get(
-            params={"recursion": 1}).json()["metadata"]
+    def custom_volumes(self, pool: str | None) -> list[dict]:
+        """The pool's volumes; none when there is no such pool (or none named yet:
+        a driver that never ran init_host has made nothing)."""
+        if not pool:
+            return []
+        try:
+            return self.api["storage-pools"][pool].volumes.get(
+                params={"recursion": 1}).json()["metadata"]
+        except lxd_exceptions.NotFound:
+            return []
 
     def volume(self, pool: str, name: str) -> dict | None:
         try:

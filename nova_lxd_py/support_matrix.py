@@ -43,6 +43,11 @@ NOVA_TESTS = "tests/functional/nova/"
 OVS_TEST = NOVA_TESTS + "test_lxd_ovs.py::LXDOVSTest::"
 TAP_TEST = NOVA_TESTS + "test_lxd_network.py::LXDNetworkTest::"
 CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest::"
+SERVERS_TEST = NOVA_TESTS + "test_lxd_servers.py::LXDServersTest::"
+MOVE_TEST = NOVA_TESTS + "test_lxd_migration.py::LXDMigrationTest::"
+VOLUME_TEST = NOVA_TESTS + "test_lxd_storage.py::LXDVolumeTest::"
+EPHEMERAL_TEST = NOVA_TESTS + "test_lxd_storage.py::LXDEphemeralTest::"
+LIFECYCLE_TEST = NOVA_TESTS + "test_lxd_lifecycle.py::LXDLifecycleTest::"
 
 FEATURES: tuple[Feature, ...] = (
     Feature("operation.launch", "Launch instance", ("spawn",),
@@ -61,7 +66,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("operation.rescue", "Rescue / unrescue", ("rescue", "unrescue"),
             tempest="rescue", notes="a rescue container with the instance's ports gets its "
                                     "root at /mnt/rescue (mounted by the runtime) and the "
-                                    "rescue password (chpasswd)"),
+                                    "rescue password (chpasswd)",
+            proven_by=(SERVERS_TEST + "test_rescue_unrescue",
+                       SERVERS_TEST + "test_rescue_of_a_root_the_pool_has_unmounted",
+                       TAP_TEST + "test_rescue_keeps_the_ports")),
     Feature("operation.snapshot", "Snapshot to Glance", ("snapshot",), tempest="snapshot",
             notes="taken while quiesced (sync, freeze); uploaded as root-tar (unified LXD "
                   "tarball) with the properties that keep it on container hosts"),
@@ -76,26 +84,43 @@ FEATURES: tuple[Feature, ...] = (
                                       "and_delete",
                        "tests/functional/nova/test_lxd_servers.py::LXDServersTest::"
                        "test_power_actions_and_console")),
-    Feature("operation.get-guest-info", "Guest power state and info", ("get_info",)),
+    Feature("operation.get-guest-info", "Guest power state and info",
+            ("get_info", "instance_exists", "list_instances", "list_instance_uuids",
+             "get_num_instances", "get_instance_driver_metadata"),
+            notes="only containers this driver made count (marked with the instance uuid); "
+                  "a container that merely has an instance's name is not that instance"),
     Feature("operation.get-host-uptime", "Host uptime", ("get_host_uptime",),
-            notes="the runtime's host's, also when the runtime is remote"),
+            notes="the runtime's host's, also when the runtime is remote",
+            proven_by=(SERVERS_TEST + "test_host_uptime_and_cpu_stats_come_from_the_runtime",)),
     Feature("operation.get-host-cpu-stats", "Host CPU times", ("get_host_cpu_stats",),
-            notes="from the bundled runtime's host_stats; an LXD runtime: not available"),
+            notes="from the bundled runtime's host_stats; an LXD runtime: not available",
+            proven_by=(SERVERS_TEST + "test_host_uptime_and_cpu_stats_come_from_the_runtime",)),
     Feature("operation.lifecycle-events", "Power state changes reported as they happen",
-            ("init_host", "cleanup_host"),
+            ("init_host", "cleanup_host", "resume_state_on_host_boot"),
             notes="the runtime's /1.0/events become nova lifecycle events within seconds; "
-                  "containers never autostart, nova owns power state after a host reboot"),
+                  "containers never autostart, nova owns power state after a host reboot",
+            proven_by=(LIFECYCLE_TEST + "test_container_stopped_behind_nova_is_shutoff_"
+                                        "within_seconds",
+                       LIFECYCLE_TEST + "test_events_follow_a_runtime_restart",
+                       LIFECYCLE_TEST + "test_host_reboot_leaves_power_state_to_nova")),
     Feature("operation.server-diagnostics", "Server diagnostics",
             ("get_diagnostics", "get_instance_diagnostics"),
             notes="CPU time, memory used and limit, per-NIC counters by port MAC, disk usage "
-                  "(no per-disk I/O counters)"),
+                  "(no per-disk I/O counters)",
+            proven_by=(TAP_TEST + "test_diagnostics",)),
     Feature("operation.get-host-ip", "Host IP", ("get_host_ip_addr",)),
     Feature("operation.report-resources", "Inventory in placement",
-            ("update_provider_tree", "get_available_resource"),
+            ("update_provider_tree", "get_available_resource", "get_available_nodes",
+             "get_nodenames_by_uuid", "node_is_available"),
             notes="VCPU, MEMORY_MB, DISK_GB with allocation ratios and reserved amounts"),
     Feature("guest.setup.configdrive", "Config drive", ("spawn",), tempest="config_drive",
             notes="nova's config-drive tree written into /config-drive (0600 files, "
-                  "0700 directories); cloud-init NoCloud seed files otherwise"),
+                  "0700 directories); cloud-init NoCloud seed files otherwise",
+            proven_by=(SERVERS_TEST + "test_config_drive_and_user_data",
+                       MOVE_TEST + "test_config_drive_survives_resize_and_cold_migration",
+                       MOVE_TEST + "test_resize_on_the_same_host",
+                       NOVA_TESTS + "test_lxd_hostile_images.py::LXDHostileImagesTest::"
+                                    "test_config_drive_stays_out_of_images")),
     Feature("networking.ovs.native", "Neutron ports: Open vSwitch, native (ML2/OVS)",
             ("plug_vifs", "unplug_vifs", "attach_interface", "detach_interface"),
             notes="os-vif's ovs plugin: the veth's host end is the port on the binding's "
@@ -129,9 +154,12 @@ FEATURES: tuple[Feature, ...] = (
             ("attach_volume", "detach_volume", "get_volume_connector"),
             notes="os-brick connects the volume on the compute host; the container gets a "
                   "block device at nova's mountpoint, or the volume's filesystem mounted "
-                  "(idmapped) where its metadata lxd_mount_path says; hot-plugged"),
+                  "(idmapped) where its metadata lxd_mount_path says; hot-plugged",
+            proven_by=(VOLUME_TEST + "test_attach_extend_detach",)),
     Feature("operation.extend-volume", "Extend attached volume", ("extend_volume",),
-            notes="a mounted ext4/xfs filesystem is grown online"),
+            capabilities=("supports_extend_volume",),
+            notes="a mounted ext4/xfs filesystem is grown online",
+            proven_by=(VOLUME_TEST + "test_attach_extend_detach",)),
     Feature("operation.swap-volume", "Swap volume", (),
             why_missing="refused (NotImplementedError with the reason): the data would have "
                         "to be copied under a running guest; detach and attach instead"),
@@ -140,13 +168,20 @@ FEATURES: tuple[Feature, ...] = (
             notes="boot from a volume holding a root filesystem; tested with os-brick's "
                   "local connector over loop devices; iSCSI, RBD, FC... need os-brick's "
                   "connector and the kernel's support on the compute host, and the runtime "
-                  "on that host"),
+                  "on that host",
+            proven_by=(VOLUME_TEST + "test_boot_from_volume",
+                       VOLUME_TEST + "test_attach_extend_detach")),
     Feature("operation.quiesce", "Quiesce / unquiesce", ("quiesce", "unquiesce"),
-            notes="sync in the guest, then the cgroup freezer"),
+            notes="sync in the guest, then the cgroup freezer",
+            proven_by=(VOLUME_TEST + "test_snapshot_of_a_volume_backed_server_is_quiesced",)),
     Feature("storage.ephemeral", "Flavor ephemeral disks", ("spawn",),
             notes="custom volumes of the runtime at /mnt (or the image's "
                   "lxd_ephemeral_path), deleted with the server; empty after a move to "
-                  "another host"),
+                  "another host",
+            proven_by=(EPHEMERAL_TEST + "test_ephemeral_disk_is_a_volume_at_mnt",
+                       EPHEMERAL_TEST + "test_image_names_the_mount_point",
+                       EPHEMERAL_TEST + "test_resize_moves_to_fresh_ephemeral_and_cleans_"
+                                        "the_source")),
     Feature("storage.swap", "Flavor swap", (),
             why_missing="refused at spawn with a clear fault: containers share the host's "
                         "swap"),
@@ -155,27 +190,35 @@ FEATURES: tuple[Feature, ...] = (
             tempest="resize", why_missing="resize and cold migration are not implemented",
             notes="on the same host (nova's allow_resize_to_same_host) the new flavor is "
                   "applied in place; to another host the destination runtime pulls the "
-                  "stopped container over HTTPS"),
+                  "stopped container over HTTPS",
+            proven_by=(MOVE_TEST + "test_resize_confirm_then_migrate_revert",
+                       MOVE_TEST + "test_resize_on_the_same_host")),
     Feature("operation.cold-migrate", "Cold migration",
             ("migrate_disk_and_power_off", "finish_migration", "confirm_migration"),
             tempest="cold_migration",
             why_missing="the runtimes can move containers between hosts, but the "
                         "driver does not drive it yet",
             notes="each runtime needs core.https_address (reachable by its peers); "
-                  "revert restarts the kept source container"),
+                  "revert restarts the kept source container",
+            proven_by=(MOVE_TEST + "test_resize_confirm_then_migrate_revert",
+                       MOVE_TEST + "test_config_drive_survives_resize_and_cold_migration")),
     Feature("operation.live-migrate", "Live migration",
             ("live_migration", "pre_live_migration", "check_can_live_migrate_destination"),
             tempest="live_migration",
             why_missing="needs CRIU; `criu check` fails on the reference kernel"),
     Feature("operation.evacuate", "Evacuate",
             ("spawn", "destroy", "check_instance_shared_storage_local",
-             "check_instance_shared_storage_remote"), capabilities=("supports_evacuate",),
+             "check_instance_shared_storage_remote", "check_instance_shared_storage_cleanup"),
+            capabilities=("supports_evacuate",),
             why_missing="not advertised (supports_evacuate is false)",
             notes="rebuilt from its image on another host; the failed host's compute "
-                  "removes the stale container and volumes when it comes back"),
+                  "removes the stale container and volumes when it comes back",
+            proven_by=(NOVA_TESTS + "test_lxd_evacuate.py::LXDEvacuateTest::"
+                                    "test_evacuate_and_clean_up_the_failed_host",)),
     Feature("operation.set-admin-password", "Set admin password", ("set_admin_password",),
             tempest="change_password", why_missing="not implemented",
-            notes="chpasswd through the runtime's exec, for images that have it"),
+            notes="chpasswd through the runtime's exec, for images that have it",
+            proven_by=(SERVERS_TEST + "test_change_password",)),
     Feature("console.vnc", "VNC console", ("get_vnc_console",), tempest="vnc_console",
             why_missing="containers have no graphical console"),
     Feature("console.spice", "SPICE console", ("get_spice_console",), tempest="spice_console",
@@ -198,6 +241,163 @@ FEATURES: tuple[Feature, ...] = (
     Feature("operation.trigger-crash-dump", "Trigger crash dump", ("trigger_crash_dump",),
             why_missing="no NMI for containers"),
 )
+
+
+# -- every ComputeDriver method ----------------------------------------------------
+IMPLEMENTED, REFUSED = "implemented", "refused"
+NOT_IMPLEMENTED, NOT_APPLICABLE, NOVA_DEFAULT = "not implemented", "not applicable", \
+    "nova's default"
+LIVE = "live migration needs CRIU, and `criu check` fails on the reference kernel"
+NO_GRAPHICS = "containers have no graphical console (the serial console is there)"
+HOST_API = "host actions of the deprecated os-hosts API (XenAPI era); operators use " \
+           "the compute service API"
+# Methods LXDDriver overrides only to refuse them, with the reason the user sees.
+REFUSED_METHODS: dict[str, str] = {
+    "swap_volume": "the data would have to be copied under a running guest: detach and "
+                   "attach instead",
+}
+# Implemented methods no feature row names.
+IMPLEMENTED_NOTES: dict[str, str] = {
+    "manage_image_cache": "nova's image cache pass: runtime images of Glance images no "
+                          "instance uses any more are deleted after the minimum age",
+    "cache_image": "nova's image pre-caching on an aggregate's hosts: the Glance image "
+                   "into the runtime before the first boot (the image cache pass may drop "
+                   "it again when unused, as nova's other drivers do)",
+}
+# Methods LXDDriver leaves to nova's base class: (state, why).
+INHERITED: dict[str, tuple[str, str]] = {
+    "block_stats": (NOT_IMPLEMENTED, "no per-volume I/O counters from the runtime; nova "
+                                     "skips volume usage (volume_usage_poll_interval 0)"),
+    "get_all_volume_usage": (NOT_IMPLEMENTED, "as block_stats; nova skips the poll"),
+    "check_can_live_migrate_destination": (NOT_IMPLEMENTED, LIVE),
+    "check_can_live_migrate_source": (NOT_IMPLEMENTED, LIVE),
+    "cleanup_live_migration_destination_check": (NOT_IMPLEMENTED, LIVE),
+    "live_migration": (NOT_IMPLEMENTED, LIVE),
+    "live_migration_abort": (NOT_IMPLEMENTED, LIVE),
+    "live_migration_force_complete": (NOT_IMPLEMENTED, LIVE),
+    "pre_live_migration": (NOT_IMPLEMENTED, LIVE),
+    "post_live_migration": (NOT_APPLICABLE, LIVE),
+    "post_live_migration_at_destination": (NOT_IMPLEMENTED, LIVE),
+    "post_live_migration_at_source": (NOT_IMPLEMENTED, LIVE),
+    "rollback_live_migration_at_destination": (NOT_IMPLEMENTED, LIVE),
+    "rollback_live_migration_at_source": (NOT_APPLICABLE, LIVE),
+    "check_source_migrate_data_at_dest": (NOT_APPLICABLE, LIVE),
+    "post_claim_migrate_data": (NOT_APPLICABLE, LIVE),
+    "get_instance_disk_info": (NOT_APPLICABLE, "used by live migration only"),
+    "default_device_names_for_instance": (NOVA_DEFAULT, "nova names the devices itself "
+                                                        "when the driver does not"),
+    "default_root_device_name": (NOVA_DEFAULT, "as default_device_names_for_instance"),
+    "get_device_name_for_instance": (NOVA_DEFAULT, "as default_device_names_for_instance; "
+                                                   "attach_volume uses nova's name as the "
+                                                   "block device's path in the container"),
+    "get_mks_console": (NOT_APPLICABLE, NO_GRAPHICS),
+    "get_spice_console": (NOT_APPLICABLE, NO_GRAPHICS),
+    "get_vnc_console": (NOT_APPLICABLE, NO_GRAPHICS),
+    "host_maintenance_mode": (NOT_APPLICABLE, HOST_API),
+    "host_power_action": (NOT_APPLICABLE, HOST_API),
+    "set_host_enabled": (NOT_APPLICABLE, HOST_API),
+    "is_share_mounted": (NOT_IMPLEMENTED, "Manila shares (virtiofs in libvirt) are not "
+                                          "mapped to containers yet"),
+    "mount_share": (NOT_IMPLEMENTED, "as is_share_mounted"),
+    "umount_share": (NOT_IMPLEMENTED, "as is_share_mounted"),
+    "poll_rebooting_instances": (NOT_APPLICABLE, "only with reboot_timeout > 0 (a XenAPI "
+                                                 "need): reboots here are synchronous"),
+    "power_update_event": (NOT_APPLICABLE, "Ironic only"),
+    "is_node_deleted": (NOT_APPLICABLE, "Ironic only"),
+    "manages_network_binding_host_id": (NOVA_DEFAULT, "False: ports are bound to this host"),
+    "network_binding_host_id": (NOVA_DEFAULT, "this host"),
+    "rebuild": (NOVA_DEFAULT, "nova's generic rebuild: destroy, then spawn from the new "
+                              "image (a fresh root)"),
+    "soft_delete": (NOVA_DEFAULT, "nova powers the instance off instead"),
+    "restore": (NOVA_DEFAULT, "nova powers the instance on instead"),
+    "trigger_crash_dump": (NOT_APPLICABLE, "no NMI for containers"),
+    "volume_snapshot_create": (NOT_APPLICABLE, "assisted snapshots of file-based volumes "
+                                               "(NFS, GlusterFS) under a qemu guest"),
+    "volume_snapshot_delete": (NOT_APPLICABLE, "as volume_snapshot_create"),
+    "capabilities_as_traits": (NOVA_DEFAULT, "traits from the capabilities above"),
+    "clean_networks_preparation": (NOVA_DEFAULT, "no-op hook (Ironic)"),
+    "prepare_networks_before_block_device_mapping": (NOVA_DEFAULT, "no-op hook (Ironic)"),
+    "prepare_for_spawn": (NOVA_DEFAULT, "no-op hook (Ironic)"),
+    "failed_spawn_cleanup": (NOVA_DEFAULT, "no-op: spawn rolls back what it made itself"),
+    "cleanup_lingering_instance_resources": (NOVA_DEFAULT, "nothing lingers: destroy removes "
+                                                           "the container and its ports"),
+    "delete_instance_files": (NOVA_DEFAULT, "True: no instance files on the host (the root "
+                                            "and the config drive are in the runtime)"),
+    "instance_on_disk": (NOVA_DEFAULT, "False: no shared storage between hosts, so "
+                                       "evacuate rebuilds from the image"),
+    "inject_network_info": (NOVA_DEFAULT, "no-op: the seed carries network info at spawn"),
+    "is_supported_fs_format": (NOVA_DEFAULT, "False: ephemeral disks are runtime volumes, "
+                                             "not formatted by nova"),
+    "emit_event": (NOVA_DEFAULT, "nova's dispatch, fed by the runtime's event listener"),
+    "register_event_listener": (NOVA_DEFAULT, "nova's"),
+    "process_instances_at_startup": (NOVA_DEFAULT, "no-op hook"),
+}
+
+
+def compute_driver_methods(base_cls: type | None = None) -> list[str]:
+    """Public methods of nova's ComputeDriver (the driver API)."""
+    if base_cls is None:
+        from nova.virt import driver as nova_driver
+
+        base_cls = nova_driver.ComputeDriver
+    return sorted(n for n in dir(base_cls)
+                  if not n.startswith("_") and callable(getattr(base_cls, n)))
+
+
+def method_states(driver_cls: type | None = None,
+                  base_cls: type | None = None) -> list[tuple[str, str, str]]:
+    """(method, state, why or the features it serves) for every ComputeDriver method.
+
+    Overridden: implemented, unless it is in REFUSED_METHODS. Inherited: the state
+    INHERITED gives it, or "undecided" (a unit test fails on that)."""
+    if driver_cls is None or base_cls is None:
+        from nova.virt import driver as nova_driver
+
+        from nova_lxd_py.driver import LXDDriver
+        driver_cls, base_cls = LXDDriver, nova_driver.ComputeDriver
+    rows = []
+    for name in compute_driver_methods(base_cls):
+        if _overridden(driver_cls, base_cls, name):
+            if name in REFUSED_METHODS:
+                rows.append((name, REFUSED, REFUSED_METHODS[name]))
+                continue
+            features = [f"`{f.key}`" for f in FEATURES if name in f.methods]
+            rows.append((name, IMPLEMENTED,
+                         ", ".join(features) or IMPLEMENTED_NOTES.get(name, "")))
+        else:
+            state, why = INHERITED.get(name, ("undecided", ""))
+            rows.append((name, state, why))
+    return rows
+
+
+def methods_markdown() -> str:
+    rows = method_states()
+    counts: dict[str, int] = {}
+    for _name, state, _why in rows:
+        counts[state] = counts.get(state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items(),
+                                                              key=lambda kv: -kv[1]))
+    return "\n".join([
+        "# Every nova ComputeDriver method",
+        "",
+        "Generated by `python -m nova_lxd_py.support_matrix --methods` from nova's "
+        "`ComputeDriver` and `LXDDriver` (`nova_lxd_py/support_matrix.py`): *implemented* "
+        "when `LXDDriver` overrides it, *refused* when it overrides it only to refuse "
+        "with a reason, otherwise what nova's base class does for us: *nova's default* "
+        "(a default or a fallback nova uses when the driver has none, right for "
+        "containers), *not implemented* (nova reports the feature unavailable) or *not "
+        "applicable* (for other hypervisors). A unit test fails when this file is stale "
+        "or when nova adds a method nobody decided on; regenerate it with",
+        "`python -m nova_lxd_py.support_matrix --methods > doc/driver-methods.md`.",
+        "Which tests prove the features: `doc/support-matrix.md`.",
+        "",
+        f"{len(rows)} methods: {summary}.",
+        "",
+        "| method | state | features (support matrix) / why |",
+        "|---|---|---|",
+        *(f"| `{name}` | {state} | {why} |" for name, state, why in rows),
+        "",
+    ])
 
 
 def _overridden(cls: type, base: type, name: str) -> bool:
@@ -271,8 +471,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--tempest", action="store_true",
                         help="print tempest [compute-feature-enabled] flags instead")
+    parser.add_argument("--methods", action="store_true",
+                        help="print every ComputeDriver method with its state instead")
     args = parser.parse_args(argv)
-    if args.tempest:
+    if args.methods:
+        sys.stdout.write(methods_markdown())
+    elif args.tempest:
         for name, enabled in sorted(tempest_flags().items()):
             print(f"{name} {enabled}")
     else:

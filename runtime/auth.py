@@ -30,6 +30,7 @@ import dataclasses
 import enum
 import urllib.parse
 
+from runtime.appkeys import ACCESS, PUBLIC_FALLBACK
 from runtime.errors import Forbidden
 
 
@@ -100,7 +101,7 @@ def route_access(request) -> Access:
     resource = getattr(route, "resource", None)
     if resource is None:
         return ADMIN
-    table = request.app.get("access") or {}
+    table = request.app.get(ACCESS) or {}
     method = "GET" if request.method == "HEAD" else request.method
     return table.get((method, resource.canonical), ADMIN)
 
@@ -150,8 +151,7 @@ async def authorize(request, handler, requestor: Requestor):
 def _public_fallback(request):
     """Public images are served to anyone who may not see the project's private ones
     (the image server role; LXD does the same for restricted certificates)."""
-    images = getattr(request.app["daemon"], "remote_images", None)
-    return images.untrusted_handler(request) if images is not None else None
+    return request.app[PUBLIC_FALLBACK](request)
 
 
 # Object-level checks -----------------------------------------------------------

@@ -7,6 +7,7 @@ daemon's children: stopping or restarting the daemon leaves them running.
 """
 import argparse
 import asyncio
+import grp
 import logging
 import os
 import signal
@@ -16,13 +17,25 @@ import sys
 from aiohttp import web
 
 from runtime import db as dbmod
+from runtime.api.app import build_app
+from runtime.base import logs
+from runtime.errors import BadRequest, NotFound
 from runtime.events import EventBus
+from runtime.images.remote import RemoteImages
 from runtime.images.store import ImageStore
-from runtime.instances import idmap
+from runtime.base import idmap
 from runtime.instances.devices import Devices
 from runtime.instances.manager import InstanceManager
+from runtime.instances.publish import Publisher
+from runtime.instances.seccomp_notify import SeccompServer
+from runtime.instances.snapshots import Copier, Snapshots
+from runtime.network import defaults as network_defaults
+from runtime.network.manager import Networks
 from runtime.operations import Operations
+from runtime.projects import Projects
 from runtime.storage import driver_class
+from runtime.storage.volumes import CustomVolumes
+from runtime.tls import TLS
 
 LOG = logging.getLogger("runtime")
 DEFAULT_DIR = "/var/lib/nova-lxd-runtime"
@@ -49,22 +62,38 @@ class Paths:
 
 
 class Daemon:
+    """Every subsystem of the runtime, built in one place (`setup`) as a typed attribute.
+
+    Handlers reach them through the web app (`runtime.appkeys.DAEMON`); background
+    work of each subsystem starts and stops with the app (`contexts()`, aiohttp's
+    `cleanup_ctx`), in the order listed there and in reverse at shutdown.
+    """
+
+    db: dbmod.Database
+    ops: Operations
+    instances: InstanceManager
+    images: ImageStore
+    volumes: CustomVolumes
+    devices: Devices
+    networks: Networks
+    snapshots: Snapshots
+    publisher: Publisher
+    copier: Copier
+    seccomp: SeccompServer
+    projects: Projects
+    tls: TLS
+    remote_images: RemoteImages
+
     def __init__(self, lxd_dir: str):
         self.paths = Paths(lxd_dir)
-        self.db: dbmod.Database | None = None
         self.bus = EventBus()
-        self.ops: Operations | None = None
         self.pools: dict = {}
         self.runners: list[web.AppRunner] = []
-        self.https = None
-        # Coroutines run with the web app once the unix socket listens (HTTPS...),
-        # and at shutdown; extensions append to them.
-        self.start_hooks: list = []
-        self.stop_hooks: list = []
         self.lxc_version = _lxc_version()
 
     # Start-up ------------------------------------------------------------------
     async def setup(self) -> None:
+        """Open the state and build the subsystems; nothing runs in the background yet."""
         self.paths.create()
         self.db = dbmod.Database(self.paths.db)
         self.ops = Operations(self.bus)
@@ -76,29 +105,50 @@ class Daemon:
                 row["name"], row["config"], self.paths.lxd_dir)
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
+        self.volumes = CustomVolumes(self)
         self.images.sweep()
         for pool in self.pools.values():
             if os.path.isdir(os.path.join(pool.path, "containers")):
                 pool.secure_layout()      # pools made before LXD's modes were applied
                 await pool.sweep_partial()
         self.devices = Devices(self)
-        self._extensions()
-        if getattr(self, "snapshots", None) is not None:
-            await self.snapshots.restore_leftovers()   # before anything starts instances
+        self.networks = Networks(self)
+        self.networks.restore_all()
+        network_defaults.seed_profiles(self.db)
+        self.snapshots = Snapshots(self)
+        self.publisher = Publisher(self, self.snapshots)
+        self.copier = Copier(self, self.snapshots)
+        self.seccomp = SeccompServer(self)
+        self.projects = Projects(self)
+        self.tls = TLS(self)
+        self.remote_images = RemoteImages(self)
+
+    def contexts(self) -> list:
+        """aiohttp cleanup contexts: what runs while the daemon serves, in start order
+        (they unwind in reverse, so the state closes after every other subsystem)."""
+        return [self._state, self.seccomp.running, self._instances_running,
+                self.tls.running, self.snapshots.running, self.remote_images.running,
+                self._default_network]
+
+    async def _state(self, app: web.Application):
+        yield
+        await self.instances.renderer.close()
+        self.db.close()
+
+    async def _instances_running(self, app: web.Application):
+        """Reconcile with what really runs (the seccomp socket already listens)."""
+        await self.snapshots.restore_leftovers()   # before anything starts instances
         lost = await self.instances.reconcile()
         asyncio.get_running_loop().create_task(self.instances.autostart(lost))
+        yield
 
-    def _extensions(self) -> None:
-        """Optional subsystems (snapshots, networks, TLS, migration...) plug in here."""
-        import importlib
-        for modname in ("runtime.extensions",):
-            try:
-                mod = importlib.import_module(modname)
-            except ModuleNotFoundError as exc:
-                if exc.name == modname:
-                    continue
-                raise
-            mod.attach(self)
+    async def _default_network(self, app: web.Application):
+        try:
+            await network_defaults.default_network(self)
+        except Exception as exc:  # noqa: BLE001 - the daemon still serves without it
+            LOG.error("default network %s: %s", os.environ.get(network_defaults.ENV_BRIDGE),
+                      exc)
+        yield
 
     async def _seed(self) -> None:
         """What a fresh state directory starts with: project, pool, profile."""
@@ -117,13 +167,11 @@ class Daemon:
 
     # Lookups -------------------------------------------------------------------
     def pool(self, name: str):
-        from runtime.errors import NotFound
         if name not in self.pools:
             raise NotFound(f"Storage pool {name!r} not found")
         return self.pools[name]
 
     async def add_pool(self, name: str, driver: str, config: dict, description: str) -> None:
-        from runtime.errors import BadRequest
         cls = driver_class(driver)
         pool = cls(name, config, self.paths.lxd_dir)
         try:
@@ -143,19 +191,24 @@ class Daemon:
         self.pools.pop(name, None)
         self.bus.lifecycle("storage-pool-deleted", f"/1.0/storage-pools/{name}", "default")
 
-    def _feature(self, project: str, feature: str) -> str:
+    def feature_project(self, project: str, feature: str) -> str:
+        """The project whose objects `project` uses for one feature (its own or default)."""
         row = self.db.get("projects", name=project)
         if row and row["config"].get(feature) == "true":
             return project
         return "default"
 
     def profile_project(self, project: str) -> str:
-        return self._feature(project, "features.profiles")
+        return self.feature_project(project, "features.profiles")
 
     def image_project(self, project: str) -> str:
-        return self._feature(project, "features.images")
+        return self.feature_project(project, "features.images")
 
-    # Server identity (TLS pieces are filled in when HTTPS support is attached) -----
+    def volume_project(self, project: str) -> str:
+        """Custom volumes follow the same rule as images and profiles."""
+        return self.feature_project(project, "features.storage.volumes")
+
+    # Server identity and configuration ----------------------------------------------
     def https_addresses(self) -> list[str]:
         addr = self.db.config_get().get("core.https_address")
         return [addr] if addr else []
@@ -168,13 +221,20 @@ class Daemon:
             return ""
 
     def server_cert_fp(self) -> str:
-        return ""
+        return self.tls.fingerprint
 
     async def apply_server_config(self, config: dict) -> None:
+        """Store the server configuration (`PUT/PATCH /1.0`); the subsystems follow it."""
+        old = self.db.config_get()
+        config = await self.tls.prepare_config(old, config)
         self.db.config_replace(config)
+        await self.tls.follow_config(old, config)
+        if any(old.get(k) != config.get(k) for k in RemoteImages.CONFIG_KEYS):
+            await self.remote_images.maintain()
 
     # Listeners -------------------------------------------------------------------
-    async def listen_unix(self, app: web.Application) -> None:
+    async def listen_unix(self, app: web.Application, group: str | None = None) -> None:
+        """The unix socket, root's (0660): also its group's when `group` is given."""
         sock = self.paths.socket
         if os.path.exists(sock):
             if _socket_alive(sock):
@@ -186,19 +246,14 @@ class Daemon:
         await runner.setup()
         site = web.UnixSite(runner, sock)
         await site.start()
-        os.chown(sock, 0, 0)
+        os.chown(sock, 0, grp.getgrnam(group).gr_gid if group else 0)
         os.chmod(sock, 0o660)
         self.runners.append(runner)
 
     async def shutdown(self) -> None:
-        for hook in self.stop_hooks:
-            await hook()
+        """Close the listeners; the app's cleanup contexts then stop every subsystem."""
         for runner in self.runners:
             await runner.cleanup()
-        if getattr(self, "instances", None) is not None:
-            await self.instances.renderer.close()
-        if self.db:
-            self.db.close()
 
 
 def _socket_alive(path: str) -> bool:
@@ -234,15 +289,13 @@ def _use_pidfd_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_child_watcher(watcher)
 
 
-async def serve(lxd_dir: str) -> None:
-    from runtime.api import build_app
+async def serve(lxd_dir: str, group: str | None = None) -> None:
     _use_pidfd_child_watcher(asyncio.get_running_loop())
     d = Daemon(lxd_dir)
     await d.setup()
     app = build_app(d)
-    await d.listen_unix(app)
-    for hook in d.start_hooks:
-        await hook(app)
+    app.cleanup_ctx.extend(d.contexts())
+    await d.listen_unix(app, group)
     LOG.info("listening on %s", d.paths.socket)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -260,13 +313,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="info logging")
     parser.add_argument("--lxd-dir", default=os.environ.get("LXD_DIR", DEFAULT_DIR),
                         help="state directory (default $LXD_DIR or %(default)s)")
+    parser.add_argument("--group", default=None,
+                        help="group that may use the unix socket (as LXD's --group; "
+                             "default: root only)")
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(level)
     if os.getuid() != 0:
         sys.exit("nova-lxd-runtime must run as root (it creates containers)")
-    asyncio.run(serve(args.lxd_dir))
+    if args.group:
+        try:
+            grp.getgrnam(args.group)
+        except KeyError:
+            sys.exit(f"nova-lxd-runtime: no group {args.group!r}")
+    asyncio.run(serve(args.lxd_dir, args.group))
 
 
 if __name__ == "__main__":

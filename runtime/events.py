@@ -8,19 +8,11 @@ an event with private parts (an operation's secrets) goes whole only to the one
 who owns them, everyone else getting its public form.
 """
 import asyncio
-import datetime
 from typing import Any
 
+from runtime.base.timefmt import timestamp
+
 QUEUE_LIMIT = 1024
-
-
-def timestamp(ts: float | None = None) -> str:
-    """ISO time as LXD writes it; 0 means never (LXD's zero time)."""
-    if ts == 0:
-        return "0001-01-01T00:00:00Z"
-    when = (datetime.datetime.fromtimestamp(ts, datetime.UTC) if ts is not None
-            else datetime.datetime.now(datetime.UTC))
-    return when.isoformat().replace("+00:00", "Z")
 
 
 class Subscriber:

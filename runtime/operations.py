@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import WSMsgType
 
 from runtime import auth, errors
-from runtime.events import EventBus, timestamp
+from runtime.base.timefmt import timestamp
+from runtime.events import EventBus
 
 LOG = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class Operation:
             "may_cancel": self.may_cancel, "err": self.err, "location": "none",
         }
 
-    def _changed(self, status: int | None = None) -> None:
+    def changed(self, status: int | None = None) -> None:
         if status is not None:
             self.status = status
         self.updated_at = time.time()
@@ -106,29 +107,29 @@ class Operation:
 
     def update_metadata(self, **values: Any) -> None:
         self.metadata.update(values)
-        self._changed()
+        self.changed()
 
     def start(self) -> "Operation":
         self.task = asyncio.get_running_loop().create_task(self._run())
         return self
 
     async def _run(self) -> None:
-        self._changed(RUNNING)
+        self.changed(RUNNING)
         try:
             result = await self.run_fn(self)
             if isinstance(result, dict):
                 self.metadata.update(result)
-            self._changed(SUCCESS)
+            self.changed(SUCCESS)
         except asyncio.CancelledError:
             self.err = "Operation cancelled"
-            self._changed(CANCELLED)
+            self.changed(CANCELLED)
         except errors.RuntimeAPIError as exc:
             self.err = str(exc)
-            self._changed(FAILURE)
+            self.changed(FAILURE)
         except Exception as exc:
             LOG.exception("operation %s (%s) failed", self.id, self.description)
             self.err = f"{type(exc).__name__}: {exc}"
-            self._changed(FAILURE)
+            self.changed(FAILURE)
         finally:
             for fut in self.sockets.values():
                 if not fut.done():
@@ -148,7 +149,7 @@ class Operation:
     def cancel(self) -> None:
         if not self.may_cancel or self.task is None:
             raise errors.BadRequest("This operation can't be cancelled")
-        self._changed(CANCELLING)
+        self.changed(CANCELLING)
         self.task.cancel()
 
     # Websocket handshake ---------------------------------------------------
@@ -194,7 +195,7 @@ class Operations:
     def create(self, cls: str, description: str, run: Runner, **kw: Any) -> Operation:
         op = Operation(self, cls, description, kw.pop("resources", None), run, **kw)
         self.ops[op.id] = op
-        op._changed(PENDING)
+        op.changed(PENDING)
         return op.start()
 
     def completed(self, description: str, **kw: Any) -> Operation:

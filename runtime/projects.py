@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from runtime import restrictions
+from runtime.instances import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
 
 FEATURES = ("features.images", "features.profiles", "features.storage.volumes",
@@ -167,10 +167,3 @@ class Projects:
             self.d.db.delete("profiles", project=name)
             self.d.db.delete("projects", name=name)
         self.d.bus.lifecycle("project-deleted", f"/1.0/projects/{name}", name)
-
-
-def attach(daemon) -> None:
-    daemon.projects = Projects(daemon)
-    # Custom volumes follow the same rule as images and profiles.
-    daemon.volume_project = lambda project: daemon._feature(project,
-                                                            "features.storage.volumes")

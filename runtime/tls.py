@@ -28,6 +28,9 @@ import ssl
 from aiohttp import web
 
 from runtime import auth
+from runtime.appkeys import HTTPS_APP
+from runtime.base.passwords import hash_password
+from runtime.errors import BadRequest
 from runtime.certs import generate_in_child, generate_keypair  # noqa: F401 - re-exported
 
 LOG = logging.getLogger(__name__)
@@ -122,7 +125,6 @@ class TLS:
             self.cert_pem = f.read()
         self.fingerprint = fingerprint_pem(self.cert_pem)
         self.app: web.Application | None = None
-        self.https_app: web.Application | None = None
         self.runner: web.AppRunner | None = None
         self.address: str | None = None
         self._lock = asyncio.Lock()
@@ -153,20 +155,12 @@ class TLS:
         return await auth.authorize(request, handler, self.requestor(request))
 
     # Listener ------------------------------------------------------------------
-    def _build_https_app(self, app: web.Application) -> web.Application:
-        """The same endpoints as the unix socket, behind the trust gate."""
-        from runtime.api import error_middleware
-        https = web.Application(middlewares=[error_middleware, self.middleware],
-                                client_max_size=0)
-        for key in app:
-            https[key] = app[key]
-        for resource in app.router.resources():
-            https.router.register_resource(resource)
-        return https
-
-    async def start(self, app: web.Application) -> None:
+    async def running(self, app: web.Application):
+        """aiohttp cleanup context: the HTTPS listener follows `core.https_address`."""
         self.app = app
         await self.reconcile()
+        yield
+        await self.stop()
 
     async def reconcile(self) -> None:
         """Make the listener match `core.https_address` (start, move or stop it)."""
@@ -177,9 +171,7 @@ class TLS:
             await self._stop()
             if wanted and self.app is not None:
                 host, port = parse_address(wanted)
-                if self.https_app is None:
-                    self.https_app = self._build_https_app(self.app)
-                runner = web.AppRunner(self.https_app, access_log=None, handle_signals=False,
+                runner = web.AppRunner(self.app[HTTPS_APP], access_log=None, handle_signals=False,
                                        shutdown_timeout=1.0)
                 await runner.setup()
                 ctx = server_context(self.d.paths.server_crt, self.d.paths.server_key)
@@ -207,42 +199,34 @@ class TLS:
             await self._stop()
 
 
-# Daemon wiring -------------------------------------------------------------------
-def attach(daemon) -> None:
-    tls = TLS(daemon)
-    daemon.tls = tls
-    daemon.server_cert_fp = lambda: tls.fingerprint
-    previous = daemon.apply_server_config
-
-    async def apply_server_config(config: dict) -> None:
-        old = daemon.db.config_get().get("core.https_address")
+    # Server configuration ------------------------------------------------------
+    async def prepare_config(self, old: dict, config: dict) -> dict:
+        """The new server configuration as stored: address checked, password hashed."""
         new = config.get("core.https_address")
-        if new and new != old:
+        if new and new != old.get("core.https_address"):
             try:
                 parse_address(new)
             except ValueError:
-                from runtime.errors import BadRequest
                 raise BadRequest(f"Invalid core.https_address {new!r}")
         pw = config.get("core.trust_password")
-        if pw and pw != daemon.db.config_get().get("core.trust_password"):
-            from runtime.api.certificates import hash_password
+        if pw and pw != old.get("core.trust_password"):
             config = {**config, "core.trust_password": await asyncio.to_thread(
                 hash_password, pw)}
-        await previous(config)
-        if new != old:
-            try:
-                await tls.reconcile()
-            except OSError as exc:
-                from runtime.errors import BadRequest
-                config = dict(config)
-                if old:
-                    config["core.https_address"] = old
-                else:
-                    config.pop("core.https_address", None)
-                await previous(config)
-                await tls.reconcile()
-                raise BadRequest(f"Cannot listen on {new!r}: {exc}")
+        return config
 
-    daemon.apply_server_config = apply_server_config
-    daemon.start_hooks.append(tls.start)
-    daemon.stop_hooks.append(tls.stop)
+    async def follow_config(self, old: dict, config: dict) -> None:
+        """Move the listener to the stored address; on failure put the old one back."""
+        before, new = old.get("core.https_address"), config.get("core.https_address")
+        if new == before:
+            return
+        try:
+            await self.reconcile()
+        except OSError as exc:
+            config = dict(config)
+            if before:
+                config["core.https_address"] = before
+            else:
+                config.pop("core.https_address", None)
+            self.d.db.config_replace(config)
+            await self.reconcile()
+            raise BadRequest(f"Cannot listen on {new!r}: {exc}")

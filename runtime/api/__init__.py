@@ -1,26 +1,25 @@
-"""The web app: mounts every resource module's endpoint table, with one error path.
+"""The LXD REST API: one module per resource, and what their handlers share here.
 
-Each module declares ROUTES as (method, path, handler, access), access being one
-of runtime.auth's levels (who may call it; checked for every request by
-runtime.auth before the handler runs). Instance endpoints are mounted a second
-time under the legacy /1.0/containers prefix.
+Each resource module declares ROUTES as (method, path, handler, access), access
+being one of runtime.auth's levels (who may call it; checked for every request by
+runtime.auth before the handler runs); `runtime.api.app` mounts them. Handlers
+parse, authorise and call the daemon's subsystems; they reach the daemon with
+`daemon(request)`.
 """
+from __future__ import annotations
+
 import json
-import logging
+from typing import Any
 
 from aiohttp import web
 
 from runtime import auth, errors
-from runtime.api import response
+from runtime.appkeys import DAEMON
 
-LOG = logging.getLogger(__name__)
 # JSON request bodies are read whole, so they are capped: the largest real ones
 # (an instance with cloud-init user data, a migration target) are tens of KB.
 # Only image uploads and file pushes are streamed, never held in memory.
 MAX_JSON_BODY = 4 * 1024 * 1024
-MODULES = ["server", "instances", "console", "exec", "files", "images", "profiles", "storage",
-           "networks", "operations", "events", "snapshots", "certificates", "projects",
-           "resources", "volumes", "metrics"]
 
 
 async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
@@ -61,8 +60,9 @@ def field(body: dict, key: str, kind: type, default=None):
     return value
 
 
-def daemon(request: web.Request):
-    return request.app["daemon"]
+def daemon(request: web.Request) -> Any:
+    """The runtime.daemon.Daemon serving the request: its subsystems are attributes."""
+    return request.app[DAEMON]
 
 
 def requested_project(request: web.Request) -> str:
@@ -83,53 +83,3 @@ def recursion(request: web.Request) -> int:
         return int(request.query.get("recursion", "0"))
     except ValueError:
         raise errors.BadRequest("Invalid 'recursion' parameter")
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except errors.RuntimeAPIError as exc:
-        if exc.status >= 500:
-            LOG.error("%s %s: %s", request.method, request.path, exc)
-        return response.error(str(exc), exc.status)
-    except web.HTTPNotFound:
-        return response.error("not found", 404)
-    except web.HTTPMethodNotAllowed:
-        return response.error("method not allowed", 405)
-    except web.HTTPException:
-        raise
-    except Exception as exc:
-        LOG.exception("%s %s failed", request.method, request.path)
-        return response.error(f"Internal error: {type(exc).__name__}: {exc}", 500)
-
-
-@web.middleware
-async def unix_middleware(request: web.Request, handler):
-    """The unix socket is root's (0660 root:root): its callers are administrators."""
-    return await auth.authorize(request, handler, auth.UNIX)
-
-
-def build_app(d) -> web.Application:
-    import importlib
-    app = web.Application(middlewares=[error_middleware, unix_middleware],
-                          client_max_size=MAX_JSON_BODY)
-    app["daemon"] = d
-    app["access"] = {}
-    for modname in MODULES:
-        try:
-            mod = importlib.import_module(f"runtime.api.{modname}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"runtime.api.{modname}":
-                continue
-            raise
-        for method, path, handler, access in mod.ROUTES:
-            if not isinstance(access, auth.Access):
-                raise TypeError(f"{modname}: {method} {path} needs an access level")
-            paths = [path]
-            if path.startswith("/1.0/instances"):
-                paths.append("/1.0/containers" + path[len("/1.0/instances"):])
-            for p in paths:
-                route = app.router.add_route(method, p, handler)
-                app["access"][(method, route.resource.canonical)] = access
-    return app

@@ -16,21 +16,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
+import ssl
 import time
 
 from aiohttp import web
 
-from runtime import auth
+from runtime import auth, tls
 from runtime.api import daemon, read_json, recursion, response
 from runtime.auth import AUTHENTICATED, UNTRUSTED
+from runtime.base.passwords import check_password
 from runtime.errors import BadRequest, Conflict, Forbidden, NotFound, RuntimeAPIError
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 
 _NO_EXPIRY = "0001-01-01T00:00:00Z"
 _TYPES = ("client", "metrics")
@@ -55,28 +55,7 @@ class TokenExpired(RuntimeAPIError):
     status = 403
 
 
-# Trust password (stored as scrypt salt+hash, never in clear) ----------------------
-def hash_password(password: str) -> str:
-    salt = os.urandom(32)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=64)
-    return salt.hex() + digest.hex()
-
-
-def check_password(stored: str, password: str) -> bool:
-    try:
-        salt, digest = bytes.fromhex(stored[:64]), bytes.fromhex(stored[64:])
-    except ValueError:
-        return False
-    got = hashlib.scrypt(password.encode(), salt=salt, n=1 << 14, r=8, p=1, dklen=64)
-    return hmac.compare_digest(got, digest)
-
-
 # Certificates -------------------------------------------------------------------
-def _tls():
-    from runtime import tls
-    return tls
-
-
 def parse_certificate(text: str) -> tuple[str, str]:
     """(PEM, fingerprint) from a PEM or base64 DER certificate, or a clear 400."""
     if text is not None and not isinstance(text, str):
@@ -86,7 +65,7 @@ def parse_certificate(text: str) -> tuple[str, str]:
         raise BadRequest("Missing 'certificate'")
     try:
         if "BEGIN CERTIFICATE" in text:
-            der = _tls().pem_to_der(text)
+            der = tls.pem_to_der(text)
         else:
             der = base64.b64decode("".join(text.split()), validate=True)
         from cryptography import x509
@@ -95,7 +74,7 @@ def parse_certificate(text: str) -> tuple[str, str]:
         raise BadRequest(f"Invalid certificate: {exc}")
     from cryptography.hazmat.primitives import serialization
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    return pem, _tls().fingerprint_der(der)
+    return pem, tls.fingerprint_der(der)
 
 
 def _render(row: dict) -> dict:
@@ -241,8 +220,8 @@ async def create_certificate(request: web.Request) -> web.Response:
         pem, fp = parse_certificate(body["certificate"])
     elif request.get("client_cert_der"):
         der = request["client_cert_der"]
-        pem = _tls().ssl.DER_cert_to_PEM_cert(der)
-        fp = _tls().fingerprint_der(der)
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        fp = tls.fingerprint_der(der)
     else:
         raise BadRequest("No certificate given and none presented over TLS")
     name = str(body.get("name") or "")

@@ -5,6 +5,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from runtime import auth
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict
@@ -98,15 +99,11 @@ async def _create_from_source(request, d, proj: str, body: dict) -> web.Response
         raise BadRequest("JSON image creation needs a 'source' with a 'type'")
     stype = source["type"]
     if stype in ("instance", "container", "snapshot"):
-        publisher = getattr(d, "publisher", None)
-        if publisher is None:
-            raise BadRequest("Publishing instances is not supported by this runtime yet")
-        return await publisher.publish(request, proj, body)
+        run = d.publisher.prepare(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Publishing instance", run, project=proj))
     if stype in ("image", "url"):
-        remote = getattr(d, "remote_images", None)
-        if remote is None:
-            raise BadRequest("Remote image servers are not supported by this runtime yet")
-        return await remote.import_image(request, proj, body)
+        run = d.remote_images.prepare_import(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Downloading image", run, project=proj))
     raise BadRequest(f"Unknown image source type {stype!r}")
 
 

@@ -9,6 +9,7 @@ from runtime.api import daemon, field, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, NotFound, PreconditionFailed
 from runtime.instances import state as inst_state
+from runtime.migration.native import create_from_migration, migrate_source
 
 
 def _inst(request: web.Request):
@@ -50,7 +51,7 @@ async def _render(d, inst, full: bool) -> dict:
     item = inst.render(d.instances.status(inst))
     if full:
         item["state"] = await inst_state.render(d, inst)
-        item["snapshots"] = d.snapshots.render_all(inst) if hasattr(d, "snapshots") else None
+        item["snapshots"] = d.snapshots.render_all(inst)
         item["backups"] = None
     return item
 
@@ -60,15 +61,15 @@ async def create_instance(request: web.Request) -> web.Response:
     proj = project(request)
     body = await read_json(request)
     stype = field(field(body, "source", dict, {}), "type", str, "none")
-    if stype in ("copy", "migration"):
-        handler = d.transfers.create_handler(stype) if hasattr(d, "transfers") else None
-        if handler is None:
-            raise BadRequest(f"Source type {stype!r} is not supported by this runtime yet")
-        return await handler(request, proj, body)
+    if stype == "migration":
+        return response.async_(await create_from_migration(request, proj, body))
+    if stype == "copy":
+        name, run = d.copier.prepare(proj, body, lambda p: auth.require(request, p))
+        return response.async_(d.ops.create("task", "Creating instance", run, project=proj,
+                                            resources=_resources(name)))
     source = body.get("source")
     image = None
-    if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull" \
-            and getattr(d, "remote_images", None) is not None:
+    if stype == "image" and source.get("server") and source.get("mode", "pull") == "pull":
         image = await d.remote_images.resolve_async(proj, source)  # network: off the loop
     spec = d.instances.validate_new(proj, body, image)
 
@@ -77,9 +78,12 @@ async def create_instance(request: web.Request) -> web.Response:
         if spec["start"]:
             await d.instances.change_state(inst, "start", False, 0)
     op = d.ops.create("task", "Creating instance", run, project=proj,
-                      resources={"instances": [f"/1.0/instances/{spec['name']}"],
-                                 "containers": [f"/1.0/containers/{spec['name']}"]})
+                      resources=_resources(spec["name"]))
     return response.async_(op)
+
+
+def _resources(name: str) -> dict:
+    return {"instances": [f"/1.0/instances/{name}"], "containers": [f"/1.0/containers/{name}"]}
 
 
 async def get_instance(request: web.Request) -> web.Response:
@@ -97,8 +101,6 @@ async def update_instance(request: web.Request) -> web.Response:
         raise PreconditionFailed("ETag doesn't match: the instance changed meanwhile")
     body = await read_json(request)
     if request.method == "PUT" and body.get("restore"):
-        if not hasattr(d, "snapshots"):
-            raise BadRequest("Snapshots are not supported by this runtime yet")
         snap = body["restore"]
 
         async def run_restore(op):
@@ -118,9 +120,7 @@ async def post_instance(request: web.Request) -> web.Response:
     inst = _inst(request)
     body = await read_json(request)
     if body.get("migration"):
-        if not hasattr(d, "transfers"):
-            raise BadRequest("Migration is not supported by this runtime yet")
-        return await d.transfers.migrate_source(request, inst, body)
+        return response.async_(await migrate_source(request, inst, body))
     new_name = body.get("name")
     if not new_name:
         raise BadRequest("Body needs a new 'name' (or 'migration': true)")

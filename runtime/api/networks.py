@@ -9,7 +9,6 @@ from aiohttp import web
 from runtime import auth
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import ADMIN, PROJECT
-from runtime.errors import BadRequest
 
 
 def _render(request: web.Request, nets, name: str) -> dict:
@@ -21,8 +20,6 @@ def _render(request: web.Request, nets, name: str) -> dict:
 def _nets(request: web.Request):
     d = daemon(request)
     project(request)  # validates ?project=; networks are server-wide here
-    if not hasattr(d, "networks"):
-        raise BadRequest("Networks are not supported by this runtime build")
     return d.networks
 
 

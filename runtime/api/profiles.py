@@ -1,7 +1,8 @@
 """/1.0/profiles: CRUD and rename; edits reach running instances live where they can."""
 from aiohttp import web
 
-from runtime import auth, restrictions
+from runtime import auth
+from runtime.instances import restrictions
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest, Conflict, NotFound

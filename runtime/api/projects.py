@@ -4,14 +4,10 @@ from aiohttp import web
 from runtime import auth, controlchars
 from runtime.api import daemon, read_json, recursion, response
 from runtime.auth import ADMIN, AUTHENTICATED
-from runtime.errors import BadRequest
 
 
 def _projects(request: web.Request):
-    d = daemon(request)
-    if not hasattr(d, "projects"):
-        raise BadRequest("Projects are not supported by this runtime build")
-    return d.projects
+    return daemon(request).projects
 
 
 async def list_projects(request: web.Request) -> web.Response:

@@ -120,9 +120,8 @@ def _network() -> dict:
 def _pools(d) -> dict:
     out = {}
     for name, pool in d.pools.items():
-        path = getattr(pool, "path", None)
         try:
-            st = os.statvfs(path)
+            st = os.statvfs(pool.path)
             total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
         except (OSError, TypeError):
             total = free = 0

@@ -9,14 +9,12 @@ from aiohttp import web
 from runtime.api import daemon, project, read_json, recursion, response
 from runtime.auth import PROJECT
 from runtime.errors import BadRequest
+from runtime.migration.native import migrate_snapshot
 
 
 def _snaps(request: web.Request):
     d = daemon(request)
-    snaps = getattr(d, "snapshots", None)
-    if snaps is None:
-        raise BadRequest("Snapshots are not supported by this runtime build")
-    return d, snaps
+    return d, d.snapshots
 
 
 def _inst(request: web.Request):
@@ -77,10 +75,7 @@ async def post_snapshot(request: web.Request) -> web.Response:
     snaps.row(inst, old)
     body = await read_json(request)
     if body.get("migration"):
-        migrate = getattr(getattr(d, "transfers", None), "migrate_snapshot", None)
-        if migrate is None:
-            raise BadRequest("Migration is not supported by this runtime build")
-        return await migrate(request, inst, old, body)
+        return response.async_(await migrate_snapshot(request, inst, old, body))
     new = body.get("name")
     if not new:
         raise BadRequest("Body needs a new 'name'")

@@ -48,7 +48,7 @@ def _memory_percent(inst: dict) -> str:
     total = _state(inst, "memory", "total") or 0
     if not usage or not (limit or total):
         return ""
-    from runtime.instances.config import parse_size
+    from runtime.base.values import parse_size
     cap = parse_size(limit) if limit and not limit.endswith("%") else total
     return f"{usage * 100 / cap:.0f}%" if cap else ""
 

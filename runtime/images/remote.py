@@ -23,11 +23,11 @@ import os
 import ssl
 import time
 import urllib.parse
+from collections.abc import Callable
 
 import aiohttp
-from aiohttp import web
 
-from runtime import arch, auth
+from runtime import arch
 from runtime import db as dbmod
 from runtime.errors import BadRequest, NotFound, RuntimeAPIError
 from runtime.images.store import Hasher
@@ -330,6 +330,9 @@ def _same_source(a: dict, b: dict) -> bool:
 
 
 class RemoteImages:
+    # Server configuration keys whose change calls for a maintenance pass at once.
+    CONFIG_KEYS = ("images.remote_cache_expiry", "images.auto_update_interval")
+
     def __init__(self, daemon):
         self.d = daemon
         self.pending: dict[str, tuple[Remote, dict, str]] = {}  # fp -> (remote, info, project)
@@ -403,13 +406,16 @@ class RemoteImages:
         self.pending.pop(fingerprint, None)
 
     # POST /1.0/images with source.type image ---------------------------------
-    async def import_image(self, request: web.Request, project: str, body: dict):
-        from runtime.api import response
+    def prepare_import(self, project: str, body: dict, require: Callable[[str], str]):
+        """Check an image import request; the job (`async run(op)`) downloads it.
+
+        `require(project)` is the caller's right to use a project (or raises).
+        """
         source = body.get("source") or {}
         if source.get("project") is not None:
             # Only the server's public images are fetched (anonymously), whatever
             # project is named; still, a caller names only projects of its own.
-            auth.require(request, str(source["project"]))
+            require(str(source["project"]))
         if (source.get("mode") or "pull") != "pull":
             raise BadRequest("Only pull mode is supported for image sources")
         remote = UrlRemote(source) if source.get("type") == "url" else Remote(source)
@@ -438,8 +444,7 @@ class RemoteImages:
                                      description=(alias.get("description") or "")
                                      if isinstance(alias, dict) else "")
             return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}
-        return response.async_(self.d.ops.create("task", "Downloading image", run,
-                                                 project=project))
+        return run
 
     # Cache maintenance -----------------------------------------------------------
     async def prune_expired(self) -> list[str]:
@@ -498,6 +503,15 @@ class RemoteImages:
         except Exception:  # noqa: BLE001 - maintenance must never take the daemon down
             LOG.exception("image cache maintenance failed")
 
+    async def running(self, app):
+        """aiohttp cleanup context: a maintenance pass now, then one periodically."""
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._loop())
+        loop.create_task(self.maintain())
+        yield
+        if self.task:
+            self.task.cancel()
+
     async def _loop(self) -> None:
         last_refresh = time.monotonic()
         while True:
@@ -507,101 +521,3 @@ class RemoteImages:
             if interval > 0 and time.monotonic() - last_refresh >= interval:
                 await self.refresh()
                 last_refresh = time.monotonic()
-
-    # Serving public images to untrusted clients ---------------------------------
-    def untrusted_handler(self, request: web.Request):
-        """A handler for an untrusted GET of public images, or None."""
-        if request.method not in ("GET", "HEAD"):
-            return None
-        path = request.path
-        if path in ("/1.0/images", "/1.0/images/aliases"):
-            return self._public_list
-        if path.startswith("/1.0/images/aliases/"):
-            return self._public_alias
-        if path.startswith("/1.0/images/") and path.count("/") in (3, 4):
-            return self._public_image
-        return None
-
-    def _public_rows(self, project: str) -> list[dict]:
-        return self.d.db.select("images", {"project": self.d.images.project_of(project),
-                                           "public": 1}, order="uploaded_at")
-
-    async def _public_list(self, request: web.Request):
-        from runtime.api import recursion, requested_project, response
-        proj = requested_project(request)
-        rows = self._public_rows(proj)
-        if request.path.endswith("/aliases"):
-            fps = {r["fingerprint"] for r in rows}
-            aliases = [a for a in self.d.db.select("image_aliases", {
-                "project": self.d.images.project_of(proj)}, order="name")
-                if a["fingerprint"] in fps]
-            if recursion(request):
-                return response.sync([{"name": a["name"], "target": a["fingerprint"],
-                                       "description": a["description"], "type": a["type"]}
-                                      for a in aliases])
-            return response.sync([f"/1.0/images/aliases/{a['name']}" for a in aliases])
-        if recursion(request):
-            return response.sync([self.d.images.render(proj, r) for r in rows])
-        return response.sync([f"/1.0/images/{r['fingerprint']}" for r in rows])
-
-    async def _public_alias(self, request: web.Request):
-        from runtime.api import requested_project, response
-        proj = requested_project(request)
-        name = urllib.parse.unquote(request.path[len("/1.0/images/aliases/"):])
-        row = self.d.db.get("image_aliases", project=self.d.images.project_of(proj), name=name)
-        if row is None or not self._is_public(proj, row["fingerprint"]):
-            raise NotFound(f"Image alias {name!r} not found")
-        return response.sync({"name": row["name"], "target": row["fingerprint"],
-                              "description": row["description"], "type": row["type"]})
-
-    def _is_public(self, proj: str, fp: str) -> bool:
-        row = self.d.db.get("images", project=self.d.images.project_of(proj), fingerprint=fp)
-        return bool(row and row["public"])
-
-    async def _public_image(self, request: web.Request):
-        from runtime.api import requested_project, response
-        parts = request.path.split("/")
-        proj = requested_project(request)
-        try:
-            row = self.d.images.get(proj, parts[3])
-        except RuntimeAPIError:
-            raise NotFound("Image not found")
-        if not row["public"] or (len(parts) == 5 and parts[4] != "export"):
-            raise NotFound("Image not found")
-        if len(parts) == 4:
-            return response.sync(self.d.images.render(proj, row))
-        from runtime.api.images import export_response
-        return await export_response(request, self.d.images, row)
-
-
-def attach(daemon) -> None:
-    remote = RemoteImages(daemon)
-    daemon.remote_images = remote
-
-    # Instances created from a remote image: download inside the creation operation.
-    store = daemon.images
-    original = store.ensure_volume
-
-    async def ensure_volume(pool, fingerprint: str) -> None:
-        await remote.ensure_downloaded(fingerprint)
-        await original(pool, fingerprint)
-    store.ensure_volume = ensure_volume
-    previous = daemon.apply_server_config
-
-    async def apply_server_config(config: dict) -> None:
-        old = daemon.db.config_get()
-        await previous(config)
-        keys = ("images.remote_cache_expiry", "images.auto_update_interval")
-        if any(old.get(k) != config.get(k) for k in keys):
-            await remote.maintain()
-    daemon.apply_server_config = apply_server_config
-
-    async def on_start(app) -> None:
-        remote.task = asyncio.get_running_loop().create_task(remote._loop())
-        asyncio.get_running_loop().create_task(remote.maintain())
-
-    async def on_stop() -> None:
-        if remote.task:
-            remote.task.cancel()
-    daemon.start_hooks.append(on_start)
-    daemon.stop_hooks.append(on_stop)

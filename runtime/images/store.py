@@ -14,9 +14,9 @@ import time
 from runtime import arch, controlchars
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 from runtime.images import tarball
-from runtime.instances.config import parse_size
+from runtime.base.values import parse_size
 
 _HEX = set("0123456789abcdef")
 LOG = logging.getLogger(__name__)
@@ -66,10 +66,7 @@ class ImageStore:
     def resolve_source(self, project: str, source: dict) -> dict:
         """The local image an instance source names (alias, fingerprint or properties)."""
         if source.get("server") and source.get("mode", "pull") == "pull":
-            remote = getattr(self.d, "remote_images", None)
-            if remote is None:
-                raise BadRequest("Remote image servers are not supported by this runtime yet")
-            return remote.resolve(project, source)
+            return self.d.remote_images.resolve(project, source)
         if source.get("alias"):
             return self.get(project, self.alias(project, source["alias"])["fingerprint"])
         if source.get("fingerprint"):
@@ -157,6 +154,8 @@ class ImageStore:
 
     # Pool volumes ------------------------------------------------------------
     async def ensure_volume(self, pool, fingerprint: str) -> None:
+        """The image unpacked on the pool (downloaded first if it came from a server)."""
+        await self.d.remote_images.ensure_downloaded(fingerprint)
         lock = self.locks.setdefault(f"{pool.name}/{fingerprint}", asyncio.Lock())
         async with lock:
             if pool.image_ready(fingerprint):

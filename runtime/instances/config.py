@@ -8,21 +8,10 @@ import re
 from collections.abc import Callable
 
 from runtime import controlchars
+from runtime.base.values import (  # noqa: F401 - instance keys use them too
+    any_value, is_bool, is_interface_name, is_size, is_uint, one_of, parse_size, truthy,
+    validate_snapshot_name)
 from runtime.errors import BadRequest
-
-_SIZE_UNITS = {"": 1, "B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9,
-               "TB": 10**12, "PB": 10**15, "EB": 10**18, "KiB": 2**10, "MiB": 2**20,
-               "GiB": 2**30, "TiB": 2**40, "PiB": 2**50, "EiB": 2**60}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGTPE]?i?B?)\s*$")
-
-
-def parse_size(value: str) -> int:
-    """Bytes from an LXD size string ("512MB", "1GiB", "4096")."""
-    m = _SIZE_RE.match(str(value))
-    if not m or m.group(2) not in _SIZE_UNITS:
-        raise ValueError(f"invalid size {value!r}")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
-
 
 def parse_cpuset(value: str) -> list[int]:
     """CPU ids from a pinning spec ("0-1,3")."""
@@ -37,24 +26,6 @@ def parse_cpuset(value: str) -> list[int]:
         else:
             cpus.add(int(part))
     return sorted(cpus)
-
-
-def is_bool(v: str) -> None:
-    if str(v).lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off", ""):
-        raise ValueError("must be a boolean (true/false)")
-
-
-def truthy(v: str | None) -> bool:
-    return str(v or "").lower() in ("true", "1", "yes", "on")
-
-
-def is_uint(v: str) -> None:
-    if not str(v).isdigit():
-        raise ValueError("must be a non-negative integer")
-
-
-def is_size(v: str) -> None:
-    parse_size(v)
 
 
 def is_memory(v: str) -> None:
@@ -118,17 +89,6 @@ def only_false(why: str) -> Callable[[str], None]:
         if truthy(v):
             raise ValueError(f"only 'false' is supported ({why})")
     return check
-
-
-def one_of(*choices: str) -> Callable[[str], None]:
-    def check(v: str) -> None:
-        if v not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-    return check
-
-
-def any_value(v: str) -> None:
-    return None
 
 
 def syscall_list(v: str) -> None:
@@ -336,12 +296,6 @@ def _check_device(name: str, dev: dict[str, str]) -> None:
             raise BadRequest(f"Invalid device {name!r}: mode must be octal")
 
 
-def is_interface_name(name: str) -> bool:
-    """What the kernel accepts as a link name (dev_valid_name), as LXD checks nic names."""
-    return 0 < len(name) <= 15 and name not in (".", "..") and not any(
-        c in "/:" or c.isspace() or not c.isprintable() for c in name)
-
-
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$")
 
 
@@ -353,19 +307,16 @@ def validate_name(name: object, what: str = "instance") -> str:
     return name
 
 
-_SNAP_NAME = re.compile(r"^[^/\s][^/]{0,62}$")
-
-
-def validate_snapshot_name(name: object) -> str:
-    """A snapshot name is a directory name on disk: no '/', no '..', nothing unprintable."""
-    if not isinstance(name, str) or not _SNAP_NAME.match(name) or name in (".", "..") \
-            or not name.isprintable():
-        raise BadRequest(f"Invalid snapshot name {name!r}")
-    return name
-
-
 def validate_profile_name(name: object) -> str:
     if not isinstance(name, str) or not name or "/" in name or name in (".", "..") \
             or name != name.strip() or not name.isprintable() or len(name) > 255:
         raise BadRequest(f"Invalid profile name {name!r}")
     return name
+
+
+def split_source(name: object) -> tuple[str, str | None]:
+    """`inst` or `inst/snap` as used by copy and publish sources."""
+    if not isinstance(name, str) or not name:
+        raise BadRequest("The source needs the name of an instance (or instance/snapshot)")
+    inst, _, snap = name.partition("/")
+    return inst, (snap or None)

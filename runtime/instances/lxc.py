@@ -12,9 +12,9 @@ import signal
 from dataclasses import dataclass
 
 from runtime import controlchars, proc
-from runtime.errors import BadRequest, CommandFailed
+from runtime.errors import CommandFailed
 from runtime.instances import cgroups
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 # LXD's default seccomp policy: deny module loading, kexec and handle-based open.
 SECCOMP_DEFAULT = """2
@@ -89,82 +89,12 @@ def daemon_cgroup_dirs(lxd_dir: str) -> list[str]:
     return [parent, parent + ".monitor"]
 
 
-def _nic_lines(idx: int, devname: str, dev: dict, volatile: dict) -> list[str]:
-    k = f"lxc.net.{idx}"
-    nictype = dev.get("nictype", "bridged")
-    hwaddr = dev.get("hwaddr") or volatile.get(f"volatile.{devname}.hwaddr", "")
-    lines = []
-    if nictype in ("bridged", "p2p"):
-        lines += [f"{k}.type = veth"]
-        if nictype == "bridged":
-            parent = dev.get("parent") or dev.get("network")
-            if not parent:
-                raise BadRequest(f"nic {devname!r}: bridged needs 'parent' or 'network'")
-            lines.append(f"{k}.link = {parent}")
-        host_name = dev.get("host_name") or volatile.get(f"volatile.{devname}.host_name")
-        if host_name:
-            lines.append(f"{k}.veth.pair = {host_name}")
-    elif nictype == "macvlan":
-        lines += [f"{k}.type = macvlan", f"{k}.macvlan.mode = {dev.get('mode', 'bridge')}",
-                  f"{k}.link = {dev['parent']}"]
-    elif nictype == "physical":
-        lines += [f"{k}.type = phys", f"{k}.link = {dev['parent']}"]
-    else:
-        raise BadRequest(f"nic {devname!r}: nictype {nictype!r} is not supported")
-    lines.append(f"{k}.flags = up")
-    lines.append(f"{k}.name = {dev.get('name', devname)}")
-    if hwaddr:
-        lines.append(f"{k}.hwaddr = {hwaddr}")
-    if dev.get("mtu"):
-        lines.append(f"{k}.mtu = {dev['mtu']}")
-    return lines
-
-
-def mount_field(path: str) -> str:
-    """A path as one fstab field (liblxc reads mount entries with getmntent)."""
-    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
-
-
-def _mount_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
-    path = dev["path"].lstrip("/")
-    source = sources.get(devname, dev.get("source", ""))
-    if not os.path.exists(source):
-        if dev.get("required", "true") == "false":
-            return []
-        raise BadRequest(f"disk {devname!r}: source {source!r} does not exist")
-    create = "dir" if os.path.isdir(source) else "file"
-    opts = ["bind", f"create={create}"]
-    if dev.get("readonly") in ("true", "1", "yes"):
-        opts.append("ro")
-    if dev.get("recursive") in ("true", "1", "yes"):
-        opts[0] = "rbind"
-    return [f"lxc.mount.entry = {mount_field(source)} {mount_field(path)} none "
-            f"{','.join(opts)} 0 0"]
-
-
-def _unix_lines(devname: str, dev: dict, sources: dict[str, str]) -> list[str]:
-    """Allow the device in the devices cgroup and bind the instance's own node.
-
-    The node (made by Devices with the device's uid/gid/mode) is bound rather
-    than the host's, so ownership changes never touch the host's /dev.
-    """
-    node = sources.get(devname)
-    if node is None:
-        return []  # optional device missing on the host
-    path = (dev.get("path") or dev.get("source")).lstrip("/")
-    st = os.stat(node)
-    kind = "c" if dev["type"] == "unix-char" else "b"
-    rule = f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} rwm"
-    return [("lxc.cgroup2.devices.allow = " if cgroups.unified_only()
-             else "lxc.cgroup.devices.allow = ") + rule,
-            f"lxc.mount.entry = {mount_field(node)} {mount_field(path)} none "
-            "bind,create=file 0 0"]
-
-
 def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap: IdMap,
-                  config: dict, devices: dict, architecture: str, host_arch: str,
-                  cgroup: str, disk_sources: dict[str, str] | None = None) -> str:
-    """The lxc.conf for one start of an instance (pure: tested without containers)."""
+                  config: dict, architecture: str, host_arch: str, cgroup: str,
+                  device_lines: list[str] = ()) -> str:
+    """The lxc.conf for one start of an instance (pure: tested without containers).
+
+    `device_lines` are the devices' own (runtime.instances.devices.lxc_lines)."""
     privileged = idmap.privileged
     nesting = config.get("security.nesting") == "true"
     lines = [
@@ -210,17 +140,7 @@ def render_config(*, name: str, hostname: str, rootfs: str, paths: Paths, idmap:
         elif key.startswith("limits.kernel."):
             # LXD's process limits (ulimits) map to liblxc's prlimits: "soft[:hard]".
             lines.append(f"lxc.prlimit.{key[14:]} = {value}")
-    nic = 0
-    for devname in sorted(devices):
-        dev = devices[devname]
-        dtype = dev.get("type")
-        if dtype == "nic":
-            lines += _nic_lines(nic, devname, dev, config)
-            nic += 1
-        elif dtype == "disk" and dev.get("path") != "/":
-            lines += _mount_lines(devname, dev, disk_sources or {})
-        elif dtype in ("unix-char", "unix-block"):
-            lines += _unix_lines(devname, dev, disk_sources or {})
+    lines += device_lines
     controlchars.check_generated(lines, "lxc.conf")
     raw = config.get("raw.lxc")
     if raw:

@@ -13,31 +13,21 @@ import secrets
 import shutil
 import uuid
 
-from runtime import arch, restrictions
+from runtime import arch
+from runtime.instances import restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.instances import cgroups, lxc, templates
 from runtime.instances import config as cfg
 from runtime.instances.files import InstanceFS
-from runtime.instances.idmap import PRIVILEGED, IdMap, allocate_isolated
-from runtime.instances.devices import block_source
+from runtime.base.idmap import PRIVILEGED, IdMap, allocate_isolated
+from runtime.instances.devices import block_source, missing_hwaddrs
 from runtime.instances.model import Instance, expand, root_disk
 from runtime.storage import volume_name
 from runtime.storage.base import copy_tree
 
 LOG = logging.getLogger(__name__)
 LIVE_PREFIXES = ("limits.",)
-
-
-def random_hwaddr() -> str:
-    return "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-
-
-def missing_hwaddrs(devices: dict, config: dict) -> dict[str, str]:
-    """volatile.<nic>.hwaddr for nics that have no MAC yet (LXD's 00:16:3e prefix)."""
-    return {f"volatile.{name}.hwaddr": random_hwaddr() for name, dev in devices.items()
-            if dev.get("type") == "nic" and not dev.get("hwaddr")
-            and f"volatile.{name}.hwaddr" not in config}
 
 
 class InstanceManager:
@@ -256,12 +246,12 @@ class InstanceManager:
                             await copy_tree(os.path.join(src, entry),
                                             os.path.join(pool.instance_path(vol), entry))
                     self.d.images.mark_used(image["fingerprint"])
-                self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+                self.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
-                await self._apply_root_size(inst)
+                await self.apply_root_size(inst)
                 self.completed(inst)
         except BaseException:
-            await self._purge(inst)
+            await self.purge(inst)
             raise
         self.d.bus.lifecycle("instance-created", inst.url, project)
         LOG.info("instance %s/%s created", project, inst.name)
@@ -269,9 +259,9 @@ class InstanceManager:
 
     def completed(self, inst: Instance) -> None:
         """The instance is whole: a daemon restart keeps it from now on."""
-        self._set_volatile(inst, {cfg.INCOMPLETE_KEY: None})
+        self.set_volatile(inst, {cfg.INCOMPLETE_KEY: None})
 
-    async def _apply_root_size(self, inst: Instance) -> None:
+    async def apply_root_size(self, inst: Instance) -> None:
         root = root_disk(inst.expanded_devices)
         size = root[1].get("size") if root else None
         enforced = await self.pool(inst).set_size(
@@ -280,7 +270,7 @@ class InstanceManager:
             LOG.warning("instance %s: root disk size %s is not enforced by pool %s (%s)",
                         inst.name, size, inst.pool, self.pool(inst).driver)
 
-    async def _purge(self, inst: Instance) -> None:
+    async def purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
         paths = self.paths(inst)
         try:
@@ -292,7 +282,7 @@ class InstanceManager:
             self.d.db.delete("instances", id=inst.id)
             self.locks.pop((inst.project, inst.name), None)
 
-    def _set_volatile(self, inst: Instance, values: dict[str, str | None]) -> None:
+    def set_volatile(self, inst: Instance, values: dict[str, str | None]) -> None:
         row = self.d.db.get("instances", id=inst.id)
         config = row["config"]
         for key, value in values.items():
@@ -315,7 +305,7 @@ class InstanceManager:
         current = self.idmap_of(inst)
         if idmap != current:
             await pool.shift_instance(vol, current, idmap)
-            self._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+            self.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                       "volatile.idmap.base": str(idmap.base)})
         # As LXD: the instance's directory is 0100 and its root's alone, so no host
         # user reaches the setuid files and device nodes a tenant put in its rootfs.
@@ -324,13 +314,9 @@ class InstanceManager:
         if not idmap.privileged:
             _check_traversable(rootfs, idmap.to_host(0))
         os.makedirs(paths.log_dir, exist_ok=True)
-        volatile = missing_hwaddrs(inst.expanded_devices, inst.config)
-        for devname, dev in inst.expanded_devices.items():
-            if dev.get("type") == "nic" and dev.get("nictype", "bridged") in ("bridged", "p2p") \
-                    and not dev.get("host_name"):
-                volatile[f"volatile.{devname}.host_name"] = "veth" + secrets.token_hex(4)
+        volatile = self.d.devices.start_volatile(inst)
         if volatile:
-            self._set_volatile(inst, volatile)
+            self.set_volatile(inst, volatile)
         pending = inst.config.get("volatile.apply_template")
         fs = self.fs(inst, rootfs)
         ctx = {"instance": {"name": inst.name, "architecture": inst.architecture,
@@ -338,14 +324,14 @@ class InstanceManager:
                "config": inst.expanded_config, "devices": inst.expanded_devices}
         if pending:
             await templates.render_all(self.renderer, pool.instance_path(vol), fs, pending, ctx)
-            self._set_volatile(inst, {"volatile.apply_template": None})
+            self.set_volatile(inst, {"volatile.apply_template": None})
         await templates.render_all(self.renderer, pool.instance_path(vol), fs, "start", ctx)
         disk_sources = await self.d.devices.disk_sources(inst)
         text = lxc.render_config(
             name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,
-            config=inst.expanded_config, devices=inst.expanded_devices,
-            architecture=inst.architecture, host_arch=arch.host(), cgroup=self.cgroup(inst),
-            disk_sources=disk_sources)
+            config=inst.expanded_config, architecture=inst.architecture,
+            host_arch=arch.host(), cgroup=self.cgroup(inst),
+            device_lines=self.d.devices.lxc_lines(inst, disk_sources))
         with open(paths.config, "w") as f:
             f.write(text)
         with open(paths.seccomp, "w") as f:
@@ -361,7 +347,7 @@ class InstanceManager:
         self._watch(inst, pid)
         await self.d.devices.after_start(inst, pid)
         self.d.db.update("instances", {"id": inst.id}, last_used_at=dbmod.now())
-        self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
+        self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-started", inst.url, inst.project)
         LOG.info("instance %s/%s started (init pid %d)", inst.project, inst.name, pid)
 
@@ -395,11 +381,11 @@ class InstanceManager:
 
     async def _stopped(self, inst: Instance) -> None:
         await self.d.devices.after_stop(inst)
-        self._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+        self.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
         self.d.bus.lifecycle("instance-stopped", inst.url, inst.project)
         LOG.info("instance %s/%s stopped", inst.project, inst.name)
         if inst.ephemeral:
-            await self._purge(inst)
+            await self.purge(inst)
             self.d.bus.lifecycle("instance-deleted", inst.url, inst.project)
 
     async def stop(self, inst: Instance, force: bool, timeout: float) -> None:
@@ -517,7 +503,7 @@ class InstanceManager:
                     raise
             if (root_disk(old_devices) or ("", {}))[1].get("size") != \
                     (root_disk(edevices) or ("", {}))[1].get("size"):
-                await self._apply_root_size(new)
+                await self.apply_root_size(new)
         self.d.bus.lifecycle("instance-updated", inst.url, inst.project)
 
     async def apply_live(self, inst: Instance, old_devices: dict | None = None) -> None:
@@ -544,7 +530,7 @@ class InstanceManager:
                 os.rename(old_paths.log_dir, os.path.join(self.d.paths.logs, new_vol))
             self.locks.pop((inst.project, inst.name), None)
             new = self.load(inst.project, new_name)
-            self._set_volatile(new, {"volatile.apply_template": "rename"}
+            self.set_volatile(new, {"volatile.apply_template": "rename"}
                                if "volatile.apply_template" not in new.config else {})
         self.d.bus.lifecycle("instance-renamed", new.url, inst.project,
                              {"old_name": inst.name})
@@ -557,7 +543,7 @@ class InstanceManager:
             if self.pid(inst):
                 raise BadRequest(f"Instance {inst.name!r} is running: stop it first")
             await self.d.devices.before_delete(inst)
-            await self._purge(inst)
+            await self.purge(inst)
         self.d.bus.lifecycle("instance-deleted", inst.url, inst.project)
         LOG.info("instance %s/%s deleted", inst.project, inst.name)
 
@@ -574,18 +560,18 @@ class InstanceManager:
             if inst.config.get(cfg.INCOMPLETE_KEY) and not pid:
                 LOG.warning("removing %s/%s: it was still being made when the daemon "
                             "stopped", inst.project, inst.name)
-                await self._purge(inst)
+                await self.purge(inst)
                 continue
             if pid:
                 self.pids[inst.id] = pid
                 self._watch(inst, pid)
                 if inst.config.get("volatile.last_state.power") != "RUNNING":
-                    self._set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
+                    self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
             elif inst.config.get("volatile.last_state.power") == "RUNNING":
                 if inst.ephemeral:
-                    await self._purge(inst)
+                    await self.purge(inst)
                     continue
-                self._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                self.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
                 lost.append(inst)
         return lost
 

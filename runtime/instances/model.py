@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from runtime.events import timestamp
+from runtime.base.timefmt import timestamp
 
 STATUS_CODES = {"Running": 103, "Stopped": 102, "Frozen": 110, "Error": 112,
                 "Starting": 106, "Stopping": 107, "Freezing": 109}
@@ -32,7 +32,7 @@ def lxd_volatile(config: dict) -> dict:
     value = config.get("volatile.last_state.idmap")
     if not value or value.lstrip().startswith("["):
         return config
-    from runtime.instances.idmap import IdMap
+    from runtime.base.idmap import IdMap
     try:
         return {**config, "volatile.last_state.idmap": IdMap.decode(value).lxd_json()}
     except ValueError:

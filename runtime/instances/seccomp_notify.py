@@ -108,6 +108,12 @@ class SeccompServer:
         self.sock: socket.socket | None = None
         self.conns: set[socket.socket] = set()
 
+    async def running(self, app):
+        """aiohttp cleanup context, first of the daemon's: instances start only after."""
+        self.start()
+        yield
+        await self.stop()
+
     def start(self) -> None:
         """Listen before any instance starts (autostart runs early)."""
         if os.path.exists(self.path):
@@ -223,13 +229,3 @@ class SeccompServer:
 def _helper_env() -> dict:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": root}
-
-
-def attach(daemon) -> None:
-    server = SeccompServer(daemon)
-    daemon.seccomp_server = server
-    server.start()
-
-    async def on_stop() -> None:
-        await server.stop()
-    daemon.stop_hooks.append(on_stop)

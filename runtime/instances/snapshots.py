@@ -7,8 +7,8 @@ only for the moment its volume is copied, and not at all on pools whose
 snapshots are atomic (btrfs). Expired snapshots are removed by one background
 task that sleeps until the next expiry.
 
-`attach(daemon)` installs `daemon.snapshots`, `daemon.publisher` and the
-`copy` source handler in the `daemon.transfers` registry.
+The daemon builds `Snapshots` and the `Copier` (the `copy` source of instance
+creation) and runs their background tasks while it serves.
 """
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from runtime import auth, proc, restrictions
+from runtime import proc
+from runtime.instances import restrictions
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.events import timestamp
+from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.instances import config as cfg
-from runtime.instances import transfers
+from runtime.instances.config import split_source
 from runtime.instances.model import Instance, expand
 from runtime.storage import volume_name
 
@@ -41,26 +44,6 @@ RESTORE_KEY = "volatile.restore"
 
 
 # Parsing ---------------------------------------------------------------------------
-def parse_time(value: object, field: str = "expires_at") -> float:
-    """An RFC 3339 timestamp as epoch seconds; LXD's zero time (year 1) means never."""
-    if value in (None, "", 0):
-        return 0.0
-    if not isinstance(value, str):
-        raise BadRequest(f"Invalid {field!r}: expected an RFC 3339 timestamp")
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    # Python 3.11 accepts at most microseconds: cut nanoseconds down.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"Invalid {field!r} {value!r}: expected an RFC 3339 timestamp")
-    if when.year <= 1:
-        return 0.0
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
-
-
 def parse_expiry(value: str | None) -> float:
     """`snapshots.expiry` ("1d", "2H 30M", ...) as seconds; 0 when unset."""
     if not value:
@@ -133,18 +116,6 @@ def schedule_due(schedule: list, when: datetime.datetime) -> bool:
         if day_ok:
             return True
     return False
-
-
-def render_time(ts: float) -> str:
-    return timestamp(ts) if ts else "0001-01-01T00:00:00Z"
-
-
-def split_source(name: object) -> tuple[str, str | None]:
-    """`inst` or `inst/snap` as used by copy and publish sources."""
-    if not isinstance(name, str) or not name:
-        raise BadRequest("The source needs the name of an instance (or instance/snapshot)")
-    inst, _, snap = name.partition("/")
-    return inst, (snap or None)
 
 
 # Criu ------------------------------------------------------------------------------
@@ -253,7 +224,7 @@ class Snapshots:
         mgr = self.d.instances
         frozen = False
         # Straight to the freezer, without pause/resume events: nobody paused it.
-        if not getattr(pool, "atomic_snapshots", False) and mgr.pid(inst) and \
+        if not pool.atomic_snapshots and mgr.pid(inst) and \
                 mgr.status(inst) == "Running":
             await mgr.lxc.freeze(mgr.paths(inst).name, mgr.cgroup(inst))
             frozen = True
@@ -366,12 +337,12 @@ class Snapshots:
             token = await pool.prepare_restore(vol, snap_name)
             # Between the swap and the new record, a crash leaves the token: the next
             # start rolls forward (restore_leftovers).
-            mgr._set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
+            mgr.set_volatile(inst, {RESTORE_KEY: f"{token}/{snap_name}"})
             await pool.commit_restore(vol)
             self._restored_record(inst, row)
             await pool.finish_restore(vol, snap_name)
             restored = mgr.load(inst.project, inst.name)
-            await mgr._apply_root_size(restored)  # the snapshot's size, on the new volume
+            await mgr.apply_root_size(restored)  # the snapshot's size, on the new volume
             if was_running:
                 await mgr.start(restored)
         self.d.bus.lifecycle("instance-restored", inst.url, inst.project,
@@ -412,7 +383,7 @@ class Snapshots:
                                 inst.project, inst.name, snap)
                 else:
                     await pool.abandon_restore(vol)
-                    self.d.instances._set_volatile(inst, {RESTORE_KEY: None})
+                    self.d.instances.set_volatile(inst, {RESTORE_KEY: None})
                     LOG.warning("instance %s/%s: unfinished restore of %s abandoned",
                                 inst.project, inst.name, snap)
             except Exception:  # noqa: BLE001 - the other instances still get theirs
@@ -440,11 +411,7 @@ class Snapshots:
                 pass
             except Exception:  # noqa: BLE001 - keep the loop alive, retry later
                 LOG.exception("could not expire snapshot %s/%s", r["inst"], r["snap"])
-        try:
-            from runtime.api.volumes import expire_volume_snapshots
-            nxt = min(nxt, await expire_volume_snapshots(self.d, now))
-        except ImportError:
-            pass
+        nxt = min(nxt, await self.d.volumes.expire_snapshots(now))
         return max(nxt, 0.05)
 
     async def expiry_loop(self) -> None:
@@ -496,7 +463,6 @@ class Snapshots:
 
     async def cleanup_leftovers(self) -> None:
         """What a daemon killed mid-way leaves: publish snapshots, replaced volumes."""
-        from runtime.storage.base import remove_tree
         for pool in list(self.d.pools.values()):
             base = os.path.join(pool.path, "containers-snapshots")
             for vol in _listdir(base):
@@ -506,22 +472,16 @@ class Snapshots:
                             await pool.delete_snapshot(vol, snap)
                         except Exception:  # noqa: BLE001
                             LOG.exception("could not remove %s/%s", vol, snap)
-            if pool.driver != "dir":
-                continue
-            base = os.path.join(pool.path, "containers")
-            for entry in _listdir(base):
-                # instance names never contain dots: these are ours
-                if ".old-" in entry or entry.endswith(".restore"):
-                    await remove_tree(os.path.join(base, entry))
+            await pool.sweep_restore_leftovers()
 
-    async def start(self, app) -> None:
+    async def running(self, app):
+        """aiohttp cleanup context: expiry, schedules and leftover sweeping."""
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self.expiry_loop()),
-                      loop.create_task(self.schedule_loop()),
-                      loop.create_task(self.cleanup_leftovers())]
-
-    async def stop(self) -> None:
-        for task in getattr(self, "tasks", []):
+        tasks = [loop.create_task(self.expiry_loop()),
+                 loop.create_task(self.schedule_loop()),
+                 loop.create_task(self.cleanup_leftovers())]
+        yield
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -542,20 +502,25 @@ class Copier:
         self.d = daemon
         self.snaps = snapshots
 
-    def _source(self, request, project: str, source: dict) -> tuple[Instance, dict | None]:
+    def _source(self, project: str, source: dict,
+                require: Callable[[str], str]) -> tuple[Instance, dict | None]:
         name, snap = split_source(source.get("source"))
-        src_project = auth.require(request, source.get("project") or project)
+        src_project = require(source.get("project") or project)
         if not self.d.db.get("projects", name=src_project):
             raise NotFound(f"Project {src_project!r} not found")
         inst = self.d.instances.load(src_project, name)
         return inst, (self.snaps.row(inst, snap) if snap else None)
 
-    async def handler(self, request, project: str, body: dict):
-        from runtime.api import response
+    def prepare(self, project: str, body: dict,
+                require: Callable[[str], str]) -> tuple[str, Callable[[Any], Awaitable[None]]]:
+        """Check a copy request whole: the new instance's name and the job that makes it.
+
+        `require(project)` is the caller's right to use the source's project (or raises).
+        """
         source = body.get("source") or {}
         if source.get("refresh"):
             raise BadRequest("Refreshing an existing copy is not supported by this runtime")
-        src, snap = self._source(request, project, source)
+        src, snap = self._source(project, source, require)
         base = snap if snap else {"config": src.config, "devices": src.devices,
                                   "profiles": src.profiles,
                                   "architecture": src.architecture}
@@ -587,11 +552,7 @@ class Copier:
             inst = await self.copy(src, snap, project, spec, extra, instance_only)
             if start:
                 await self.d.instances.change_state(inst, "start", False, 0)
-        url = f"/1.0/instances/{spec['name']}"
-        op = self.d.ops.create("task", "Creating instance", run, project=project,
-                               resources={"instances": [url], "containers": [
-                                   f"/1.0/containers/{spec['name']}"]})
-        return response.async_(op)
+        return spec["name"], run
 
     async def copy(self, src: Instance, snap: dict | None, project: str, spec: dict,
                    extra: dict, instance_only: bool) -> Instance:
@@ -624,10 +585,10 @@ class Copier:
                                  architecture=row["architecture"],
                                  ephemeral=row["ephemeral"], config=row["config"],
                                  devices=row["devices"], profiles=row["profiles"])
-            await mgr._apply_root_size(mgr.load(project, inst.name))
+            await mgr.apply_root_size(mgr.load(project, inst.name))
             mgr.completed(inst)
         except BaseException:
-            await mgr._purge(inst)
+            await mgr.purge(inst)
             raise
         if any(r["expires_at"] for r in snaps):
             self.snaps.wake.set()
@@ -681,16 +642,3 @@ async def rsync(src: str, dst: str) -> None:
     """
     await proc.run(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete", "--inplace",
                     src.rstrip("/") + "/", dst.rstrip("/") + "/"])
-
-
-def attach(daemon) -> None:
-    from runtime.images.publish import Publisher
-    snaps = Snapshots(daemon)
-    daemon.snapshots = snaps
-    daemon.publisher = Publisher(daemon, snaps)
-    copier = Copier(daemon, snaps)
-    transfers.get(daemon).register("copy", copier.handler)
-    daemon.copier = copier
-    daemon.start_hooks.append(snaps.start)
-    daemon.stop_hooks.append(snaps.stop)
-

@@ -21,7 +21,7 @@ import stat
 
 import aiohttp
 
-from runtime import restrictions
+from runtime.instances import restrictions
 from runtime.errors import RuntimeAPIError
 from runtime.migration import lxd_protocol as proto
 from runtime.migration import lxd_rsync, native
@@ -257,7 +257,7 @@ class LxdReceiver(native.Receiver):
         except BaseException as exc:
             LOG.warning("incoming migration of %s from LXD failed: %s", inst.name, exc)
             try:
-                await d.instances._purge(inst)
+                await d.instances.purge(inst)
             finally:
                 await send_failure(control, exc)
             raise
@@ -289,10 +289,10 @@ class LxdReceiver(native.Receiver):
             self.mark("rootfs")
             await asyncio.to_thread(settle_volume, path, src_map, idmap, idmap.privileged)
             self.mark("shift")
-            mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+            mgr.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                      "volatile.idmap.base": str(idmap.base)})
             mgr.completed(inst)
-            await mgr._apply_root_size(inst)
+            await mgr.apply_root_size(inst)
             LOG.info("instance %s/%s received from LXD (%d snapshots; %s)", self.project,
                      inst.name, len(header["snapshots"]),
                      ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.marks))
@@ -361,7 +361,7 @@ class LxdSender(native.Sender):
                 if not result.success:
                     raise PeerFailed(f"LXD target failed: {result.message}")
                 if stopped:
-                    d.instances._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                    d.instances.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
                 LOG.info("instance %s/%s sent to LXD (%d snapshots)", inst.project, inst.name,
                          len(header["snapshots"]))
             except BaseException:

@@ -29,7 +29,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from runtime import arch
 from runtime.errors import BadRequest
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 INDEX_HEADER_VERSION = 1
 # MigrationFSType and CRIUType enum values.

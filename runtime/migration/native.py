@@ -39,9 +39,11 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime import arch, proc, restrictions, targuard, wsclient
+from runtime import arch, proc, targuard, wsclient
+from runtime.instances import restrictions
+from runtime.appkeys import DAEMON
 from runtime.errors import BadRequest, Conflict, RuntimeAPIError
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.storage import shift, volume_name
 
 LOG = logging.getLogger(__name__)
@@ -63,14 +65,8 @@ _LAYER_ENTRIES = [".upper", "metadata.yaml", "templates"]
 
 
 def overlay_base(pool, path: str) -> str | None:
-    """The image fingerprint a dir-pool volume (or snapshot) is layered on, if any."""
-    if getattr(pool, "driver", "") != "dir" or not os.path.isdir(os.path.join(path, ".upper")):
-        return None
-    try:
-        with open(os.path.join(path, ".lower")) as f:
-            return f.read().strip() or None
-    except OSError:
-        return None
+    """The image fingerprint a volume (or snapshot) is layered on, if any."""
+    return pool.layer_base(path)
 
 
 class TransferError(RuntimeAPIError):
@@ -424,7 +420,7 @@ class Sender:
                 LOG.info("instance %s/%s sent (%d bytes of root filesystem)", inst.project,
                          inst.name, sent)
                 if stopped:
-                    d.instances._set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                    d.instances.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
             except BaseException:
                 if early is not None:
                     await early.kill()
@@ -442,13 +438,13 @@ class Sender:
 
 
 async def migrate_source(request: web.Request, inst, body: dict,
-                         snapshot: str | None = None) -> web.Response:
+                         snapshot: str | None = None):
     """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance.
 
     With `snapshot`, the answer to `POST /1.0/instances/<n>/snapshots/<s>
     {"migration": true}`: that snapshot travels as a new instance (`lxc copy c/s r:`).
     """
-    d = request.app["daemon"]
+    d = request.app[DAEMON]
     if body.get("live"):
         await refuse_live()
     if snapshot is not None and not d.db.get("snapshots", instance_id=inst.id,
@@ -487,9 +483,9 @@ async def migrate_source(request: web.Request, inst, body: dict,
     return _async(_websocket_op(d, "Migrating instance", pull, inst.project, resources))
 
 
-def _async(op) -> web.Response:
-    from runtime.api import response
-    return response.async_(op)
+def _async(op):
+    """The operation the API answers with (202): migration builds no responses."""
+    return op
 
 
 def speaks_ours(ws) -> bool:
@@ -829,7 +825,7 @@ class Receiver:
         except BaseException as exc:
             LOG.warning("incoming migration of %s failed: %s", inst.name, exc)
             try:
-                await d.instances._purge(inst)
+                await d.instances.purge(inst)
             finally:
                 if not control.closed:
                     try:
@@ -857,7 +853,7 @@ class Receiver:
     async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
         """Our copy of the image the sender's volume is layered on, ready in the pool."""
         d = self.d
-        if not fingerprint or getattr(pool, "driver", "") != "dir" or idmap != d.default_idmap:
+        if not fingerprint or not pool.layered or idmap != d.default_idmap:
             return None
         if not d.db.select("images", {"fingerprint": fingerprint}) or not os.path.exists(
                 d.images.file(fingerprint)):
@@ -928,10 +924,10 @@ class Receiver:
             if base:
                 d.images.mark_used(base)
             self.mark("shift")
-            mgr._set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
+            mgr.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                      "volatile.idmap.base": str(idmap.base)})
             mgr.completed(inst)
-            await mgr._apply_root_size(inst)
+            await mgr.apply_root_size(inst)
             await _send_json(control, {"success": True})
             self.mark("finish")
             LOG.info("instance %s/%s received (%d bytes; %s)", self.project, inst.name, received,
@@ -940,7 +936,7 @@ class Receiver:
 
 async def create_from_migration(request: web.Request, project: str, body: dict):
     """`POST /1.0/instances` with `source.type: migration` (pull or push mode)."""
-    d = request.app["daemon"]
+    d = request.app[DAEMON]
     source = body.get("source") or {}
     if source.get("live") or body.get("live"):
         await refuse_live()
@@ -1026,12 +1022,6 @@ async def _push_receiver_for(control, receiver) -> tuple:
     return control, _receiver_for(control, receiver)
 
 
-def attach(daemon) -> None:
-    from runtime.instances import transfers
-    reg = transfers.get(daemon)
-    reg.register("migration", create_from_migration)
-    reg.migrate_source = migrate_source
-    # For the snapshots API: `await d.transfers.migrate_snapshot(request, inst, snap, body)`.
-    reg.migrate_snapshot = lambda request, inst, snap, body: migrate_source(
-        request, inst, body, snapshot=snap)
-
+async def migrate_snapshot(request, inst, snap: str, body: dict):
+    """`POST /1.0/instances/<n>/snapshots/<s> {"migration": true}`: send one snapshot."""
+    return await migrate_source(request, inst, body, snapshot=snap)

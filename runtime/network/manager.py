@@ -16,7 +16,7 @@ import shutil
 
 from runtime import controlchars
 from runtime.errors import BadRequest, Conflict, NotFound
-from runtime.instances import config as cfg
+from runtime.base import values as cfg
 from runtime.network import dnsmasq, nat, netlink
 
 LOG = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import ipaddress
 import subprocess
 
 from runtime.errors import BadRequest
-from runtime.instances import config as cfg
+from runtime.base import values as cfg
 
 FAMILIES = (("ipv4", "ip", 4), ("ipv6", "ip6", 6))
 FORWARDING = {4: "/proc/sys/net/ipv4/ip_forward", 6: "/proc/sys/net/ipv6/conf/all/forwarding"}

@@ -3,23 +3,17 @@
 Instance volumes hold the instance's `rootfs/` (plus image metadata and
 templates). Image volumes hold an image unpacked once, already shifted to the
 default id map, so creating an instance from it is a clone, never a full copy.
+Custom volumes have a pool layer of their own (runtime.storage.volumes).
 """
+from runtime.errors import BadRequest
 from runtime.storage.base import PoolDriver, volume_name  # noqa: F401
+from runtime.storage.btrfs import BtrfsPool
+from runtime.storage.dir import DirPool
 
-DRIVERS: dict[str, str] = {
-    "dir": "runtime.storage.dir:DirPool",
-    "btrfs": "runtime.storage.btrfs:BtrfsPool",
-}
+DRIVERS: dict[str, type[PoolDriver]] = {"dir": DirPool, "btrfs": BtrfsPool}
 
 
-def driver_class(name: str) -> type:
-    import importlib
-
-    from runtime.errors import BadRequest
+def driver_class(name: str) -> type[PoolDriver]:
     if name not in DRIVERS:
         raise BadRequest(f"Unknown storage driver {name!r} (supported: {', '.join(DRIVERS)})")
-    module, cls = DRIVERS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError):
-        raise BadRequest(f"Storage driver {name!r} is not available in this build")
+    return DRIVERS[name]

@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 
 from runtime import proc
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 Unpacker = Callable[[str], Awaitable[None]]
 # LXD's modes: lxd/storage/drivers/volume.go (BaseDirectories, EnsureMountPath).
@@ -22,6 +22,11 @@ def volume_name(project: str, name: str) -> str:
 
 class PoolDriver(abc.ABC):
     driver = ""
+    # Whether a snapshot of a running instance is atomic (no freeze needed).
+    atomic_snapshots = False
+    # Whether instance volumes of the default id map are layers over an image volume
+    # (so a migration target holding the image receives only the instance's layer).
+    layered = False
 
     def __init__(self, name: str, config: dict, lxd_dir: str):
         self.name = name
@@ -66,6 +71,11 @@ class PoolDriver(abc.ABC):
             os.makedirs(path, mode=mode, exist_ok=True)
             os.chmod(path, mode)
 
+    async def sweep_restore_leftovers(self) -> None:
+        """What a restore killed mid-way leaves beside the instance volumes (none here:
+        drivers that restore beside the volume override this)."""
+        return None
+
     async def sweep_partial(self) -> None:
         """Image volumes a dead daemon was still unpacking."""
         base = os.path.join(self.path, "images")
@@ -99,7 +109,19 @@ class PoolDriver(abc.ABC):
     def quota_supported(self) -> bool:
         return False
 
+    def layer_base(self, path: str) -> str | None:
+        """The image a volume (or snapshot) directory is layered on, when only its own
+        layer needs to travel to a host that has that image; None: it is whole."""
+        return None
+
     # Images ------------------------------------------------------------------
+    def ready_images(self) -> dict[str, float]:
+        """The images unpacked on this pool: fingerprint -> when (epoch seconds)."""
+        base = os.path.join(self.path, "images")
+        names = sorted(os.listdir(base)) if os.path.isdir(base) else []
+        return {fp: os.path.getmtime(self.image_path(fp)) for fp in names
+                if self.image_ready(fp)}
+
     def image_ready(self, fingerprint: str) -> bool:
         return os.path.isdir(os.path.join(self.image_path(fingerprint), "rootfs"))
 
@@ -212,11 +234,52 @@ class PoolDriver(abc.ABC):
         return False
 
     async def usage(self, vol: str) -> int:
-        _rc, out, _ = await proc.run(["du", "-sxb", self.instance_path(vol)], check=False)
-        try:
-            return int(out.split()[0])
-        except (IndexError, ValueError):
-            return 0
+        return await du(self.instance_path(vol))
+
+    # Custom volumes (plain directories unless the driver has better) ----------------
+    def custom_snapshot_path(self, vol: str, snap: str | None = None) -> str:
+        base = os.path.join(self.path, "custom-snapshots", vol)
+        return os.path.join(base, snap) if snap else base
+
+    async def create_custom(self, vol: str, idmap: IdMap) -> None:
+        """An empty custom volume owned by the id map's root."""
+        path = self.custom_path(vol)
+        os.makedirs(path)
+        os.chown(path, idmap.base, idmap.base)
+
+    async def delete_custom(self, vol: str) -> None:
+        await remove_tree(self.custom_path(vol))
+
+    async def set_custom_size(self, vol: str, size: int | None) -> bool:
+        """Cap a custom volume; returns whether the cap is enforced."""
+        return False
+
+    async def custom_usage(self, vol: str) -> int:
+        return await du(self.custom_path(vol))
+
+    async def snapshot_custom(self, vol: str, snap: str) -> None:
+        """A read-only (where the driver can) copy of the volume as it is now."""
+        await proc.run(["cp", "-a", "--reflink=auto", "--", self.custom_path(vol),
+                        self.custom_snapshot_path(vol, snap)])
+
+    async def delete_custom_snapshot(self, vol: str, snap: str) -> None:
+        await self.remove_dir(self.custom_snapshot_path(vol, snap))
+
+    async def restore_custom(self, vol: str, snap: str) -> None:
+        """Copy a snapshot back in place: a volume bind-mounted into a running
+        instance stays the same mount."""
+        await proc.run(["rsync", "-aHAX", "--checksum", "--numeric-ids", "--delete",
+                        self.custom_snapshot_path(vol, snap) + "/",
+                        self.custom_path(vol) + "/"])
+
+
+async def du(path: str) -> int:
+    """Bytes used under path (one filesystem), 0 when unknown."""
+    _rc, out, _ = await proc.run(["du", "-sxb", path], check=False)
+    try:
+        return int(out.split()[0])
+    except (IndexError, ValueError):
+        return 0
 
 
 _RENAME_EXCHANGE = 2

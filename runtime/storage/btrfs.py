@@ -23,8 +23,8 @@ import subprocess
 
 from runtime import proc
 from runtime.errors import BadRequest
-from runtime.instances.config import parse_size
-from runtime.instances.idmap import IdMap
+from runtime.base.values import parse_size
+from runtime.base.idmap import IdMap
 from runtime.storage import shift
 from runtime.storage.base import PoolDriver, Unpacker, exchange, remove_tree, sync_filesystem
 
@@ -150,6 +150,10 @@ class BtrfsPool(PoolDriver):
         opts = "user_subvol_rm_allowed"
         if os.path.isfile(source):
             opts = "loop," + opts
+        if source == self._loop_file():
+            # LXD_DIR/disks is traversable (block-device disks are mounted below it):
+            # the pool's image, every container's data, is root's alone.
+            os.chmod(source, 0o600)
         proc.run_sync(["mount", "-t", "btrfs", "-o", opts, source, self.path])
 
     async def create(self) -> None:
@@ -448,3 +452,7 @@ class BtrfsPool(PoolDriver):
 
     async def custom_usage(self, name: str) -> int:
         return await self.subvol_usage(self.custom_path(name))
+
+    async def snapshot_custom(self, vol: str, snap: str) -> None:
+        await self._snapshot(self.custom_path(vol), self.custom_snapshot_path(vol, snap),
+                             readonly=True)

@@ -10,9 +10,9 @@ import asyncio
 import os
 
 from runtime import proc
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, exchange,
+from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, du, exchange,
                                   remove_tree, sync_filesystem)
 
 _LOWER = ".lower"     # file naming the image volume an overlay instance sits on
@@ -44,6 +44,7 @@ def _backing_fs(path: str) -> tuple[str, str]:
 
 class DirPool(PoolDriver):
     driver = "dir"
+    layered = True
 
     # Helpers -------------------------------------------------------------------
     def _lower(self, volpath: str) -> str | None:
@@ -52,6 +53,10 @@ class DirPool(PoolDriver):
                 return f.read().strip() or None
         except FileNotFoundError:
             return None
+
+    def layer_base(self, path: str) -> str | None:
+        """An overlay volume: its own layer over the image named in .lower."""
+        return self._lower(path) if os.path.isdir(os.path.join(path, _UPPER)) else None
 
     def _image_rootfs(self, fingerprint: str) -> str:
         return os.path.join(self.image_path(fingerprint), "rootfs")
@@ -196,6 +201,13 @@ class DirPool(PoolDriver):
     def restore_staging(self, vol: str) -> str:
         return self.instance_path(vol) + ".restore"
 
+    async def sweep_restore_leftovers(self) -> None:
+        base = os.path.join(self.path, "containers")
+        for entry in os.listdir(base) if os.path.isdir(base) else []:
+            # instance names never contain dots: these are ours
+            if ".old-" in entry or entry.endswith(".restore"):
+                await remove_tree(os.path.join(base, entry))
+
     async def prepare_restore(self, vol: str, snap: str) -> str:
         staging = self.restore_staging(vol)
         await self.unmount(vol)
@@ -272,11 +284,6 @@ class DirPool(PoolDriver):
 
     async def usage(self, vol: str) -> int:
         path = self.instance_path(vol)
-        target = os.path.join(path, _UPPER) if self._lower(path) else path
-        _rc, out, _ = await proc.run(["du", "-sxb", target], check=False)
-        try:
-            return int(out.split()[0])
-        except (IndexError, ValueError):
-            return 0
+        return await du(os.path.join(path, _UPPER) if self._lower(path) else path)
 
 

@@ -12,7 +12,7 @@ import os
 import stat
 import struct
 
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 
 CAPS_XATTR = "security.capability"
 # linux/capability.h: the revision in the top byte of magic_etc, flags below it.

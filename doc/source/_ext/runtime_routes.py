@@ -14,10 +14,10 @@ from docutils.parsers.rst import Directive
 
 def routes() -> list[tuple[str, str, str, str, str]]:
     """(module, method, path, access level, summary) for every mounted route."""
-    api = importlib.import_module("runtime.api")
+    app = importlib.import_module("runtime.api.app")
     out = []
-    for modname in api.MODULES:
-        mod = importlib.import_module(f"runtime.api.{modname}")
+    for mod in app.MODULES:
+        modname = mod.__name__.rsplit(".", 1)[-1]
         for method, path, handler, access in mod.ROUTES:
             doc = inspect.getdoc(handler) or ""
             out.append((modname, method, path, access.value,

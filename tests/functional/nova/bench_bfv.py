@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import nlx_threads  # noqa: E402,F401 - first: nova in native threads (see the module)
 import nlx_fixtures  # noqa: E402
 import test_lxd_storage  # noqa: E402
 

@@ -28,9 +28,29 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
     sys.path.append(REPO)
 from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
+from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
+
+
+# The real functions, taken before nova's SysFsPoisonFixture and GenericPoisonFixture
+# wrap them (they fail any test that reads /sys, the host's interfaces or uname:
+# meant for unit tests that should have mocked them).
+_REAL_HOST_READS = {name: getattr(__import__(name.rsplit(".", 1)[0], fromlist=["_"]),
+                                  name.rsplit(".", 1)[1])
+                    for name in ("glob.glob", "glob.iglob", "os.listdir", "os.path.isdir",
+                                 "builtins.open", "psutil.net_if_addrs", "os.uname")}
+
+
+class RealHost(fixtures.Fixture):
+    """Lets a functional test read the host again (/sys, interfaces, uname), for
+    code that really asks the kernel: os-brick's connector properties probe Fibre
+    Channel HBAs, NVMe and the host's addresses, as on a real compute host."""
+
+    def _setUp(self) -> None:
+        for name, real in _REAL_HOST_READS.items():
+            self.useFixture(fixtures.MonkeyPatch(name, real))
 
 
 def busybox_image() -> str:

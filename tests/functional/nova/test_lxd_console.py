@@ -116,10 +116,11 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
     def _hostname(self, server: dict) -> str:
         return server["OS-EXT-SRV-ATTR:hostname"]
 
-    def _run_on_console(self, host: str, port: int, command: str) -> str:
+    def _run_on_console(self, host: str, port: int, command: str,
+                        password: str | None = None) -> str:
         """Connect as nova-serialproxy does, log in, run command; its output."""
         with console_dialogue.TcpConsole(host, port) as con:
-            return console_dialogue.login_and_run(con, command)
+            return console_dialogue.login_and_run(con, command, password=password)
 
     # -- tests ------------------------------------------------------------------------------
     def test_login_over_the_serial_port_released_on_stop_and_delete(self):
@@ -192,13 +193,15 @@ class LXDSerialConsoleTest(test_lxd_servers.LXDServersBase):
 
     def test_rescue_console_and_compute_restart(self):
         """While rescued the port reaches the rescue container; after unrescue the
-        instance's own. A restarted nova-compute listens again for what runs."""
+        instance's own (root logs in with the rescue password there, without one
+        here). A restarted nova-compute listens again for what runs."""
         server = self._boot("nlx-serial-rescue")
         _, host, port = self._serial_console(server)
-        self.api.post_server_action(server["id"], {"rescue": {}})
+        self.api.post_server_action(server["id"], {"rescue": {"adminPass": "r3scue-pw"}})
         server = self._wait_for_state_change(server, "RESCUE")
         _, host, port = self._serial_console(server)
-        self.assertTrue(self._run_on_console(host, port, "hostname").endswith("-rescue"))
+        self.assertTrue(self._run_on_console(host, port, "hostname",
+                                             password="r3scue-pw").endswith("-rescue"))
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
 

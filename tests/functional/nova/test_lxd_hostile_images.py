@@ -12,10 +12,13 @@ readable there and by no user on the host.
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -26,7 +29,7 @@ from nova import context as nova_context
 
 import nlx_fixtures
 from nova_lxd_py.image import HOST_ARCH
-from test_lxd_servers import LXDServersBase
+from test_lxd_servers import COMPUTE_HOSTS, LXDServersBase
 
 
 class LXDHostileImagesTest(LXDServersBase):
@@ -115,4 +118,46 @@ class LXDHostileImagesTest(LXDServersBase):
                  rootfs + seed + "/user-data"], user=65534, group=65534, capture_output=True)
             self.assertNotEqual(0, probe.returncode, "a host user read the user data")
         self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_config_drive_stays_out_of_images(self):
+        """The config drive lives in the container's root but, as libvirt's disk of
+        its own, never goes into a snapshot (it holds the admin password); a root
+        from an image that carries somebody's config drive gets nova's own or none."""
+        host = COMPUTE_HOSTS[0]
+        server = self._build_server(name="nlx-cd-snap", image_uuid=self.image_id,
+                                    flavor_id=self.flavor_id, networks="none")
+        server.update(config_drive=True, adminPass="s3cret-admin-pass", host=host)
+        self._track_images(self.image_id)
+        server = self._wait_for_state_change(self.api.post_server({"server": server}),
+                                             "ACTIVE")
+        self._skip_without_snapshots(server)
+        self._exec(server, "sh", "-c", "echo kept > /root/marker")
+        image = self._create_image(server, "nlx-cd-snapshot")
+        self._track_images(image["id"])
+        with tarfile.open(fileobj=io.BytesIO(self.glance._imagedata[image["id"]])) as tar:
+            names = tar.getnames()
+        self.assertIn("rootfs/root/marker", names)
+        self.assertEqual([], [n for n in names if n.startswith("rootfs/config-drive")])
+        self.assertIn("s3cret-admin-pass", self._exec(server, "cat", self.META_DATA))
+        self.assertEqual([], [n for n in self.runtimes[host].client.instances.all()
+                              if n.name.endswith("-image")], "scratch copy left")
+
+        def foreign_drive(work):
+            drive = os.path.join(work, "rootfs", "config-drive", "openstack")
+            for sub, data in (("latest/meta_data.json", '{"uuid": "someone-else"}'),
+                              ("content/0000", "their injected file")):
+                os.makedirs(os.path.dirname(os.path.join(drive, sub)), exist_ok=True)
+                with open(os.path.join(drive, sub), "w") as f:
+                    f.write(data)
+        foreign = self._image("nlx-foreign-drive", foreign_drive)
+        mine = self._boot("nlx-cd-mine", image_id=foreign, host=host, config_drive=True)
+        self.assertEqual(mine["id"], json.loads(self._exec(mine, "cat", self.META_DATA))["uuid"])
+        result = self._container(mine).execute(["ls", "/config-drive/openstack/content"])
+        self.assertNotEqual(0, result.exit_code, "a foreign injected file stayed")
+        plain = self._boot("nlx-cd-none", image_id=foreign, host=host)
+        result = self._container(plain).execute(["ls", "/config-drive"])
+        self.assertNotEqual(0, result.exit_code, "a foreign config drive stayed")
+        for s in (server, mine, plain):
+            self._delete_server(s)
         self._assert_runtimes_empty()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import nlx_threads  # noqa: F401 - first: nova in native threads (see the module)
 
+import json
+
 import nlx_fixtures
 import test_lxd_servers
 
@@ -54,21 +56,36 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
         self._delete_server(server)
         self._assert_runtimes_empty()
 
-    def test_config_drive_survives_resize(self):
-        server = self._build_server(name="nlx-cd-move", image_uuid=self.image_id,
-                                    flavor_id=self.flavor_id, networks="none")
-        server["config_drive"] = True
-        server["host"] = HOSTS[0]
-        self._track_images(self.image_id)
-        server = self._wait_for_state_change(self.api.post_server({"server": server}),
-                                             "ACTIVE")
+    def _config_drive(self, server: dict) -> dict:
+        """The config drive's meta_data.json as the guest reads it (and its mode)."""
         path = "/config-drive/openstack/latest/meta_data.json"
-        self.assertIn(server["id"], self._exec(server, "cat", path))
+        self.assertEqual("600", self._exec(server, "stat", "-c", "%a", path).strip())
+        return json.loads(self._exec(server, "cat", path))
+
+    def test_config_drive_survives_resize_and_cold_migration(self):
+        """The config drive lives in the container's root, so it moves with it:
+        resized to the other host, confirmed, cold-migrated back, reverted and
+        migrated again, the guest still reads its own metadata."""
+        server = self._boot("nlx-cd-move", host=HOSTS[0], config_drive=True)
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
         server = self._resize_server(server, self.big_flavor_id)
         self.assertEqual(HOSTS[1], server["OS-EXT-SRV-ATTR:host"])
-        self.assertIn(server["id"], self._exec(server, "cat", path))
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
         server = self._confirm_resize(server)
-        self.assertIn(server["id"], self._exec(server, "cat", path))
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
+
+        server = self._migrate_server(server)
+        self.assertEqual(HOSTS[0], server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
+        self.api.post_server_action(server["id"], {"revertResize": None})
+        server = self._wait_for_server_parameter(
+            server, {"status": "ACTIVE", "OS-EXT-SRV-ATTR:host": HOSTS[1],
+                     "OS-EXT-STS:task_state": None})
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
+        server = self._migrate_server(server)
+        server = self._confirm_resize(server)
+        self.assertEqual(HOSTS[0], server["OS-EXT-SRV-ATTR:host"])
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
         self._delete_server(server)
         self._assert_runtimes_empty()
 
@@ -76,7 +93,7 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
         """One-host clouds can resize: the container gets the new limits in place
         (same container, data kept), confirm keeps it, revert restores the old ones."""
         self.flags(allow_resize_to_same_host=True)
-        server = self._boot("nlx-inplace", host=HOSTS[0])
+        server = self._boot("nlx-inplace", host=HOSTS[0], config_drive=True)
         self._exec(server, "sh", "-c", "echo stays > /root/marker")
         before = self._container(server).created_at
         other = self.api.get_services(binary="nova-compute", host=HOSTS[1])[0]
@@ -91,8 +108,10 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
         self.assertEqual("Running", self._status(server))
         self.assertEqual("2", self._exec(server, "nproc").strip())
         self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
         server = self._confirm_resize(server)
         self.assertEqual("Running", self._status(server))
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
 
         server = self._resize_server(server, self.flavor_id)
         self.assertEqual("1", self._container(server).config["limits.cpu"])
@@ -104,5 +123,6 @@ class LXDMigrationTest(test_lxd_servers.LXDServersBase):
                                            container.config["limits.memory"]))
         self.assertEqual("Running", self._status(server))
         self.assertEqual("stays", self._exec(server, "cat", "/root/marker").strip())
+        self.assertEqual(server["id"], self._config_drive(server)["uuid"])
         self._delete_server(server)
         self._assert_runtimes_empty()

@@ -136,8 +136,10 @@ class LXDOVSBase(test_lxd_servers.LXDServersBase):
         self._exec(server, "sh", "-c", "mkdir -p /srv && dd if=/dev/urandom of=/srv/blob "
                    "bs=1024 count=2048 2>/dev/null && httpd -p 8080 -h /srv")
         want = self._exec(server, "md5sum", "/srv/blob").split()[0]
-        got = self._exec(client, "sh", "-c", f"wget -q -T 10 -O - http://{server_ip}:8080/blob"
-                         " | md5sum").split()[0]
+        # to a file first: a failed wget shows its error here, not an empty checksum
+        self._exec(client, "wget", "-q", "-T", "10", "-O", "/tmp/blob",
+                   f"http://{server_ip}:8080/blob")
+        got = self._exec(client, "md5sum", "/tmp/blob").split()[0]
         self.assertEqual(want, got, "TCP transfer between the containers was corrupted")
 
     @staticmethod

@@ -94,7 +94,7 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
         """A fresh compute service (and driver) for host, on that host's runtime."""
         self.flags(endpoint=self.runtimes[host].endpoint, group="lxd")
         self.flags(image_cache_dir=self.useFixture(fixtures.TempDir()).path, group="lxd")
-        # as on separate machines: config drives of one host are not the other's
+        # where earlier versions wrote config drives (only cleaned now): per host
         self.flags(config_drive_dir=self._reachable_tempdir(), group="lxd")
         # Each host keeps its own node identity, as on separate machines.
         with mock.patch("nova.virt.node.get_local_node_uuid",
@@ -140,11 +140,14 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             runtime.image_aliases.extend(image_ids)
 
     def _boot(self, name: str, image_id: str | None = None, host: str | None = None,
-              flavor_id: str | None = None, wait: str = "ACTIVE") -> dict:
+              flavor_id: str | None = None, wait: str = "ACTIVE",
+              config_drive: bool = False) -> dict:
         server = self._build_server(name=name, image_uuid=image_id or self.image_id,
                                     flavor_id=flavor_id or self.flavor_id, networks="none")
         if host:
             server["host"] = host
+        if config_drive:
+            server["config_drive"] = True
         self._track_images(image_id or self.image_id)
         created = self.api.post_server({"server": server})
         return self._wait_for_state_change(created, wait)
@@ -174,6 +177,26 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
             self.assertEqual([], runtime.ours(), f"containers left on {host}")
             self.assertEqual([], runtime.our_volumes(), f"volumes left on {host}")
 
+    META_DATA = "/config-drive/openstack/latest/meta_data.json"
+
+    def _skip_without_snapshots(self, server: dict) -> None:
+        try:
+            self._container(server).snapshots.all()
+        except lxd_exceptions.LXDAPIException as exc:
+            self.skipTest(f"runtime has no instance snapshots yet: {exc}")
+
+    def _create_image(self, server: dict, name: str) -> dict:
+        image_id = self.api.post_server_action(
+            server["id"], {"createImage": {"name": name}})["image_id"]
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        image = self.glance.show(None, image_id)
+        self.assertEqual("root-tar", image["disk_format"])
+        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
+                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
+                         {k: image["properties"].get(k) for k in (
+                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
+        self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
+        return image
 
 
 class LXDServersTest(LXDServersBase):
@@ -234,12 +257,6 @@ class LXDServersTest(LXDServersBase):
         self._delete_server(server)
         self._assert_runtimes_empty()
 
-    def _skip_without_snapshots(self, server: dict) -> None:
-        try:
-            self._container(server).snapshots.all()
-        except lxd_exceptions.LXDAPIException as exc:
-            self.skipTest(f"runtime has no instance snapshots yet: {exc}")
-
     def test_snapshot_boots_on_other_host(self):
         server = self._boot("nlx-snap", host=COMPUTE_HOSTS[0])
         self._skip_without_snapshots(server)
@@ -254,7 +271,10 @@ class LXDServersTest(LXDServersBase):
         self._assert_runtimes_empty()
 
     def test_rescue_unrescue(self):
-        server = self._boot("nlx-rescue")
+        """The rescue container sees the stopped root, gets the rescue password
+        (shadow and its own config drive) and unrescue gives the instance back
+        with its own config drive."""
+        server = self._boot("nlx-rescue", config_drive=True)
         self._exec(server, "sh", "-c", "echo precious > /root/marker")
         self.api.post_server_action(server["id"], {"rescue": {"adminPass": "r3scue:Pw"}})
         server = self._wait_for_state_change(server, "RESCUE")
@@ -268,13 +288,50 @@ class LXDServersTest(LXDServersBase):
         self.assertEqual("precious", result.stdout.strip(), result.stderr)
         rescue.execute(["sh", "-c", "echo repaired >> /mnt/rescue/root/marker"])
         self._assert_password(rescue, "root", "r3scue:Pw")
+        drive = rescue.execute(["cat", self.META_DATA])
+        self.assertEqual(0, drive.exit_code, drive.stderr)
+        meta = json.loads(drive.stdout)
+        self.assertEqual((server["id"], "r3scue:Pw"), (meta["uuid"], meta.get("admin_pass")))
+        self.assertEqual("600", rescue.execute(["stat", "-c", "%a", self.META_DATA]
+                                               ).stdout.strip())
         self.api.post_server_action(server["id"], {"unrescue": {}})
         server = self._wait_for_state_change(server, "ACTIVE")
         self.assertEqual("Running", self._status(server))
         self.assertEqual("precious\nrepaired",
                          self._exec(server, "cat", "/root/marker").strip())
+        meta = json.loads(self._exec(server, "cat", self.META_DATA))
+        self.assertEqual(server["id"], meta["uuid"])
+        self.assertNotEqual("r3scue:Pw", meta.get("admin_pass"))
         self.assertNotIn(name + "-rescue", [i.name for i in
                                             self.runtimes[host].client.instances.all()])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_rescue_of_a_root_the_pool_has_unmounted(self):
+        """After a host reboot the stopped instance's root is not mounted anywhere
+        (as on pools that unmount stopped roots): rescue still gets it, because
+        the runtime mounts it for the rescue container, and the repair is there
+        when the instance starts again."""
+        server = self._boot("nlx-rescue-cold")
+        self._exec(server, "sh", "-c", "echo precious > /root/marker")
+        server = self._stop_server(server)
+        host = server["OS-EXT-SRV-ATTR:host"]
+        name = server["OS-EXT-SRV-ATTR:instance_name"]
+        runtime = self.runtimes[host]
+        runtime.restart(host_reboot=True)
+        self.assertEqual([], [m for m in nlx_fixtures.mounts_below(runtime.lxd_dir)
+                              if f"/containers/{name}/" in m + "/"],
+                         "the stopped root is still mounted")
+        self.api.post_server_action(server["id"], {"rescue": {}})
+        server = self._wait_for_state_change(server, "RESCUE")
+        rescue = runtime.client.instances.get(name + "-rescue")
+        result = rescue.execute(["sh", "-c", "cat /mnt/rescue/root/marker && "
+                                 "echo repaired >> /mnt/rescue/root/marker"])
+        self.assertEqual("precious", result.stdout.strip(), result.stderr)
+        self.api.post_server_action(server["id"], {"unrescue": {}})
+        server = self._wait_for_state_change(server, "ACTIVE")
+        self.assertEqual("precious\nrepaired",
+                         self._exec(server, "cat", "/root/marker").strip())
         self._delete_server(server)
         self._assert_runtimes_empty()
 
@@ -301,19 +358,6 @@ class LXDServersTest(LXDServersBase):
                           {"changePassword": {"adminPass": "x"}}, check_response_status=[409])
         self._delete_server(server)
         self._assert_runtimes_empty()
-
-    def _create_image(self, server: dict, name: str) -> dict:
-        image_id = self.api.post_server_action(
-            server["id"], {"createImage": {"name": name}})["image_id"]
-        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
-        image = self.glance.show(None, image_id)
-        self.assertEqual("root-tar", image["disk_format"])
-        self.assertEqual({"hypervisor_type": "lxd", "vm_mode": "exe",
-                          "trait:CUSTOM_NOVA_LXD_CONTAINER": "required"},
-                         {k: image["properties"].get(k) for k in (
-                             "hypervisor_type", "vm_mode", "trait:CUSTOM_NOVA_LXD_CONTAINER")})
-        self.assertTrue(self.glance._imagedata.get(image_id), "no image data uploaded")
-        return image
 
     def test_rebuild_gives_a_fresh_root(self):
         server = self._boot("nlx-rebuild")
@@ -371,6 +415,39 @@ class LXDServersTest(LXDServersBase):
         self._delete_server(server)
         manager._run_image_cache_manager_pass(ctxt)
         self.assertRaises(lxd_exceptions.NotFound, aliases[self.image_id].get)
+
+    def test_images_precached_on_an_aggregate(self):
+        """nova's image pre-caching reaches the runtime of each host of the
+        aggregate (and only those); a second request finds the image there."""
+        host, other = COMPUTE_HOSTS[0], COMPUTE_HOSTS[1]
+        self._track_images(self.image_id)
+        self.admin_api.microversion = "2.81"
+        self.addCleanup(setattr, self.admin_api, "microversion", None)
+        agg = self.admin_api.post_aggregate({"aggregate": {"name": "nlx-precache"}})
+        self.admin_api.add_host_to_aggregate(agg["id"], host)
+        cached = self.runtimes[host].client.api.images.aliases[self.image_id]
+        with self.assertRaises(lxd_exceptions.NotFound):
+            cached.get()
+        driver = self.computes[host].manager.driver
+        results: list[bool] = []
+        real = driver.cache_image
+
+        def record(context, image_id):
+            results.append(real(context, image_id))
+            return results[-1]
+        self.useFixture(fixtures.MockPatchObject(driver, "cache_image", side_effect=record))
+        for count in (1, 2):
+            self.admin_api.api_post(f"/os-aggregates/{agg['id']}/images",
+                                    {"cache": [{"id": self.image_id}]},
+                                    check_response_status=[202])
+            deadline = time.monotonic() + WAIT_TIMEOUT
+            while len(results) < count:
+                self.assertLess(time.monotonic(), deadline, "the image was not cached")
+                time.sleep(0.05)
+            self.assertTrue(cached.get().json()["metadata"]["target"])
+        self.assertEqual([True, False], results, "fetched once, then found there")
+        with self.assertRaises(lxd_exceptions.NotFound):
+            self.runtimes[other].client.api.images.aliases[self.image_id].get()
 
     def test_only_container_images_are_scheduled_here(self):
         """With nova's image-type prefilter on, VM disk images (raw, qcow2) find no

@@ -100,6 +100,7 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
                                                  "client_mode", False))
         self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
+        self.useFixture(nlx_fixtures.RealHost())  # os-brick asks the kernel (HBAs, NICs)
         from nova.volume import cinder
         # the CinderFixture the base class set up (its fakes are the mocks' side effects)
         self.cinder = cinder.API.get.side_effect.__self__
@@ -112,7 +113,8 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
             "driver_volume_type": "local", "data": {"device_path": device.path}}
         self.cinder.volumes[vol_id] = {
-            "id": vol_id, "display_name": vol_id, "size": 1, "multiattach": False,
+            "id": vol_id, "display_name": vol_id, "display_description": "", "size": 1,
+            "multiattach": False,
             "availability_zone": "nova", "bootable": True,
             "volume_metadata": dict(metadata or {})}
         return vol_id, device
@@ -178,17 +180,47 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
             with open(os.path.join(root, "by-guest")) as f:
                 self.assertEqual("written\n", f.read())
 
-    def test_boot_from_volume(self):
-        vol_id, device = self._volume(size_mb=128, rootfs_tarball=nlx_fixtures.busybox_image(),
-                                      files={"etc/marker": b"root on a volume\n"})
-        server = self._build_server(name="nlx-bfv", image_uuid="", flavor_id=self.flavor_id,
+    def _boot_from_volume(self, name: str, vol_id: str) -> dict:
+        server = self._build_server(name=name, image_uuid="", flavor_id=self.flavor_id,
                                     networks="none")
         server["block_device_mapping_v2"] = [{
             "boot_index": 0, "uuid": vol_id, "source_type": "volume",
             "destination_type": "volume"}]
         server["host"] = HOSTS[0]
-        server = self._wait_for_state_change(self.api.post_server({"server": server}),
-                                             "ACTIVE")
+        return self._wait_for_state_change(self.api.post_server({"server": server}),
+                                           "ACTIVE")
+
+    def test_snapshot_of_a_volume_backed_server_is_quiesced(self):
+        """nova quiesces a running volume-backed server around its volume snapshots:
+        the container is frozen (writes flushed) while Cinder snapshots, running
+        again afterwards."""
+        vol_id, _device = self._volume(size_mb=128,
+                                       rootfs_tarball=nlx_fixtures.busybox_image())
+        server = self._boot_from_volume("nlx-bfv-quiesce", vol_id)
+        driver = self.computes[HOSTS[0]].manager.driver
+        seen: list[tuple[str, str]] = []
+
+        def spy(method):
+            real = getattr(driver, method)
+
+            def call(*args, **kwargs):
+                real(*args, **kwargs)
+                seen.append((method, self._status(server)))
+            return call
+        for method in ("quiesce", "unquiesce"):
+            self.useFixture(fixtures.MockPatchObject(driver, method, side_effect=spy(method)))
+        self.api.post_server_action(server["id"], {"createImage": {"name": "nlx-bfv-snap"}})
+        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        self.assertEqual([("quiesce", "Frozen"), ("unquiesce", "Running")], seen)
+        self.assertEqual([vol_id], [s["volume_id"] for s in
+                                    self.cinder.volume_snapshots.values()])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+
+    def test_boot_from_volume(self):
+        vol_id, device = self._volume(size_mb=128, rootfs_tarball=nlx_fixtures.busybox_image(),
+                                      files={"etc/marker": b"root on a volume\n"})
+        server = self._boot_from_volume("nlx-bfv", vol_id)
         self.assertEqual("root on a volume\n", self._exec(server, "cat", "/etc/marker"))
         self.assertEqual(server["OS-EXT-SRV-ATTR:hostname"],
                          self._exec(server, "hostname").strip())

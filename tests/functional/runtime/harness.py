@@ -27,7 +27,9 @@ def wipe(lxd_dir: str) -> None:
 
 
 class RuntimeDaemon:
-    def __init__(self, lxd_dir: str | None = None, prefix: str = "nlr-test-"):
+    def __init__(self, lxd_dir: str | None = None, prefix: str = "nlr-test-",
+                 args: tuple[str, ...] = ()):
+        self.args = list(args)
         self.lxd_dir = lxd_dir or tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")
         os.chmod(self.lxd_dir, 0o711)
         self.proc: subprocess.Popen | None = None
@@ -46,7 +48,8 @@ class RuntimeDaemon:
         env = dict(os.environ, LXD_DIR=self.lxd_dir)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime.daemon", "--verbose"], env=env, cwd=REPO,
+                [sys.executable, "-m", "runtime.daemon", "--verbose", *self.args], env=env,
+                cwd=REPO,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -3,6 +3,7 @@ volume to a container): mounted on the host, idmapped so the volume's uid 0 is t
 container's root, bound in at start or hot-plugged, gone from the host when unplugged
 or stopped; and a root disk on a block device (boot from volume)."""
 import os
+import subprocess
 
 import pylxd
 import pytest
@@ -56,6 +57,46 @@ def test_block_volume_mounted_shifted_and_hotplugged(daemon, make_instance, loop
     inst.save(wait=True)
     assert inst.execute(["test", "-e", "/mnt/hot/written"]).exit_code != 0
     assert _host_mounts(daemon) == [], "host mount left after unplug"
+
+
+def _host_user_reaches(path: str) -> bool:
+    """Whether an unprivileged host user (nobody) can stat path."""
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           "--", "stat", path], capture_output=True).returncode == 0
+
+
+def test_volume_mounts_are_out_of_host_users_reach(daemon, client, make_instance, loops):
+    """A volume's files are the tenant's choice (root in the container writes uid 0
+    files through a shifted mount): a setuid-root file on it must not be reachable
+    by host users through the daemon's host mounts, neither the container's mount
+    nor the plain one the files API uses for a root on a block device (issue 12)."""
+    assert _host_user_reaches(daemon.lxd_dir)   # the barrier is the daemon's, not /var/tmp
+    loop = loops(files={"suid": b"#!/bin/sh\nid\n"})
+    with loop.mounted() as root:
+        os.chmod(os.path.join(root, "suid"), 0o4755)
+    inst = make_instance(start=False, devices={"vol": {
+        "type": "disk", "source": loop.path, "path": "/srv/vol"}})
+    inst.start(wait=True)
+    boot = loops(size_mb=128, rootfs_tarball=BUSYBOX, files={"suid": b"#!/bin/sh\n"})
+    with boot.mounted() as root:
+        os.chmod(os.path.join(root, "suid"), 0o4755)
+    bfv = client.instances.create({
+        "name": "t-bfv-reach", "source": {"type": "none"},
+        "devices": {"root": {"type": "disk", "path": "/", "pool": "default",
+                             "source": boot.path, "shift": "true"}}}, wait=True)
+    try:
+        bfv.files.put("/etc/pushed", b"x\n")   # mounts the root plainly for the files API
+        mounts = _host_mounts(daemon)
+        assert len(mounts) == 2, mounts
+        assert _host_user_reaches(os.path.join(daemon.lxd_dir, "disks"))
+        for mount in mounts:
+            suid = os.path.join(mount, "suid")
+            assert os.stat(suid).st_mode & 0o4000, suid
+            assert not _host_user_reaches(suid), f"{suid} is reachable by host users"
+        assert inst.execute(["cat", "/srv/vol/suid"]).exit_code == 0
+    finally:
+        bfv.delete(wait=True)
+    assert len(_host_mounts(daemon)) == 1
 
 
 def test_block_device_without_filesystem(make_instance, loops):

@@ -24,6 +24,14 @@ def pool(client, busybox):
     client.storage_pools.get(POOL).delete()
 
 
+def test_pool_image_is_roots_alone(daemon, pool):
+    """LXD_DIR/disks is traversable by containers' roots (block-device disks are
+    mounted below it): the pool's loop image, every container's data, is root's only."""
+    image = os.path.join(daemon.lxd_dir, "disks", f"{POOL}.img")
+    assert os.path.isfile(image)
+    assert os.stat(image).st_mode & 0o077 == 0, oct(os.stat(image).st_mode)
+
+
 def _is_subvolume(path: str) -> bool:
     return os.stat(path).st_ino == 256
 

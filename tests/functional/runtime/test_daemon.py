@@ -206,3 +206,26 @@ def test_wipe_after_a_crash_leaves_nothing():
     assert not [os.path.join(root, parent) for root in cgroups.hierarchies()
                 for parent in lxc.daemon_cgroup_dirs(d.lxd_dir)
                 if os.path.exists(os.path.join(root, parent))]
+
+
+def test_socket_group_and_request_ids_in_the_log():
+    """--group opens the socket to a group (root:<group> 0660, as LXD's --group), and
+    each log line of a request carries its request id."""
+    import grp
+    import re
+    import stat
+
+    from tests.functional.runtime.harness import RuntimeDaemon, wipe
+    d = RuntimeDaemon(args=("--group", "adm")).start()
+    try:
+        st = os.stat(d.socket)
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_uid == 0
+        assert st.st_gid == grp.getgrnam("adm").gr_gid
+        d.client().api.storage_pools.default.volumes.custom.post(json={"name": "rid"})
+        log = open(d.log, errors="replace").read()
+        assert re.search(r"INFO runtime\.storage\.volumes \[req-[0-9a-f-]{36}\] storage "
+                         r"volume default/rid created", log), log[-2000:]
+        assert re.search(r"INFO runtime \[-\] listening on ", log)
+    finally:
+        d.stop()
+        wipe(d.lxd_dir)

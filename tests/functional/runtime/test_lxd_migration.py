@@ -24,7 +24,7 @@ import aiohttp
 import pylxd
 import pytest
 
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.migration import lxd_protocol as proto
 
 from tests.functional.runtime.harness import BUSYBOX, import_busybox

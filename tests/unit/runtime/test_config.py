@@ -3,8 +3,8 @@ import pytest
 
 from runtime import arch
 from runtime.errors import BadRequest
-from runtime.instances import cgroups, config, lxc
-from runtime.instances.idmap import IdMap, allocate_isolated
+from runtime.instances import cgroups, config, devices, lxc
+from runtime.base.idmap import IdMap, allocate_isolated
 from runtime.instances.model import expand, root_disk
 
 
@@ -117,9 +117,10 @@ def test_render_config_unprivileged_with_devices(tmp_path):
         name="c1", hostname="c1", rootfs="/r", paths=paths, idmap=IdMap(1000000, 65536),
         config={"limits.memory": "64MiB", "environment.FOO": "bar", "raw.lxc":
                 "lxc.apparmor.profile = unconfined"},
-        devices={"root": {"type": "disk", "path": "/", "pool": "default"},
-                 "eth0": {"type": "nic", "nictype": "bridged", "parent": "br0",
-                          "hwaddr": "00:16:3e:00:00:01"}},
+        device_lines=devices.lxc_lines(
+            {"root": {"type": "disk", "path": "/", "pool": "default"},
+             "eth0": {"type": "nic", "nictype": "bridged", "parent": "br0",
+                      "hwaddr": "00:16:3e:00:00:01"}}, {}, {}),
         architecture="x86_64", host_arch="x86_64", cgroup="nlr-x/c1")
     assert "lxc.idmap = u 0 1000000 65536" in text
     assert "lxc.rootfs.path = dir:/r" in text

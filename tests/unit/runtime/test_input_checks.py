@@ -15,7 +15,8 @@ from runtime import controlchars, safepath, targuard
 from runtime.db import Database
 from runtime.errors import BadRequest
 from runtime.images import metadata
-from runtime.instances import lxc, template_worker
+from runtime.instances import template_worker
+from runtime.instances.devices.base import mount_field
 
 
 @pytest.mark.parametrize("value", ["a\nb", "a\rb", "a\x00b", "a\tb", "\x1b[31m", "a\x7f",
@@ -45,7 +46,7 @@ def test_generated_lines_guard():
 
 
 def test_mount_fields_are_escaped():
-    assert lxc.mount_field("/a b\tc\\d") == "/a\\040b\\011c\\134d"
+    assert mount_field("/a b\tc\\d") == "/a\\040b\\011c\\134d"
 
 
 def test_read_beneath_refuses_escapes_and_special_files(tmp_path):

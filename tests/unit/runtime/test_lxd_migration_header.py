@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.errors import BadRequest
-from runtime.instances.idmap import IdMap
+from runtime.base.idmap import IdMap
 from runtime.migration import lxd_protocol as proto
 from runtime.migration import native
 from runtime.migration.lxd_peer import native_header

@@ -8,10 +8,13 @@ import pytest
 
 from runtime import tls
 from runtime.api import certificates
+from runtime.base import passwords
 from runtime.cli import output
 from runtime.cli.remotes import Config, decode_token
 from runtime.images import remote
 from runtime.migration import _ws_url, overlay_base
+from runtime.storage.btrfs import BtrfsPool
+from runtime.storage.dir import DirPool
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -43,11 +46,11 @@ def test_keypair_fingerprint_and_contexts(tmp_path):
 
 
 def test_password_hash_round_trip():
-    stored = certificates.hash_password("s3cret")
+    stored = passwords.hash_password("s3cret")
     assert "s3cret" not in stored and len(stored) == 192
-    assert certificates.check_password(stored, "s3cret")
-    assert not certificates.check_password(stored, "other")
-    assert not certificates.check_password("garbage", "s3cret")
+    assert passwords.check_password(stored, "s3cret")
+    assert not passwords.check_password(stored, "other")
+    assert not passwords.check_password("garbage", "s3cret")
 
 
 def test_parse_certificate_pem_and_base64(tmp_path):
@@ -79,14 +82,13 @@ def test_ws_url():
 
 
 def test_overlay_base(tmp_path):
-    class Pool:
-        driver = "dir"
     vol = tmp_path / "vol"
     (vol / ".upper").mkdir(parents=True)
     (vol / ".lower").write_text("abc\n")
-    assert overlay_base(Pool(), str(vol)) == "abc"
-    Pool.driver = "btrfs"
-    assert overlay_base(Pool(), str(vol)) is None
+    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) == "abc"
+    assert overlay_base(BtrfsPool("p", {}, str(tmp_path)), str(vol)) is None
+    (vol / ".upper").rmdir()
+    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) is None
 
 
 def test_simplestreams_version_files():

@@ -1,5 +1,5 @@
 """Pure logic behind snapshots, copy and publish: time and expiry parsing, source
-names, the transfers registry, compression choice, owner maps and packing."""
+names, compression choice, owner maps and packing."""
 import asyncio
 import datetime
 import hashlib
@@ -8,26 +8,26 @@ import tarfile
 
 import pytest
 
+from runtime.base import timefmt
+from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest
-from runtime.images import publish
-from runtime.instances import snapshots, transfers
-from runtime.instances.idmap import IdMap
+from runtime.instances import config, publish, snapshots
 from runtime.storage.btrfs import is_subvolume
 from runtime.storage.dir import DirPool
 
 
 def test_parse_time_forms():
-    assert snapshots.parse_time(None) == 0.0
-    assert snapshots.parse_time("") == 0.0
-    assert snapshots.parse_time("0001-01-01T00:00:00Z") == 0.0
-    ts = snapshots.parse_time("2030-01-02T03:04:05Z")
+    assert timefmt.parse_time(None) == 0.0
+    assert timefmt.parse_time("") == 0.0
+    assert timefmt.parse_time("0001-01-01T00:00:00Z") == 0.0
+    ts = timefmt.parse_time("2030-01-02T03:04:05Z")
     assert ts == datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC).timestamp()
     # Go clients send nanoseconds and offsets
-    assert snapshots.parse_time("2030-01-02T03:04:05.123456789Z") == pytest.approx(ts + 0.123456)
-    assert snapshots.parse_time("2030-01-02T05:04:05+02:00") == ts
+    assert timefmt.parse_time("2030-01-02T03:04:05.123456789Z") == pytest.approx(ts + 0.123456)
+    assert timefmt.parse_time("2030-01-02T05:04:05+02:00") == ts
     for bad in ("tomorrow", 12, "2030-13-01T00:00:00Z"):
         with pytest.raises(BadRequest, match="expires_at"):
-            snapshots.parse_time(bad)
+            timefmt.parse_time(bad)
 
 
 def test_parse_expiry():
@@ -40,32 +40,16 @@ def test_parse_expiry():
 
 
 def test_render_time_zero_is_lxd_zero():
-    assert snapshots.render_time(0) == "0001-01-01T00:00:00Z"
-    assert snapshots.render_time(86400).startswith("1970-01-02T00:00:00")
+    assert timefmt.render_time(0) == "0001-01-01T00:00:00Z"
+    assert timefmt.render_time(86400).startswith("1970-01-02T00:00:00")
 
 
 def test_split_source():
-    assert snapshots.split_source("c1") == ("c1", None)
-    assert snapshots.split_source("c1/snap0") == ("c1", "snap0")
+    assert config.split_source("c1") == ("c1", None)
+    assert config.split_source("c1/snap0") == ("c1", "snap0")
     for bad in (None, "", 3):
         with pytest.raises(BadRequest):
-            snapshots.split_source(bad)
-
-
-def test_transfers_registry_is_shared():
-    class D:
-        pass
-    d = D()
-    reg = transfers.get(d)
-    assert transfers.get(d) is reg and d.transfers is reg
-    assert reg.create_handler("copy") is None
-
-    async def handler(request, project, body):
-        return "ok"
-    reg.register("copy", handler)
-    assert reg.create_handler("copy") is handler
-    with pytest.raises(BadRequest, match="Migration"):
-        asyncio.run(reg.migrate_source(None, None, {}))
+            config.split_source(bad)
 
 
 def test_compressor_choice(monkeypatch):

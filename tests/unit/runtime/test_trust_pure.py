@@ -1,10 +1,11 @@
 """Pure logic of the trust model: who may call a route (runtime.auth.denial) and a
-restricted project's rules (runtime.restrictions.Rules), without a daemon."""
+restricted project's rules (runtime.instances.restrictions.Rules), without a daemon."""
 from types import SimpleNamespace
 
 import pytest
 
-from runtime import auth, restrictions
+from runtime import auth
+from runtime.instances import restrictions
 from runtime.errors import Forbidden
 
 

@@ -2,9 +2,13 @@
 project of the caller's own (LXD checks the source project like any other)."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
+
+from tests.functional.runtime.remote_hosts import generate_keypair
+from tests.functional.runtime.security.conftest import _fp
 
 
 def _wait(world, who: str, r) -> dict:
@@ -90,3 +94,78 @@ def test_copy_within_its_own_project_works(world):
         assert got.text == world.marker("p1")
     finally:
         world.admin("DELETE", f"/1.0/instances/{name}", project="p1")
+
+
+# Disks naming another project's storage -------------------------------------------
+@pytest.fixture(scope="module")
+def shared_volumes(world):
+    """Project `pv` keeps no volumes of its own (features.storage.volumes=false: it
+    uses the default project's), and a certificate restricted to it."""
+    world.admin("POST", "/1.0/projects", json={"name": "pv", "config": {
+        "features.storage.volumes": "false", "features.images": "false",
+        "features.profiles": "false"}})
+    crt, key = (os.path.join(world.hosts.tmp, f"pv.{ext}") for ext in ("crt", "key"))
+    generate_keypair(crt, key, "sec-pv")
+    world.certs["pv"] = (crt, key)
+    world.trust("pv", restricted=True, projects=["pv"])
+    yield "pv"
+    # (not empty_project: pv's images, volumes and profiles are the default project's)
+    for inst in world.admin("GET", "/1.0/instances", project="pv")["metadata"]:
+        _stop_delete(world, "pv", inst.rsplit("/", 1)[-1].split("?")[0])
+    world.admin("DELETE", "/1.0/projects/pv")
+    world.admin("DELETE", f"/1.0/certificates/{_fp(world.certs.pop('pv')[0])}")
+
+
+def _start_error(world, who: str, project: str, name: str, devices: dict) -> str:
+    """Create an instance with these devices and start it: the start's error ("" if
+    it started)."""
+    r = world.req(who, "POST", "/1.0/instances", params={"project": project}, json={
+        "name": name, "source": {"type": "image", "alias": world.names["default"]["alias"]
+                                 if project == "pv" else world.names[project]["alias"]},
+        "devices": devices})
+    assert r.status_code == 202, r.text
+    assert _wait(world, who, r)["status"] == "Success"
+    r = world.req(who, "PUT", f"/1.0/instances/{name}/state", params={"project": project},
+                  json={"action": "start"})
+    op = _wait(world, who, r)
+    return "" if op["status"] == "Success" else op["err"]
+
+
+def test_pool_disk_cannot_name_another_projects_volume(world, shared_volumes):
+    """On disk the default project's volumes are plain `<name>` and p2's are
+    `p2_<name>`: a disk whose source is "p2_<name>", from a project using the default
+    project's volumes, named p2's volume. The source must be a volume the instance's
+    project holds."""
+    name = f"pv{uuid.uuid4().hex[:6]}"
+    disk = {"x": {"type": "disk", "pool": "default", "path": "/mnt/x",
+                  "source": f"p2_{world.names['p2']['volume']}"}}
+    try:
+        err = _start_error(world, "pv", shared_volumes, name, disk)
+        assert "not found" in err, err or "started with p2's volume mounted"
+    finally:
+        _stop_delete(world, shared_volumes, name)
+
+
+@pytest.mark.parametrize("source", ["container/{p2}", "container/p2_{p2}",
+                                    "container/../containers/p2_{p2}"])
+def test_instance_root_disk_is_of_the_same_project(world, source):
+    """`container/<name>` mounts a stopped instance of the instance's own project,
+    named plainly; p2's instance (stopped, so it could be mounted) is never reached."""
+    name = f"rv{uuid.uuid4().hex[:6]}"
+    disk = {"x": {"type": "disk", "pool": "default", "path": "/mnt/x",
+                  "source": source.format(p2=world.names["p2"]["instance"])}}
+    try:
+        err = _start_error(world, "restricted", "p1", name, disk)
+        assert "not found" in err or "not a custom volume name" in err, \
+            err or "started with p2's root mounted"
+    finally:
+        _stop_delete(world, "p1", name)
+
+
+def _stop_delete(world, project: str, name: str) -> None:
+    for method, path, body in (("PUT", f"/1.0/instances/{name}/state",
+                                {"action": "stop", "force": True}),
+                               ("DELETE", f"/1.0/instances/{name}", None)):
+        r = world.req("admin", method, path, params={"project": project}, json=body)
+        if r.status_code == 202:
+            _wait(world, "admin", r)

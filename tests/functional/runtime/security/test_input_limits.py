@@ -10,6 +10,7 @@ throughout (also while an image server never answers a lookup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -154,31 +155,85 @@ def _exec(daemon, inst, command: list[str], interactive: bool) -> tuple[str, dic
     return body["operation"], body["metadata"]["metadata"]["fds"]
 
 
-def test_input_websocket_message_bounded(daemon, make_instance):
+def _console(daemon, inst) -> tuple[str, dict]:
+    status, body = rawhttp.request(daemon.socket, "POST",
+                                   f"/1.0/instances/{inst.name}/console",
+                                   body=json.dumps({"type": "console"}).encode(),
+                                   headers={"Content-Type": "application/json"})
+    assert status == 202, body
+    return body["operation"], body["metadata"]["metadata"]["fds"]
+
+
+@pytest.mark.parametrize("kind", ["exec", "console"])
+def test_input_websocket_message_bounded(daemon, make_instance, kind):
     inst = make_instance()
-    op, fds = _exec(daemon, inst, ["sleep", "2"], interactive=False)
+    if kind == "exec":
+        op, fds = _exec(daemon, inst, ["sleep", "2"], interactive=False)
+        names = ("0", "1", "2")
+    else:
+        op, fds = _console(daemon, inst)
+        names = ("0", "control")
 
     async def flood():
-        socks = [await _ws(daemon, op, fds[n]) for n in ("0", "1", "2")]
+        socks = [await _ws(daemon, op, fds[n]) for n in names]
         ws = socks[0][1]
         try:
             try:
                 await ws.send_bytes(bytes(64 << 20))
             except (ConnectionError, OSError):
                 return aiohttp.WSMsgType.CLOSED, None   # the daemon hung up mid-message
-            msg = await asyncio.wait_for(ws.receive(), 20)
-            return msg.type, ws.close_code
+            while True:   # (the console's output may come first)
+                msg = await asyncio.wait_for(ws.receive(), 20)
+                if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                    return msg.type, ws.close_code
         finally:
             for session, ws in socks:
                 await ws.close()
                 await session.close()
     with Watch(daemon) as w:
-        kind, code = asyncio.run(flood())
-    assert kind in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                    aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR), kind
+        kind_, code = asyncio.run(flood())
+    assert kind_ in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                     aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR), kind_
     assert code in (1009, None), code
-    w.check("64 MiB websocket message to exec stdin")
+    w.check(f"64 MiB websocket message to {kind} input")
     rawhttp.request(daemon.socket, "DELETE", op)
+    assert inst.execute(["true"]).exit_code == 0   # the instance still answers
+
+
+def _flood(daemon, op: str, fds: dict, names: list[str], seconds: float = 5) -> int:
+    """Push 1 MiB frames into the first websocket for a while, reading nothing; the
+    bytes the daemon accepted."""
+    sent = [0]
+
+    async def flood():
+        socks = [await _ws(daemon, op, fds[n]) for n in names]
+        chunk = b"y" * (1 << 20)
+
+        async def push():
+            with contextlib.suppress(ConnectionError, OSError):
+                while sent[0] < 200 << 20 and not socks[0][1].closed:
+                    await socks[0][1].send_bytes(chunk)
+                    sent[0] += len(chunk)
+        task = asyncio.ensure_future(push())
+        await asyncio.sleep(seconds)
+        task.cancel()
+        for session, ws in socks:
+            await ws.close()
+            await session.close()
+    asyncio.run(flood())
+    return sent[0]
+
+
+def test_input_console_flood(daemon, make_instance):
+    """Console input nobody in the container reads, and output the client never
+    reads: the daemon holds neither (backpressure to the client, or a cut-off)."""
+    inst = make_instance()
+    op, fds = _console(daemon, inst)
+    with Watch(daemon) as w:
+        sent = _flood(daemon, op, fds, ["0", "control"])
+    w.check(f"console input flood, {sent >> 20} MiB accepted in 5 s")
+    rawhttp.request(daemon.socket, "DELETE", op)
+    assert inst.execute(["true"]).exit_code == 0
 
 
 @pytest.mark.parametrize("interactive", [False, True], ids=["piped", "pty"])
@@ -187,28 +242,11 @@ def test_input_exec_stdin_backpressure(daemon, make_instance, interactive):
     neither buffers the input nor blocks on a full pty."""
     inst = make_instance()
     op, fds = _exec(daemon, inst, ["sleep", "60"], interactive)
-    sent = [0]
-
-    async def flood():
-        names = ["0"] if interactive else ["0", "1", "2"]
-        socks = [await _ws(daemon, op, fds[n]) for n in names]
-        chunk = b"y" * (1 << 20)
-
-        async def push():
-            while sent[0] < 200 << 20:
-                await socks[0][1].send_bytes(chunk)
-                sent[0] += len(chunk)
-        task = asyncio.ensure_future(push())
-        await asyncio.sleep(5)
-        task.cancel()
-        for session, ws in socks:
-            await ws.close()
-            await session.close()
     with Watch(daemon) as w:
-        asyncio.run(flood())
-    assert sent[0] < 100 << 20, f"{sent[0] >> 20} MiB accepted with nobody reading"
+        sent = _flood(daemon, op, fds, ["0"] if interactive else ["0", "1", "2"])
+    assert sent < 100 << 20, f"{sent >> 20} MiB accepted with nobody reading"
     w.check(f"exec stdin flood ({'pty' if interactive else 'pipe'}), "
-            f"{sent[0] >> 20} MiB accepted in 5 s")
+            f"{sent >> 20} MiB accepted in 5 s")
     inst.execute(["true"])  # the instance still answers
     rawhttp.request(daemon.socket, "DELETE", op)
 

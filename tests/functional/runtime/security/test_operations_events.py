@@ -92,17 +92,26 @@ def _secret_values(obj) -> set[str]:
     return out
 
 
-def test_exec_secrets_only_for_the_creator(world, colleague, running_p1):
+# (endpoint, body, number of websockets): exec's fds 0-2 and control, the console's
+# 0 and control.
+WEBSOCKET_OPERATIONS = {
+    "exec": ("exec", {"command": ["sleep", "30"], "wait-for-websocket": True,
+                      "interactive": False}, 4),
+    "console": ("console", {"type": "console"}, 2),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WEBSOCKET_OPERATIONS))
+def test_websocket_secrets_only_for_the_creator(world, colleague, running_p1, kind):
+    endpoint, body, count = WEBSOCKET_OPERATIONS[kind]
     listeners = {who: Listener(world, who, **{"all-projects": "true"})
                  for who in ("restricted", colleague, "admin")}
-    r = world.req("restricted", "POST", f"/1.0/instances/{running_p1}/exec",
-                  params={"project": "p1"},
-                  json={"command": ["sleep", "30"], "wait-for-websocket": True,
-                        "interactive": False})
+    r = world.req("restricted", "POST", f"/1.0/instances/{running_p1}/{endpoint}",
+                  params={"project": "p1"}, json=body)
     assert r.status_code == 202, r.text
     op = r.json()["metadata"]
     fds = set(op["metadata"]["fds"].values())
-    assert len(fds) == 4
+    assert len(fds) == count
     url = f"/1.0/operations/{op['id']}"
     seen = {}
     for who in ("restricted", colleague, "admin"):

@@ -17,6 +17,8 @@ import uuid
 import pylxd
 import pytest
 
+from tests.functional.loopdev import LoopDevice
+
 
 PROJECT = "rp"
 BLOCKED, ALLOWED = "blocked", "allowed"
@@ -108,6 +110,23 @@ DEVICE_CASES = [
     ("pool disk, block", {"restricted.devices.disk": "block"}, _disk("rvol", pool="default"),
      BLOCKED),
     ("pool disk with ../", {}, _disk("rvol/../../..", pool="default"), BLOCKED),
+    # a host block device is a host-path disk (mounted by the daemon on the host)
+    ("block device, default", {}, _disk("/dev/loop0"), BLOCKED),
+    ("block device, managed", {"restricted.devices.disk": "managed"}, _disk("/dev/loop0"),
+     BLOCKED),
+    ("block device outside paths", {"restricted.devices.disk": "allow",
+                                    "restricted.devices.disk.paths": "/tmp/sec"},
+     _disk("/dev/loop0"), BLOCKED),
+    ("block device .. out of paths", {"restricted.devices.disk": "allow",
+                                      "restricted.devices.disk.paths": "/tmp/sec"},
+     _disk("/tmp/sec/../../dev/loop0"), BLOCKED),
+    # another instance's root (container/<name>): not in a restricted project at all
+    ("instance root volume, default", {}, _disk("container/base", pool="default"),
+     BLOCKED),
+    ("instance root volume, allow", {"restricted.devices.disk": "allow"},
+     _disk("container/base", pool="default"), BLOCKED),
+    ("instance root volume ../", {"restricted.devices.disk": "allow"},
+     _disk("container/../../containers/base", pool="default"), BLOCKED),
     ("nic network, default", {}, "NET", ALLOWED),
     ("nic network, block", {"restricted.devices.nic": "block"}, "NET", BLOCKED),
     ("nic network not in access", {"restricted.networks.access": "other0"}, "NET", BLOCKED),
@@ -374,6 +393,41 @@ def test_disk_paths_symlink_resolved_at_start_and_hot_plug(world, rp):
         _delete(world, f"/1.0/instances/{name}")
         _reset(world, settings)
         shutil.rmtree(base)
+
+
+def test_disk_paths_symlink_to_a_block_device(world, rp):
+    """A symlink under an allowed path naming a host block device passes the lexical
+    check when added; at start it is resolved, refused, and nothing is mounted."""
+    loop = LoopDevice(size_mb=16)
+    base = tempfile.mkdtemp(prefix="sec-blk-", dir="/var/tmp")
+    allowed = pathlib.Path(base) / "allowed"
+    allowed.mkdir()
+    (allowed / "blk").symlink_to(loop.path)
+    settings = {"restricted.devices.disk": "allow",
+                "restricted.devices.disk.paths": str(allowed)}
+    _set(world, settings)
+    name = f"m{uuid.uuid4().hex[:8]}"
+    disks = os.path.join(world.daemon.lxd_dir, "disks")
+    try:
+        status, result = _status(world, "POST", "/1.0/instances", {
+            "name": name, "source": {"type": "image", "fingerprint": rp["fp"]},
+            "devices": _disk(str(allowed / "blk"))})
+        assert (status, result) == (202, "Success")
+        rp["counts"]["start"] = rp["counts"].get("start", 0) + 1
+        status, result = _status(world, "PUT", f"/1.0/instances/{name}/state",
+                                 {"action": "start"})
+        assert result == "Failure", (status, result)
+        failed = world.admin("GET", "/1.0/operations", project=PROJECT,
+                             params={"recursion": 1})["metadata"].get("failure", [])
+        assert any(loop.path in o["err"] and "outside restricted.devices.disk.paths"
+                   in o["err"] for o in failed), failed
+        with open("/proc/self/mounts") as f:
+            assert not [m for m in f if m.split()[1].startswith(disks + "/")]
+    finally:
+        _delete(world, f"/1.0/instances/{name}")
+        _reset(world, settings)
+        shutil.rmtree(base)
+        loop.cleanup()
 
 
 def test_copy_into_a_restricted_project(world, rp):

@@ -1,4 +1,4 @@
-"""Plugs networking into the daemon: managed networks, nic devices, seed profiles.
+"""What networking gives a state directory: seed profiles and the opt-in default bridge.
 
 The default managed bridge is opt-in. LXD makes `lxdbr0` on first start; doing
 that unasked on a shared host (or in every test's throwaway state directory)
@@ -9,8 +9,6 @@ creates that bridge and gives the `default` profile an `eth0` on it, once.
 """
 import logging
 import os
-
-from runtime.network.manager import Networks
 
 LOG = logging.getLogger(__name__)
 ENV_BRIDGE = "NOVA_LXD_RUNTIME_BRIDGE"
@@ -24,14 +22,15 @@ DOCKER_PROFILE = {
 }
 
 
-def _seed_profiles(d) -> None:
-    if not d.db.get("profiles", project="default", name="docker"):
-        d.db.insert("profiles", project="default", name="docker",
-                    description="Profile supporting docker in containers",
-                    config=DOCKER_PROFILE, devices={})
+def seed_profiles(db) -> None:
+    """LXD's `docker` profile, once."""
+    if not db.get("profiles", project="default", name="docker"):
+        db.insert("profiles", project="default", name="docker",
+                  description="Profile supporting docker in containers",
+                  config=DOCKER_PROFILE, devices={})
 
 
-async def _default_network(d) -> None:
+async def default_network(d) -> None:
     spec = os.environ.get(ENV_BRIDGE, "").strip()
     if not spec:
         return
@@ -51,16 +50,3 @@ async def _default_network(d) -> None:
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     open(marker, "w").close()
     LOG.info("default network %s created; default profile has eth0 on it", name)
-
-
-def attach(daemon) -> None:
-    daemon.networks = Networks(daemon)
-    daemon.networks.restore_all()
-    _seed_profiles(daemon)
-
-    async def on_start(app) -> None:
-        try:
-            await _default_network(daemon)
-        except Exception as exc:  # noqa: BLE001 - the daemon still serves without it
-            LOG.error("default network %s: %s", os.environ.get(ENV_BRIDGE), exc)
-    daemon.start_hooks.append(on_start)

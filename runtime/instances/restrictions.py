@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from runtime.errors import BadRequest, Forbidden
+from runtime.instances.model import expand
 
 _BLOCK_ALLOW = ("block", "allow")
 # key -> (default, allowed values or None for free-form)
@@ -110,7 +111,7 @@ class Rules:
     def value(self, key: str) -> str:
         return self.config.get(key) or KEYS[key][0]
 
-    def _refuse(self, what: str, why: str):
+    def refuse(self, what: str, why: str):
         raise Forbidden(f"{what} of project {self.project!r}: {why}")
 
     # Config ----------------------------------------------------------------
@@ -125,23 +126,23 @@ class Rules:
             if not lowlevel and (key in LOWLEVEL_KEYS or key.startswith(
                     ("security.syscalls.intercept.", "security.delegate_bpf"))
                     and key not in INTERCEPT_KEYS):
-                self._refuse(what, f"low-level config {key!r} is forbidden "
+                self.refuse(what, f"low-level config {key!r} is forbidden "
                                    "(restricted.containers.lowlevel)")
             if key in INTERCEPT_KEYS and _truthy(value) and \
                     self.value("restricted.containers.interception") != "allow":
-                self._refuse(what, f"{key!r}: container syscall interception is forbidden "
+                self.refuse(what, f"{key!r}: container syscall interception is forbidden "
                                    "(restricted.containers.interception)")
             if key == "security.nesting" and _truthy(value) and \
                     self.value("restricted.containers.nesting") != "allow":
-                self._refuse(what, "container nesting is forbidden "
+                self.refuse(what, "container nesting is forbidden "
                                    "(restricted.containers.nesting)")
             privilege = self.value("restricted.containers.privilege")
             if key == "security.privileged" and _truthy(value) and privilege != "allow":
-                self._refuse(what, "privileged containers are forbidden "
+                self.refuse(what, "privileged containers are forbidden "
                                    "(restricted.containers.privilege)")
             if key == "security.idmap.isolated" and not _truthy(value) and \
                     privilege == "isolated":
-                self._refuse(what, "non-isolated containers are forbidden "
+                self.refuse(what, "non-isolated containers are forbidden "
                                    "(restricted.containers.privilege=isolated)")
 
     def check_volatile(self, what: str, config: dict[str, str], current: dict[str, str],
@@ -158,7 +159,7 @@ class Rules:
             if strip:
                 del out[key]
             elif current.get(key) != value:
-                self._refuse(what, f"setting {key!r} is forbidden "
+                self.refuse(what, f"setting {key!r} is forbidden "
                                    "(restricted.containers.lowlevel)")
         return out
 
@@ -171,7 +172,7 @@ class Rules:
             label = f"{what}, device {name!r}"
             if dtype in _DEVICE_SWITCHES:
                 if self.value(f"restricted.devices.{dtype}") != "allow":
-                    self._refuse(label, f"{dtype} devices are forbidden "
+                    self.refuse(label, f"{dtype} devices are forbidden "
                                         f"(restricted.devices.{dtype})")
             elif dtype == "disk":
                 self._check_disk(label, dev)
@@ -182,22 +183,22 @@ class Rules:
         if dev.get("pool"):
             source = dev.get("source", "")
             if "/" in source or source in (".", ".."):
-                self._refuse(label, f"pool volume name {source!r} is not a volume")
+                self.refuse(label, f"pool volume name {source!r} is not a volume")
             if dev.get("path") == "/":
                 return   # the root disk is always allowed
         mode = self.value("restricted.devices.disk")
         if mode == "block":
-            self._refuse(label, "disk devices are forbidden (restricted.devices.disk)")
+            self.refuse(label, "disk devices are forbidden (restricted.devices.disk)")
         if dev.get("pool"):
             return
         if mode == "managed":
-            self._refuse(label, "disks not backed by a storage pool are forbidden "
+            self.refuse(label, "disks not backed by a storage pool are forbidden "
                                 "(restricted.devices.disk=managed)")
         if self.allowed_parent(dev.get("source", "")) is None:
-            self._refuse(label, f"disk source path {dev.get('source')!r} is not allowed "
+            self.refuse(label, f"disk source path {dev.get('source')!r} is not allowed "
                                 "(restricted.devices.disk.paths)")
         if self.value("restricted.devices.disk.paths") and _truthy(dev.get("shift")):
-            self._refuse(label, "'shift' can't be used with a restricted source path")
+            self.refuse(label, "'shift' can't be used with a restricted source path")
 
     def allowed_parent(self, source: str) -> str | None:
         """The restricted.devices.disk.paths entry holding `source` (lexically, as LXD:
@@ -215,16 +216,16 @@ class Rules:
     def _check_nic(self, label: str, dev: dict) -> None:
         mode = self.value("restricted.devices.nic")
         if mode == "block":
-            self._refuse(label, "network devices are forbidden (restricted.devices.nic)")
+            self.refuse(label, "network devices are forbidden (restricted.devices.nic)")
         if mode == "managed" and not dev.get("network"):
-            self._refuse(label, "only nics on a managed network are allowed "
+            self.refuse(label, "only nics on a managed network are allowed "
                                 "(restricted.devices.nic=managed)")
         if dev.get("network"):
             if not self.network_allowed(dev["network"], managed=True):
-                self._refuse(label, f"network {dev['network']!r} is not allowed "
+                self.refuse(label, f"network {dev['network']!r} is not allowed "
                                     "(restricted.networks.access)")
         elif dev.get("parent") and not self.network_allowed(dev["parent"], managed=False):
-            self._refuse(label, f"host interface {dev['parent']!r} is not allowed "
+            self.refuse(label, f"host interface {dev['parent']!r} is not allowed "
                                 "(restricted.devices.nic, restricted.networks.access)")
 
     def network_allowed(self, name: str, managed: bool) -> bool:
@@ -244,7 +245,7 @@ class Rules:
 
     def check_snapshots(self, what: str) -> None:
         if self.enabled and self.value("restricted.snapshots") != "allow":
-            self._refuse(what, "snapshots are forbidden (restricted.snapshots)")
+            self.refuse(what, "snapshots are forbidden (restricted.snapshots)")
 
 
 def rules(d, project: str) -> Rules:
@@ -265,7 +266,6 @@ def check_profile(d, profile_project: str, via_project: str, name: str, config: 
     what = f"profile {name!r}"
     for project in {profile_project, via_project}:
         rules(d, project).check(what, config, devices, instance=False)
-    from runtime.instances.model import expand
     for inst in d.instances.list(None):
         if name not in inst.profiles or d.profile_project(inst.project) != profile_project:
             continue
@@ -288,7 +288,6 @@ def check_snapshot_copies(d, project: str, name: str, rows: list[dict]) -> None:
     r.check_snapshots(f"instance {name!r}")
     if not r.enabled:
         return
-    from runtime.instances.model import expand
     pproj = d.profile_project(project)
     for row in rows if isinstance(rows, list) else []:
         if not isinstance(row, dict):
@@ -329,6 +328,6 @@ def resolve_disk_source(d, project: str, name: str, source: str) -> str:
     real = os.path.realpath(source)
     if parent is None or not (real + "/").startswith(
             os.path.realpath(parent).rstrip("/") + "/"):
-        r._refuse(f"disk {name!r}", f"source {source!r} resolves to {real!r}, outside "
+        r.refuse(f"disk {name!r}", f"source {source!r} resolves to {real!r}, outside "
                                     "restricted.devices.disk.paths")
     return real

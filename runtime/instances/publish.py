@@ -17,17 +17,23 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import yaml
 
-from runtime import arch, auth
+from runtime import arch
+from runtime.base.timefmt import parse_time
+from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest, CommandFailed, Conflict
 from runtime.images import metadata
 from runtime.images.store import clean_properties
-from runtime.instances.idmap import IdMap
+from runtime.instances.config import split_source
 from runtime.storage import volume_name
 
 LOG = logging.getLogger(__name__)
+# What a checked request becomes: the body of its operation (`async run(op)`).
+Job = Callable[[Any], Awaitable[Any]]
 # gzip at level 1: publish time is mostly compression, and level 6 (LXD's) costs
 # about three times as long for an image ~6% smaller.
 _COMPRESSORS = {"gzip": ["gzip", "-1", "-c"], "pigz": ["pigz", "-1", "-c"],
@@ -153,9 +159,11 @@ class Publisher:
         self.d = daemon
         self.snaps = snapshots
 
-    async def publish(self, request, project: str, body: dict):
-        from runtime.api import response
-        from runtime.instances.snapshots import parse_time, split_source
+    def prepare(self, project: str, body: dict, require: Callable[[str], str]) -> Job:
+        """Check a publish request whole; the job then packs and stores the image.
+
+        `require(project)` is the caller's right to use the source's project (or raises).
+        """
         source = body.get("source") or {}
         stype = source.get("type")
         inst_name, snap = split_source(source.get("name"))
@@ -164,7 +172,7 @@ class Publisher:
         if stype in ("instance", "container") and snap:
             raise BadRequest("An instance source names an instance; use type 'snapshot' "
                              "for 'instance/snapshot'")
-        src_project = auth.require(request, source.get("project") or project)
+        src_project = require(source.get("project") or project)
         inst = self.d.instances.load(src_project, inst_name)
         row = self.snaps.row(inst, snap) if snap else None
         props = clean_properties(body.get("properties") or {}, "image")
@@ -203,8 +211,7 @@ class Publisher:
             LOG.info("published %s/%s%s as image %s", inst.project, inst.name,
                      f"/{snap}" if snap else "", fp)
             return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}
-        return response.async_(self.d.ops.create("task", "Publishing instance", run,
-                                                  project=project))
+        return run
 
     async def _pack(self, inst, row: dict | None, props: dict, expires_at: float,
                     dest: str, compress: list[str] | None) -> str:
