@@ -14,16 +14,21 @@ from the last), then --reps times, each after a sync:
 and one check per N that the copy arrived with all N snapshots.
 
 Two runtime daemons are started on fresh LXD_DIRs (HTTPS on 127.0.0.1:8462/8463)
-and removed afterwards. LXD is the pair from `benchmarks/lxd_baseline.sh up` and
-`... second` (/var/lib/lxd pulls from /var/lib/bench-lxd2 at 127.0.0.1:8449);
-without them the LXD column says n/a. Instances are named bench-s*/bench-t*.
-The issue's target: with snapshots, at least 2.5x faster than LXD.
+and removed afterwards. LXD: by default two private LXD 5.0.2 daemons started for
+the run (tests/functional/runtime/lxd_daemon.py: own LXD_DIRs, offline, a dir pool,
+HTTPS on loopback) and removed afterwards; with --shared-lxd the pair from
+`benchmarks/lxd_baseline.sh up` and `... second` (/var/lib/lxd pulls from
+/var/lib/bench-lxd2 at 127.0.0.1:8449). Both sides' instances have the root disk
+only (no nic: a stopped move touches no network). Instances are named
+bench-s*/bench-t*. The issue's target: with snapshots, at least 2.5x faster than LXD.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -31,6 +36,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from runtime_bench import REPO, RuntimeProcess, build_image  # noqa: E402
 from targets import ApiTarget  # noqa: E402
+
+sys.path.insert(0, REPO)
 
 TARGET_RATIO = 2.5
 
@@ -106,6 +113,99 @@ class Pair:
         return copies, moves
 
 
+def start_spies(directory: str | None, pair: Pair, n: int) -> list[subprocess.Popen]:
+    """--py-spy DIR: py-spy on both of our daemons, idle frames included (where the
+    wall-clock time of a copy goes, waits too); strace on both LXD daemons, only
+    the processes they start and reap (LXD is Go: no Python frames; its copies are
+    rsync runs and file copies, so when each child runs and for how long is its
+    profile, summarised by lxd_children())."""
+    if not directory or pair.key not in ("runtime", "lxd"):
+        return []
+    os.makedirs(directory, exist_ok=True)
+    spies = []
+    for side, t in (("source", pair.src), ("target", pair.dst)):
+        if pair.key == "runtime":
+            argv = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                    "--nonblocking", "--idle", "--format", "raw", "--rate", "500",
+                    "-o", os.path.join(directory, f"{side}-{n}.txt"),
+                    "-p", str(t.server_pid())]
+        else:
+            argv = ["strace", "-f", "--seccomp-bpf", "-tt", "-q", "-e", "trace=execve",
+                    "-o", os.path.join(directory, f"lxd-{side}-{n}.txt"),
+                    "-p", str(t.server_pid())]
+        spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    time.sleep(0.5)     # attached before the first copy
+    return spies
+
+
+def lxd_children(path: str) -> str:
+    """One line per program LXD ran during the copies: count, total and median time."""
+    import collections
+    import re
+    started: dict[str, tuple[str, float]] = {}
+    runs: dict[str, list[float]] = collections.defaultdict(list)
+
+    def secs(stamp: str) -> float:
+        h, m, s = stamp.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"(\d+)\s+(\S+)\s+(.*)", line)
+            if not m:
+                continue
+            pid, stamp, rest = m.groups()
+            exe = re.match(r'execve\("([^"]+)"', rest)
+            if exe and rest.rstrip().endswith("= 0"):
+                started[pid] = (os.path.basename(exe.group(1)), secs(stamp))
+            elif rest.startswith("+++ exited") and pid in started:
+                name, t0 = started.pop(pid)
+                runs[name].append((secs(stamp) - t0) * 1000)
+    return "; ".join(f"{name} x{len(v)} {sum(v):.0f} ms (median {statistics.median(v):.0f})"
+                     for name, v in sorted(runs.items(), key=lambda kv: -sum(kv[1])))
+
+
+def stop_spies(spies: list[subprocess.Popen]) -> None:
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
+def lxd_pair(args, started: list):
+    """(source, target, source URL, target URL, profiles, target whose HTTPS address
+    was set for the run) of LXD daemons, or why there are none (a string)."""
+    if not args.shared_lxd:
+        from tests.functional.runtime.lxd_daemon import LxdDaemon, lxd_binary
+        if lxd_binary() is None:
+            return "LXD unavailable: Debian's lxd package is not installed"
+        for port in (8464, 8465):
+            started.append(LxdDaemon(port, prefix="bench-lxd-").start())
+        src, dst = (ApiTarget(f"lxd{i}", f"LXD #{i}", d.socket, prefix, ["default"])
+                    for i, d, prefix in ((2, started[0], "bench-y"),
+                                         (1, started[1], "bench-x")))
+        return src, dst, started[0].url, started[1].url, ["default"], None
+    if not (os.path.exists(args.lxd_socket) and os.path.exists(args.lxd_remote_socket)):
+        return "LXD unavailable: run benchmarks/lxd_baseline.sh up and second"
+    src = ApiTarget("lxd2", "LXD #2", args.lxd_remote_socket, "bench-y", ["bench-lxd"])
+    dst = ApiTarget("lxd", "LXD", args.lxd_socket, "bench-x", ["bench-lxd"])
+    https_set = None
+    try:
+        dst_url = dst.https_url()
+    except Exception:  # noqa: BLE001 - give it an address for the way back
+        addr = args.lxd_url.removeprefix("https://")
+        if addr == src.https_url().removeprefix("https://"):
+            addr = "127.0.0.1:8448"
+        dst.client.request("PATCH", "/1.0", {"config": {"core.https_address": addr}})
+        https_set = dst
+        dst_url = f"https://{addr}"
+    return src, dst, src.https_url(), dst_url, ["bench-lxd"], https_set
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="the first LXD's HTTPS address, set up if it has none "
                         "(moves go back through it)")
     p.add_argument("--no-lxd", action="store_true")
+    p.add_argument("--shared-lxd", action="store_true",
+                   help="the LXD pair of lxd_baseline.sh instead of two private ones")
     p.add_argument("--ports", default="8462,8463")
+    p.add_argument("--py-spy", metavar="DIR", help="sample both runtime daemons per "
+                   "snapshot count (spy_top.py DIR/source-5.txt --match runtime/) and "
+                   "trace the programs both LXD daemons run (summarised at the end)")
     p.add_argument("--interop", action="store_true",
                    help="also LXD -> runtime and runtime -> LXD (LXD's protocol)")
     args = p.parse_args(argv)
@@ -131,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs: list[Pair] = []
     results: dict[str, dict] = {"runtime": {}, "lxd": {}}
     lxd_https_set = None
+    private_lxd: list = []
     try:
         for proc in procs:
             proc.ready(60)
@@ -142,45 +248,36 @@ def main(argv: list[str] | None = None) -> int:
             t.ensure_image(image)
         pairs.append(Pair("runtime", rt_src, rt_dst, f"https://127.0.0.1:{ports[0]}",
                           f"https://127.0.0.1:{ports[1]}"))
-        if not args.no_lxd and os.path.exists(args.lxd_socket) and \
-                os.path.exists(args.lxd_remote_socket):
-            lx_src = ApiTarget("lxd2", "LXD #2", args.lxd_remote_socket, "bench-y",
-                               ["bench-lxd"])
-            lx_dst = ApiTarget("lxd", "LXD", args.lxd_socket, "bench-x", ["bench-lxd"])
+        lxd = None if args.no_lxd else lxd_pair(args, private_lxd)
+        if isinstance(lxd, str):
+            results["lxd"]["note"] = lxd
+        elif lxd is not None:
+            lx_src, lx_dst, src_url, dst_url, profiles, lxd_https_set = lxd
             try:
                 for t in (lx_src, lx_dst):
                     t.ensure_image(image)
-                try:
-                    dst_url = lx_dst.https_url()
-                except Exception:  # noqa: BLE001 - give it an address for the way back
-                    addr = args.lxd_url.removeprefix("https://")
-                    if addr == lx_src.https_url().removeprefix("https://"):
-                        addr = "127.0.0.1:8448"
-                    lx_dst.client.request("PATCH", "/1.0", {"config": {
-                        "core.https_address": addr}})
-                    lxd_https_set = lx_dst
-                    dst_url = f"https://{addr}"
-                pairs.append(Pair("lxd", lx_src, lx_dst, lx_src.https_url(), dst_url))
+                pairs.append(Pair("lxd", lx_src, lx_dst, src_url, dst_url))
                 if args.interop:
                     # LXD's protocol between LXD and our runtime, both directions; the
-                    # move goes back the other way. LXD's instances use bench-lxd, ours
-                    # the runtime's default profile.
-                    pairs.append(Pair("lxd->runtime", lx_src, rt_dst, lx_src.https_url(),
+                    # move goes back the other way.
+                    pairs.append(Pair("lxd->runtime", lx_src, rt_dst, src_url,
                                       f"https://127.0.0.1:{ports[1]}", ["default"],
-                                      ["bench-lxd"]))
+                                      profiles))
                     pairs.append(Pair("runtime->lxd", rt_src, lx_dst,
-                                      f"https://127.0.0.1:{ports[0]}", dst_url, ["bench-lxd"],
+                                      f"https://127.0.0.1:{ports[0]}", dst_url, profiles,
                                       ["default"]))
                     results["lxd->runtime"], results["runtime->lxd"] = {}, {}
             except Exception as exc:  # noqa: BLE001
                 results["lxd"]["note"] = f"LXD unavailable: {exc}"
         for n in counts:
             for pair in pairs:
+                spies = start_spies(args.py_spy, pair, n)
                 try:
                     results[pair.key][n] = pair.run(n, args.reps)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     results[pair.key][n] = f"FAILED ({str(exc)[:80]})"
                 finally:
+                    stop_spies(spies)
                     pair.cleanup()
     finally:
         for pair in pairs:
@@ -193,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         for proc in procs:
             proc.remove()
+        for daemon in private_lxd:
+            daemon.stop()
 
     def med(x) -> str:
         return f"{statistics.median(x):.0f}" if isinstance(x, list) else "n/a"
@@ -231,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
                     r = results[key].get(n)
                     cells.append(med(r[k]) if isinstance(r, tuple) else (r or "n/a"))
             print("| " + " | ".join(cells) + " |")
+    if args.py_spy:
+        for n in counts:
+            for side in ("source", "target"):
+                trace = os.path.join(args.py_spy, f"lxd-{side}-{n}.txt")
+                if os.path.exists(trace):
+                    print(f"  LXD {side}, {n} snapshots, programs run: {lxd_children(trace)}")
     for key in results:
         for n in counts:
             r = results[key].get(n)

@@ -92,19 +92,28 @@ def open_regular(dirfd: int, path: str, flags: int, resolve: int = IN_ROOT,
 
 def open_or_create_regular(dirfd: int, path: str, flags: int, mode: int,
                            resolve: int = IN_ROOT) -> int:
-    """open_regular, or create the file (O_EXCL) when it does not exist yet.
+    """open_regular, or create the file (O_EXCL) when it does not exist yet."""
+    return open_or_create_regular_created(dirfd, path, flags, mode, resolve)[0]
+
+
+def open_or_create_regular_created(dirfd: int, path: str, flags: int, mode: int,
+                                   resolve: int = IN_ROOT) -> tuple[int, bool]:
+    """open_or_create_regular, and whether this call made the file (a new file may
+    need an owner of its own).
 
     The create never follows a symlink or opens an existing special file: a race
     that puts one there makes O_EXCL fail, and the loop looks again.
     """
     for _ in range(4):
         try:
-            return open_regular(dirfd, path, flags, resolve)
+            fd = open_regular(dirfd, path, flags, resolve)
+            return fd, False
         except FileNotFoundError:
             pass
         try:
-            return openat2(dirfd, path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                           mode, resolve)
+            fd = openat2(dirfd, path, flags | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         mode, resolve)
+            return fd, True
         except FileExistsError:
             continue  # appeared meanwhile (or a dangling symlink): look again
     raise OSError(errno.ELOOP, "the path keeps changing or is a dangling symlink", path)

@@ -31,6 +31,9 @@ API_EXTENSIONS = [
     "instance_all_projects", "instance_get_full", "event_project",
     "instance_allow_inconsistent_copy", "instance_create_start", "api_filtering",
     "resources", "network_leases", "metrics", "remote_token_expiry",
+    # Checked by the stock lxc 5.0 CLI: `file push -p` (directories through the
+    # files API) and `copy --instance-only` (migration without snapshots).
+    "directory_manipulation", "container_only_migration",
     # Ours: a pool disk with source "container/<name>" mounts that stopped
     # instance's root filesystem (rescue systems).
     "nova_lxd_disk_instance_volume",

@@ -4,6 +4,7 @@ Default containers share one map (the whole range given to root, as LXD does), s
 they can share one shifted copy of each image. Isolated containers get a range of
 their own, allocated above everything else that is in use.
 """
+import json
 import os
 from dataclasses import dataclass
 
@@ -43,10 +44,44 @@ class IdMap:
     def encode(self) -> str:
         return f"{self.base}:{self.size}"
 
+    def lxd_json(self) -> str:
+        """The map as LXD writes `volatile.last_state.idmap` (a JSON IdmapSet).
+
+        Clients copy an instance's config to the other side of a move (`lxc move`,
+        pylxd's migrate()), and LXD parses this key as JSON there.
+        """
+        if self.privileged:
+            return "[]"
+        return json.dumps([{"Isuid": uid, "Isgid": not uid, "Hostid": self.base, "Nsid": 0,
+                            "Maprange": self.size} for uid in (True, False)],
+                          separators=(",", ":"))
+
     @classmethod
     def decode(cls, text: str) -> "IdMap":
+        """Ours ("base:size") or LXD's JSON form (one range from 0 for uids and gids)."""
+        if text.lstrip().startswith("["):
+            return cls._from_lxd_json(text)
         base, size = text.split(":")
         return cls(int(base), int(size))
+
+    @classmethod
+    def _from_lxd_json(cls, text: str) -> "IdMap":
+        try:
+            entries = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"invalid id map {text!r}: {exc}") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f"invalid id map {text!r}")
+        if not entries:
+            return PRIVILEGED
+        uid = [(e.get("Nsid"), e.get("Hostid"), e.get("Maprange"))
+               for e in entries if e.get("Isuid")]
+        gid = [(e.get("Nsid"), e.get("Hostid"), e.get("Maprange"))
+               for e in entries if e.get("Isgid")]
+        if len(uid) != 1 or uid != gid or uid[0][0] != 0 or \
+                not all(isinstance(v, int) and v >= 0 for v in uid[0]):
+            raise ValueError(f"id map {text!r} is not one range from 0 for uids and gids")
+        return cls(uid[0][1], uid[0][2])
 
 
 PRIVILEGED = IdMap(0, 0)

@@ -19,11 +19,12 @@ from runtime.safepath import openat2
 
 
 def _check_path(path: str | None) -> str:
+    """The path as the container sees it: a relative one is relative to `/`, as in
+    LXD (the stock `lxc file pull c1/root/p` sends `root/p`). Resolution stays
+    openat2's job, so `..` and symlinks can't leave the root either way."""
     if not path or not isinstance(path, str) or "\x00" in path:
         raise BadRequest("Missing or invalid 'path' query parameter")
-    if not path.startswith("/"):
-        raise BadRequest(f"Path {path!r} must be absolute")
-    return path
+    return path if path.startswith("/") else "/" + path
 
 
 def _oserror(exc: OSError, path: str):
@@ -76,7 +77,7 @@ class InstanceFS:
 
     def stat(self, path: str) -> dict:
         """lstat of the final component (symlinks reported as symlinks)."""
-        _check_path(path)
+        path = _check_path(path)
         if path.rstrip("/") == "":
             with self._rootfd() as root:
                 st = os.fstat(root)
@@ -98,9 +99,10 @@ class InstanceFS:
                 "size": st.st_size, "target": target, "path": path}
 
     def listdir(self, path: str) -> list[str]:
+        path = _check_path(path)
         with self._rootfd() as root:
             try:
-                fd = openat2(root, _check_path(path), os.O_RDONLY | os.O_DIRECTORY |
+                fd = openat2(root, path, os.O_RDONLY | os.O_DIRECTORY |
                              os.O_NONBLOCK)
             except OSError as exc:
                 raise _oserror(exc, path)
@@ -111,30 +113,43 @@ class InstanceFS:
 
     def open_read(self, path: str) -> int:
         """A regular file only: FIFOs, sockets and device nodes are never opened."""
+        path = _check_path(path)
         with self._rootfd() as root:
             try:
-                return safepath.open_regular(root, _check_path(path), os.O_RDONLY,
+                return safepath.open_regular(root, path, os.O_RDONLY,
                                              follow=False)
             except OSError as exc:
                 raise _oserror(exc, path)
 
     def open_write(self, path: str, uid: int | None, gid: int | None, mode: int | None,
                    append: bool) -> int:
-        """An existing regular file (symlinks followed inside the root) or a new one."""
+        """An existing regular file (symlinks followed inside the root) or a new one.
+
+        A new file without X-LXD-uid/gid belongs to the container's root, as in LXD
+        (not to the host's root: that is nobody inside an unprivileged container);
+        an existing one keeps its owner unless the headers say otherwise.
+        """
         flags = os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC)
         with self._rootfd() as root:
             try:
-                fd = safepath.open_or_create_regular(
+                fd, created = safepath.open_or_create_regular_created(
                     root, _check_path(path), flags, mode if mode is not None else 0o644)
             except OSError as exc:
                 raise _oserror(exc, path)
         try:
             st = os.fstat(fd)
-            self._own(fd, st, uid, gid, mode)
+            self._own(fd, st, *self._new_owner(uid, gid, created), mode)
         except BaseException:
             os.close(fd)
             raise
         return fd
+
+    @staticmethod
+    def _new_owner(uid: int | None, gid: int | None, created: bool) -> tuple:
+        """Owner headers for something the API made: unset means container root."""
+        if not created:
+            return uid, gid
+        return (0 if uid is None else uid), (0 if gid is None else gid)
 
     def _own(self, fd: int, st: os.stat_result, uid, gid, mode) -> None:
         try:
@@ -148,9 +163,15 @@ class InstanceFS:
             os.fchmod(fd, mode)
 
     def mkdir(self, path: str, uid, gid, mode) -> None:
-        with self._parent(_check_path(path)) as (pfd, name):
+        """A directory (already there: fine); a new one belongs to container root
+        unless the headers say otherwise (`lxc file push -p` makes missing parents
+        this way, without owner headers)."""
+        path = _check_path(path)
+        with self._parent(path) as (pfd, name):
+            created = False
             try:
                 os.mkdir(name, mode if mode is not None else 0o755, dir_fd=pfd)
+                created = True
             except FileExistsError:
                 st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
@@ -160,12 +181,13 @@ class InstanceFS:
             fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK,
                          dir_fd=pfd)
             try:
-                self._own(fd, os.fstat(fd), uid, gid, mode)
+                self._own(fd, os.fstat(fd), *self._new_owner(uid, gid, created), mode)
             finally:
                 os.close(fd)
 
     def symlink(self, path: str, target: str, uid, gid) -> None:
-        with self._parent(_check_path(path)) as (pfd, name):
+        path = _check_path(path)
+        with self._parent(path) as (pfd, name):
             try:
                 os.symlink(target, name, dir_fd=pfd)
                 huid = self.to_host(uid or 0)
@@ -177,7 +199,8 @@ class InstanceFS:
                 raise BadRequest(str(exc))
 
     def delete(self, path: str) -> None:
-        with self._parent(_check_path(path)) as (pfd, name):
+        path = _check_path(path)
+        with self._parent(path) as (pfd, name):
             try:
                 st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):

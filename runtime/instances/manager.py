@@ -583,6 +583,15 @@ class InstanceManager:
         for key, value in inst.config.items():
             if key.startswith("volatile.") and key not in config:
                 config[key] = value
+        # The API shows the id map in LXD's form; the same map sent back stays ours.
+        shown, stored = config.get("volatile.last_state.idmap"), \
+            inst.config.get("volatile.last_state.idmap")
+        if shown and stored and shown != stored:
+            try:
+                if IdMap.decode(shown) == IdMap.decode(stored):
+                    config["volatile.last_state.idmap"] = stored
+            except ValueError:
+                pass
         econfig, edevices = expand(profile_rows, config, devices)
         if root_disk(edevices) is None:
             raise BadRequest("No root disk device left after this change")

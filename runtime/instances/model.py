@@ -26,6 +26,19 @@ def expand(profiles: list[dict], config: dict, devices: dict) -> tuple[dict, dic
     return econfig, edevices
 
 
+def lxd_volatile(config: dict) -> dict:
+    """config as the API shows it: `volatile.last_state.idmap` in LXD's JSON form
+    (stored as ours, "base:size"), since clients carry it to LXD in a move."""
+    value = config.get("volatile.last_state.idmap")
+    if not value or value.lstrip().startswith("["):
+        return config
+    from runtime.base.idmap import IdMap
+    try:
+        return {**config, "volatile.last_state.idmap": IdMap.decode(value).lxd_json()}
+    except ValueError:
+        return config
+
+
 def root_disk(devices: dict) -> tuple[str, dict] | None:
     for name, dev in sorted(devices.items()):
         if dev.get("type") == "disk" and dev.get("path") == "/":
@@ -71,13 +84,13 @@ class Instance:
 
     def render(self, status: str) -> dict:
         return {
-            "architecture": self.architecture, "config": self.config,
+            "architecture": self.architecture, "config": lxd_volatile(self.config),
             "devices": self.devices, "ephemeral": self.ephemeral,
             "profiles": self.profiles, "stateful": self.stateful,
             "description": self.description,
             "created_at": timestamp(self.created_at),
             "last_used_at": timestamp(self.last_used_at or 0),
-            "expanded_config": self.expanded_config,
+            "expanded_config": lxd_volatile(self.expanded_config),
             "expanded_devices": self.expanded_devices,
             "name": self.name, "status": status, "status_code": STATUS_CODES[status],
             "location": "none", "type": self.type, "project": self.project,

@@ -21,6 +21,7 @@ import stat
 
 import aiohttp
 
+from runtime.instances import restrictions
 from runtime.errors import RuntimeAPIError
 from runtime.migration import lxd_protocol as proto
 from runtime.migration import lxd_rsync, native
@@ -119,33 +120,62 @@ def _json(data: bytes, what: str) -> dict:
 
 
 # Receiving from LXD ------------------------------------------------------------------
+def _list_of_dicts(value: object, what: str) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise proto.ProtocolError(f"Bad migration index header from the LXD peer: {what} "
+                                  "must be a list of objects")
+    return value
+
+
 def native_header(offer, info: dict, src_map) -> dict:
-    """LXD's offer and index header in our wire format's shape (then checked as such)."""
-    config = (info.get("config") or {}) if isinstance(info.get("config"), dict) else {}
+    """LXD's offer and index header in our wire format's shape, then checked as such.
+
+    Both come from the peer: only shapes are sorted out here (anything odd is a
+    ProtocolError, never a TypeError), the content is native.check_header's job.
+    """
+    config = info.get("config")
+    if not isinstance(config, dict):
+        config = {}
     ci = {k.lower(): v for k, v in config.items()}
-    container = ci.get("container") if isinstance(ci.get("container"), dict) else {}
+    container = ci.get("container")
+    if container is not None and not isinstance(container, dict):
+        raise proto.ProtocolError("Bad migration index header from the LXD peer: "
+                                  "Container must be an object")
+    container = container or {}
     instance = {k: container[k] for k in ("architecture", "config", "devices", "profiles",
                                           "ephemeral", "description", "stateful")
                 if k in container}
-    used = set(instance.get("profiles") or [])
+    names = instance.get("profiles")
+    if names is not None and (not isinstance(names, list) or
+                              not all(isinstance(n, str) for n in names)):
+        raise proto.ProtocolError("Bad migration index header from the LXD peer: "
+                                  "the instance's profiles must be a list of names")
+    used = set(names or [])
     profiles = {}
-    for prof in ci.get("profiles") or []:
-        if isinstance(prof, dict) and prof.get("name") in used:
-            profiles[prof["name"]] = {k: prof.get(k) for k in ("config", "devices",
-                                                                "description")}
-    described = {}
-    for snap in ci.get("snapshots") or []:
-        if isinstance(snap, dict) and isinstance(snap.get("name"), str):
-            described[snap["name"]] = snap
+    for prof in _list_of_dicts(ci.get("profiles"), "Profiles"):
+        name = prof.get("name")
+        if isinstance(name, str) and name in used:
+            profiles[name] = {k: prof.get(k) for k in ("config", "devices", "description")}
+    described = {snap["name"]: snap
+                 for snap in _list_of_dicts(ci.get("snapshots"), "Snapshots")
+                 if isinstance(snap.get("name"), str)}
+    if len(offer.snapshotNames) != len(offer.snapshots):
+        raise proto.ProtocolError("The LXD source sent snapshot names without their records "
+                                  "(LXD before 3.0?) or records without names")
+    if len(offer.snapshots) > native.MAX_SNAPSHOTS:
+        raise proto.ProtocolError(f"The LXD source offers more than {native.MAX_SNAPSHOTS} "
+                                  "snapshots")
     snapshots = []
-    for msg in offer.snapshots:
+    for listed, msg in zip(offer.snapshotNames, offer.snapshots, strict=True):
+        if listed != msg.name:
+            raise proto.ProtocolError(f"The LXD source's snapshot {listed!r} comes with the "
+                                      f"record of {msg.name!r}")
         record = proto.snapshot_record(msg)
         if isinstance(described.get(msg.name, {}).get("description"), str):
             record["description"] = described[msg.name]["description"]
         snapshots.append(record)
-    if len(offer.snapshotNames) != len(offer.snapshots):
-        raise proto.ProtocolError("The LXD source sent snapshot names without their records "
-                                  "(LXD before 3.0?): not supported")
     return {"version": 1, "instance": instance, "profiles": profiles,
             "snapshots": snapshots, "idmap": src_map.encode(), "running": False,
             "start": False, "base_image": None}
@@ -190,9 +220,10 @@ class LxdReceiver(native.Receiver):
 
     async def run(self, control, fs) -> None:
         d = self.d
-        offer = await recv_message(control, proto.MigrationHeader, native.CONNECT_TIMEOUT * 4)
-        self.mark("header")
         try:
+            offer = await recv_message(control, proto.MigrationHeader,
+                                       native.CONNECT_TIMEOUT * 4)
+            self.mark("header")
             problem = proto.refusal(offer)
             if problem:
                 raise native.BadRequest(f"Can't receive from this LXD source: {problem}")
@@ -207,6 +238,8 @@ class LxdReceiver(native.Receiver):
             self._ensure_profiles(header, body_profiles if body_profiles is not None
                                   else header["instance"].get("profiles"))
             spec = self._spec(header)
+            restrictions.check_snapshot_copies(d, self.project, spec["name"],
+                                               header["snapshots"])
         except RuntimeAPIError as exc:
             await send_failure(control, exc)
             raise

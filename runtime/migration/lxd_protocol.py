@@ -124,6 +124,9 @@ def parse(cls: type, data: bytes):
         msg.ParseFromString(data)
     except Exception as exc:  # noqa: BLE001 - DecodeError and friends
         raise ProtocolError(f"Malformed {cls.__name__} from the LXD peer: {exc}")
+    if not msg.IsInitialized():
+        raise ProtocolError(f"Malformed {cls.__name__} from the LXD peer: missing "
+                            f"{', '.join(msg.FindInitializationErrors())}")
     return msg
 
 

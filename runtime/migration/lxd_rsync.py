@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 
 import aiohttp
 
@@ -121,6 +122,7 @@ async def _run(p, up, down, what: str, ok_codes=(0,)) -> None:
 
 async def receive(ws, path: str, features, progress=None) -> None:
     """One run into path (the volume directory: rootfs/, metadata.yaml...)."""
+    t0 = time.monotonic()
     p = await asyncio.create_subprocess_exec(
         *server_argv(path, features), stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -130,6 +132,7 @@ async def receive(ws, path: str, features, progress=None) -> None:
             p.stdin.close()
     await _run(p, _up(p.stdout.read, ws, None),
                _down(ws, p.stdin.write, p.stdin.drain, close), "receive")
+    LOG.debug("rsync run into %s: %.0f ms", path, (time.monotonic() - t0) * 1000)
     if progress is not None:
         progress(0)
 
@@ -137,6 +140,7 @@ async def receive(ws, path: str, features, progress=None) -> None:
 async def send(ws, path: str, features, excludes=(), progress=None,
                allow_vanished: bool = False) -> None:
     """One run of path's contents (trailing slash: the directory's entries)."""
+    t0 = time.monotonic()
     ours, theirs = socket.socketpair()
     try:
         p = await asyncio.create_subprocess_exec(
@@ -164,3 +168,4 @@ async def send(ws, path: str, features, excludes=(), progress=None,
                    ok_codes=(0, 24) if allow_vanished else (0,))
     finally:
         writer.close()
+    LOG.debug("rsync run of %s: %.0f ms", path, (time.monotonic() - t0) * 1000)

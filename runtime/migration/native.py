@@ -544,8 +544,11 @@ def check_header(header: dict) -> dict:
                                "base_image": str})
     _fields(header.get("instance") or {}, "instance", _RECORD)
     try:
-        IdMap.decode(header.get("idmap") or "0:0")
+        src_map = IdMap.decode(header.get("idmap") or "0:0")
     except ValueError:
+        raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
+    if src_map.base < 0 or src_map.size < 0 or src_map.base + src_map.size > 2**32 or \
+            (src_map.base and not src_map.size):
         raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
     base = header.get("base_image")
     if base is not None and (len(base) != 64 or not set(base) <= set("0123456789abcdef")):
@@ -581,7 +584,18 @@ def check_header(header: dict) -> dict:
             "config": cfg.validate_config(snap.get("config") or {}, "snapshot"),
             "devices": cfg.validate_devices(snap.get("devices") or {}, "snapshot"),
             "profiles": [cfg.validate_profile_name(p) for p in plist]})
-    return {**header, "profiles": profiles, "snapshots": snaps}
+    instance = dict(header.get("instance") or {})
+    # validate_new checks the record again with the target's rules; checked here too
+    # so that nothing of the peer's reaches the profiles step unchecked.
+    for key in ("config", "devices"):
+        if instance.get(key) is not None:
+            check = cfg.validate_config if key == "config" else cfg.validate_devices
+            instance[key] = check(instance[key], "instance")
+    if instance.get("profiles") is not None:
+        instance["profiles"] = [cfg.validate_profile_name(p) for p in instance["profiles"]]
+    if instance.get("architecture") is not None:
+        instance["architecture"] = arch.normalize(instance["architecture"])
+    return {**header, "instance": instance, "profiles": profiles, "snapshots": snaps}
 
 
 def _stream_policy(d, pool, tree: str, privileged: bool) -> targuard.Policy:
@@ -826,6 +840,18 @@ class Receiver:
             await d.instances.change_state(d.instances.load(self.project, inst.name),
                                            "start", False, 0)
 
+    def _record_snapshot(self, inst, snap: dict) -> None:
+        """The database row of a received snapshot (snap: a checked header entry)."""
+        self.d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
+                         created_at=snap.get("created_at") or 0,
+                         expires_at=snap.get("expires_at") or 0,
+                         stateful=bool(snap.get("stateful")),
+                         description=snap.get("description") or "",
+                         architecture=snap.get("architecture") or inst.architecture,
+                         ephemeral=bool(snap.get("ephemeral")),
+                         config=snap.get("config") or {}, devices=snap.get("devices") or {},
+                         profiles=snap.get("profiles") or [])
+
     async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
         """Our copy of the image the sender's volume is layered on, ready in the pool."""
         d = self.d
@@ -839,6 +865,21 @@ class Receiver:
         except RuntimeAPIError:
             return None
         return fingerprint
+
+    @staticmethod
+    async def _receive_snapshot_dir(pool, vol: str, snap: str, fs, policy, src_map,
+                                    idmap) -> int:
+        """One snapshot's stream unpacked as that snapshot's directory (dir pool,
+        plain volume: the layout create_snapshot's copy would have made)."""
+        spath = pool.new_snapshot_dir(vol, snap)
+        received = await _tar_receive(fs, spath, policy)
+        rootfs = os.path.join(spath, "rootfs")
+        if not os.path.isdir(rootfs):
+            os.mkdir(rootfs)
+            if not idmap.privileged:
+                os.chown(rootfs, idmap.base, idmap.base)
+        await asyncio.to_thread(shift.shift_tree, rootfs, src_map, idmap, True)
+        return received
 
     async def _receive(self, inst, header: dict, control, fs) -> None:
         d = self.d
@@ -856,26 +897,28 @@ class Receiver:
             await _send_json(control, {"ready": True, "layered": bool(base)})
             received = 0
             policy = _stream_policy(d, pool, ".upper" if base else "rootfs", idmap.privileged)
+            # A plain (not layered) dir volume's snapshot is a copy of the whole tree:
+            # the stream is unpacked straight into the snapshot's directory instead of
+            # into the volume and then copied (each file made once, nothing to empty).
+            direct = not base and getattr(pool, "driver", "") == "dir"
             for snap in header["snapshots"]:
+                if direct:
+                    received += await self._receive_snapshot_dir(
+                        pool, vol, snap["name"], fs, policy, src_map, idmap)
+                    self._record_snapshot(inst, snap)
+                    continue
                 await _empty_dir(tree)
                 received += await _tar_receive(fs, path, policy)
                 await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
                 await pool.create_snapshot(vol, snap["name"])
-                d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
-                            created_at=snap.get("created_at") or 0,
-                            expires_at=snap.get("expires_at") or 0,
-                            stateful=bool(snap.get("stateful")),
-                            description=snap.get("description") or "",
-                            architecture=snap.get("architecture") or inst.architecture,
-                            ephemeral=bool(snap.get("ephemeral")),
-                            config=snap.get("config") or {}, devices=snap.get("devices") or {},
-                            profiles=snap.get("profiles") or [])
+                self._record_snapshot(inst, snap)
                 for entry in ("metadata.yaml", "templates"):
                     full = os.path.join(path, entry)
                     if os.path.isdir(full):
                         shutil.rmtree(full)
                     elif os.path.lexists(full):
                         os.unlink(full)
+            self.mark("snapshots")
             await _empty_dir(tree)
             received += await _tar_receive(fs, path, policy)
             self.mark("layer" if base else "rootfs")
@@ -916,7 +959,8 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
             except TimeoutError:
                 raise TransferError("Migration source never connected")
             try:
-                await _receiver_for(control, receiver).run(control, fs)
+                control, chosen = await _push_receiver_for(control, receiver)
+                await chosen.run(control, fs)
             finally:
                 for key in ("control", "fs"):
                     op.metadata.pop(key, None)
@@ -946,6 +990,38 @@ def _receiver_for(control, receiver):
         return receiver
     from runtime.migration.lxd_peer import LxdReceiver
     return LxdReceiver(receiver.d, receiver.project, receiver.body)
+
+
+class _Replayed:
+    """A websocket whose first message was already read (to tell the wire format)."""
+
+    def __init__(self, ws, first):
+        self._ws, self._first = ws, first
+
+    async def receive(self, timeout: float | None = None):
+        if self._first is not None:
+            msg, self._first = self._first, None
+            return msg
+        return await self._ws.receive(timeout=timeout)
+
+    def __getattr__(self, name: str):
+        return getattr(self._ws, name)
+
+
+async def _push_receiver_for(control, receiver) -> tuple:
+    """(control, receiver) in push mode, where the source speaks first: a source that
+    did not ask for our subprotocol is ours if its first message is JSON text
+    (LXD's is a protobuf, binary)."""
+    if speaks_ours(control):
+        return control, receiver
+    try:
+        first = await control.receive(timeout=CONNECT_TIMEOUT * 4)
+    except TimeoutError:
+        raise TransferError("Migration source sent nothing")
+    control = _Replayed(control, first)
+    if first.type == aiohttp.WSMsgType.TEXT:
+        return control, receiver
+    return control, _receiver_for(control, receiver)
 
 
 async def migrate_snapshot(request, inst, snap: str, body: dict):

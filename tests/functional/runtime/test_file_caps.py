@@ -22,11 +22,13 @@ V2_NET_RAW = struct.pack("<IIIII", 0x02000001, 1 << CAP_NET_RAW, 0, 0, 0)
 
 @pytest.fixture(scope="module")
 def caps_image(client):
-    """The busybox image plus /bin/capbox: busybox with cap_net_raw+ep (a v2 xattr)."""
+    """The busybox image plus /opt/cap/busybox: busybox with cap_net_raw+ep (a v2
+    xattr; busybox picks its applet from argv[0], so the copy keeps the name)."""
     work = tempfile.mkdtemp(prefix="nlr-caps-", dir="/var/tmp")
     try:
         subprocess.run(["tar", "-xf", BUSYBOX, "-C", work], check=True)
-        capbox = os.path.join(work, "rootfs", "bin", "capbox")
+        os.makedirs(os.path.join(work, "rootfs", "opt", "cap"))
+        capbox = os.path.join(work, "rootfs", "opt", "cap", "busybox")
         with open(os.path.join(work, "rootfs", "bin", "busybox"), "rb") as src, \
                 open(capbox, "wb") as dst:
             dst.write(src.read())
@@ -54,8 +56,8 @@ def _launch(client, image, config):
 
 
 def _cap_eff_as_user(inst) -> int:
-    """CapEff of /bin/capbox run by uid 1000 (busybox runs grep in that process)."""
-    res = inst.execute(["/bin/capbox", "grep", "CapEff", "/proc/self/status"], user=1000,
+    """CapEff of /opt/cap/busybox run by uid 1000 (busybox runs grep in that process)."""
+    res = inst.execute(["/opt/cap/busybox", "grep", "CapEff", "/proc/self/status"], user=1000,
                        group=1000)
     assert res.exit_code == 0, res.stderr
     return int(res.stdout.split()[1], 16)
@@ -78,7 +80,7 @@ def test_image_file_capability_counts_in_container(client, caps_image, privilege
 def test_capability_names_container_root_on_disk(daemon, client, caps_image):
     """The image volume holds a v3 capability owned by the container root's host id."""
     pool = os.path.join(daemon.lxd_dir, "storage-pools", "default", "images",
-                        caps_image.fingerprint, "rootfs", "bin", "capbox")
+                        caps_image.fingerprint, "rootfs", "opt", "cap", "busybox")
     inst = _launch(client, caps_image, {})
     try:
         value = os.getxattr(pool, "security.capability")

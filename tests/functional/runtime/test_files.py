@@ -1,9 +1,13 @@
 """File API: round trips with ownership/mode, and no way out of the container root.
 
 Each escape attempt plants a marker on the host and checks it is neither read,
-overwritten nor deleted through the API, for running and stopped instances.
+overwritten nor deleted through the API, for running and stopped instances,
+with absolute and relative paths (LXD takes a relative path as relative to `/`).
+The stock lxc 5.0 CLI and pylxd are used as their users would.
 """
 import os
+import shutil
+import subprocess
 import uuid
 
 import pylxd
@@ -81,6 +85,7 @@ def test_no_escape_through_symlinks_or_dotdot(make_instance, host_secret, runnin
     api = inst.client.api.instances[inst.name].files
     attempts = [f"/../../../../{rel}", f"/root/../../{rel}", "/abs-link", "/root/rel-link",
                 "/dir-link/secret", f"/root-link/{rel}", f"/root-link/../{rel}"]
+    attempts += [a.lstrip("/") for a in attempts] + [rel, f"../{rel}", f"./../../{rel}"]
     for path in attempts:
         status, body, _ = call(api.get, params={"path": path})
         assert b"host-only" not in body, path
@@ -95,7 +100,8 @@ def test_bad_requests(make_instance):
     inst = make_instance(start=False)
     api = inst.client.api.instances[inst.name].files
     assert call(api.get, params={})[0] == 400
-    assert call(api.get, params={"path": "relative/path"})[0] == 400
+    assert call(api.get, params={"path": "relative/path"})[0] == 404
+    assert call(api.get, params={"path": "a\x00b"})[0] == 400
     assert call(api.get, params={"path": f"/nope-{uuid.uuid4().hex}"})[0] == 404
     status, _, err = call(api.post, params={"path": "/x"}, data=b"",
                           headers={"X-LXD-mode": "banana"})
@@ -126,3 +132,98 @@ def test_stopped_instances_hold_no_mount(daemon, make_instance):
     assert inst.execute(["cat", "/root/offline"]).stdout == "written while stopped"
     inst.stop(wait=True, force=True)
     assert root not in statedir.mounts_below(daemon.lxd_dir)
+
+
+def test_relative_paths_are_relative_to_root(make_instance):
+    """As in LXD: `root/x` is `/root/x`, for every verb, running or stopped."""
+    inst = make_instance()
+    api = inst.client.api.instances[inst.name].files
+    api.post(params={"path": "root/rel.txt"}, data=b"rel\n")
+    assert inst.files.get("/root/rel.txt") == b"rel\n"
+    assert inst.files.get("root/rel.txt") == b"rel\n"
+    assert inst.files.get("./root/../root/rel.txt") == b"rel\n"
+    assert "rel.txt" in api.get(params={"path": "root"}).json()["metadata"]
+    inst.files.mk_dir("root/d")
+    assert inst.execute(["stat", "-c", "%F", "/root/d"]).stdout.strip() == "directory"
+    inst.stop(force=True, wait=True)
+    assert inst.files.get("root/rel.txt") == b"rel\n"
+    inst.files.delete("root/rel.txt")
+    assert call(api.get, params={"path": "/root/rel.txt"})[0] == 404
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
+def test_new_files_and_directories_belong_to_container_root(make_instance, running):
+    """Without owner headers, what the API makes is the container root's (its mapped
+    id on the host), not the host root's (nobody, 65534, inside the container); what
+    exists keeps its owner."""
+    inst = make_instance()
+    inst.execute(["sh", "-c", "echo u > /home/owned && chown 1000:1000 /home/owned"])
+    if not running:
+        inst.stop(force=True, wait=True)
+    inst.files.mk_dir("/mnt/new")
+    inst.files.put("/mnt/new/f", b"x")
+    inst.files.put("/home/owned", b"rewritten\n")
+    api = inst.client.api.instances[inst.name].files
+    api.post(params={"path": "/mnt/link"}, data=b"new/f", headers={"X-LXD-type": "symlink"})
+    for path, owner in (("/mnt/new", "0"), ("/mnt/new/f", "0"), ("/mnt/link", "0"),
+                        ("/home/owned", "1000")):
+        headers = api.get(params={"path": path}).headers
+        assert (headers["X-LXD-uid"], headers["X-LXD-gid"]) == (owner, owner), path
+    if not running:
+        inst.start(wait=True)
+    out = inst.execute(["stat", "-c", "%u:%g", "/mnt/new", "/mnt/new/f", "/home/owned"])
+    assert out.stdout.split() == ["0:0", "0:0", "1000:1000"], out.stdout
+    # container root can use what the API made (host root's files would be nobody's)
+    assert inst.execute(["sh", "-c", "echo y >> /mnt/new/f && touch /mnt/new/g"]).exit_code == 0
+
+
+def test_pylxd_recursive_put_makes_container_root_directories(make_instance, tmp_path):
+    inst = make_instance()
+    src = tmp_path / "tree"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "leaf").write_text("leaf\n")
+    inst.files.recursive_put(str(src), "/mnt/tree")
+    out = inst.execute(["sh", "-c", "cat /mnt/tree/a/b/leaf; stat -c '%u:%g' /mnt/tree "
+                                    "/mnt/tree/a /mnt/tree/a/b /mnt/tree/a/b/leaf"])
+    assert out.stdout.split() == ["leaf", "0:0", "0:0", "0:0", "0:0"], out.stdout
+
+
+@pytest.fixture
+def lxc(daemon, tmp_path):
+    """The stock lxc 5.0 CLI on the daemon's unix socket."""
+    if shutil.which("lxc") is None:
+        pytest.skip("the lxc CLI (lxd-client) is not installed")
+    env = {"LXD_DIR": daemon.lxd_dir, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+
+    def run(*args, check=True):
+        p = subprocess.run(["lxc", *args], env=env, capture_output=True, text=True,
+                           timeout=60, cwd=str(tmp_path))
+        if check:
+            assert p.returncode == 0, f"lxc {' '.join(args)}: {p.stdout}{p.stderr}"
+        return p
+    return run
+
+
+def test_stock_lxc_file_push_pull(lxc, make_instance, tmp_path, host_secret):
+    """`lxc file pull c1/root/p` sends a relative path; `push -p` makes the missing
+    parents without owner headers: both as with LXD, and no way out either."""
+    inst = make_instance()
+    local = tmp_path / "p"
+    local.write_text("pushed\n")
+    lxc("file", "push", "-p", str(local), f"{inst.name}/root/deep/er/p")
+    out = inst.execute(["sh", "-c", "cat /root/deep/er/p; stat -c '%u:%g' /root/deep "
+                                    "/root/deep/er /root/deep/er/p"])
+    assert out.stdout.split() == ["pushed", "0:0", "0:0", "0:0"], out.stdout
+    pulled = tmp_path / "pulled"
+    lxc("file", "pull", f"{inst.name}/root/deep/er/p", str(pulled))
+    assert pulled.read_text() == "pushed\n"
+    lxc("file", "pull", "-r", f"{inst.name}/root/deep", str(tmp_path / "tree"))
+    assert (tmp_path / "tree" / "deep" / "er" / "p").read_text() == "pushed\n"
+    # stdout, and the way out refused the same way as with absolute paths
+    assert lxc("file", "pull", f"{inst.name}/etc/hostname", "-").returncode == 0
+    rel = os.path.relpath(host_secret, "/")
+    p = lxc("file", "pull", f"{inst.name}/../../../{rel}", "-", check=False)
+    assert "host-only" not in p.stdout
+    inst.stop(force=True, wait=True)
+    lxc("file", "pull", f"{inst.name}/root/deep/er/p", str(tmp_path / "stopped"))
+    assert (tmp_path / "stopped").read_text() == "pushed\n"

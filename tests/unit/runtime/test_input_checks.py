@@ -79,9 +79,16 @@ def test_open_regular_never_opens_a_fifo(tmp_path):
         t.start()
         t.join(2)
         assert done.is_set(), "opening a FIFO blocked"
+        fd, created = safepath.open_or_create_regular_created(root, "/new", os.O_WRONLY,
+                                                              0o600)
+        os.close(fd)
+        assert created
+        assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o600
         fd = safepath.open_or_create_regular(root, "/new", os.O_WRONLY, 0o600)
         os.close(fd)
-        assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o600
+        fd, created = safepath.open_or_create_regular_created(root, "new", os.O_WRONLY, 0o600)
+        os.close(fd)
+        assert not created
     finally:
         os.close(root)
 

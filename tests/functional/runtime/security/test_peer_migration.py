@@ -120,6 +120,20 @@ def test_peer_stream_fuzz(daemon, client, busybox, case):
     _no_trace(client, daemon, name)
 
 
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+def test_peer_snapshot_stream_fuzz(daemon, client, busybox, case):
+    """A hostile stream for a snapshot (unpacked straight into the snapshot's
+    directory on a dir pool) is held to the same rules, and no snapshot is left."""
+    name = f"peer-{uuid.uuid4().hex[:6]}"
+    out = push(daemon, name, header(snapshots=[snapshot("s0"), snapshot("s1")]),
+               [volume_tar(), volume_tar(STREAM_CASES[case]), volume_tar()])
+    assert out["reply"] == {"ready": True, "layered": False}, out
+    assert out["status"] == "Failure" and not (out.get("result") or {}).get("success"), out
+    _no_trace(client, daemon, name)
+    snaps = os.path.join(daemon.lxd_dir, "storage-pools", "default", "containers-snapshots")
+    assert not os.path.isdir(snaps) or name not in os.listdir(snaps)
+
+
 def test_peer_stream_garbage(daemon, client, busybox):
     name = f"peer-{uuid.uuid4().hex[:6]}"
     out = push(daemon, name, header(), [os.urandom(300_000)])
