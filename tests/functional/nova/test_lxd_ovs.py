@@ -84,6 +84,17 @@ class LXDOVSBase(test_lxd_servers.LXDServersBase):
     def _net(self) -> list[dict]:
         return [{"uuid": self.neutron.network_1["id"]}]
 
+    def _own_port(self, last_octet: int) -> list[dict]:
+        """A port of its own fixed IP: nova's NeutronFixture copies one template
+        port, so two servers booted with _net() get the same address and a
+        transfer "between" them is a connection to itself."""
+        port = self.neutron.create_port(
+            {"port": {"network_id": self.neutron.network_1["id"]}})["port"]
+        fixed = [dict(ip, ip_address=ip["ip_address"].rsplit(".", 1)[0] + f".{last_octet}")
+                 for ip in port["fixed_ips"]]
+        self.neutron._ports[port["id"]]["fixed_ips"] = fixed
+        return [{"port": port["id"]}]
+
     def _port_of(self, server: dict) -> dict:
         [port] = [p for p in self.neutron._ports.values() if p.get("device_id") == server["id"]]
         return port
@@ -137,7 +148,8 @@ class LXDOVSBase(test_lxd_servers.LXDServersBase):
                    "bs=1024 count=2048 2>/dev/null && httpd -p 8080 -h /srv")
         want = self._exec(server, "md5sum", "/srv/blob").split()[0]
         # to a file first: a failed wget shows its error here, not an empty checksum
-        self._exec(client, "wget", "-q", "-T", "10", "-O", "/tmp/blob",
+        # (busybox 1.35's wget -T segfaults: the timeout comes from timeout(1))
+        self._exec(client, "timeout", "30", "wget", "-q", "-O", "/tmp/blob",
                    f"http://{server_ip}:8080/blob")
         got = self._exec(client, "md5sum", "/tmp/blob").split()[0]
         self.assertEqual(want, got, "TCP transfer between the containers was corrupted")
@@ -170,8 +182,8 @@ class LXDOVSBase(test_lxd_servers.LXDServersBase):
 
 class LXDOVSTest(LXDOVSBase):
     def test_native_ports_across_hosts(self):
-        one = self._boot_on("nlx-ovs1", HOSTS[0], self._net())
-        two = self._boot_on("nlx-ovs2", HOSTS[1], self._net())
+        one = self._boot_on("nlx-ovs1", HOSTS[0], self._own_port(41))
+        two = self._boot_on("nlx-ovs2", HOSTS[1], self._own_port(42))
         ips = {}
         for server, host in ((one, HOSTS[0]), (two, HOSTS[1])):
             port = self._port_of(server)
@@ -181,6 +193,7 @@ class LXDOVSTest(LXDOVSBase):
             self.assertNotIn(names["qbr"], nlx_ovs.link_names())
             ips[server["id"]] = self._assert_nic(server, port)
             self._assert_addresses_shown(server, ips[server["id"]])
+        self.assertNotEqual(ips[one["id"]], ips[two["id"]])
         self._assert_tcp(one, two, ips[two["id"]])
         self._assert_tcp(two, one, ips[one["id"]])
         # nova-compute plugs every running instance again when it starts
@@ -194,8 +207,8 @@ class LXDOVSTest(LXDOVSBase):
 
     def test_hybrid_port_talks_to_native_port(self):
         self.hybrid_hosts.add(HOSTS[0])
-        one = self._boot_on("nlx-hyb1", HOSTS[0], self._net())
-        two = self._boot_on("nlx-nat2", HOSTS[1], self._net())
+        one = self._boot_on("nlx-hyb1", HOSTS[0], self._own_port(43))
+        two = self._boot_on("nlx-nat2", HOSTS[1], self._own_port(44))
         port = self._port_of(one)
         names = self._names(port["id"])
         links = nlx_ovs.link_names()
