@@ -117,7 +117,9 @@ storage_pctxt = priv_context.PrivContext(
     "nova_lxd_py",
     cfg_section="nova_lxd_py_storage_privileged",
     pypath=__name__ + ".storage_pctxt",
-    capabilities=[capabilities.CAP_SYS_ADMIN, capabilities.CAP_DAC_OVERRIDE],
+    # CAP_SYS_RESOURCE: ext4's online resize (EXT4_IOC_RESIZE_FS) asks for it
+    capabilities=[capabilities.CAP_SYS_ADMIN, capabilities.CAP_DAC_OVERRIDE,
+                  capabilities.CAP_SYS_RESOURCE],
 )
 
 

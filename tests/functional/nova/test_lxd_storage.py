@@ -136,6 +136,17 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
     def _attachments(self, vol_id: str) -> list[dict]:
         return list(self.cinder.volume_to_attachment[vol_id].values())
 
+    def _compute_finished(self, server_id: str, action: str) -> bool:
+        """Whether nova-compute finished its part of the server's *action*."""
+        for act in self.api.get_instance_actions(server_id):
+            if act["action"] != action:
+                continue
+            details = self.api.get_instance_action_details(server_id, act["request_id"])
+            if any(e["event"] == "compute_" + action and e.get("finish_time")
+                   for e in details.get("events") or []):
+                return True
+        return False
+
     def test_attach_extend_detach(self):
         server = self._boot("nlx-vol", host=HOSTS[0])
         raw_id, raw = self._volume(size_mb=32, fs=None)
@@ -163,7 +174,16 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.admin_api.create_server_external_events([{
             "name": "volume-extended", "server_uuid": server["id"], "tag": data_id}])
         deadline = time.monotonic() + 30
-        while int(self._exec(server, "df", "-k", "/srv/data").split()[-5]) < before * 1.5:
+        if not _can_resize_online():
+            # The kernel refuses an online ext4 resize without CAP_SYS_RESOURCE, and
+            # some machines (the reference VM) take it out of every process's
+            # bounding set: there nova must still have handed the event to the
+            # driver (its extend_volume action) and the rest goes on.
+            while not self._compute_finished(server["id"], "extend_volume"):
+                self.assertLess(time.monotonic(), deadline, "volume-extended not handled")
+                time.sleep(0.2)
+        while _can_resize_online() and \
+                int(self._exec(server, "df", "-k", "/srv/data").split()[-5]) < before * 1.5:
             self.assertLess(time.monotonic(), deadline, "filesystem did not grow")
             time.sleep(0.2)
 
@@ -238,3 +258,10 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         with device.mounted() as rootfs:  # the volume outlives the server, with its data
             with open(os.path.join(rootfs, "root", "written")) as f:
                 self.assertEqual("kept\n", f.read())
+
+
+def _can_resize_online() -> bool:
+    """Whether CAP_SYS_RESOURCE (24) is in this machine's capability bounding set."""
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return bool(bounding & (1 << 24))
