@@ -138,10 +138,10 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
 
     def _compute_finished(self, server_id: str, action: str) -> bool:
         """Whether nova-compute finished its part of the server's *action*."""
-        for act in self.api.get_instance_actions(server_id):
+        for act in self.admin_api.get_instance_actions(server_id):
             if act["action"] != action:
                 continue
-            details = self.api.get_instance_action_details(server_id, act["request_id"])
+            details = self.admin_api.get_instance_action_details(server_id, act["request_id"])
             if any(e["event"] == "compute_" + action and e.get("finish_time")
                    for e in details.get("events") or []):
                 return True
