@@ -85,8 +85,13 @@ class Steps:
 
 def _until(driver, what, timeout: float = WAIT, message: str = "",
            poll_frequency: float = 0.5):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.wait import WebDriverWait
-    return WebDriverWait(driver, timeout, poll_frequency=poll_frequency).until(what, message)
+    # Horizon's tables refresh their rows in place: an element found a moment ago
+    # may be gone when read, which is a reason to look again, not a failure.
+    return WebDriverWait(driver, timeout, poll_frequency=poll_frequency,
+                         ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(what, message)
 
 
 def _allocate(driver, step, label: str) -> None:

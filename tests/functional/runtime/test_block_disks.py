@@ -69,7 +69,7 @@ def test_volume_mounts_are_out_of_host_users_reach(daemon, client, make_instance
     """A volume's files are the tenant's choice (root in the container writes uid 0
     files through a shifted mount): a setuid-root file on it must not be reachable
     by host users through the daemon's host mounts, neither the container's mount
-    nor the plain one the files API uses for a root on a block device (issue 12)."""
+    nor that of a root on a block device (issue 12)."""
     assert _host_user_reaches(daemon.lxd_dir)   # the barrier is the daemon's, not /var/tmp
     loop = loops(files={"suid": b"#!/bin/sh\nid\n"})
     with loop.mounted() as root:
@@ -85,7 +85,8 @@ def test_volume_mounts_are_out_of_host_users_reach(daemon, client, make_instance
         "devices": {"root": {"type": "disk", "path": "/", "pool": "default",
                              "source": boot.path, "shift": "true"}}}, wait=True)
     try:
-        bfv.files.put("/etc/pushed", b"x\n")   # mounts the root plainly for the files API
+        # (a stopped one's root is mounted only for the length of a files request)
+        bfv.start(wait=True)
         mounts = _host_mounts(daemon)
         assert len(mounts) == 2, mounts
         assert _host_user_reaches(os.path.join(daemon.lxd_dir, "disks"))
@@ -95,6 +96,7 @@ def test_volume_mounts_are_out_of_host_users_reach(daemon, client, make_instance
             assert not _host_user_reaches(suid), f"{suid} is reachable by host users"
         assert inst.execute(["cat", "/srv/vol/suid"]).exit_code == 0
     finally:
+        bfv.stop(force=True, wait=True)
         bfv.delete(wait=True)
     assert len(_host_mounts(daemon)) == 1
 

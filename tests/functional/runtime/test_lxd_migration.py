@@ -239,8 +239,6 @@ def test_lxc_cli_move_and_copy_both_ways(lxc_cli, lxd_client, rt_client, names):
     _check_snapshots(rt_client, copy)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, open: copying one LXD snapshot into the "
-                   "runtime as a new instance ends with 'Cannot write to closing transport'")
 def test_lxc_cli_copy_one_lxd_snapshot_as_new_instance(lxc_cli, lxd_client, rt_client, names):
     """A snapshot alone, as a new instance (lxc copy c/snap remote:new)."""
     name, single = names(), names()
