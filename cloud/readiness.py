@@ -97,7 +97,8 @@ def admin():
             auth_url=layout.url("keystone", "/v3"), username="admin",
             password=layout.ADMIN_PASSWORD, project_name="admin",
             user_domain_name="Default", project_domain_name="Default",
-            region_name=layout.REGION, compute_api_version="2.96")
+            region_name=layout.REGION, compute_api_version="2.96",
+            connect_retries=3)
     return _admin
 
 

@@ -49,7 +49,8 @@ def member():
         auth_url=layout.url("keystone", "/v3"), username=layout.MEMBER_USER,
         password=layout.MEMBER_PASSWORD, project_name=layout.MEMBER_PROJECT,
         user_domain_name="Default", project_domain_name="Default",
-        region_name=layout.REGION, compute_api_version="2.96")
+        region_name=layout.REGION, compute_api_version="2.96",
+        connect_retries=3)
 
 
 def _images(conn, progress) -> dict[str, str]:
