@@ -10,6 +10,7 @@ import http.client as httplib
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 
 Check = Callable[[], "str | None"]
@@ -106,14 +107,36 @@ def forget_admin() -> None:
     """Drop the cached connection (its token's catalogue may be out of date)."""
     global _admin
     _admin = None
+    _listings.clear()
+
+
+_listings: dict[str, tuple[float, list]] = {}
+LISTING_TTL = 1.0
+
+
+def _listing(kind: str) -> list:
+    """nova's compute services or Neutron's agents, listed at most once a
+    second however many services wait on them. Why: with ten hosts, twenty
+    checks each listing on every poll were dozens of API calls a second to
+    nova-api and neutron-server, on the two cores the starting services need."""
+    now = time.monotonic()
+    cached = _listings.get(kind)
+    if cached and now - cached[0] < LISTING_TTL:
+        return cached[1]
+    if kind == "nova":
+        found = list(admin().compute.services())
+    else:
+        found = list(admin().network.agents())
+    _listings[kind] = (now, found)
+    return found
 
 
 def nova_service(binary: str, host: str | None = None) -> Check:
     """The service is up in nova's service list (it reported over RPC)."""
     def check() -> str | None:
         try:
-            found = [s for s in admin().compute.services(binary=binary)
-                     if host is None or s.host == host]
+            found = [s for s in _listing("nova")
+                     if s.binary == binary and (host is None or s.host == host)]
         except Exception as e:  # noqa: BLE001 - any API failure means not ready
             return f"nova service list: {e}"
         if not found:
@@ -126,7 +149,7 @@ def neutron_agent(binary: str, host: str) -> Check:
     """The agent reported its state to neutron-server and is alive."""
     def check() -> str | None:
         try:
-            found = list(admin().network.agents(binary=binary, host=host))
+            found = [a for a in _listing("neutron") if a.binary == binary and a.host == host]
         except Exception as e:  # noqa: BLE001 - any API failure means not ready
             return f"neutron agent list: {e}"
         if not found:
