@@ -251,6 +251,25 @@ def memory_breakdown(hosts: int) -> dict:
     return out
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def idle_cpu(seconds: float = 20.0) -> float:
+    """CPU the idle cloud burns (periodic tasks, agents' loops, state reports),
+    in cores: what is left of the machine's two for the boots."""
+    pids = memory.processes()
+    before = {p: _cpu_ticks(p) for p in pids}
+    time.sleep(seconds)
+    used = sum(max(0, _cpu_ticks(p) - t) for p, t in before.items())
+    return used / os.sysconf("SC_CLK_TCK") / seconds
+
+
 # ---------------------------------------------------------------- one phase
 
 def ensure_quota(adm, project: str, servers: int) -> None:
@@ -284,6 +303,8 @@ def phase(hosts: int, servers: int, batch: int, single: int, up: bool, keep: boo
                 conn.compute.delete_server(s)
         result["memory_idle_mb"] = memory_breakdown(hosts)
         log(f"  memory idle: {result['memory_idle_mb']['total']:.0f} MB")
+        result["idle_cpu_cores"] = idle_cpu()
+        log(f"  idle CPU: {result['idle_cpu_cores']:.2f} cores")
         image = conn.image.find_image("busybox", ignore_missing=False)
         flavor = conn.compute.find_flavor("c1.tiny", ignore_missing=False)
         net = conn.network.find_network("private", ignore_missing=False)
@@ -318,7 +339,7 @@ def table(results: list[dict]) -> None:
     print()
     print(f"{'hosts':>5} {'servers':>8} {'ACTIVE':>6} {'up s':>6} {'single s':>9} "
           f"{'batch/srv s':>11} {'batch med s':>11} {'boot all s':>10} {'delete s':>9} "
-          f"{'mem idle MB':>11} {'mem loaded MB':>13}")
+          f"{'mem idle MB':>11} {'mem loaded MB':>13} {'idle CPU':>8}")
     for r in results:
         b = r.get("boot", {})
         print(f"{r['hosts']:>5} {r['servers']:>8} {b.get('active', 0):>6} "
@@ -327,7 +348,8 @@ def table(results: list[dict]) -> None:
               f"{_f(b.get('total_s'), '{:.0f}'):>10} "
               f"{_f(r.get('delete', {}).get('runtimes_empty_s'), '{:.1f}'):>9} "
               f"{_f(r.get('memory_idle_mb', {}).get('total'), '{:.0f}'):>11} "
-              f"{_f(r.get('memory_loaded_mb', {}).get('total'), '{:.0f}'):>13}")
+              f"{_f(r.get('memory_loaded_mb', {}).get('total'), '{:.0f}'):>13} "
+              f"{_f(r.get('idle_cpu_cores')):>8}")
     for r in results:
         print(f"\n{r['hosts']} hosts: servers per host {r.get('spread')}")
         m = r.get("memory_loaded_mb")

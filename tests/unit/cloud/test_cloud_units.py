@@ -46,6 +46,44 @@ def test_stages_start_every_service_once():
     assert order.index("infra") < order.index("identity") < order.index("agents")
 
 
+def test_many_hosts_start_in_waves_after_the_network_node():
+    """Ten hosts' agents and computes at once overran their readiness timeouts
+    on two cores: they start a few hosts at a time; two hosts stay one stage."""
+    two = [stage for stage, _ in orchestrate._stages(services.table(NODES), NODES)]
+    assert two == ["infra", "identity", "control", "agents"]
+    nodes = orchestrate.computes(10)
+    table = services.table(nodes)
+    stages = orchestrate._stages(table, nodes)
+    staged = [s.name for _, batch in stages for s in batch]
+    assert sorted(staged) == sorted(s.name for s in table)
+    waves = [[s.name for s in batch] for stage, batch in stages
+             if stage == "agents" or stage.startswith("hosts ")]
+    assert "neutron-dhcp-agent" in waves[0] and "nova-compute-host1" in waves[0]
+    assert all(sum(n.startswith("nova-compute-") for n in w) <= orchestrate.HOST_WAVE
+               for w in waves)
+    assert "nova-compute-host10" in waves[-1] and "neutron-ovs-agent-host10" in waves[-1]
+
+
+def test_readiness_lists_nova_services_once_for_every_check(monkeypatch):
+    from types import SimpleNamespace
+
+    from cloud import readiness
+    calls = []
+
+    class Compute:
+        def services(self):
+            calls.append(1)
+            return [SimpleNamespace(binary="nova-compute", host="nlxc-host1", state="up")]
+
+    monkeypatch.setattr(readiness, "admin", lambda: SimpleNamespace(compute=Compute()))
+    readiness._listings.clear()
+    checks = [readiness.nova_service("nova-compute", f"nlxc-host{i}") for i in (1, 2, 3)]
+    results = [check() for check in checks]
+    assert results[0] is None and "has not registered" in results[1]
+    assert len(calls) == 1
+    readiness._listings.clear()
+
+
 def test_supervisor_programs_do_not_autostart_and_escape_percent():
     table = services.table(NODES)
     table[0].env["X"] = '50% "q"'
