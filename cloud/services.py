@@ -186,13 +186,24 @@ def ovs(node: Node) -> list[Service]:
     ]
 
 
+def _lean_env() -> dict[str, str]:
+    """For the services every host runs (and the privsep helpers they start,
+    which inherit their environment): eventlet without its green DNS resolver,
+    whose import (dnspython, twice: plain and patched) costs 7-8 MB in every
+    Python process; these services only ever name IP addresses and sockets.
+    Four privsep helpers, an OVS agent and nova-compute per host: about 45 MB
+    less per host."""
+    return {"EVENTLET_NO_GREENDNS": "yes"}
+
+
 def _agent(name: str, binary: str, node: Node, *confs: str) -> Service:
     args = ["--config-file", layout.etc("neutron", "neutron.conf")]
     for conf in confs:
         args += ["--config-file", layout.etc("neutron", conf)]
     return Service(name, [layout.bin_(binary), *args],
                    readiness.neutron_agent(binary, node.name),
-                   "network", namespace=node.name, env={**_path_env(), **ovs_env(node)})
+                   "network", namespace=node.name,
+                   env={**_path_env(), **_lean_env(), **ovs_env(node)})
 
 
 def network_node() -> list[Service]:
@@ -226,7 +237,7 @@ def compute_host(node: Node) -> list[Service]:
                 [layout.bin_("nova-compute"), "--config-file", conf],
                 readiness.nova_service("nova-compute", node.name), "compute",
                 namespace=node.name,
-                env={**_path_env(), **ovs_env(node)}, timeout=120),
+                env={**_path_env(), **_lean_env(), **ovs_env(node)}, timeout=120),
     ]
 
 
