@@ -161,13 +161,16 @@ def nova_compute(node: Node, conf: str) -> Sections:
                     "vif_plugging_is_fatal": True, "vif_plugging_timeout": 120,
                     "heal_instance_info_cache_interval": 60,
                     "resume_guests_state_on_host_boot": False,
-                    "reserved_host_memory_mb": 0},
+                    "reserved_host_memory_mb": 0,
+                    # [DEFAULT], where nova reads it: under [compute] it was
+                    # ignored and the hosts took nova's initial ratio, 4.0
+                    # (8 servers per host of 2 cores; 16 on the 2-host cloud).
+                    "cpu_allocation_ratio": 16.0},
         "lxd": {"endpoint": layout.runtime_socket(node)},
         "serial_console": {"proxyclient_address": node.mgmt_ip},
         "oslo_concurrency": {"lock_path": os.path.join(state, "locks")},
         "os_vif_ovs": {"ovsdb_connection": f"unix:{node.ovs_dir}/db.sock",
                        "ovsdb_interface": "native"},
-        "compute": {"cpu_allocation_ratio": 16.0},
     })
     for section in ("nova_sys_admin", "privsep_osbrick", "vif_plug_ovs_privileged",
                     "vif_plug_linux_bridge_privileged", "nova_lxd_py_privileged"):
