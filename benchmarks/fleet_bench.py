@@ -86,7 +86,7 @@ class Fleet:
         by nova) until all *count* are ACTIVE or ERROR; return their ids."""
         pattern = f"^{re.escape(name)}(-[0-9]+)?$"
         while True:
-            servers = list(self.conn.compute.servers(name=pattern))
+            servers = _retry(lambda: list(self.conn.compute.servers(name=pattern)))
             now = time.monotonic()
             done = 0
             for s in servers:
@@ -146,9 +146,25 @@ def boot_all(fleet: Fleet, total: int, batch: int, single: int, tag: str) -> dic
     }
 
 
+def _retry(call, tries: int = 5):
+    """An API call retried on a server error: under load nova-api answered a
+    listing with 500 once (its own call to Neutron failed), after every
+    server was ACTIVE."""
+    import openstack.exceptions
+
+    for attempt in range(tries):
+        try:
+            return call()
+        except openstack.exceptions.HttpException as e:
+            if attempt == tries - 1 or (e.status_code or 500) < 500:
+                raise
+            log(f"  retrying after {e.status_code}: {e}")
+            time.sleep(5)
+
+
 def spread(adm) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for s in adm.compute.servers(all_projects=True):
+    for s in _retry(lambda: list(adm.compute.servers(all_projects=True))):
         if s.name.startswith(PREFIX) and s.status == "ACTIVE":
             counts[s.compute_host] = counts.get(s.compute_host, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: int(HOST_RE.search(kv[0]).group(1))))
@@ -173,7 +189,8 @@ def delete_all(conn, hosts: int, timeout: float) -> dict:
         list(pool.map(conn.compute.delete_server, servers))
     issued = time.monotonic() - started
     while True:
-        left = [s for s in conn.compute.servers() if s.name.startswith(PREFIX)]
+        left = [s for s in _retry(lambda: list(conn.compute.servers()))
+                if s.name.startswith(PREFIX)]
         if not left:
             break
         if time.monotonic() - started > timeout:
@@ -273,6 +290,36 @@ def idle_cpu(seconds: float = 20.0) -> float:
     return used / os.sysconf("SC_CLK_TCK") / seconds
 
 
+def cpu_by_kind():
+    """Start counting CPU per kind of service (hosts' services summed as
+    ``nova-compute-hostN``); the returned function gives cores used since."""
+    kids = children_map()
+    programs = {}
+    for name, info in supervisor.states().items():
+        if info.get("pid"):
+            for p in subtree(info["pid"], kids):
+                programs[p] = name
+    before = {p: _cpu_ticks(p) for p in memory.processes()}
+
+    def kind(pid: int) -> str:
+        cmd = cmdline(pid)
+        if "privsep-helper" in cmd:
+            m = re.search(r"privsep_context (\S+)", cmd)
+            return "privsep " + (m.group(1) if m else "?")
+        if pid in programs:
+            return re.sub(r"-host\d+$", "-hostN", programs[pid])
+        return os.path.basename(cmd.split()[0]) if cmd else "?"
+
+    def since(seconds: float) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for pid, t in before.items():
+            k = kind(pid)
+            used[k] = used.get(k, 0.0) + max(0, _cpu_ticks(pid) - t) / os.sysconf(
+                "SC_CLK_TCK") / seconds
+        return dict(sorted(used.items(), key=lambda kv: -kv[1]))
+    return since
+
+
 # ---------------------------------------------------------------- one phase
 
 def ensure_quota(adm, project: str, servers: int) -> None:
@@ -283,8 +330,9 @@ def ensure_quota(adm, project: str, servers: int) -> None:
 
 
 def phase(hosts: int, servers: int, batch: int, single: int, up: bool, keep: bool,
-          timeout: float) -> dict:
+          timeout: float, partial: list[dict]) -> dict:
     result: dict = {"hosts": hosts, "servers": servers}
+    partial.append(result)   # kept in the JSON even if the phase fails
     if up:
         if supervisor.pid():
             log("cloud down (a cloud is up)")
@@ -314,8 +362,12 @@ def phase(hosts: int, servers: int, batch: int, single: int, up: bool, keep: boo
         fleet = Fleet(conn, image.id, flavor.id, net.id, timeout)
         log(f"booting {servers} servers: batches of {batch}, then {single} one by one")
         t = time.monotonic()
+        result["load_before_boots"] = os.getloadavg()
+        cpu = cpu_by_kind()
         result["boot"] = boot_all(fleet, servers, batch, single, f"h{hosts}")
         result["boot"]["total_s"] = time.monotonic() - t
+        result["boot"]["cpu_cores_by_kind"] = cpu(result["boot"]["total_s"])
+        result["load_after_boots"] = os.getloadavg()
         result["spread"] = spread(adm)
         result["memory_loaded_mb"] = memory_breakdown(hosts)
         log(f"  memory with {result['boot']['active']} ACTIVE: "
@@ -362,6 +414,11 @@ def table(results: list[dict]) -> None:
                   f"(mean {m['per_host_mean']:.0f} per host: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in m["per_host_by_kind"].items())
                   + f"), containers' own processes {m['containers']:.0f}")
+        cpu = r.get("boot", {}).get("cpu_cores_by_kind")
+        if cpu:
+            print(f"  CPU during the boots (cores; load {r['load_before_boots'][0]:.1f} -> "
+                  f"{r['load_after_boots'][0]:.1f}): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in list(cpu.items())[:8]))
         if r.get("boot", {}).get("faults"):
             print(f"  faults: {r['boot']['faults']}")
     for r in results[1:]:
@@ -396,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, (hosts, count) in enumerate(zip(args.hosts, servers, strict=True)):
             last = i == len(args.hosts) - 1
-            results.append(phase(hosts, count, args.batch, args.single, not args.no_up,
-                                 args.keep and last, args.timeout))
+            phase(hosts, count, args.batch, args.single, not args.no_up,
+                  args.keep and last, args.timeout, results)
     finally:
         if results:
             table(results)
