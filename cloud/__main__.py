@@ -21,14 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "tempest":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
-    from cloud import orchestrate
+    from cloud import layout, orchestrate
 
     def progress(line: str) -> None:
         print(f"[cloud] {line}", flush=True)
 
     if args.command == "up":
-        if args.hosts < 1:
-            parser.error("--hosts must be at least 1")
+        if not 1 <= args.hosts <= layout.MAX_HOSTS:
+            parser.error(f"--hosts must be between 1 and {layout.MAX_HOSTS}")
         try:
             orchestrate.up(args.hosts, progress)
         except orchestrate.ServiceFailed as e:

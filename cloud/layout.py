@@ -101,6 +101,10 @@ class Node:
 NETWORK_NODE = Node(f"{PREFIX}-net", 2)
 
 
+# Host N is .(10 + N) on the management and underlay /24s.
+MAX_HOSTS = 244
+
+
 def compute_node(number: int) -> Node:
     """Compute host *number* (1-based)."""
     return Node(f"{PREFIX}-host{number}", 10 + number)
