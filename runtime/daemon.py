@@ -78,14 +78,14 @@ class Daemon:
     """
 
     db: dbmod.Database
-    # One repository per table (runtime/db/<table>.py), named <table>_db.
-    certificates_db: Certificates
-    config_db: ServerConfig
-    images_db: ImageRows
-    image_aliases_db: ImageAliases
-    networks_db: NetworkRows
-    profiles_db: Profiles
-    projects_db: ProjectRows
+    # The rows of the tables the API, images, networks, projects and TLS own (runtime/db/).
+    certificate_rows: Certificates
+    server_config: ServerConfig
+    image_rows: ImageRows
+    alias_rows: ImageAliases
+    network_rows: NetworkRows
+    profile_rows: Profiles
+    project_rows: ProjectRows
     ops: Operations
     instances: InstanceManager
     images: ImageStore
@@ -112,13 +112,13 @@ class Daemon:
         """Open the state and build the subsystems; nothing runs in the background yet."""
         self.paths.create()
         self.db = dbmod.Database(self.paths.db)
-        self.certificates_db = Certificates(self.db)
-        self.config_db = ServerConfig(self.db)
-        self.images_db = ImageRows(self.db)
-        self.image_aliases_db = ImageAliases(self.db)
-        self.networks_db = NetworkRows(self.db)
-        self.profiles_db = Profiles(self.db)
-        self.projects_db = ProjectRows(self.db)
+        self.certificate_rows = Certificates(self.db)
+        self.server_config = ServerConfig(self.db)
+        self.image_rows = ImageRows(self.db)
+        self.alias_rows = ImageAliases(self.db)
+        self.network_rows = NetworkRows(self.db)
+        self.profile_rows = Profiles(self.db)
+        self.project_rows = ProjectRows(self.db)
         self.ops = Operations(self.bus)
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
@@ -137,7 +137,7 @@ class Daemon:
         self.devices = Devices(self)
         self.networks = Networks(self)
         self.networks.restore_all()
-        network_defaults.seed_profiles(self.profiles_db)
+        network_defaults.seed_profiles(self.profile_rows)
         self.snapshots = Snapshots(self)
         self.publisher = Publisher(self, self.snapshots)
         self.copier = Copier(self, self.snapshots)
@@ -176,18 +176,18 @@ class Daemon:
 
     async def _seed(self) -> None:
         """What a fresh state directory starts with: project, pool, profile."""
-        if not self.projects_db.exists("default"):
-            self.projects_db.create("default", "Default project",
-                                    {"features.images": "true", "features.profiles": "true",
-                                     "features.storage.volumes": "true"})
+        if not self.project_rows.exists("default"):
+            self.project_rows.create("default", "Default project",
+                                     {"features.images": "true", "features.profiles": "true",
+                                      "features.storage.volumes": "true"})
         if not self.db.get("storage_pools", name="default"):
             await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
             self.db.insert("storage_pools", name="default", driver="dir",
                            description="Default storage pool", config={})
-        if not self.profiles_db.exists("default", "default"):
-            self.profiles_db.create("default", "default", "Default profile", config={},
-                                    devices={"root": {"type": "disk", "path": "/",
-                                                      "pool": "default"}})
+        if not self.profile_rows.exists("default", "default"):
+            self.profile_rows.create("default", "default", "Default profile", config={},
+                                     devices={"root": {"type": "disk", "path": "/",
+                                                       "pool": "default"}})
 
     # Lookups -------------------------------------------------------------------
     def pool(self, name: str):
@@ -217,7 +217,7 @@ class Daemon:
 
     def feature_project(self, project: str, feature: str) -> str:
         """The project whose objects `project` uses for one feature (its own or default)."""
-        row = self.projects_db.get(project)
+        row = self.project_rows.get(project)
         if row and row["config"].get(feature) == "true":
             return project
         return "default"
@@ -234,7 +234,7 @@ class Daemon:
 
     # Server identity and configuration ----------------------------------------------
     def https_addresses(self) -> list[str]:
-        addr = self.config_db.get("core.https_address")
+        addr = self.server_config.get("core.https_address")
         return [addr] if addr else []
 
     def server_cert_pem(self) -> str:
@@ -249,9 +249,9 @@ class Daemon:
 
     async def apply_server_config(self, config: dict) -> None:
         """Store the server configuration (`PUT/PATCH /1.0`); the subsystems follow it."""
-        old = self.config_db.all()
+        old = self.server_config.all()
         config = await self.tls.prepare_config(old, config)
-        self.config_db.replace(config)
+        self.server_config.replace(config)
         await self.tls.follow_config(old, config)
         if any(old.get(k) != config.get(k) for k in RemoteImages.CONFIG_KEYS):
             await self.remote_images.maintain()

@@ -21,7 +21,7 @@ def _bool(value: str | None) -> bool:
 async def list_images(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
-    rows = d.images_db.list(d.image_project(proj))
+    rows = d.image_rows.list(d.image_project(proj))
     if recursion(request):
         return response.sync([d.images.render(proj, r) for r in rows])
     return response.sync([f"/1.0/images/{r['fingerprint']}" for r in rows])
@@ -128,7 +128,7 @@ async def update_image(request: web.Request) -> web.Response:
     for key in ("public", "auto_update"):
         if key in body or not patch:
             values[key] = bool(body.get(key, False))
-    d.images_db.update(row["project"], row["fingerprint"], **values)
+    d.image_rows.update(row["project"], row["fingerprint"], **values)
     d.bus.lifecycle("image-updated", f"/1.0/images/{row['fingerprint']}", proj)
     return response.sync({})
 
@@ -176,10 +176,10 @@ async def export_response(request: web.Request, store, row: dict) -> web.StreamR
 def _add_alias(d, proj: str, name: str, target: str, description: str) -> None:
     iproj = d.image_project(proj)
     validate_alias_name(name)
-    if d.image_aliases_db.exists(iproj, name):
+    if d.alias_rows.exists(iproj, name):
         raise Conflict(f"Alias {name!r} already exists")
     fp = d.images.get(proj, target)["fingerprint"]
-    d.image_aliases_db.create(iproj, name, fp, description or "")
+    d.alias_rows.create(iproj, name, fp, description or "")
 
 
 def validate_alias_name(name: object) -> str:
@@ -197,7 +197,7 @@ def _render_alias(row: dict) -> dict:
 async def list_aliases(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
-    rows = d.image_aliases_db.list(d.image_project(proj))
+    rows = d.alias_rows.list(d.image_project(proj))
     if recursion(request):
         return response.sync([_render_alias(r) for r in rows])
     return response.sync([f"/1.0/images/aliases/{r['name']}" for r in rows])
@@ -232,7 +232,7 @@ async def update_alias(request: web.Request) -> web.Response:
         values["fingerprint"] = d.images.get(proj, body["target"])["fingerprint"]
     if "description" in body or request.method == "PUT":
         values["description"] = str(body.get("description") or "")
-    d.image_aliases_db.update(row["project"], row["name"], **values)
+    d.alias_rows.update(row["project"], row["name"], **values)
     return response.sync({})
 
 
@@ -242,9 +242,9 @@ async def rename_alias(request: web.Request) -> web.Response:
     row = d.images.alias(proj, request.match_info["name"])
     body = await read_json(request)
     new = validate_alias_name(body.get("name"))
-    if d.image_aliases_db.exists(row["project"], new):
+    if d.alias_rows.exists(row["project"], new):
         raise Conflict(f"Alias {new!r} already exists")
-    d.image_aliases_db.rename(row["project"], row["name"], new)
+    d.alias_rows.rename(row["project"], row["name"], new)
     return response.created(f"/1.0/images/aliases/{new}")
 
 
@@ -252,7 +252,7 @@ async def delete_alias(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
     row = d.images.alias(proj, request.match_info["name"])
-    d.image_aliases_db.delete(row["project"], row["name"])
+    d.alias_rows.delete(row["project"], row["name"])
     return response.sync({})
 
 

@@ -36,7 +36,7 @@ async def default_network(d) -> None:
     if not spec:
         return
     name, _, cidr = spec.partition("=")
-    profile = d.profiles_db.get("default", "default")
+    profile = d.profile_rows.get("default", "default")
     if profile is None or any(dev.get("type") == "nic" for dev in profile["devices"].values()):
         return
     marker = os.path.join(d.paths.lxd_dir, "networks", ".default-created")
@@ -47,7 +47,7 @@ async def default_network(d) -> None:
                                 {"ipv4.address": cidr or "auto"})
     devices = dict(profile["devices"])
     devices["eth0"] = {"type": "nic", "name": "eth0", "network": name}
-    d.profiles_db.set_devices("default", "default", devices)
+    d.profile_rows.set_devices("default", "default", devices)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     open(marker, "w").close()
     LOG.info("default network %s created; default profile has eth0 on it", name)

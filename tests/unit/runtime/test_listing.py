@@ -24,7 +24,7 @@ def mgr(tmp_path):
         db.insert("instances", project="default", name=f"c{i}", architecture="x86_64",
                   created_at=1.0, config={"user.i": str(i)}, devices={}, profiles=["p"],
                   pool="default")
-    d = types.SimpleNamespace(db=db, profiles_db=profiles, projects_db=projects,
+    d = types.SimpleNamespace(db=db, profile_rows=profiles, project_rows=projects,
                               paths=types.SimpleNamespace(lxcpath=str(tmp_path),
                                                           lxd_dir=str(tmp_path),
                                                           logs=str(tmp_path)),
@@ -53,9 +53,9 @@ def test_changes_are_seen(mgr):
     _listed(mgr)
     mgr.d.db.update("instances", {"name": "c3"}, description="changed")
     mgr.pids.pop(2)
-    mgr.d.profiles_db.update("default", "p", config={"limits.cpu": "4"},
-                             devices={"root": {"type": "disk", "path": "/", "pool": "default"}},
-                             description="")
+    mgr.d.profile_rows.update("default", "p", config={"limits.cpu": "4"},
+                              devices={"root": {"type": "disk", "path": "/", "pool": "default"}},
+                              description="")
     mgr.d.db.delete("instances", name="c4")
     mgr.d.db.insert("instances", project="default", name="c9", architecture="x86_64",
                     created_at=2.0, config={}, devices={}, profiles=["p"], pool="default")
