@@ -73,7 +73,11 @@ def wsgi(name: str, app: str, port: int, env: dict[str, str], path: str = "/") -
     conf = os.path.join(os.path.dirname(__file__), "gunicorn_conf.py")
     argv = [layout.bin_("gunicorn"), "--config", conf, "--bind", f"{IP}:{port}", "--workers", "1",
             "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
-            "--graceful-timeout", "5", "--name", name, "--no-control-socket", app]
+            "--graceful-timeout", "5", "--name", name, "--no-control-socket",
+            # nova asks Neutron for the ports of up to 150 servers in one query
+            # string (~7 KB): gunicorn's default 4094-byte request line refused
+            # it, and listing 100 servers as admin failed with a 500.
+            "--limit-request-line", "8190", app]
     return Service(name, argv, readiness.http(IP, port, path), "control",
                    env={**_path_env(), **env})
 
