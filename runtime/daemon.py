@@ -20,6 +20,10 @@ from runtime import db as dbmod
 from runtime import recovery
 from runtime.api.app import build_app
 from runtime.base import logs
+from runtime.db.instances import Instances as InstanceRows
+from runtime.db.snapshots import Snapshots as SnapshotRows
+from runtime.db.storage_pools import StoragePools
+from runtime.db.storage_volumes import StorageVolumes
 from runtime.errors import BadRequest, NotFound
 from runtime.events import EventBus
 from runtime.images.remote import RemoteImages
@@ -71,6 +75,11 @@ class Daemon:
     """
 
     db: dbmod.Database
+    # The rows of the tables the instance and storage layers own (runtime/db/).
+    instance_rows: InstanceRows
+    snapshot_rows: SnapshotRows
+    pool_rows: StoragePools
+    volume_rows: StorageVolumes
     ops: Operations
     instances: InstanceManager
     images: ImageStore
@@ -97,11 +106,15 @@ class Daemon:
         """Open the state and build the subsystems; nothing runs in the background yet."""
         self.paths.create()
         self.db = dbmod.Database(self.paths.db)
+        self.instance_rows = InstanceRows(self.db)
+        self.snapshot_rows = SnapshotRows(self.db)
+        self.pool_rows = StoragePools(self.db)
+        self.volume_rows = StorageVolumes(self.db)
         self.ops = Operations(self.bus)
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
         await self._seed()
-        for row in self.db.select("storage_pools"):
+        for row in self.pool_rows.list():
             self.pools[row["name"]] = driver_class(row["driver"])(
                 row["name"], row["config"], self.paths.lxd_dir)
         self.instances = InstanceManager(self)
@@ -158,10 +171,9 @@ class Daemon:
             self.db.insert("projects", name="default", description="Default project",
                            config={"features.images": "true", "features.profiles": "true",
                                    "features.storage.volumes": "true"})
-        if not self.db.get("storage_pools", name="default"):
+        if not self.pool_rows.exists("default"):
             await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
-            self.db.insert("storage_pools", name="default", driver="dir",
-                           description="Default storage pool", config={})
+            self.pool_rows.create("default", "dir", "Default storage pool", {})
         if not self.db.get("profiles", project="default", name="default"):
             self.db.insert("profiles", project="default", name="default",
                            description="Default profile", config={},
@@ -181,15 +193,14 @@ class Daemon:
         except Exception as exc:
             await pool.delete()
             raise BadRequest(f"Failed to create storage pool {name!r}: {exc}")
-        self.db.insert("storage_pools", name=name, driver=driver, description=description,
-                       config=pool.config)
+        self.pool_rows.create(name, driver, description, pool.config)
         self.pools[name] = pool
         self.bus.lifecycle("storage-pool-created", f"/1.0/storage-pools/{name}", "default")
 
     async def remove_pool(self, name: str) -> None:
         pool = self.pool(name)
         await pool.delete()
-        self.db.delete("storage_pools", name=name)
+        self.pool_rows.delete(name)
         self.pools.pop(name, None)
         self.bus.lifecycle("storage-pool-deleted", f"/1.0/storage-pools/{name}", "default")
 

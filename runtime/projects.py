@@ -75,12 +75,12 @@ class Projects:
     def used_by(self, name: str) -> list[str]:
         q = "" if name == "default" else f"?project={name}"
         db = self.d.db
-        out = [f"/1.0/instances/{n}{q}" for n in db.names("instances", project=name)]
+        out = [f"/1.0/instances/{n}{q}" for n in self.d.instance_rows.names(name)]
         out += [f"/1.0/profiles/{n}{q}" for n in db.names("profiles", project=name)]
         out += [f"/1.0/images/{f}{q}" for f in db.names("images", "fingerprint",
                                                         project=name)]
         out += [f"/1.0/storage-pools/{r['pool']}/volumes/custom/{r['name']}{q}"
-                for r in db.select("storage_volumes", {"project": name, "type": "custom"})]
+                for r in self.d.volume_rows.list(project=name, vtype="custom")]
         return sorted(out)
 
     def _empty(self, name: str) -> bool:

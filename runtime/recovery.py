@@ -64,7 +64,7 @@ async def _image_volumes(d) -> None:
 async def _snapshots(d) -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
     for inst in d.instances.list(None):
-        rows = d.db.select("snapshots", {"instance_id": inst.id})
+        rows = d.snapshot_rows.list(inst.id)
         pool = d.pool(inst.pool)
         vol = volume_name(inst.project, inst.name)
         names = set()
@@ -72,7 +72,7 @@ async def _snapshots(d) -> None:
             if os.path.isdir(pool.snapshot_path(vol, row["name"])):
                 names.add(row["name"])
             else:
-                d.db.delete("snapshots", id=row["id"])
+                d.snapshot_rows.delete(row["id"])
                 LOG.warning("instance %s/%s: snapshot %s had no volume left (a delete "
                             "was interrupted): record dropped", inst.project, inst.name,
                             row["name"])

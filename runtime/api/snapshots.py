@@ -79,7 +79,7 @@ async def post_snapshot(request: web.Request) -> web.Response:
     new = body.get("name")
     if not new:
         raise BadRequest("Body needs a new 'name'")
-    if d.db.get("snapshots", instance_id=inst.id, name=new):
+    if d.snapshot_rows.get(inst.id, new):
         from runtime.errors import Conflict
         raise Conflict(f"Snapshot {new!r} already exists")
 

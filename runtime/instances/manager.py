@@ -59,7 +59,7 @@ class InstanceManager:
         return rows
 
     def load(self, project: str, name: str) -> Instance:
-        row = self.d.db.get("instances", project=project, name=name)
+        row = self.d.instance_rows.get(project, name)
         if row is None:
             raise NotFound(f"Instance {name!r} not found")
         return Instance.from_row(row, self._profiles(project, row["profiles"]))
@@ -67,8 +67,7 @@ class InstanceManager:
     def list(self, project: str | None) -> list[Instance]:
         """Every instance (of a project), expanded; profiles are read once per call,
         not once per instance (a listing of thousands is an API call clients poll)."""
-        where = {"project": project} if project else {}
-        rows = self.d.db.select("instances", where, order="name")
+        rows = self.d.instance_rows.list(project or None)
         profiles = {(p["project"], p["name"]): p for p in self.d.db.select("profiles")}
         homes: dict[str, str] = {}
         out = []
@@ -192,7 +191,7 @@ class InstanceManager:
                 del self.viewers[inst.id]
                 async with self.lock(inst.project, inst.name):
                     if inst.id not in self.viewers and not self.pid(inst) and \
-                            self.d.db.get("instances", id=inst.id):
+                            self.d.instance_rows.get_by_id(inst.id):
                         await self.unmount_root(inst)
 
     async def unmount_root(self, inst: Instance) -> None:
@@ -243,7 +242,7 @@ class InstanceManager:
         if not name:
             name = "i-" + secrets.token_hex(4)
         cfg.validate_name(name)
-        if self.d.db.get("instances", project=project, name=name):
+        if self.d.instance_rows.get(project, name):
             raise Conflict(f"Instance {name!r} already exists")
         itype = body.get("type") or "container"
         if itype != "container":
@@ -269,7 +268,7 @@ class InstanceManager:
             raise BadRequest("No root disk device: add one to the instance or a profile "
                              "(type: disk, path: /, pool: <pool>)")
         pool = root[1].get("pool")
-        if not pool or not self.d.db.get("storage_pools", name=pool):
+        if not pool or not self.d.pool_rows.exists(pool):
             raise BadRequest(f"Root disk device {root[0]!r}: storage pool {pool!r} not found")
         architecture = body.get("architecture")
         stype = source.get("type", "none")
@@ -298,11 +297,11 @@ class InstanceManager:
         config.update(extra_config or {})
         config[cfg.INCOMPLETE_KEY] = "true"
         try:
-            self.d.db.insert("instances", project=project, name=spec["name"],
-                             architecture=spec["architecture"], ephemeral=spec["ephemeral"],
-                             description=spec["description"], created_at=dbmod.now(),
-                             config=config, devices=spec["devices"],
-                             profiles=spec["profiles"], pool=spec["pool"])
+            self.d.instance_rows.create(
+                project=project, name=spec["name"], architecture=spec["architecture"],
+                ephemeral=spec["ephemeral"], description=spec["description"],
+                created_at=dbmod.now(), config=config, devices=spec["devices"],
+                profiles=spec["profiles"], pool=spec["pool"])
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance {spec['name']!r} already exists")
         return self.load(project, spec["name"])
@@ -371,7 +370,7 @@ class InstanceManager:
     async def purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
         paths = self.paths(inst)
-        if self.d.db.get("instances", id=inst.id):
+        if self.d.instance_rows.get_by_id(inst.id):
             # Should the daemon die half way, the next start finishes the job.
             self.set_volatile(inst, {cfg.INCOMPLETE_KEY: "true"})
         try:
@@ -380,18 +379,18 @@ class InstanceManager:
                 await self.d.images.collect(self.pool(inst))
         finally:
             shutil.rmtree(paths.log_dir, ignore_errors=True)
-            self.d.db.delete("instances", id=inst.id)
+            self.d.instance_rows.delete(inst.id)
             self.locks.pop((inst.project, inst.name), None)
 
     def set_volatile(self, inst: Instance, values: dict[str, str | None]) -> None:
-        row = self.d.db.get("instances", id=inst.id)
+        row = self.d.instance_rows.get_by_id(inst.id)
         config = row["config"]
         for key, value in values.items():
             if value is None:
                 config.pop(key, None)
             else:
                 config[key] = value
-        self.d.db.update("instances", {"id": inst.id}, config=config)
+        self.d.instance_rows.update(inst.id, config=config)
         inst.config = config
         inst.expanded_config.update({k: v for k, v in values.items() if v is not None})
 
@@ -448,7 +447,7 @@ class InstanceManager:
         self.pids[inst.id] = pid
         self._watch(inst, pid)
         await self.d.devices.after_start(inst, pid)
-        self.d.db.update("instances", {"id": inst.id}, last_used_at=dbmod.now())
+        self.d.instance_rows.update(inst.id, last_used_at=dbmod.now())
         self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-started", inst.url, inst.project)
         LOG.info("instance %s/%s started (init pid %d)", inst.project, inst.name, pid)
@@ -604,17 +603,17 @@ class InstanceManager:
         description = str(body.get("description", inst.description if patch else ""))
         async with self.lock(inst.project, inst.name):
             old_devices = inst.expanded_devices
-            self.d.db.update("instances", {"id": inst.id}, config=config, devices=devices,
-                             profiles=profiles, architecture=architecture,
-                             ephemeral=ephemeral, description=description)
+            self.d.instance_rows.update(inst.id, config=config, devices=devices,
+                                        profiles=profiles, architecture=architecture,
+                                        ephemeral=ephemeral, description=description)
             new = self.load(inst.project, inst.name)
             if self.pid(new):
                 try:
                     await self.apply_live(new, old_devices)
                 except Exception:
                     # A change the running instance refused is not kept (as LXD).
-                    self.d.db.update("instances", {"id": inst.id}, config=inst.config,
-                                     devices=inst.devices, profiles=inst.profiles)
+                    self.d.instance_rows.update(inst.id, config=inst.config,
+                                                devices=inst.devices, profiles=inst.profiles)
                     raise
             if (root_disk(old_devices) or ("", {}))[1].get("size") != \
                     (root_disk(edevices) or ("", {}))[1].get("size"):
@@ -634,13 +633,13 @@ class InstanceManager:
         async with self.lock(inst.project, inst.name):
             if self.pid(inst):
                 raise BadRequest("Renaming a running instance isn't supported: stop it first")
-            if self.d.db.get("instances", project=inst.project, name=new_name):
+            if self.d.instance_rows.get(inst.project, new_name):
                 raise Conflict(f"Instance {new_name!r} already exists")
             old_paths = self.paths(inst)
             old_vol = volume_name(inst.project, inst.name)
             new_vol = volume_name(inst.project, new_name)
             await self.pool(inst).rename_instance(old_vol, new_vol)
-            self.d.db.update("instances", {"id": inst.id}, name=new_name)
+            self.d.instance_rows.update(inst.id, name=new_name)
             if os.path.isdir(old_paths.log_dir):
                 os.rename(old_paths.log_dir, os.path.join(self.d.paths.logs, new_vol))
             self.locks.pop((inst.project, inst.name), None)

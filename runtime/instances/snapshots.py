@@ -146,10 +146,10 @@ class Snapshots:
 
     # Records -------------------------------------------------------------------
     def rows(self, inst: Instance) -> list[dict]:
-        return self.d.db.select("snapshots", {"instance_id": inst.id}, order="created_at, id")
+        return self.d.snapshot_rows.list(inst.id)
 
     def row(self, inst: Instance, name: str) -> dict:
-        row = self.d.db.get("snapshots", instance_id=inst.id, name=name)
+        row = self.d.snapshot_rows.get(inst.id, name)
         if row is None:
             raise NotFound(f"Snapshot {name!r} of instance {inst.name!r} not found")
         return row
@@ -195,7 +195,7 @@ class Snapshots:
         if not name:
             name = self._next_name(inst)
         cfg.validate_snapshot_name(name)
-        if self.d.db.get("snapshots", instance_id=inst.id, name=name):
+        if self.d.snapshot_rows.get(inst.id, name):
             raise Conflict(f"Snapshot {name!r} of instance {inst.name!r} already exists")
         if "expires_at" in body and body["expires_at"] is not None:
             expires = parse_time(body["expires_at"])
@@ -242,7 +242,7 @@ class Snapshots:
         restrictions.rules(self.d, inst.project).check_snapshots(f"instance {inst.name!r}")
         async with self.d.instances.lock(inst.project, inst.name):
             inst = self.d.instances.load(inst.project, inst.name)
-            if self.d.db.get("snapshots", instance_id=inst.id, name=spec["name"]):
+            if self.d.snapshot_rows.get(inst.id, spec["name"]):
                 raise Conflict(f"Snapshot {spec['name']!r} already exists")
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
@@ -252,7 +252,7 @@ class Snapshots:
             try:
                 crashpoint.hit("snapshot.volume")
                 config = dict(inst.config)
-                self.d.db.insert("snapshots", instance_id=inst.id, name=spec["name"],
+                self.d.snapshot_rows.create(inst.id, spec["name"],
                                  created_at=time.time(), expires_at=spec["expires_at"],
                                  stateful=False, description=spec["description"],
                                  architecture=inst.architecture, ephemeral=inst.ephemeral,
@@ -284,7 +284,7 @@ class Snapshots:
                 raise BadRequest(f"Snapshots are immutable: {key!r} can't be changed "
                                  "(only 'expires_at' and 'description')")
         if values:
-            self.d.db.update("snapshots", {"id": row["id"]}, **values)
+            self.d.snapshot_rows.update(row["id"], **values)
             self.wake.set()
         self.d.bus.lifecycle("instance-snapshot-updated", self.url(inst, name), inst.project)
 
@@ -292,13 +292,13 @@ class Snapshots:
         new = cfg.validate_snapshot_name(new)
         async with self.d.instances.lock(inst.project, inst.name):
             row = self.row(inst, old)
-            if self.d.db.get("snapshots", instance_id=inst.id, name=new):
+            if self.d.snapshot_rows.get(inst.id, new):
                 raise Conflict(f"Snapshot {new!r} already exists")
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
             await pool.unmount_snapshot(vol, old)
             await pool.rename_snapshot(vol, old, new)
-            self.d.db.update("snapshots", {"id": row["id"]}, name=new)
+            self.d.snapshot_rows.update(row["id"], name=new)
         self.d.bus.lifecycle("instance-snapshot-renamed", self.url(inst, new), inst.project,
                              {"old_name": old})
 
@@ -306,7 +306,7 @@ class Snapshots:
         async with self.d.instances.lock(inst.project, inst.name):
             row = self.row(inst, name)
             await self._pool(inst).delete_snapshot(volume_name(inst.project, inst.name), name)
-            self.d.db.delete("snapshots", id=row["id"])
+            self.d.snapshot_rows.delete(row["id"])
         self.d.bus.lifecycle("instance-snapshot-deleted", self.url(inst, name), inst.project)
         LOG.info("instance %s/%s: snapshot %s deleted", inst.project, inst.name, name)
 
@@ -359,7 +359,7 @@ class Snapshots:
 
     def _restored_record(self, inst: Instance, row: dict) -> None:
         """The instance record as the snapshot had it (one statement: atomic)."""
-        current = self.d.db.get("instances", id=inst.id)["config"]
+        current = self.d.instance_rows.get_by_id(inst.id)["config"]
         config = {k: v for k, v in row["config"].items()
                   if not k.startswith("volatile.") or k in _DATA_VOLATILE}
         for key, value in current.items():
@@ -367,10 +367,9 @@ class Snapshots:
                 config[key] = value
         profiles = [p for p in row["profiles"] if self.d.db.get(
             "profiles", project=self.d.profile_project(inst.project), name=p)]
-        self.d.db.update("instances", {"id": inst.id}, config=config,
-                         devices=row["devices"], profiles=profiles,
-                         architecture=row["architecture"],
-                         ephemeral=bool(row["ephemeral"]))
+        self.d.instance_rows.update(inst.id, config=config, devices=row["devices"],
+                                    profiles=profiles, architecture=row["architecture"],
+                                    ephemeral=bool(row["ephemeral"]))
 
     async def restore_leftovers(self) -> None:
         """At start: finish (or forget) restores a dead daemon was in the middle of."""
@@ -381,7 +380,7 @@ class Snapshots:
             token, _, snap = pending.partition("/")
             pool = self._pool(inst)
             vol = volume_name(inst.project, inst.name)
-            row = self.d.db.get("snapshots", instance_id=inst.id, name=snap)
+            row = self.d.snapshot_rows.get(inst.id, snap)
             try:
                 if row is not None and pool.restore_committed(vol, token):
                     self._restored_record(inst, row)
@@ -588,7 +587,7 @@ class Copier:
                     await self._copy_across(src, src_pool, src_vol, snap, dst_pool,
                                             dst_vol, snaps)
             for row in snaps:
-                self.d.db.insert("snapshots", instance_id=inst.id, name=row["name"],
+                self.d.snapshot_rows.create(inst.id, row["name"],
                                  created_at=row["created_at"], expires_at=row["expires_at"],
                                  stateful=False, description=row["description"],
                                  architecture=row["architecture"],

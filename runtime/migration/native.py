@@ -325,12 +325,12 @@ class Sender:
         snaps = [] if self.instance_only or self.snapshot else [
             {k: s[k] for k in ("name", "created_at", "expires_at", "stateful", "description",
                                "architecture", "ephemeral", "config", "devices", "profiles")}
-            for s in d.db.select("snapshots", {"instance_id": inst.id}, order="id")]
+            for s in d.snapshot_rows.list(inst.id, order="id")]
         pool = d.instances.pool(inst)
         vol = volume_name(inst.project, inst.name)
         record = _record(inst)
         if self.snapshot:
-            row = d.db.get("snapshots", instance_id=inst.id, name=self.snapshot)
+            row = d.snapshot_rows.get(inst.id, self.snapshot)
             if row is None:
                 raise TransferError(f"Snapshot {self.snapshot!r} is gone")
             record.update({k: row[k] for k in ("architecture", "config", "devices",
@@ -448,8 +448,7 @@ async def migrate_source(request: web.Request, inst, body: dict,
     d = request.app[DAEMON]
     if body.get("live"):
         await refuse_live()
-    if snapshot is not None and not d.db.get("snapshots", instance_id=inst.id,
-                                             name=snapshot):
+    if snapshot is not None and not d.snapshot_rows.get(inst.id, snapshot):
         from runtime.errors import NotFound
         raise NotFound(f"Snapshot {snapshot!r} not found")
     sender = Sender(d, inst, body, snapshot)
@@ -842,7 +841,7 @@ class Receiver:
 
     def _record_snapshot(self, inst, snap: dict) -> None:
         """The database row of a received snapshot (snap: a checked header entry)."""
-        self.d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
+        self.d.snapshot_rows.create(inst.id, snap["name"],
                          created_at=snap.get("created_at") or 0,
                          expires_at=snap.get("expires_at") or 0,
                          stateful=bool(snap.get("stateful")),
@@ -945,7 +944,7 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
     name = body.get("name")
     if not name:
         raise BadRequest("A migrated instance needs a 'name'")
-    if d.db.get("instances", project=project, name=name):
+    if d.instance_rows.exists(project, name):
         raise Conflict(f"Instance {name!r} already exists")
     receiver = Receiver(d, project, body)
     resources = {"instances": [f"/1.0/instances/{name}"],

@@ -57,16 +57,13 @@ class CustomVolumes:
     # Rows --------------------------------------------------------------------------
     def get(self, pool: str, project: str, name: str) -> dict:
         """The row of a volume the project sees (features.storage.volumes)."""
-        row = self.d.db.get("storage_volumes", pool=pool, project=self.d.volume_project(project),
-                            type="custom", name=name)
+        row = self.d.volume_rows.get(pool, self.d.volume_project(project), "custom", name)
         if row is None:
             raise NotFound(f"Storage volume {name!r} not found in pool {pool!r}")
         return row
 
     def rows(self, pool: str, project: str) -> list[dict]:
-        return self.d.db.select("storage_volumes", {"pool": pool,
-                                                    "project": self.d.volume_project(project),
-                                                    "type": "custom"}, order="name")
+        return self.d.volume_rows.list(pool, self.d.volume_project(project), "custom")
 
     def used_by(self, pool: str, vproj: str, name: str) -> list[str]:
         """Instances and profiles with a disk device on this volume."""
@@ -102,7 +99,7 @@ class CustomVolumes:
         d = self.d
         vproj = d.volume_project(project)
         name = check_name(name, vproj)
-        if d.db.get("storage_volumes", pool=pool.name, project=vproj, type="custom", name=name):
+        if d.volume_rows.get(pool.name, vproj, "custom", name):
             raise Conflict(f"Storage volume {name!r} already exists in pool {pool.name!r}")
         if config.get("size"):
             parse_size(config["size"])
@@ -122,9 +119,8 @@ class CustomVolumes:
             if src_path:
                 await proc.run(["rsync", "-aHAX", "--numeric-ids", src_path + "/", path + "/"])
             enforced = await self._apply_size(pool, disk, config.get("size"), name)
-            d.db.insert("storage_volumes", pool=pool.name, project=vproj, type="custom",
-                        name=name, description=description, config=config,
-                        created_at=time.time())
+            d.volume_rows.create(pool.name, vproj, "custom", name, description=description,
+                                 config=config, created_at=time.time())
         except BaseException:
             await pool.delete_custom(disk)
             raise
@@ -159,14 +155,13 @@ class CustomVolumes:
         if description is not None:
             values["description"] = description
         if values:
-            self.d.db.update("storage_volumes", self._key(pool, row), **values)
+            self.d.volume_rows.update(row, **values)
 
     async def rename(self, pool: PoolDriver, row: dict, new: object) -> str:
         d = self.d
         new = check_name(new, row["project"])
         self._not_in_use(pool, row)
-        if d.db.get("storage_volumes", pool=pool.name, project=row["project"], type="custom",
-                    name=new):
+        if d.volume_rows.get(pool.name, row["project"], "custom", new):
             raise Conflict(f"Storage volume {new!r} already exists")
         renamed = {**row, "name": new}
         os.rename(pool.custom_path(disk_name(row)), pool.custom_path(disk_name(renamed)))
@@ -174,33 +169,28 @@ class CustomVolumes:
         if os.path.isdir(old_snaps):
             os.rename(old_snaps, pool.custom_snapshot_path(disk_name(renamed)))
         for srow in self.snapshots(pool, row):
-            d.db.update("storage_volumes", self._key(pool, srow), name=f"{new}/{snap_name(srow)}")
-        d.db.update("storage_volumes", self._key(pool, row), name=new)
+            d.volume_rows.update(srow, name=f"{new}/{snap_name(srow)}")
+        d.volume_rows.update(row, name=new)
         return new
 
     async def delete(self, pool: PoolDriver, row: dict) -> None:
         self._not_in_use(pool, row)
         for srow in self.snapshots(pool, row):
             await pool.delete_custom_snapshot(disk_name(row), snap_name(srow))
-            self.d.db.delete("storage_volumes", **self._key(pool, srow))
+            self.d.volume_rows.delete(srow)
         await pool.remove_dir(pool.custom_snapshot_path(disk_name(row)))
         await pool.delete_custom(disk_name(row))
-        self.d.db.delete("storage_volumes", **self._key(pool, row))
-
-    @staticmethod
-    def _key(pool: PoolDriver, row: dict) -> dict:
-        return {"pool": pool.name, "project": row["project"], "type": row["type"],
-                "name": row["name"]}
+        self.d.volume_rows.delete(row)
 
     # Snapshots ---------------------------------------------------------------------
     def snapshots(self, pool: PoolDriver, row: dict) -> list[dict]:
-        rows = self.d.db.select("storage_volumes", {"pool": pool.name, "project": row["project"],
-                                                    "type": SNAP_TYPE}, order="created_at")
+        rows = self.d.volume_rows.list(pool.name, row["project"], SNAP_TYPE,
+                                       order="created_at")
         return [r for r in rows if r["name"].startswith(row["name"] + "/")]
 
     def snapshot(self, pool: PoolDriver, row: dict, snap: str) -> dict:
-        srow = self.d.db.get("storage_volumes", pool=pool.name, project=row["project"],
-                             type=SNAP_TYPE, name=f"{row['name']}/{snap}")
+        srow = self.d.volume_rows.get(pool.name, row["project"], SNAP_TYPE,
+                                      f"{row['name']}/{snap}")
         if srow is None:
             raise NotFound(f"Snapshot {snap!r} of storage volume {row['name']!r} not found")
         return srow
@@ -223,11 +213,10 @@ class CustomVolumes:
         os.makedirs(pool.custom_snapshot_path(disk_name(row)), exist_ok=True)
         try:
             await pool.snapshot_custom(disk_name(row), snap)
-            self.d.db.insert("storage_volumes", pool=pool.name, project=row["project"],
-                             type=SNAP_TYPE, name=f"{row['name']}/{snap}",
-                             description=description,
-                             config={**row["config"], "_expires_at": str(expires)},
-                             created_at=time.time())
+            self.d.volume_rows.create(pool.name, row["project"], SNAP_TYPE,
+                                      f"{row['name']}/{snap}", description=description,
+                                      config={**row["config"], "_expires_at": str(expires)},
+                                      created_at=time.time())
         except BaseException:
             await pool.delete_custom_snapshot(disk_name(row), snap)
             raise
@@ -240,20 +229,20 @@ class CustomVolumes:
         values: dict = {"config": config}
         if description is not None:
             values["description"] = description
-        self.d.db.update("storage_volumes", self._key(pool, srow), **values)
+        self.d.volume_rows.update(srow, **values)
 
     def rename_snapshot(self, pool: PoolDriver, row: dict, srow: dict, new: object) -> None:
         new = validate_snapshot_name(new)
-        if self.d.db.get("storage_volumes", pool=pool.name, project=row["project"],
-                         type=SNAP_TYPE, name=f"{row['name']}/{new}"):
+        if self.d.volume_rows.get(pool.name, row["project"], SNAP_TYPE,
+                                  f"{row['name']}/{new}"):
             raise Conflict(f"Snapshot {new!r} already exists")
         os.rename(pool.custom_snapshot_path(disk_name(row), snap_name(srow)),
                   pool.custom_snapshot_path(disk_name(row), new))
-        self.d.db.update("storage_volumes", self._key(pool, srow), name=f"{row['name']}/{new}")
+        self.d.volume_rows.update(srow, name=f"{row['name']}/{new}")
 
     async def delete_snapshot(self, pool: PoolDriver, row: dict, srow: dict) -> None:
         await pool.delete_custom_snapshot(disk_name(row), snap_name(srow))
-        self.d.db.delete("storage_volumes", **self._key(pool, srow))
+        self.d.volume_rows.delete(srow)
 
     async def restore(self, pool: PoolDriver, row: dict, snap: str) -> None:
         self.snapshot(pool, row, snap)
@@ -263,7 +252,7 @@ class CustomVolumes:
         """Delete snapshots past expires_at; seconds until the next one."""
         d = self.d
         nxt = float("inf")
-        for srow in d.db.select("storage_volumes", {"type": SNAP_TYPE}):
+        for srow in d.volume_rows.list(vtype=SNAP_TYPE):
             when = float(srow["config"].get("_expires_at") or 0)
             if not when:
                 continue
@@ -271,12 +260,10 @@ class CustomVolumes:
                 nxt = min(nxt, when - now)
                 continue
             vol = srow["name"].partition("/")[0]
-            row = d.db.get("storage_volumes", pool=srow["pool"], project=srow["project"],
-                           type="custom", name=vol)
+            row = d.volume_rows.get(srow["pool"], srow["project"], "custom", vol)
             if row is not None and srow["pool"] in d.pools:
                 await d.pools[srow["pool"]].delete_custom_snapshot(disk_name(row),
                                                                    snap_name(srow))
-            d.db.delete("storage_volumes", pool=srow["pool"], project=srow["project"],
-                        type=SNAP_TYPE, name=srow["name"])
+            d.volume_rows.delete(srow)
             LOG.info("storage volume snapshot %s/%s expired", srow["pool"], srow["name"])
         return nxt

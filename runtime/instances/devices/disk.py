@@ -125,8 +125,7 @@ class Disk(Device):
         # The project's own volume, by its record: a name is not enough, as the
         # default project's volumes are plain `<name>` on disk and "p2_vol" there is
         # project p2's volume "vol".
-        if not d.db.get("storage_volumes", pool=dev["pool"], project=vproj,
-                        type="custom", name=source):
+        if not d.volume_rows.get(dev["pool"], vproj, "custom", source):
             raise BadRequest(f"disk source {source!r}: volume not found in pool "
                              f"{dev['pool']!r}")
         return d.pool(dev["pool"]).custom_path(volume_name(vproj, source))

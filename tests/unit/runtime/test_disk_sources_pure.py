@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from runtime.db.storage_volumes import StorageVolumes
 from runtime.errors import BadRequest
 from runtime.instances import devices
 
@@ -21,7 +22,7 @@ class _DB:
 def _devices(rows, volumes_project="default"):
     pool = SimpleNamespace(custom_path=lambda vol: f"/pool/custom/{vol}",
                            rootfs=lambda vol: f"/pool/containers/{vol}/rootfs")
-    d = SimpleNamespace(db=_DB(rows), pool=lambda name: pool,
+    d = SimpleNamespace(volume_rows=StorageVolumes(_DB(rows)), pool=lambda name: pool,
                         volume_project=lambda project: volumes_project)
     return devices.Devices(d).disks
 

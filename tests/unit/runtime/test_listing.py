@@ -7,6 +7,7 @@ import types
 import pytest
 
 from runtime import db as dbmod
+from runtime.db.instances import Instances
 from runtime.api import response
 from runtime.instances.manager import InstanceManager
 
@@ -21,7 +22,7 @@ def mgr(tmp_path):
         db.insert("instances", project="default", name=f"c{i}", architecture="x86_64",
                   created_at=1.0, config={"user.i": str(i)}, devices={}, profiles=["p"],
                   pool="default")
-    d = types.SimpleNamespace(db=db, paths=types.SimpleNamespace(
+    d = types.SimpleNamespace(db=db, instance_rows=Instances(db), paths=types.SimpleNamespace(
         lxcpath=str(tmp_path), lxd_dir=str(tmp_path), logs=str(tmp_path)),
         profile_project=lambda project: "default")
     m = InstanceManager(d)
