@@ -38,7 +38,7 @@ from runtime.network import defaults as network_defaults
 from runtime.network.manager import Networks
 from runtime.operations import Operations
 from runtime.projects import Projects
-from runtime.storage import driver_class
+from runtime.storage import Pool, open_pool
 from runtime.storage.volumes import CustomVolumes
 from runtime.tls import TLS
 
@@ -97,7 +97,7 @@ class Daemon:
     def __init__(self, lxd_dir: str):
         self.paths = Paths(lxd_dir)
         self.bus = EventBus()
-        self.pools: dict = {}
+        self.pools: dict[str, Pool] = {}
         self.runners: list[web.AppRunner] = []
         self.lxc_version = _lxc_version()
 
@@ -115,16 +115,14 @@ class Daemon:
         self.default_idmap = idmap.default_map(self.host_idrange)
         await self._seed()
         for row in self.pool_rows.list():
-            self.pools[row["name"]] = driver_class(row["driver"])(
-                row["name"], row["config"], self.paths.lxd_dir)
+            self.pools[row["name"]] = open_pool(row["name"], row["driver"], row["config"],
+                                                self.paths.lxd_dir)
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
         self.volumes = CustomVolumes(self)
         self.images.sweep()
         for pool in self.pools.values():
-            if os.path.isdir(os.path.join(pool.path, "containers")):
-                pool.secure_layout()      # pools made before LXD's modes were applied
-                await pool.sweep_partial()
+            await pool.open()
         self.devices = Devices(self)
         self.networks = Networks(self)
         self.networks.restore_all()
@@ -172,7 +170,7 @@ class Daemon:
                            config={"features.images": "true", "features.profiles": "true",
                                    "features.storage.volumes": "true"})
         if not self.pool_rows.exists("default"):
-            await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
+            await open_pool("default", "dir", {}, self.paths.lxd_dir).create()
             self.pool_rows.create("default", "dir", "Default storage pool", {})
         if not self.db.get("profiles", project="default", name="default"):
             self.db.insert("profiles", project="default", name="default",
@@ -180,18 +178,16 @@ class Daemon:
                            devices={"root": {"type": "disk", "path": "/", "pool": "default"}})
 
     # Lookups -------------------------------------------------------------------
-    def pool(self, name: str):
+    def pool(self, name: str) -> Pool:
         if name not in self.pools:
             raise NotFound(f"Storage pool {name!r} not found")
         return self.pools[name]
 
     async def add_pool(self, name: str, driver: str, config: dict, description: str) -> None:
-        cls = driver_class(driver)
-        pool = cls(name, config, self.paths.lxd_dir)
+        pool = open_pool(name, driver, config, self.paths.lxd_dir)
         try:
             await pool.create()
         except Exception as exc:
-            await pool.delete()
             raise BadRequest(f"Failed to create storage pool {name!r}: {exc}")
         self.pool_rows.create(name, driver, description, pool.config)
         self.pools[name] = pool

@@ -69,7 +69,7 @@ async def _snapshots(d) -> None:
         vol = volume_name(inst.project, inst.name)
         names = set()
         for row in rows:
-            if os.path.isdir(pool.snapshot_path(vol, row["name"])):
+            if pool.has_snapshot(vol, row["name"]):
                 names.add(row["name"])
             else:
                 d.snapshot_rows.delete(row["id"])
@@ -78,18 +78,17 @@ async def _snapshots(d) -> None:
                             row["name"])
         wanted[(inst.pool, vol)] = names
     for pool in d.pools.values():
-        base = os.path.join(pool.path, "containers-snapshots")
-        for vol in _listdir(base):
+        for vol, snaps in pool.snapshot_volumes().items():
             keep = wanted.get((pool.name, vol))
-            for snap in _listdir(os.path.join(base, vol)):
+            for snap in snaps:
                 if snap.startswith(".publish-"):
                     continue  # Snapshots.cleanup_leftovers
                 if keep is None or snap not in keep:
                     await pool.delete_snapshot(vol, snap)
                     LOG.warning("removed snapshot volume %s/%s: no record (its creation "
                                 "was interrupted)", vol, snap)
-            if keep is None and not _listdir(os.path.join(base, vol)):
-                os.rmdir(os.path.join(base, vol))
+            if keep is None:
+                pool.forget_snapshots_dir(vol)
 
 
 async def _thaw(d) -> None:

@@ -26,8 +26,7 @@ from runtime.instances.files import InstanceFS
 from runtime.base.idmap import PRIVILEGED, IdMap, allocate_isolated
 from runtime.instances.devices import block_source, missing_hwaddrs
 from runtime.instances.model import Instance, expand, root_disk
-from runtime.storage import volume_name
-from runtime.storage.base import copy_tree
+from runtime.storage import Pool, volume_name
 
 LOG = logging.getLogger(__name__)
 LIVE_PREFIXES = ("limits.",)
@@ -124,7 +123,7 @@ class InstanceManager:
         vol = volume_name(inst.project, inst.name)
         return lxc.Paths(self.d.paths.lxcpath, vol, os.path.join(self.d.paths.logs, vol))
 
-    def pool(self, inst: Instance):
+    def pool(self, inst: Instance) -> Pool:
         return self.d.pool(inst.pool)
 
     def cgroup(self, inst: Instance) -> str:
@@ -336,11 +335,7 @@ class InstanceManager:
                 await pool.create_instance(vol, image["fingerprint"] if image else None,
                                            idmap, self.d.default_idmap)
                 if image:
-                    src = pool.image_path(image["fingerprint"])
-                    for entry in ("metadata.yaml", "templates"):
-                        if os.path.exists(os.path.join(src, entry)):
-                            await copy_tree(os.path.join(src, entry),
-                                            os.path.join(pool.instance_path(vol), entry))
+                    await pool.add_image_metadata(vol, image["fingerprint"])
                     self.d.images.mark_used(image["fingerprint"])
                 self.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
@@ -365,7 +360,7 @@ class InstanceManager:
             volume_name(inst.project, inst.name), cfg.parse_size(size) if size else None)
         if size and not enforced:
             LOG.warning("instance %s: root disk size %s is not enforced by pool %s (%s)",
-                        inst.name, size, inst.pool, self.pool(inst).driver)
+                        inst.name, size, inst.pool, self.pool(inst).driver_name)
 
     async def purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
@@ -423,9 +418,9 @@ class InstanceManager:
                             "privileged": idmap.privileged, "ephemeral": inst.ephemeral},
                "config": inst.expanded_config, "devices": inst.expanded_devices}
         if pending:
-            await templates.render_all(self.renderer, pool.instance_path(vol), fs, pending, ctx)
+            await templates.render_all(self.renderer, pool.volume_dir(vol), fs, pending, ctx)
             self.set_volatile(inst, {"volatile.apply_template": None})
-        await templates.render_all(self.renderer, pool.instance_path(vol), fs, "start", ctx)
+        await templates.render_all(self.renderer, pool.volume_dir(vol), fs, "start", ctx)
         disk_sources = await self.d.devices.disk_sources(inst)
         text = lxc.render_config(
             name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,

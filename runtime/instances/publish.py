@@ -236,7 +236,7 @@ class Publisher:
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
             crashpoint.hit("publish.snapshot")
-            voldir = pool.snapshot_path(vol, snap)
+            voldir = pool.snapshot_dir(vol, snap)
             meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
             try:
                 return await pack(voldir, rootfs, idmap, meta, dest, compress)

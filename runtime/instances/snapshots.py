@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import os
 import re
 import shutil
 import time
@@ -30,7 +29,7 @@ from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.instances import config as cfg
 from runtime.instances.config import split_source
 from runtime.instances.model import Instance, expand
-from runtime.storage import volume_name
+from runtime.storage import Pool, volume_name
 
 LOG = logging.getLogger(__name__)
 _MAX_SLEEP = 60.0
@@ -181,7 +180,7 @@ class Snapshots:
                 profiles.append(p)
         return expand(profiles, row["config"], row["devices"])
 
-    def _pool(self, inst: Instance):
+    def _pool(self, inst: Instance) -> Pool:
         return self.d.pool(inst.pool)
 
     # Create ----------------------------------------------------------------------
@@ -252,12 +251,12 @@ class Snapshots:
             try:
                 crashpoint.hit("snapshot.volume")
                 config = dict(inst.config)
-                self.d.snapshot_rows.create(inst.id, spec["name"],
-                                 created_at=time.time(), expires_at=spec["expires_at"],
-                                 stateful=False, description=spec["description"],
-                                 architecture=inst.architecture, ephemeral=inst.ephemeral,
-                                 config=config, devices=inst.devices,
-                                 profiles=inst.profiles)
+                self.d.snapshot_rows.create(
+                    inst.id, spec["name"], created_at=time.time(),
+                    expires_at=spec["expires_at"], stateful=False,
+                    description=spec["description"], architecture=inst.architecture,
+                    ephemeral=inst.ephemeral, config=config, devices=inst.devices,
+                    profiles=inst.profiles)
             except BaseException:
                 await pool.delete_snapshot(vol, spec["name"])
                 raise
@@ -295,9 +294,7 @@ class Snapshots:
             if self.d.snapshot_rows.get(inst.id, new):
                 raise Conflict(f"Snapshot {new!r} already exists")
             vol = volume_name(inst.project, inst.name)
-            pool = self._pool(inst)
-            await pool.unmount_snapshot(vol, old)
-            await pool.rename_snapshot(vol, old, new)
+            await self._pool(inst).rename_snapshot(vol, old, new)
             self.d.snapshot_rows.update(row["id"], name=new)
         self.d.bus.lifecycle("instance-snapshot-renamed", self.url(inst, new), inst.project,
                              {"old_name": old})
@@ -470,9 +467,8 @@ class Snapshots:
     async def cleanup_leftovers(self) -> None:
         """What a daemon killed mid-way leaves: publish snapshots, replaced volumes."""
         for pool in list(self.d.pools.values()):
-            base = os.path.join(pool.path, "containers-snapshots")
-            for vol in _listdir(base):
-                for snap in _listdir(os.path.join(base, vol)):
+            for vol, snaps in pool.snapshot_volumes().items():
+                for snap in snaps:
                     if snap.startswith(".publish-"):
                         try:
                             await pool.delete_snapshot(vol, snap)
@@ -491,13 +487,6 @@ class Snapshots:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
 
 
 # Copy ----------------------------------------------------------------------------------
@@ -587,12 +576,12 @@ class Copier:
                     await self._copy_across(src, src_pool, src_vol, snap, dst_pool,
                                             dst_vol, snaps)
             for row in snaps:
-                self.d.snapshot_rows.create(inst.id, row["name"],
-                                 created_at=row["created_at"], expires_at=row["expires_at"],
-                                 stateful=False, description=row["description"],
-                                 architecture=row["architecture"],
-                                 ephemeral=row["ephemeral"], config=row["config"],
-                                 devices=row["devices"], profiles=row["profiles"])
+                self.d.snapshot_rows.create(
+                    inst.id, row["name"], created_at=row["created_at"],
+                    expires_at=row["expires_at"], stateful=False,
+                    description=row["description"], architecture=row["architecture"],
+                    ephemeral=row["ephemeral"], config=row["config"],
+                    devices=row["devices"], profiles=row["profiles"])
             await mgr.apply_root_size(mgr.load(project, inst.name))
             crashpoint.hit("copy.volume")
             mgr.completed(inst)
@@ -612,8 +601,6 @@ class Copier:
         idmap = self.d.instances.idmap_of(src)
         await dst_pool.create_instance(dst_vol, None, idmap, self.d.default_idmap)
         dst_root = await dst_pool.mount(dst_vol)
-        src_dir = src_pool.snapshot_path(src_vol, snap["name"]) if snap else \
-            src_pool.instance_path(src_vol)
         for row in snaps:
             view = await src_pool.mount_snapshot(src_vol, row["name"])
             try:
@@ -631,10 +618,8 @@ class Copier:
             view = await src_pool.mount(src_vol)
             async with self.snaps.quiesced(src):
                 await rsync(view, dst_root)
-        for entry in ("metadata.yaml", "templates"):
-            path = os.path.join(src_dir, entry)
-            if os.path.exists(path):
-                await proc.run(["cp", "-a", "--", path, dst_pool.instance_path(dst_vol)])
+        await dst_pool.copy_metadata_from(src_pool, src_vol, snap["name"] if snap else None,
+                                          dst_vol)
 
 
 def _econfig(d, project: str, spec: dict) -> dict:

@@ -128,7 +128,7 @@ class Disk(Device):
         if not d.volume_rows.get(dev["pool"], vproj, "custom", source):
             raise BadRequest(f"disk source {source!r}: volume not found in pool "
                              f"{dev['pool']!r}")
-        return d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
+        return d.pool(dev["pool"]).custom_dir(volume_name(vproj, source))
 
     def _host_source(self, inst, name: str, dev: dict) -> str:
         """A host-path disk's source, resolved and re-checked against a restricted
@@ -250,7 +250,7 @@ class Disk(Device):
 
     def _source_path(self, inst, name: str, dev: dict) -> str | None:
         if dev.get("path") == "/":
-            return self.host.d.pool(dev.get("pool") or inst.pool).instance_path(
+            return self.host.d.pool(dev.get("pool") or inst.pool).volume_dir(
                 volume_name(inst.project, inst.name))
         if dev.get("pool"):
             return self._volume_path(inst, dev)

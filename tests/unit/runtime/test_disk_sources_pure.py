@@ -20,7 +20,7 @@ class _DB:
 
 
 def _devices(rows, volumes_project="default"):
-    pool = SimpleNamespace(custom_path=lambda vol: f"/pool/custom/{vol}",
+    pool = SimpleNamespace(custom_dir=lambda vol: f"/pool/custom/{vol}",
                            rootfs=lambda vol: f"/pool/containers/{vol}/rootfs")
     d = SimpleNamespace(volume_rows=StorageVolumes(_DB(rows)), pool=lambda name: pool,
                         volume_project=lambda project: volumes_project)
