@@ -24,7 +24,6 @@ from runtime.db.instances import Instances as InstanceRows
 from runtime.db.snapshots import Snapshots as SnapshotRows
 from runtime.db.storage_pools import StoragePools
 from runtime.db.storage_volumes import StorageVolumes
-from runtime.errors import BadRequest, NotFound
 from runtime.events import EventBus
 from runtime.images.remote import RemoteImages
 from runtime.images.store import ImageStore
@@ -38,7 +37,7 @@ from runtime.network import defaults as network_defaults
 from runtime.network.manager import Networks
 from runtime.operations import Operations
 from runtime.projects import Projects
-from runtime.storage import Pool, open_pool
+from runtime.storage.pools import Pools
 from runtime.storage.volumes import CustomVolumes
 from runtime.tls import TLS
 
@@ -80,6 +79,7 @@ class Daemon:
     snapshot_rows: SnapshotRows
     pool_rows: StoragePools
     volume_rows: StorageVolumes
+    pools: Pools
     ops: Operations
     instances: InstanceManager
     images: ImageStore
@@ -97,7 +97,6 @@ class Daemon:
     def __init__(self, lxd_dir: str):
         self.paths = Paths(lxd_dir)
         self.bus = EventBus()
-        self.pools: dict[str, Pool] = {}
         self.runners: list[web.AppRunner] = []
         self.lxc_version = _lxc_version()
 
@@ -114,15 +113,12 @@ class Daemon:
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
         await self._seed()
-        for row in self.pool_rows.list():
-            self.pools[row["name"]] = open_pool(row["name"], row["driver"], row["config"],
-                                                self.paths.lxd_dir)
+        self.pools = Pools(self.pool_rows, self.paths.lxd_dir, self.bus)
+        await self.pools.open()
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
         self.volumes = CustomVolumes(self)
         self.images.sweep()
-        for pool in self.pools.values():
-            await pool.open()
         self.devices = Devices(self)
         self.networks = Networks(self)
         self.networks.restore_all()
@@ -164,42 +160,18 @@ class Daemon:
         yield
 
     async def _seed(self) -> None:
-        """What a fresh state directory starts with: project, pool, profile."""
+        """What a fresh state directory starts with: project and profile (the default
+        pool is Pools.open's)."""
         if not self.db.get("projects", name="default"):
             self.db.insert("projects", name="default", description="Default project",
                            config={"features.images": "true", "features.profiles": "true",
                                    "features.storage.volumes": "true"})
-        if not self.pool_rows.exists("default"):
-            await open_pool("default", "dir", {}, self.paths.lxd_dir).create()
-            self.pool_rows.create("default", "dir", "Default storage pool", {})
         if not self.db.get("profiles", project="default", name="default"):
             self.db.insert("profiles", project="default", name="default",
                            description="Default profile", config={},
                            devices={"root": {"type": "disk", "path": "/", "pool": "default"}})
 
     # Lookups -------------------------------------------------------------------
-    def pool(self, name: str) -> Pool:
-        if name not in self.pools:
-            raise NotFound(f"Storage pool {name!r} not found")
-        return self.pools[name]
-
-    async def add_pool(self, name: str, driver: str, config: dict, description: str) -> None:
-        pool = open_pool(name, driver, config, self.paths.lxd_dir)
-        try:
-            await pool.create()
-        except Exception as exc:
-            raise BadRequest(f"Failed to create storage pool {name!r}: {exc}")
-        self.pool_rows.create(name, driver, description, pool.config)
-        self.pools[name] = pool
-        self.bus.lifecycle("storage-pool-created", f"/1.0/storage-pools/{name}", "default")
-
-    async def remove_pool(self, name: str) -> None:
-        pool = self.pool(name)
-        await pool.delete()
-        self.pool_rows.delete(name)
-        self.pools.pop(name, None)
-        self.bus.lifecycle("storage-pool-deleted", f"/1.0/storage-pools/{name}", "default")
-
     def feature_project(self, project: str, feature: str) -> str:
         """The project whose objects `project` uses for one feature (its own or default)."""
         row = self.db.get("projects", name=project)

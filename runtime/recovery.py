@@ -65,7 +65,7 @@ async def _snapshots(d) -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
     for inst in d.instances.list(None):
         rows = d.snapshot_rows.list(inst.id)
-        pool = d.pool(inst.pool)
+        pool = d.pools.get(inst.pool)
         vol = volume_name(inst.project, inst.name)
         names = set()
         for row in rows:

@@ -63,7 +63,7 @@ async def create_pool(request: web.Request) -> web.Response:
     if d.pool_rows.exists(name):
         raise Conflict(f"Storage pool {name!r} already exists")
     config = controlchars.string_map(body.get("config") or {}, "storage pool config")
-    await d.add_pool(name, str(body.get("driver") or ""), config,
+    await d.pools.create(name, str(body.get("driver") or ""), config,
                      str(body.get("description") or ""))
     return response.created(f"/1.0/storage-pools/{name}")
 
@@ -71,13 +71,13 @@ async def create_pool(request: web.Request) -> web.Response:
 async def get_pool(request: web.Request) -> web.Response:
     d = daemon(request)
     out = _view(request, d, _load(request))
-    out["state"] = d.pool(out["name"]).state()
+    out["state"] = d.pools.get(out["name"]).state()
     return response.sync(out)
 
 
 async def get_resources(request: web.Request) -> web.Response:
     d = daemon(request)
-    return response.sync(d.pool(_load(request)["name"]).resources())
+    return response.sync(d.pools.get(_load(request)["name"]).resources())
 
 
 async def update_pool(request: web.Request) -> web.Response:
@@ -104,7 +104,7 @@ async def delete_pool(request: web.Request) -> web.Response:
     used = _render(d, row)["used_by"]
     if used:
         raise Conflict(f"Storage pool {row['name']!r} is in use by {', '.join(used)}")
-    await d.remove_pool(row["name"])
+    await d.pools.delete(row["name"])
     return response.sync({})
 
 

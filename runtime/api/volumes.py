@@ -24,7 +24,7 @@ def _pool(request: web.Request):
     name = request.match_info["pool"]
     if not d.pool_rows.exists(name):
         raise NotFound(f"Storage pool {name!r} not found")
-    return d, d.pool(name)
+    return d, d.pools.get(name)
 
 
 def _url(pool, name: str) -> str:

@@ -124,7 +124,7 @@ class InstanceManager:
         return lxc.Paths(self.d.paths.lxcpath, vol, os.path.join(self.d.paths.logs, vol))
 
     def pool(self, inst: Instance) -> Pool:
-        return self.d.pool(inst.pool)
+        return self.d.pools.get(inst.pool)
 
     def cgroup(self, inst: Instance) -> str:
         return lxc.cgroup_dir(self.d.paths.lxd_dir, volume_name(inst.project, inst.name))

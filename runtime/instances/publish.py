@@ -217,7 +217,7 @@ class Publisher:
     async def _pack(self, inst, row: dict | None, props: dict, expires_at: float,
                     dest: str, compress: list[str] | None) -> str:
         mgr = self.d.instances
-        pool = self.d.pool(inst.pool)
+        pool = self.d.pools.get(inst.pool)
         vol = volume_name(inst.project, inst.name)
         if row is not None:
             snap, temporary = row["name"], False

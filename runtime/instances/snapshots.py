@@ -181,7 +181,7 @@ class Snapshots:
         return expand(profiles, row["config"], row["devices"])
 
     def _pool(self, inst: Instance) -> Pool:
-        return self.d.pool(inst.pool)
+        return self.d.pools.get(inst.pool)
 
     # Create ----------------------------------------------------------------------
     async def validate_create(self, inst: Instance, body: dict) -> dict:
@@ -556,8 +556,8 @@ class Copier:
         inst = inst or mgr.insert(project, spec, extra)
         src_vol = volume_name(src.project, src.name)
         dst_vol = volume_name(project, inst.name)
-        src_pool = self.d.pool(src.pool)
-        dst_pool = self.d.pool(inst.pool)
+        src_pool = self.d.pools.get(src.pool)
+        dst_pool = self.d.pools.get(inst.pool)
         try:
             snaps: list[dict] = []
             async with mgr.lock(src.project, src.name):

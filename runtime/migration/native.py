@@ -125,8 +125,7 @@ class _Peer:
 
     async def connect(self, receive: bool = False) -> tuple:
         """(control, fs); a receiver's fs is a BlockingWebSocket read in a thread."""
-        tls = getattr(self.d, "tls", None)
-        ssl_ctx = tls.client_ssl(self.certificate) if tls else False
+        ssl_ctx = self.d.tls.client_ssl(self.certificate)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
             total=None, connect=CONNECT_TIMEOUT))
 

@@ -106,7 +106,7 @@ class CustomVolumes:
             parse_size(config["size"])
         src_path = None
         if source is not None:
-            src_pool = d.pool(source["pool"])
+            src_pool = d.pools.get(source["pool"])
             src_row = self.get(src_pool.name, source["project"], source.get("name"))
             src_path = src_pool.driver.custom_path(disk_name(src_row))
         disk = volume_name(vproj, name)

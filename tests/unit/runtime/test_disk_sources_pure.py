@@ -22,7 +22,8 @@ class _DB:
 def _devices(rows, volumes_project="default"):
     pool = SimpleNamespace(custom_dir=lambda vol: f"/pool/custom/{vol}",
                            rootfs=lambda vol: f"/pool/containers/{vol}/rootfs")
-    d = SimpleNamespace(volume_rows=StorageVolumes(_DB(rows)), pool=lambda name: pool,
+    d = SimpleNamespace(volume_rows=StorageVolumes(_DB(rows)),
+                        pools=SimpleNamespace(get=lambda name: pool),
                         volume_project=lambda project: volumes_project)
     return devices.Devices(d).disks
 
