@@ -106,7 +106,6 @@ class SenderBase:
                                                 f"({rate / 1e6:.2f}MB/s)",
                                     fs_progress_bytes=self._sent)
 
-
     def guard(self, pool: Pool, vol: str) -> SendGuard:
         return SendGuard(self.d, self.inst, pool, vol, self.snapshot)
 
@@ -157,15 +156,13 @@ class ReceiverBase:
         self.marks: list[tuple[str, float]] = []
         self._t = time.monotonic()
 
-
     def mark(self, what: str) -> None:
         crashpoint.hit("migration.target." + what)
         now = time.monotonic()
         self.marks.append((what, now - self._t))
         self._t = now
 
-
-    def _spec(self, header: dict) -> dict:
+    def spec(self, header: dict) -> dict:
         src = header.get("instance") or {}
         body = self.body
         merged = {"name": body.get("name") or src.get("name"), "type": "container",
@@ -180,8 +177,7 @@ class ReceiverBase:
                                 k.startswith("volatile.") and k.endswith(".host_name"))}
         return self.d.instances.validate_new(self.project, merged)
 
-
-    def _ensure_profiles(self, header: dict, names: list[str]) -> None:
+    def ensure_profiles(self, header: dict, names: list[str]) -> None:
         """Profiles the instance uses follow it when the target doesn't have them
         (header['profiles'] was checked by check_header)."""
         d = self.d
@@ -199,8 +195,7 @@ class ReceiverBase:
                             config=prof.get("config") or {}, devices=prof.get("devices") or {})
                 d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", self.project)
 
-
-    def _record_snapshot(self, inst, snap: dict) -> None:
+    def record_snapshot(self, inst, snap: dict) -> None:
         """The database row of a received snapshot (snap: a checked header entry)."""
         self.d.snapshot_rows.create(inst.id, snap["name"],
                          created_at=snap.get("created_at") or 0,

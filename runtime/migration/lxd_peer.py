@@ -236,9 +236,9 @@ class LxdReceiver(common.ReceiverBase):
                 info = _json(await recv_frames(fs), "migration index header")
             header = common.check_header(native_header(offer, info, src_map))
             body_profiles = self.body.get("profiles")
-            self._ensure_profiles(header, body_profiles if body_profiles is not None
+            self.ensure_profiles(header, body_profiles if body_profiles is not None
                                   else header["instance"].get("profiles"))
-            spec = self._spec(header)
+            spec = self.spec(header)
             restrictions.check_snapshot_copies(d, self.project, spec["name"],
                                                header["snapshots"])
         except RuntimeAPIError as exc:
@@ -283,7 +283,7 @@ class LxdReceiver(common.ReceiverBase):
                 await asyncio.to_thread(settle_volume, path, src_map, idmap,
                                         idmap.privileged)
                 await pool.create_snapshot(vol, snap["name"])
-                self._record_snapshot(inst, snap)
+                self.record_snapshot(inst, snap)
             self.mark("snapshots")
             for _ in range(2 if final_sync else 1):
                 await lxd_rsync.receive(fs, path, features)

@@ -580,9 +580,9 @@ class Receiver(ReceiverBase):
         try:
             header = check_header(header)
             body_profiles = self.body.get("profiles")
-            self._ensure_profiles(header, body_profiles if body_profiles is not None
+            self.ensure_profiles(header, body_profiles if body_profiles is not None
                                   else (header.get("instance") or {}).get("profiles"))
-            spec = self._spec(header)
+            spec = self.spec(header)
             restrictions.check_snapshot_copies(d, self.project, spec["name"],
                                                header.get("snapshots") or [])
         except RuntimeAPIError as exc:
@@ -664,13 +664,13 @@ class Receiver(ReceiverBase):
                 if direct:
                     received += await self._receive_snapshot_dir(
                         pool, vol, snap["name"], fs, policy, src_map, idmap)
-                    self._record_snapshot(inst, snap)
+                    self.record_snapshot(inst, snap)
                     continue
                 await _empty_dir(tree)
                 received += await _tar_receive(fs, path, policy)
                 await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
                 await pool.create_snapshot(vol, snap["name"])
-                self._record_snapshot(inst, snap)
+                self.record_snapshot(inst, snap)
                 for entry in ("metadata.yaml", "templates"):
                     full = os.path.join(path, entry)
                     if os.path.isdir(full):

@@ -264,8 +264,8 @@ class CustomVolumes:
             vol = srow["name"].partition("/")[0]
             row = d.volume_rows.get(srow["pool"], srow["project"], "custom", vol)
             if row is not None and srow["pool"] in d.pools:
-                await d.pools[srow["pool"]].driver.delete_custom_snapshot(disk_name(row),
-                                                                   snap_name(srow))
+                await d.pools.get(srow["pool"]).driver.delete_custom_snapshot(
+                    disk_name(row), snap_name(srow))
             d.volume_rows.delete(srow)
             LOG.info("storage volume snapshot %s/%s expired", srow["pool"], srow["name"])
         return nxt
