@@ -21,6 +21,14 @@ class Snapshots:
         """An instance's snapshots, oldest first (creation time; `id`: insertion order)."""
         return self.db.select(_TABLE, {"instance_id": instance_id}, order=order)
 
+    def expiring(self) -> list[dict]:
+        """Snapshots with an expiry, soonest first: {snap, project, inst, expires_at}."""
+        rows = self.db.conn.execute(
+            "SELECT s.name AS snap, i.project AS project, i.name AS inst, s.expires_at AS "
+            "expires_at FROM snapshots s JOIN instances i ON i.id = s.instance_id "
+            "WHERE s.expires_at > 0 ORDER BY s.expires_at").fetchall()
+        return [dict(r) for r in rows]
+
     def create(self, instance_id: int, name: str, **values: Any) -> int:
         return self.db.insert(_TABLE, instance_id=instance_id, name=name, **values)
 

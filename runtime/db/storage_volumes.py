@@ -29,6 +29,10 @@ class StorageVolumes:
                  if v is not None}
         return self.db.select(_TABLE, where, order=order)
 
+    def move_project(self, old: str, new: str) -> None:
+        """A renamed project's volumes (callers hold the transaction)."""
+        self.db.update(_TABLE, {"project": old}, project=new)
+
     def create(self, pool: str, project: str, vtype: str, name: str, **values: Any) -> None:
         self.db.insert(_TABLE, pool=pool, project=project, type=vtype, name=name, **values)
 

@@ -51,7 +51,7 @@ class InstanceManager:
     def _profiles(self, project: str, names: list[str]) -> list[dict]:
         rows = []
         for name in names:
-            row = self.d.db.get("profiles", project=self.d.profile_project(project), name=name)
+            row = self.d.profile_rows.get(self.d.profile_project(project), name)
             if row is None:
                 raise BadRequest(f"Profile {name!r} not found")
             rows.append(row)
@@ -67,7 +67,7 @@ class InstanceManager:
         """Every instance (of a project), expanded; profiles are read once per call,
         not once per instance (a listing of thousands is an API call clients poll)."""
         rows = self.d.instance_rows.list(project or None)
-        profiles = {(p["project"], p["name"]): p for p in self.d.db.select("profiles")}
+        profiles = {(p["project"], p["name"]): p for p in self.d.profile_rows.list()}
         homes: dict[str, str] = {}
         out = []
         for r in rows:
@@ -89,16 +89,11 @@ class InstanceManager:
         changed since the last poll. So each instance's JSON is kept, keyed by its
         raw database row, and reused while that row, the profiles and projects
         (which expand it) and its status are what they were."""
-        db = self.d.db.conn
-        stamp = (tuple(tuple(r) for r in db.execute("SELECT * FROM profiles")),
-                 tuple(tuple(r) for r in db.execute("SELECT * FROM projects")))
+        stamp = (self.d.profile_rows.stamp(), self.d.project_rows.stamp())
         old_stamp, old = self._listed.get(project, ((), {}))
         if old_stamp != stamp:
             old = {}
-        sql, args = "SELECT * FROM instances", ()
-        if project:
-            sql, args = sql + " WHERE project = ?", (project,)
-        raws = db.execute(sql + " ORDER BY name", args).fetchall()
+        raws = self.d.instance_rows.raw(project)
         fresh: dict = {}
         out = []
         missing = [r for r in raws if tuple(r) not in old]

@@ -615,7 +615,7 @@ class Receiver(ReceiverBase):
         if not fingerprint or LAYER not in pool.migration_types() or \
                 idmap != d.default_idmap:
             return None
-        if not d.db.select("images", {"fingerprint": fingerprint}) or not os.path.exists(
+        if not d.image_rows.held(fingerprint) or not os.path.exists(
                 d.images.file(fingerprint)):
             return None
         try:
