@@ -6,6 +6,7 @@ import os
 import time
 
 import fixtures
+import nova.conf
 from nova import context as nova_context
 from nova import objects
 from oslo_utils import uuidutils
@@ -162,7 +163,13 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         return int(self._exec(server, "df", "-k", path).splitlines()[-1].split()[1])
 
     def test_attach_extend_detach(self):
-        server = self._boot("nlx-vol", host=HOSTS[0])
+        # nova calls the driver's detach_volume only on the compute whose CONF.host is
+        # the instance's host; in this one-process harness CONF.host is the compute
+        # started last, so the server goes there (elsewhere nova would skip the
+        # driver: "registered to the remote host", the container keeping the device)
+        host = HOSTS[-1]
+        self.assertEqual(host, nova.conf.CONF.host)
+        server = self._boot("nlx-vol", host=host)
         raw_id, raw = self._volume(size_mb=32, fs=None)
         data_id, data = self._volume({"lxd_mount_path": "/srv/data"}, size_mb=64,
                                      files={"hello": b"from cinder\n"})
@@ -217,14 +224,24 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.assertEqual("gone", self._exec(
             server, "sh", "-c", f"test -e {raw_dev['path']} || echo gone").strip())
         self.assertEqual([], self._attachments(raw_id))
-        # deleting the server detaches the mounted one: no host mount, no attachment
-        self._delete_server(server)
-        self._assert_runtimes_empty()
-        self.assertEqual([], self._host_mounts(HOSTS[0]))
+        # detaching the mounted one (its grow refused or not) unmounts it, here and
+        # on the host
+        self.api.delete_server_volume(server["id"], data_id)
+        self._wait_for_volume_detach(server["id"], data_id)
+        self.assertNotIn("volume-" + data_id, self._container(server).devices)
+        self.assertNotIn("/srv/data", self._exec(server, "cat", "/proc/mounts"))
+        self.assertEqual([], self._host_mounts(host))
         self.assertEqual([], self._attachments(data_id))
         with data.mounted() as root:
             with open(os.path.join(root, "by-guest")) as f:
                 self.assertEqual("written\nafter-extend\n", f.read())
+        # deleting a server detaches what is still attached: no attachment, no mount
+        self._attach(server, data_id)
+        self.assertEqual("from cinder\n", self._exec(server, "cat", "/srv/data/hello"))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+        self.assertEqual([], self._host_mounts(host))
+        self.assertEqual([], self._attachments(data_id))
 
     def _boot_from_volume(self, name: str, vol_id: str) -> dict:
         server = self._build_server(name=name, image_uuid="", flavor_id=self.flavor_id,
