@@ -173,8 +173,11 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         raw_id, raw = self._volume(size_mb=32, fs=None)
         data_id, data = self._volume({"lxd_mount_path": "/srv/data"}, size_mb=64,
                                      files={"hello": b"from cinder\n"})
+        keep_id, _keep = self._volume({"lxd_mount_path": "/srv/keep"}, size_mb=32,
+                                      files={"kept": b"attached at delete\n"})
         self._attach(server, raw_id)
         self._attach(server, data_id)
+        self._attach(server, keep_id)
         container = self._container(server)
         raw_dev = container.devices["volume-" + raw_id]
         self.assertEqual(("unix-block", raw.path), (raw_dev["type"], raw_dev["source"]))
@@ -230,18 +233,17 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self._wait_for_volume_detach(server["id"], data_id)
         self.assertNotIn("volume-" + data_id, self._container(server).devices)
         self.assertNotIn("/srv/data", self._exec(server, "cat", "/proc/mounts"))
-        self.assertEqual([], self._host_mounts(host))
+        self.assertEqual(1, len(self._host_mounts(host)))  # /srv/keep's
         self.assertEqual([], self._attachments(data_id))
         with data.mounted() as root:
             with open(os.path.join(root, "by-guest")) as f:
                 self.assertEqual("written\nafter-extend\n", f.read())
         # deleting a server detaches what is still attached: no attachment, no mount
-        self._attach(server, data_id)
-        self.assertEqual("from cinder\n", self._exec(server, "cat", "/srv/data/hello"))
+        self.assertEqual("attached at delete\n", self._exec(server, "cat", "/srv/keep/kept"))
         self._delete_server(server)
         self._assert_runtimes_empty()
         self.assertEqual([], self._host_mounts(host))
-        self.assertEqual([], self._attachments(data_id))
+        self.assertEqual([], self._attachments(keep_id))
 
     def _boot_from_volume(self, name: str, vol_id: str) -> dict:
         server = self._build_server(name=name, image_uuid="", flavor_id=self.flavor_id,
