@@ -79,6 +79,13 @@ class RawConsole:
         head, _, self.buf = self.buf.partition(token)
         return head + token
 
+    async def attach_at_login(self) -> "RawConsole":
+        """Attach and wake the getty: the console is ours once its prompt comes."""
+        await self.attach()
+        await self.send(b"\n")
+        await self.expect(b"login: ")
+        return self
+
     async def detach(self) -> dict:
         """As `lxc console` on Ctrl-a q: close the control websocket, then wait."""
         if self.control is not None:
@@ -181,9 +188,7 @@ def test_console_ends_when_the_container_stops(daemon, client, make_instance):
 
     async def scenario():
         async with RawConsole(daemon.socket, inst.name) as con:
-            await con.attach()
-            await con.send(b"\n")
-            await con.expect(b"login: ")
+            await con.attach_at_login()
             await asyncio.to_thread(inst.stop, force=True, wait=True)
             op = await con.wait()
             assert op["status"] == "Success", op
@@ -250,9 +255,7 @@ def test_console_detach_while_lxc_console_lags_leaves_container_unaffected(
 
     async def scenario():
         async with RawConsole(daemon.socket, inst.name) as con:
-            await con.attach()
-            await con.send(b"\n")
-            await con.expect(b"login: ")
+            await con.attach_at_login()
             [lxc_console] = _processes(daemon, "lxc-console", inst.name)
             os.kill(lxc_console, signal.SIGSTOP)
             writer = asyncio.ensure_future(asyncio.to_thread(
@@ -273,10 +276,7 @@ def test_console_detach_while_lxc_console_lags_leaves_container_unaffected(
                 raise AssertionError(f"the monitor stayed blocked after the detach "
                                      f"({state}; before the detach: {blocked})")
             assert writer.result().stdout.strip() == "written"
-            # the console is free again and the getty answers
-            await con.attach()
-            await con.send(b"\n")
-            await con.expect(b"login: ")
+            await con.attach_at_login()  # the console is free again, the getty answers
             assert (await con.detach())["status"] == "Success"
     asyncio.run(scenario())
     assert len(_console_log(client, inst.name)) > 500_000  # lxc.console.size: 1 MB
