@@ -39,7 +39,7 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import privsep, runtime_api
+from nova_lxd_py import runtime_api
 from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
@@ -704,18 +704,17 @@ class LXDDriver(driver.ComputeDriver):
             "data would have to be copied while the guest writes): detach and attach")
 
     def extend_volume(self, context, connection_info, instance, requested_size):
-        """The host sees the new size; a filesystem the container has mounted from
-        the volume (or its root) is grown online, as the guest of a VM would."""
+        """The host (and so the container) sees the grown device; a filesystem we
+        mounted for the container from it is grown online where the host allows
+        (see volume's docstring: a refusal is recorded, the volume keeps working)."""
         vol_id = volume.volume_id(connection_info)
         new_size = volume.extend(connection_info)
         path = (connection_info.get("data") or {}).get("device_path")
-        data = self._own(instance) or {}
-        mounted = [d for d in (data.get("devices") or {}).values()
-                   if d.get("type") == "disk" and d.get("source") == path]
-        if path and mounted:
-            privsep.grow_filesystem(path)
+        at = volume.mounted_at((self._own(instance) or {}).get("devices"), path)
+        grown = at is not None and volume.grow_filesystem(context, instance, vol_id, path, at,
+                                                          CONF.host)
         LOG.info("Extended volume %s to %d bytes%s", vol_id, new_size,
-                 " and its filesystem" if mounted else "", instance=instance)
+                 f" and its filesystem at {at}" if grown else "", instance=instance)
         return new_size
 
     def _volume_devices(self, context, instance, block_device_info, current):

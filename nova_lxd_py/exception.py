@@ -46,3 +46,10 @@ class SwapNotSupported(nova_exception.InvalidInput):
 
 class InvalidImageProperty(nova_exception.InvalidInput):
     msg_fmt = _("Image property %(name)s=%(value)r is invalid: %(reason)s")
+
+
+class FilesystemNotGrown(nova_exception.NovaException):
+    # Recorded (instance fault, extend action event), not raised to nova: the volume
+    # grew and keeps working at its old filesystem size.
+    msg_fmt = _("Volume %(volume_id)s grew; its filesystem at %(path)s was not grown: "
+                "%(reason)s")
