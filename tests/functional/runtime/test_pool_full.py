@@ -31,6 +31,7 @@ FILLER = ".filler"
 def small_ext4(size_mb: int):
     """A loop-mounted ext4 of size_mb, no root reserve; unmounted and removed after."""
     work = tempfile.mkdtemp(prefix="nlr-full-", dir="/var/tmp")
+    os.chmod(work, 0o711)      # unprivileged containers' roots cross it
     image, mnt = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
     os.mkdir(mnt)
     try:
@@ -38,6 +39,7 @@ def small_ext4(size_mb: int):
             f.truncate(size_mb << 20)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", image], check=True)
         subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
+        os.chmod(mnt, 0o711)
         try:
             yield mnt
         finally:
@@ -135,6 +137,7 @@ def _create(client, name: str, pool: str) -> dict:
 def _assert_no_space(result: dict, pool: str) -> None:
     assert result["status"] == "Failure", result
     err = result["err"]
+    print(f"error seen: {err}")
     assert "no space left" in err.lower(), err
     assert pool in err, err
     assert "Traceback" not in err and "Error:" not in err.split(":")[0], err
