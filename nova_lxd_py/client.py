@@ -101,10 +101,20 @@ class ConnectionWatch:
 
 
 def connection_reason(exc: BaseException) -> str:
-    """The operating system's words ("[Errno 111] Connection refused") out of the
-    layers requests and urllib3 wrap around a failed connect."""
-    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
-    return found.group(0).strip() if found else str(exc)
+    """The operating system's words ("Connection refused") out of the layers
+    requests and urllib3 wrap around a failed connect."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno and cur.strerror:
+            return cur.strerror
+        todo += [*cur.args, getattr(cur, "reason", None), cur.__cause__, cur.__context__]
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return found.group(1).strip() if found else str(exc)
 
 
 def _watched(session, endpoint: Endpoint, watch: ConnectionWatch):
