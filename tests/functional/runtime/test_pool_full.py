@@ -7,70 +7,19 @@ The pools are small and real: a dir pool on a 64 MiB ext4 loop filesystem (what
 most people run) and a btrfs pool on its own 256 MiB loop file (btrfs' smallest
 here), filled with a file beside the pool's directories."""
 import contextlib
-import errno
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 
 import pylxd
 import pytest
 
+from tests.functional.fullfs import fill, free, small_ext4
 from tests.functional.runtime import consistency
 from tests.functional.runtime.harness import import_busybox
 from tests.functional.runtime.remote_hosts import Hosts
 
 if os.geteuid() != 0:
     pytest.skip("needs root (loop filesystems, real containers)", allow_module_level=True)
-
-FILLER = ".filler"
-
-
-@contextlib.contextmanager
-def small_ext4(size_mb: int):
-    """A loop-mounted ext4 of size_mb, no root reserve; unmounted and removed after."""
-    work = tempfile.mkdtemp(prefix="nlr-full-", dir="/var/tmp")
-    os.chmod(work, 0o711)      # unprivileged containers' roots cross it
-    image, mnt = os.path.join(work, "fs.img"), os.path.join(work, "mnt")
-    os.mkdir(mnt)
-    try:
-        with open(image, "wb") as f:
-            f.truncate(size_mb << 20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", image], check=True)
-        subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
-        os.chmod(mnt, 0o711)
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", mnt], check=False)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def fill(fs_dir: str) -> None:
-    """Take every free block of the filesystem holding fs_dir."""
-    path = os.path.join(fs_dir, FILLER)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        chunk = 1 << 20
-        while chunk >= 4096:
-            try:
-                os.write(fd, b"\0" * chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                chunk //= 2
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    assert os.statvfs(fs_dir).f_bavail * os.statvfs(fs_dir).f_frsize < (1 << 20)
-
-
-def free(fs_dir: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(fs_dir, FILLER))
-    os.sync()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,68 @@
+"""A spawn onto a host whose storage pool is full ends in ERROR, the runtime's
+"pool is full" message in the build's event, and no container or volume left on
+the host; with space back, the same host builds the server.
+
+The host's pool is a dir pool on a small real ext4 (tests/functional/fullfs.py).
+"""
+from __future__ import annotations
+
+import os
+
+import test_lxd_servers
+
+from tests.functional import fullfs
+
+HOST = test_lxd_servers.COMPUTE_HOSTS[0]
+POOL = "nlxsmall"
+
+
+class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
+    def _small_pool(self) -> str:
+        fs = fullfs.small_ext4(64)
+        mnt = fs.__enter__()
+        self.addCleanup(fs.__exit__, None, None, None)
+        runtime = self.runtimes[HOST]
+        runtime.client.storage_pools.create({"name": POOL, "driver": "dir",
+                                             "config": {"source": os.path.join(mnt, "pool")}})
+        self.addCleanup(lambda: runtime.client.storage_pools.get(POOL).delete())
+        self.computes[HOST].stop()
+        self.flags(pool=POOL, group="lxd")
+        self._start_compute_on(HOST)
+        return mnt
+
+    def _build_errors(self, server: dict) -> list[str]:
+        old = self.admin_api.microversion
+        self.admin_api.microversion = "2.84"
+        try:
+            actions = self.admin_api.get_instance_actions(server["id"])
+            req = next(a["request_id"] for a in actions if a["action"] == "create")
+            events = self.admin_api.api_get(
+                f"/servers/{server['id']}/os-instance-actions/{req}"
+            ).body["instanceAction"]["events"]
+        finally:
+            self.admin_api.microversion = old
+        return [e.get("details") or "" for e in events if e["result"] == "Error"]
+
+    def test_spawn_onto_a_full_pool(self):
+        mnt = self._small_pool()
+        runtime = self.runtimes[HOST]
+        fullfs.fill(mnt)
+        try:
+            server = self._boot("nlx-full", host=HOST, wait="ERROR")
+            print(f"fault: {server['fault']['message']}")
+            errors = self._build_errors(server)
+            print(f"build event errors: {errors}")
+            self.assertTrue(any(f"Storage pool '{POOL}' is full: no space left on device"
+                                in e for e in errors), errors)
+            self.assertEqual([], runtime.ours())
+            self.assertEqual([], runtime.our_volumes(POOL))
+            self.assertEqual([], os.listdir(os.path.join(mnt, "pool", "containers")))
+            self._delete_server(server)
+        finally:
+            fullfs.free(mnt)
+        server = self._boot("nlx-full-freed", host=HOST)
+        self.assertEqual(POOL, self._container(server).devices["root"]["pool"]
+                         if "root" in self._container(server).devices
+                         else self._container(server).expanded_devices["root"]["pool"])
+        self._delete_server(server)
+        self._assert_runtimes_empty()
