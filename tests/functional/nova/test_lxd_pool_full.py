@@ -30,19 +30,6 @@ class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
         self._start_compute_on(HOST)
         return mnt
 
-    def _build_errors(self, server: dict) -> list[str]:
-        old = self.admin_api.microversion
-        self.admin_api.microversion = "2.84"
-        try:
-            actions = self.admin_api.get_instance_actions(server["id"])
-            req = next(a["request_id"] for a in actions if a["action"] == "create")
-            events = self.admin_api.api_get(
-                f"/servers/{server['id']}/os-instance-actions/{req}"
-            ).body["instanceAction"]["events"]
-        finally:
-            self.admin_api.microversion = old
-        return [e.get("details") or "" for e in events if e["result"] == "Error"]
-
     def test_spawn_onto_a_full_pool(self):
         mnt = self._small_pool()
         runtime = self.runtimes[HOST]
@@ -50,7 +37,7 @@ class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
         try:
             server = self._boot("nlx-full", host=HOST, wait="ERROR")
             print(f"fault: {server['fault']['message']}")
-            errors = self._build_errors(server)
+            errors = self._action_errors(server, "create")
             print(f"build event errors: {errors}")
             self.assertTrue(any(f"Storage pool '{POOL}' is full: no space left on device"
                                 in e for e in errors), errors)

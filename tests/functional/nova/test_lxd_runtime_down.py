@@ -61,20 +61,6 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         listener = self.computes[host].manager.driver._events
         self.assertTrue(listener.connected.wait(DEADLINE), "event listener did not connect")
 
-    def _action_errors(self, server: dict, action: str) -> list[str]:
-        """The error details of a server action's events (admin, microversion 2.84)."""
-        old = self.admin_api.microversion
-        self.admin_api.microversion = "2.84"
-        try:
-            actions = self.admin_api.get_instance_actions(server["id"])
-            req = next(a["request_id"] for a in actions if a["action"] == action)
-            events = self.admin_api.api_get(
-                f"/servers/{server['id']}/os-instance-actions/{req}"
-            ).body["instanceAction"]["events"]
-        finally:
-            self.admin_api.microversion = old
-        return [e.get("details") or "" for e in events if e["result"] == "Error"]
-
     def test_runtime_down_disables_the_host_and_it_recovers_by_itself(self):
         server = self._boot("nlx-down", host=HOST)
         self._events_connected(HOST)

@@ -189,11 +189,16 @@ def test_publish_on_full_pool(hosts, dirpool):
         inst.delete(wait=True)
 
 
-def _migration_source(src, name):
+def _pull(src, dst, name: str, pool: str) -> dict:
+    """Copy name from src into dst's pool (the target pulls); the target's result."""
     env = src.api.instances[name].post(json={"migration": True}).json()
-    op_id = env["operation"].split("/")[-1]
-    return (src.api.operations[op_id]._api_endpoint, env["metadata"]["metadata"],
-            src.host_info["environment"]["certificate"])
+    op = src.api.operations[env["operation"].split("/")[-1]]._api_endpoint
+    env = dst.api.instances.post(json={"name": name, "devices": _root(pool), "source": {
+        "type": "migration", "mode": "pull", "operation": op,
+        "certificate": src.host_info["environment"]["certificate"],
+        "secrets": env["metadata"]["metadata"]}}).json()
+    tid = env["operation"].split("/")[-1]
+    return dst.api.operations[tid].wait.get(params={"timeout": 120}).json()["metadata"]
 
 
 def test_migration_into_full_pool(hosts, dirpool):
@@ -209,14 +214,7 @@ def test_migration_into_full_pool(hosts, dirpool):
         src.stop(force=True, wait=True)
         fill(dirpool)
         try:
-            op, secrets, cert = _migration_source(a, name)
-            env = b.api.instances.post(json={"name": name, "devices": _root("smalldir"),
-                                             "source": {"type": "migration", "mode": "pull",
-                                                        "operation": op, "certificate": cert,
-                                                        "secrets": secrets}}).json()
-            tid = env["operation"].split("/")[-1]
-            result = b.api.operations[tid].wait.get(params={"timeout": 120}).json()["metadata"]
-            _assert_no_space(result, "smalldir")
+            _assert_no_space(_pull(a, b, name, "smalldir"), "smalldir")
             assert name not in [i.name for i in b.instances.all()]
             _assert_clean(hosts, 1, dirpool)
             assert consistency.problems(hosts.daemons[0].lxd_dir) == []
@@ -228,13 +226,7 @@ def test_migration_into_full_pool(hosts, dirpool):
             again.stop(force=True, wait=True)
         finally:
             free(dirpool)
-        op, secrets, cert = _migration_source(a, name)
-        env = b.api.instances.post(json={"name": name, "devices": _root("smalldir"),
-                                         "source": {"type": "migration", "mode": "pull",
-                                                    "operation": op, "certificate": cert,
-                                                    "secrets": secrets}}).json()
-        tid = env["operation"].split("/")[-1]
-        result = b.api.operations[tid].wait.get(params={"timeout": 120}).json()["metadata"]
+        result = _pull(a, b, name, "smalldir")
         assert result["status"] == "Success", result
         copy = b.instances.get(name)
         assert copy.devices["root"]["pool"] == "smalldir"
