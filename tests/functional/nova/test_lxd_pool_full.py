@@ -25,6 +25,8 @@ class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
         runtime.client.storage_pools.create({"name": POOL, "driver": "dir",
                                              "config": {"source": os.path.join(mnt, "pool")}})
         self.addCleanup(lambda: runtime.client.storage_pools.get(POOL).delete())
+        self.flavor0 = self._create_flavor(name="nlx.nodisk", vcpu=1, memory_mb=128,
+                                           ephemeral=0, disk=0)
         self.computes[HOST].stop()
         self.flags(pool=POOL, group="lxd")
         self._start_compute_on(HOST)
@@ -35,7 +37,8 @@ class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
         runtime = self.runtimes[HOST]
         fullfs.fill(mnt)
         try:
-            server = self._boot("nlx-full", host=HOST, wait="ERROR")
+            # disk 0: a 64 MiB pool reports no DISK_GB inventory to placement
+            server = self._boot("nlx-full", host=HOST, wait="ERROR", flavor_id=self.flavor0)
             print(f"fault: {server['fault']['message']}")
             errors = self._action_errors(server, "create")
             print(f"build event errors: {errors}")
@@ -47,7 +50,7 @@ class LXDPoolFullTest(test_lxd_servers.LXDServersBase):
             self._delete_server(server)
         finally:
             fullfs.free(mnt)
-        server = self._boot("nlx-full-freed", host=HOST)
+        server = self._boot("nlx-full-freed", host=HOST, flavor_id=self.flavor0)
         self.assertEqual(POOL, self._container(server).devices["root"]["pool"]
                          if "root" in self._container(server).devices
                          else self._container(server).expanded_devices["root"]["pool"])
