@@ -268,7 +268,7 @@ class Networks:
                 LOG.exception("checking the networks' DHCP servers failed")
 
     async def _check_dhcp(self, backoffs: dict, waiting: set) -> None:
-        wanted = {row["name"] for row in self.d.db.select("networks")
+        wanted = {row["name"] for row in self.d.network_rows.list()
                   if serves_dhcp(row["config"])}
         for name in set(backoffs) - wanted:
             backoffs.pop(name)
