@@ -184,7 +184,7 @@ class ImageStore:
         conf = self.d.server_config.all()
         max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
         max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
-        st = os.statvfs(pool.path)
+        st = pool.space()
         free = int(st.f_bavail * st.f_frsize * 0.95)
         free_files = int(st.f_favail * 0.95) if st.f_files else max_entries
         # btrfs reports no inode count: only the configured entry limit applies there
@@ -197,11 +197,8 @@ class ImageStore:
         A pool keeps an image's unpacked volume while instances clone it, even
         after the image itself was deleted; the last such instance frees it.
         """
-        root = os.path.join(pool.path, "images")
-        if not os.path.isdir(root):
-            return
-        for fp in os.listdir(root):
-            if len(fp) == 64 and not self.d.image_rows.held(fp):
+        for fp in pool.image_volumes():
+            if not self.d.image_rows.held(fp):
                 await pool.delete_image(fp)
 
     def mark_used(self, fingerprint: str) -> None:
