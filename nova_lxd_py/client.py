@@ -14,11 +14,14 @@ pools are thread-safe and we never mutate the client after creation.
 from __future__ import annotations
 
 import os
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib import parse
 
 import pylxd
+import requests
 from pylxd import client as pylxd_client
 
 from nova_lxd_py import exception
@@ -59,7 +62,82 @@ class Endpoint:
         return self.url
 
 
-def make_session(endpoint: Endpoint):
+class ConnectionWatch:
+    """Whether the runtime answered the last request, and who to tell when that
+    changes: nova-compute takes its service out of scheduling while the runtime
+    is away (as the libvirt driver does when its connection closes) and puts it
+    back when the runtime answers again. Every request through a watched session
+    reports here; the event stream's (re)connects too."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down_reason: str | None = None
+        self._subscribers: list[Callable[[], None]] = []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """callback() runs after each change, in the thread that saw it; it reads
+        down_reason itself, so late or out-of-order calls still apply the latest."""
+        self._subscribers.append(callback)
+
+    def lost(self, reason: str) -> None:
+        with self._lock:
+            if self.down_reason is not None:
+                return
+            self.down_reason = reason
+        self._notify()
+
+    def answered(self) -> None:
+        if self.down_reason is None:      # the common case: no lock, no work
+            return
+        with self._lock:
+            if self.down_reason is None:
+                return
+            self.down_reason = None
+        self._notify()
+
+    def _notify(self) -> None:
+        for callback in self._subscribers:
+            callback()
+
+
+def connection_reason(exc: BaseException) -> str:
+    """The operating system's words ("Connection refused") out of the layers
+    requests and urllib3 wrap around a failed connect."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if not isinstance(cur, BaseException) or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno and cur.strerror:
+            return cur.strerror
+        todo += [*cur.args, getattr(cur, "reason", None), cur.__cause__, cur.__context__]
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return found.group(1).strip() if found else str(exc)
+
+
+def _watched(session, endpoint: Endpoint, watch: ConnectionWatch):
+    """Every request through session: a refused or lost connection becomes
+    RuntimeUnavailable naming the endpoint (not a requests traceback), and the
+    watch learns whether the runtime answers."""
+    send = session.send
+
+    def send_watched(request, **kwargs):
+        try:
+            response = send(request, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            reason = connection_reason(exc)
+            watch.lost(reason)
+            raise exception.RuntimeUnavailable(endpoint=endpoint.describe(),
+                                               reason=reason) from exc
+        watch.answered()
+        return response
+    session.send = send_watched
+    return session
+
+
+def make_session(endpoint: Endpoint, watch: ConnectionWatch | None = None):
     """A requests session for *endpoint* that ignores CA/proxy env vars."""
     url = endpoint.pylxd_url()
     cert = None
@@ -77,16 +155,20 @@ def make_session(endpoint: Endpoint):
             verify = endpoint.server_cert
     session = pylxd_client.get_session_for_url(url, verify=verify, cert=cert)
     session.trust_env = False
+    if watch is not None:
+        _watched(session, endpoint, watch)
     return session, cert
 
 
-def make_client(endpoint: Endpoint) -> pylxd.Client:
+def make_client(endpoint: Endpoint, watch: ConnectionWatch | None = None) -> pylxd.Client:
     """Connect to the runtime; raises RuntimeUnavailable with the endpoint
     named when it cannot be reached."""
-    session, cert = make_session(endpoint)
+    session, cert = make_session(endpoint, watch)
     try:
         return pylxd.Client(endpoint=endpoint.pylxd_url(), cert=cert,
                             session=session, timeout=endpoint.timeout)
+    except exception.RuntimeUnavailable:
+        raise
     except Exception as exc:  # pylxd wraps connection errors variously
         raise exception.RuntimeUnavailable(endpoint=endpoint.describe(),
                                            reason=str(exc)) from exc
@@ -95,8 +177,9 @@ def make_client(endpoint: Endpoint) -> pylxd.Client:
 class ClientFactory:
     """Lazily builds and caches one client; ``reset`` after a lost runtime."""
 
-    def __init__(self, endpoint: Endpoint):
+    def __init__(self, endpoint: Endpoint, watch: ConnectionWatch | None = None):
         self.endpoint = endpoint
+        self.watch = watch or ConnectionWatch()
         self._lock = threading.Lock()
         self._client: pylxd.Client | None = None
 
@@ -106,7 +189,7 @@ class ClientFactory:
             return client
         with self._lock:
             if self._client is None:
-                self._client = make_client(self.endpoint)
+                self._client = make_client(self.endpoint, self.watch)
             return self._client
 
     def reset(self) -> None:

@@ -10,8 +10,11 @@ from nova.i18n import _
 from nova import exception as nova_exception
 
 
-class RuntimeUnavailable(nova_exception.HypervisorUnavailable):
-    msg_fmt = _("The container runtime at %(endpoint)s is unreachable: %(reason)s. "
+class RuntimeUnavailable(nova_exception.HypervisorUnavailable,
+                         nova_exception.VirtDriverNotReady):
+    # VirtDriverNotReady too: nova's periodic tasks then skip a round with one
+    # log line instead of a traceback while the runtime is away.
+    msg_fmt = _("Cannot reach the container runtime at %(endpoint)s: %(reason)s. "
                 "Is nova-lxd-runtime (or LXD) running, and is [lxd] endpoint right?")
 
 

@@ -158,7 +158,7 @@ class Daemon:
         (they unwind in reverse, so the state closes after every other subsystem)."""
         return [self._state, self.seccomp.running, self._instances_running,
                 self.tls.running, self.snapshots.running, self.remote_images.running,
-                self._default_network]
+                self._default_network, self.networks.supervising]
 
     async def _state(self, app: web.Application):
         yield

@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import uuid
 
-from runtime import arch, crashpoint
+from runtime import arch, crashpoint, errors
 from runtime.instances import restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
@@ -337,8 +337,9 @@ class InstanceManager:
                 await self.apply_root_size(inst)
                 crashpoint.hit("create.volume")
                 self.completed(inst)
-        except BaseException:
+        except BaseException as exc:
             await self.purge(inst)
+            errors.raise_if_no_space(exc, inst.pool)
             raise
         self.d.bus.lifecycle("instance-created", inst.url, project)
         LOG.info("instance %s/%s created", project, inst.name)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from runtime import arch, crashpoint
+from runtime import arch, crashpoint, errors
 from runtime.base.timefmt import parse_time
 from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest, CommandFailed, Conflict
@@ -231,7 +231,11 @@ class Publisher:
                 idmap = mgr.idmap_of(inst)
                 architecture = inst.architecture
                 async with self.snaps.quiesced(inst):
-                    await pool.create_snapshot(vol, snap)
+                    try:
+                        await pool.create_snapshot(vol, snap)
+                    except Exception as exc:
+                        errors.raise_if_no_space(exc, inst.pool)
+                        raise
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
             crashpoint.hit("publish.snapshot")

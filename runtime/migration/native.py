@@ -39,7 +39,7 @@ import time
 
 import aiohttp
 
-from runtime import proc, targuard, wsclient
+from runtime import errors, proc, targuard, wsclient
 from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest, Conflict, NotFound, RuntimeAPIError
 from runtime.instances import restrictions
@@ -427,6 +427,14 @@ def _stream_policy(pool: Pool, tree: str, privileged: bool) -> targuard.Policy:
         devices=None if privileged else frozenset(("c", a, b) for a, b in ALLOWED_CHAR))
 
 
+def _no_space(exc: BaseException, pool: str) -> RuntimeAPIError | None:
+    """A receive that ran out of space on the pool (a stream's size limit is the
+    pool's free space, see _stream_policy), as the error naming the pool."""
+    if isinstance(exc, targuard.TooLarge):
+        return errors.pool_full(pool, str(exc))
+    return errors.no_space(exc, pool) if isinstance(exc, Exception) else None
+
+
 async def _tar_receive(fs, directory: str, policy: targuard.Policy) -> int:
     """Feed one received tar stream (binary frames, then "end") to `tar -x`, through
     the guard: the websocket fills one pipe, a thread checks every header and passes
@@ -595,14 +603,17 @@ class Receiver(ReceiverBase):
             await self._receive(inst, header, control, fs)
         except BaseException as exc:
             LOG.warning("incoming migration of %s failed: %s", inst.name, exc)
+            failure = _no_space(exc, inst.pool) or exc
             try:
                 await d.instances.purge(inst)
             finally:
                 if not control.closed:
                     try:
-                        await _send_json(control, {"success": False, "error": str(exc)})
+                        await _send_json(control, {"success": False, "error": str(failure)})
                     except (OSError, RuntimeError, ConnectionError):
                         pass
+            if failure is not exc:
+                raise failure from exc
             raise
         d.bus.lifecycle("instance-created", inst.url, self.project)
         if header.get("start") or self.body.get("start"):
