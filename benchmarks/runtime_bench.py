@@ -33,7 +33,7 @@ from rawclient import ApiError, exec_record
 from rawstream import RawStream
 from targets import ApiTarget, NotSupported, wait_socket
 
-from runtime import statedir
+from tools import statedir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

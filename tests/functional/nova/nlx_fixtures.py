@@ -28,7 +28,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
     sys.path.append(REPO)
 from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
-from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
+from tools.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
@@ -64,10 +64,10 @@ def busybox_image() -> str:
 
 
 def _wipe(lxd_dir: str) -> None:
-    """runtime.statedir.wipe in a child process: it reads /sys/fs/cgroup, which nova's
+    """tools.statedir.wipe in a child process: it reads /sys/fs/cgroup, which nova's
     test fixtures forbid inside the test process."""
-    subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
-                    "statedir.wipe(sys.argv[1])", lxd_dir], check=False, timeout=120)
+    subprocess.run([sys.executable, "-c", "import sys; from tools import statedir; "
+                    "statedir.wipe(sys.argv[1])", lxd_dir], check=False, timeout=120, cwd=REPO)
 
 
 def runtime_kind() -> str:
@@ -152,11 +152,11 @@ class RuntimeFixture(fixtures.Fixture):
             raise RuntimeError("restarting needs the bundled runtime")
         self._stop()
         if host_reboot:
-            subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
+            subprocess.run([sys.executable, "-c", "import sys; from tools import statedir; "
                             "statedir.stop_containers(sys.argv[1]); "
                             "[statedir.subprocess.run(['umount', '-l', m]) for m in "
                             "sorted(statedir.mounts_below(sys.argv[1]), key=len, reverse=True)]",
-                            self.lxd_dir], check=True, timeout=120)
+                            self.lxd_dir], check=True, timeout=120, cwd=REPO)
         self._launch()
         self.client = lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
 

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 
 import pylxd
@@ -58,28 +57,17 @@ class Daemon(RuntimeDaemon):
         self.netns, self.address, self.port = netns, address, port
         self.own_sysfs = own_sysfs
 
-    def start(self, timeout: float = 15.0) -> "Daemon":
-        env = dict(os.environ, LXD_DIR=self.lxd_dir, **self.extra_env)
-        argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
+    def argv(self) -> list[str]:
+        argv = super().argv()
         if self.netns and self.own_sysfs:
-            argv = ["ip", "netns", "exec", self.netns] + argv  # execs: same pid
-        elif self.netns:
+            return ["ip", "netns", "exec", self.netns] + argv  # execs: same pid
+        if self.netns:
             # --no-fork: the pid we hold is the daemon itself, so stop() reaches it.
-            argv = ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.tail()}")
-            try:
-                _ = self.client().host_info
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"daemon did not answer: {self.tail()}")
+            return ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
+        return argv
+
+    def start(self, timeout: float = 15.0) -> "Daemon":
+        super().start(timeout)
         self.client().api.patch(json={"config": {
             "core.https_address": f"{self.address}:{self.port}"}})
         return self
