@@ -25,6 +25,7 @@ for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_var, None)
 sys.path.insert(0, REPO)
 from tests.functional.runtime.hostnet import HostNetwork  # noqa: E402
+from runtime.client import Endpoint, connect  # noqa: E402
 from runtime.tls import generate_keypair  # noqa: E402
 
 
@@ -117,7 +118,8 @@ class Hosts:
 
     def https(self, i: int) -> pylxd.Client:
         d = self.daemons[i]
-        return pylxd.Client(endpoint=d.url, cert=(self.cert, self.key), verify=d.server_crt)
+        return connect(Endpoint(d.url, client_cert=self.cert, client_key=self.key,
+                                server_cert=d.server_crt, timeout=None))
 
     def local(self, i: int) -> pylxd.Client:
         return self.daemons[i].client()
