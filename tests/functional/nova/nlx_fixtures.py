@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import fixtures
 import pylxd
@@ -28,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
     sys.path.append(REPO)
 from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
+from tests.functional.runtime.harness import wait_answering  # noqa: E402
 from tools.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
@@ -128,19 +128,8 @@ class RuntimeFixture(fixtures.Fixture):
         with open(os.path.join(self.lxd_dir, "daemon.log"), "ab") as log:
             self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nova-lxd-runtime exited with {self.proc.returncode}; "
-                                   f"see {self.lxd_dir}/daemon.log")
-            if os.path.exists(self.endpoint):
-                try:
-                    lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
-                    return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError("nova-lxd-runtime did not come up in 20s")
+        wait_answering(lxd_client.Endpoint(self.endpoint), self.proc, 20,
+                       lambda: f"see {self.lxd_dir}/daemon.log")
 
     def restart(self, host_reboot: bool = False) -> None:
         """Stop the daemon and start it again on the same state directory.
