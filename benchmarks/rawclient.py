@@ -3,11 +3,10 @@ socket, standard library only. Everything else (driver, CLI, tests, the
 benchmarks' untimed set-up) uses the one LXD client, runtime.client.
 
 Why it stays on the benchmarks' hot path: the one client is pylxd over requests,
-which adds about 0.6-0.8 ms to every request (benchmarks/client_bench.py, same
-run: GET /1.0 0.85 vs 1.65 ms, freeze + unfreeze 3.8 vs 6.3 ms), and pylxd's
-execute() polls with a 100 ms sleep; timed that way the tables would measure the
-client, not the daemon (an exec in record-output mode costs the runtime about
-8 ms). This client keeps one HTTP/1.1 connection alive, speaks just enough RFC
+which adds 0.3-0.9 ms to every request (benchmarks/client_bench.py, medians of
+200, same run: GET /1.0 0.34 vs 0.61 ms, exec in record-output mode 12.9 vs
+15.6 ms, freeze + unfreeze 2.8 vs 5.4 ms), and pylxd's execute() polls with a
+100 ms sleep; timed that way the tables would measure the client, not the daemon. This client keeps one HTTP/1.1 connection alive, speaks just enough RFC
 6455 for LXD's exec websockets, and waits on operations with `/wait`.
 """
 from __future__ import annotations
