@@ -71,7 +71,7 @@ class Config:
     def client_cert(self) -> tuple[str, str]:
         crt, key = os.path.join(self.dir, "client.crt"), os.path.join(self.dir, "client.key")
         if not (os.path.exists(crt) and os.path.exists(key)):
-            from runtime.tls import generate_keypair
+            from runtime.certs import generate_keypair
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             generate_keypair(crt, key, f"nova-lxd@{socket.gethostname()}")
         return crt, key
