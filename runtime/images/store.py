@@ -175,7 +175,7 @@ class ImageStore:
         conf = self.d.server_config.all()
         max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
         max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
-        st = os.statvfs(pool.path)
+        st = pool.space()
         free = st.f_bavail * st.f_frsize
         max_bytes = min(max_bytes, int(free * 0.95))
         if st.f_files:  # btrfs reports no inode count: only the configured limit applies
@@ -188,11 +188,8 @@ class ImageStore:
         A pool keeps an image's unpacked volume while instances clone it, even
         after the image itself was deleted; the last such instance frees it.
         """
-        root = os.path.join(pool.path, "images")
-        if not os.path.isdir(root):
-            return
-        for fp in os.listdir(root):
-            if len(fp) == 64 and not self.d.image_rows.held(fp):
+        for fp in pool.image_volumes():
+            if not self.d.image_rows.held(fp):
                 await pool.delete_image(fp)
 
     def mark_used(self, fingerprint: str) -> None:

@@ -216,7 +216,7 @@ class Publisher:
     async def _pack(self, inst, row: dict | None, props: dict, expires_at: float,
                     dest: str, compress: list[str] | None) -> str:
         mgr = self.d.instances
-        pool = self.d.pool(inst.pool)
+        pool = self.d.pools.get(inst.pool)
         vol = volume_name(inst.project, inst.name)
         if row is not None:
             snap, temporary = row["name"], False
@@ -235,7 +235,7 @@ class Publisher:
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
             crashpoint.hit("publish.snapshot")
-            voldir = pool.snapshot_path(vol, snap)
+            voldir = pool.snapshot_dir(vol, snap)
             meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
             try:
                 return await pack(voldir, rootfs, idmap, meta, dest, compress)
