@@ -1,65 +1,46 @@
-"""The one place that builds pylxd clients.
+"""The driver's connection to its runtime: the one LXD client (``runtime.client``)
+configured from ``[lxd]``, its errors turned into the driver's.
 
-Why not ``pylxd.Client(endpoint=..., verify=...)`` directly: requests lets
-REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment override the
-``verify`` pylxd gives it, and pylxd then pins the first certificate of that
-bundle, so every https call fails with "Fingerprints did not match". We build
-the requests session ourselves with ``trust_env`` off (which also keeps proxy
-variables away from a hypervisor-local socket) and hand it to pylxd.
-
-The client is created lazily and once per driver (not at import), and it is
-safe to share between nova-compute's native threads: requests' connection
-pools are thread-safe and we never mutate the client after creation.
+The client is created lazily and once per driver (not at import), and it is safe
+to share between nova-compute's native threads: requests' connection pools are
+thread-safe and the client is never mutated after creation.
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib import parse
 
 import pylxd
 import requests
-from pylxd import client as pylxd_client
 
 from nova_lxd_py import exception
+from runtime.client import connection
+from runtime.client.errors import ConfigError, Unreachable
 
-UNIX_SCHEME = "http+unix://"
+UNIX_SCHEME = connection.UNIX_SCHEME
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Connection settings, captured once so later CONF changes (tests start
-    several compute services in one process) don't move a running driver."""
-
-    url: str
-    client_cert: str | None = None
-    client_key: str | None = None
-    server_cert: str | None = None
-    timeout: float | None = 60
+class Endpoint(connection.Endpoint):
+    """The runtime's address and certificates (see runtime.client.Endpoint)."""
 
     @classmethod
     def from_conf(cls, conf) -> Endpoint:
+        """Captured once, so later CONF changes (tests start several compute
+        services in one process) don't move a running driver."""
         lxd = conf.lxd
         return cls(url=lxd.endpoint, client_cert=lxd.client_cert,
                    client_key=lxd.client_key, server_cert=lxd.server_cert,
                    timeout=lxd.timeout)
 
-    @property
-    def is_unix(self) -> bool:
-        return not self.url.startswith(("https://", "http://"))
 
-    def pylxd_url(self) -> str:
-        """The endpoint in the form pylxd's session expects."""
-        if self.is_unix:
-            path = self.url.removeprefix("unix://")
-            return UNIX_SCHEME + parse.quote(path, safe="")
-        return self.url.rstrip("/")
-
-    def describe(self) -> str:
-        return self.url
+def make_session(endpoint: connection.Endpoint) -> tuple[requests.Session,
+                                                        tuple[str, str] | None]:
+    """A session that ignores CA/proxy variables, and the client certificate."""
+    try:
+        return connection.session(endpoint), endpoint.cert
+    except ConfigError as exc:
+        raise exception.RuntimeConfigError(reason=f"[lxd] {exc}") from exc
 
 
 class ConnectionWatch:
@@ -117,7 +98,7 @@ def connection_reason(exc: BaseException) -> str:
     return found.group(1).strip() if found else str(exc)
 
 
-def _watched(session, endpoint: Endpoint, watch: ConnectionWatch):
+def _watched(session, endpoint: connection.Endpoint, watch: ConnectionWatch):
     """Every request through session: a refused or lost connection becomes
     RuntimeUnavailable naming the endpoint (not a requests traceback), and the
     watch learns whether the runtime answers."""
@@ -137,47 +118,26 @@ def _watched(session, endpoint: Endpoint, watch: ConnectionWatch):
     return session
 
 
-def make_session(endpoint: Endpoint, watch: ConnectionWatch | None = None):
-    """A requests session for *endpoint* that ignores CA/proxy env vars."""
-    url = endpoint.pylxd_url()
-    cert = None
-    verify: bool | str = True
-    if not endpoint.is_unix:
-        if bool(endpoint.client_cert) != bool(endpoint.client_key):
-            raise exception.RuntimeConfigError(
-                reason="[lxd] client_cert and client_key must be set together")
-        for path in (endpoint.client_cert, endpoint.client_key, endpoint.server_cert):
-            if path and not os.path.exists(path):
-                raise exception.RuntimeConfigError(reason=f"{path} does not exist")
-        if endpoint.client_cert:
-            cert = (endpoint.client_cert, endpoint.client_key)
-        if endpoint.server_cert:
-            verify = endpoint.server_cert
-    session = pylxd_client.get_session_for_url(url, verify=verify, cert=cert)
-    session.trust_env = False
-    if watch is not None:
-        _watched(session, endpoint, watch)
-    return session, cert
-
-
-def make_client(endpoint: Endpoint, watch: ConnectionWatch | None = None) -> pylxd.Client:
+def make_client(endpoint: connection.Endpoint,
+                watch: ConnectionWatch | None = None) -> pylxd.Client:
     """Connect to the runtime; raises RuntimeUnavailable with the endpoint
     named when it cannot be reached."""
-    session, cert = make_session(endpoint, watch)
+    session, _cert = make_session(endpoint)  # a config error is not an outage
+    if watch is not None:
+        _watched(session, endpoint, watch)
     try:
-        return pylxd.Client(endpoint=endpoint.pylxd_url(), cert=cert,
-                            session=session, timeout=endpoint.timeout)
+        return connection.connect(endpoint, session)
     except exception.RuntimeUnavailable:
         raise
-    except Exception as exc:  # pylxd wraps connection errors variously
-        raise exception.RuntimeUnavailable(endpoint=endpoint.describe(),
-                                           reason=str(exc)) from exc
+    except Unreachable as exc:
+        raise exception.RuntimeUnavailable(endpoint=exc.endpoint, reason=exc.reason) from exc
 
 
 class ClientFactory:
     """Lazily builds and caches one client; ``reset`` after a lost runtime."""
 
-    def __init__(self, endpoint: Endpoint, watch: ConnectionWatch | None = None):
+    def __init__(self, endpoint: connection.Endpoint,
+                 watch: ConnectionWatch | None = None):
         self.endpoint = endpoint
         self.watch = watch or ConnectionWatch()
         self._lock = threading.Lock()

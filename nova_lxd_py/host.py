@@ -8,6 +8,7 @@ provider tree logic is unit-tested without a runtime.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,12 @@ import os_resource_classes as orc
 import os_traits
 from oslo_log import log as logging
 
-from nova_lxd_py.image import HOST_ARCH
-
 LOG = logging.getLogger(__name__)
 
+# The machine's architecture (images default to it). Read once at import: the host
+# does not change architecture, and nova's test fixtures forbid inspecting the host
+# (os.uname) while a test runs.
+HOST_ARCH = platform.machine()
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 
-from runtime import statedir
+from tools import statedir
 from runtime.instances import cgroups, lxc
 from runtime.storage import volume_name
 
