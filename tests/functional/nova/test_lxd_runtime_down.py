@@ -53,9 +53,17 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
                 self.fail(f"driver on {host} never saw the runtime {'down' if down else 'up'}")
             time.sleep(0.1)
 
-    def _disabled_trait(self, host: str) -> bool:
+    def _disabled_trait(self, host: str, want: bool) -> bool:
+        """Whether the provider carries COMPUTE_STATUS_DISABLED, waiting (up to
+        DEADLINE) for it to become *want*: the trait follows the service's status
+        in a second step, after the service row is saved."""
         rp = self._get_provider_uuid_by_host(host)
-        return "COMPUTE_STATUS_DISABLED" in self._get_provider_traits(rp)
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            found = "COMPUTE_STATUS_DISABLED" in self._get_provider_traits(rp)
+            if found == want or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
 
     def _events_connected(self, host: str) -> None:
         listener = self.computes[host].manager.driver._events
@@ -71,7 +79,7 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         print(f"service disabled {took:.2f}s after the runtime stopped")
         self.assertTrue(service["disabled_reason"].startswith(
             f"AUTO: Cannot reach the container runtime at {runtime.endpoint}: "), service)
-        self.assertTrue(self._disabled_trait(HOST))
+        self.assertTrue(self._disabled_trait(HOST, True))
 
         # The driver's calls fail with the runtime named, not a requests traceback.
         ctx = nova_context.get_admin_context()
@@ -111,7 +119,7 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         service, took = self._wait_service(HOST, "enabled")
         print(f"service enabled {took:.2f}s after the runtime answered")
         self.assertIsNone(service["disabled_reason"])
-        self.assertFalse(self._disabled_trait(HOST))
+        self.assertFalse(self._disabled_trait(HOST, False))
 
         # Everything works: the event stream (a stop behind nova's back is seen at
         # once), power actions, and new servers on this host.
