@@ -48,7 +48,7 @@ from rawclient import Client  # noqa: E402
 from runtime_bench import RuntimeProcess, build_image  # noqa: E402
 from targets import ApiTarget  # noqa: E402
 
-from runtime import statedir  # noqa: E402
+from tools import statedir  # noqa: E402
 from runtime.instances import lxc  # noqa: E402
 
 

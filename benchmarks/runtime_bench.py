@@ -27,13 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tools/
 
 import memory
 from rawclient import ApiError, exec_record
 from rawstream import RawStream
 from targets import ApiTarget, NotSupported, wait_socket
 
-from runtime import statedir
+from tools import statedir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

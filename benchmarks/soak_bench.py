@@ -34,7 +34,7 @@ sys.path.insert(0, REPO)
 import memory  # noqa: E402
 from rawclient import Client, exec_record  # noqa: E402
 
-from runtime import statedir  # noqa: E402
+from tools import statedir  # noqa: E402
 from runtime.instances import cgroups, lxc  # noqa: E402
 
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import subprocess
 import time
-import urllib.parse
 from typing import Any
 
 from rawclient import ApiError, Client, exec_record, exec_websocket
@@ -269,12 +268,8 @@ class ApiTarget:
 
     def pylxd_instance(self, name: str) -> Any:
         if self._pylxd is None:
-            try:
-                import pylxd
-            except ImportError as e:
-                raise NotSupported(f"pylxd not importable: {e}")
-            endpoint = "http+unix://" + urllib.parse.quote(self.socket_path, safe="")
-            self._pylxd = pylxd.Client(endpoint=endpoint)
+            from runtime.client import Endpoint, connect
+            self._pylxd = connect(Endpoint.unix(self.socket_path, timeout=None))
         return self._pylxd.instances.get(name)
 
     def exec_pylxd(self, inst: Any) -> None:

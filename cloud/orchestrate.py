@@ -267,7 +267,7 @@ def status(out: Callable[[str], None] = print) -> int:
 
 def down(progress: Progress = print) -> None:
     """Stop everything and remove all the cloud made (state, namespaces, links)."""
-    from runtime import statedir
+    from tools import statedir
 
     hosts = saved_hosts() or 0
     if supervisor.pid():

@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import shutil
+import threading
 import time
 from typing import Any, ClassVar
 
@@ -39,7 +40,7 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import privsep, runtime_api
+from nova_lxd_py import runtime_api
 from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
@@ -111,7 +112,10 @@ class LXDDriver(driver.ComputeDriver):
         self._images = images.ImageStore(self._clients, glance.API(),
                                          CONF.lxd.image_cache_dir)
         self._events = runtime_events.LifecycleListener(
-            self._endpoint, self._power_state_by_name, self.emit_event, self.list_instances)
+            self._endpoint, self._power_state_by_name, self.emit_event, self.list_instances,
+            watch=self._clients.watch)
+        self._service_lock = threading.Lock()
+        self._clients.watch.subscribe(self._runtime_reachability_changed)
 
     # -- connection ------------------------------------------------------------
     def init_host(self, host: str) -> None:
@@ -140,6 +144,24 @@ class LXDDriver(driver.ComputeDriver):
         self._own_power_state()
         self._listen_consoles()
         self._events.start()
+        # Connected: a service this driver disabled while the runtime was away
+        # (before a restart of nova-compute, too) goes back into scheduling.
+        self._runtime_reachability_changed()
+
+    def _runtime_reachability_changed(self) -> None:
+        """The runtime stopped or started answering (any call, or the event stream's
+        reconnect): like libvirt's driver on a closed connection, take this host out
+        of scheduling with an "AUTO:" reason, and put it back once the runtime answers."""
+        with self._service_lock:
+            reason = self._clients.watch.down_reason
+            if reason is None:
+                LOG.info("The container runtime at %s answers", self._endpoint.describe())
+            else:
+                LOG.error("Cannot reach the container runtime at %s: %s",
+                          self._endpoint.describe(), reason)
+            host_info.set_service_enabled(
+                self.virtapi, self._nodename, reason is None,
+                f"Cannot reach the container runtime at {self._endpoint.describe()}: {reason}")
 
     def _listen_consoles(self) -> None:
         """Serial console listeners for the instances already running here (after a
@@ -704,18 +726,17 @@ class LXDDriver(driver.ComputeDriver):
             "data would have to be copied while the guest writes): detach and attach")
 
     def extend_volume(self, context, connection_info, instance, requested_size):
-        """The host sees the new size; a filesystem the container has mounted from
-        the volume (or its root) is grown online, as the guest of a VM would."""
+        """The host (and so the container) sees the grown device; a filesystem we
+        mounted for the container from it is grown online where the host allows
+        (see volume's docstring: a refusal is recorded, the volume keeps working)."""
         vol_id = volume.volume_id(connection_info)
         new_size = volume.extend(connection_info)
         path = (connection_info.get("data") or {}).get("device_path")
-        data = self._own(instance) or {}
-        mounted = [d for d in (data.get("devices") or {}).values()
-                   if d.get("type") == "disk" and d.get("source") == path]
-        if path and mounted:
-            privsep.grow_filesystem(path)
+        at = volume.mounted_at((self._own(instance) or {}).get("devices"), path)
+        grown = at is not None and volume.grow_filesystem(context, instance, vol_id, path, at,
+                                                          CONF.host)
         LOG.info("Extended volume %s to %d bytes%s", vol_id, new_size,
-                 " and its filesystem" if mounted else "", instance=instance)
+                 f" and its filesystem at {at}" if grown else "", instance=instance)
         return new_size
 
     def _volume_devices(self, context, instance, block_device_info, current):
@@ -976,6 +997,10 @@ class LXDDriver(driver.ComputeDriver):
         return host_info.host_resources(resources, pool)
 
     def get_available_nodes(self, refresh=False):
+        if self._clients.watch.down_reason is not None:
+            # nova's resource periodic asks first: probe, so a runtime that is back is
+            # noticed, and one still away skips the round (VirtDriverNotReady) cleanly.
+            self._rt.server()
         return [self._nodename]
 
     def get_nodenames_by_uuid(self, refresh=False):
@@ -1007,8 +1032,11 @@ class LXDDriver(driver.ComputeDriver):
         if not CONF.image_cache.remove_unused_base_images:
             return
         in_use = {inst.image_ref for inst in all_instances if inst.image_ref}
-        self._images.prune(in_use,
-                           CONF.image_cache.remove_unused_original_minimum_age_seconds)
+        try:
+            self._images.prune(in_use,
+                               CONF.image_cache.remove_unused_original_minimum_age_seconds)
+        except exception.RuntimeUnavailable as exc:
+            LOG.warning("Image cache not pruned this time: %s", exc)
 
     def get_host_ip_addr(self):
         return CONF.my_ip

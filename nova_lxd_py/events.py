@@ -13,6 +13,9 @@ state (``get_info``) before acting. So a late, repeated or forged event can
 cause no wrong state. When the runtime restarts the websocket closes; the
 thread reconnects with a short backoff and then reports the current state of
 every instance once, since changes made while it was away produced no event.
+Its connects go through the driver's connection watch: the stream's end and
+reconnect are how nova-compute notices at once that the runtime went away and
+came back (see ``client.ConnectionWatch``).
 """
 from __future__ import annotations
 
@@ -33,7 +36,9 @@ from nova_lxd_py import client as lxd_client
 
 LOG = logging.getLogger(__name__)
 
-MAX_RETRY_INTERVAL = 30.0
+# While the runtime is away the stream is retried at most this far apart: its
+# reconnect is also how nova-compute learns the runtime is back.
+MAX_RETRY_INTERVAL = 10.0
 
 # Runtime lifecycle actions after which an instance's power state may differ.
 INSTANCE_ACTIONS = frozenset({
@@ -100,8 +105,10 @@ class LifecycleListener:
 
     def __init__(self, endpoint: lxd_client.Endpoint, read_state: StateReader,
                  emit: Callable[[virtevent.Event], None], list_names: Callable[[], list[str]],
-                 retry_interval: float = 1.0):
+                 retry_interval: float = 1.0,
+                 watch: lxd_client.ConnectionWatch | None = None):
         self._endpoint = endpoint
+        self._watch = watch
         self._read_state = read_state
         self._emit = emit
         self._list_names = list_names
@@ -166,7 +173,7 @@ class LifecycleListener:
                 self._stopping.wait(self._retry)
 
     def _connect(self) -> _Socket:
-        client = lxd_client.make_client(self._endpoint)
+        client = lxd_client.make_client(self._endpoint, self._watch)
         url = client.websocket_url
         kwargs: dict[str, Any] = {}
         if not self._endpoint.is_unix:

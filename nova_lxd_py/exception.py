@@ -10,8 +10,11 @@ from nova.i18n import _
 from nova import exception as nova_exception
 
 
-class RuntimeUnavailable(nova_exception.HypervisorUnavailable):
-    msg_fmt = _("The container runtime at %(endpoint)s is unreachable: %(reason)s. "
+class RuntimeUnavailable(nova_exception.HypervisorUnavailable,
+                         nova_exception.VirtDriverNotReady):
+    # VirtDriverNotReady too: nova's periodic tasks then skip a round with one
+    # log line instead of a traceback while the runtime is away.
+    msg_fmt = _("Cannot reach the container runtime at %(endpoint)s: %(reason)s. "
                 "Is nova-lxd-runtime (or LXD) running, and is [lxd] endpoint right?")
 
 
@@ -46,3 +49,10 @@ class SwapNotSupported(nova_exception.InvalidInput):
 
 class InvalidImageProperty(nova_exception.InvalidInput):
     msg_fmt = _("Image property %(name)s=%(value)r is invalid: %(reason)s")
+
+
+class FilesystemNotGrown(nova_exception.NovaException):
+    # Recorded (instance fault, extend action event), not raised to nova: the volume
+    # grew and keeps working at its old filesystem size.
+    msg_fmt = _("Volume %(volume_id)s grew; its filesystem at %(path)s was not grown: "
+                "%(reason)s")

@@ -8,20 +8,31 @@ provider tree logic is unit-tested without a runtime.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from typing import Any
 
 import os_resource_classes as orc
 import os_traits
+from oslo_log import log as logging
 
-from nova_lxd_py.image import HOST_ARCH
+LOG = logging.getLogger(__name__)
 
+# The machine's architecture (images default to it). Read once at import: the host
+# does not change architecture, and nova's test fixtures forbid inspecting the host
+# (os.uname) while a test runs.
+HOST_ARCH = platform.machine()
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 # Traits this driver owns on its provider (the capability traits are added
 # by nova's resource tracker from LXDDriver.capabilities).
 CONTAINER_TRAIT = "CUSTOM_NOVA_LXD_CONTAINER"
+# As nova's libvirt driver: a service the driver disabled itself carries this
+# prefix, and only such a service is enabled again automatically, so a host an
+# operator took out of rotation stays out.
+DISABLE_PREFIX = "AUTO: "
+
 # Set only when the storage pool enforces root_gb (btrfs, zfs, lvm, ceph), so
 # a flavor can require enforced disk sizes with trait:...=required.
 ROOT_QUOTA_TRAIT = "CUSTOM_NOVA_LXD_ROOT_DISK_QUOTA"
@@ -166,3 +177,38 @@ def cpu_stats(cpu_time: dict, frequency: int) -> dict[str, int]:
     return {"kernel": int(cpu_time["kernel"]), "idle": int(cpu_time["idle"]),
             "user": int(cpu_time["user"]), "iowait": int(cpu_time["iowait"]),
             "frequency": frequency}
+
+
+def set_service_enabled(virtapi: Any, host: str, enabled: bool, reason: str | None) -> None:
+    """Take this host's compute service out of scheduling (disabled, "AUTO: reason")
+    or put it back, as the libvirt driver does when its hypervisor connection
+    closes and comes back; the provider's COMPUTE_STATUS_DISABLED trait follows.
+    Never overrides a disable by an operator (a reason without the prefix)."""
+    from nova import context as nova_context
+    from nova import exception as nova_exception
+    from nova import objects
+
+    ctx = nova_context.get_admin_context()
+    try:
+        service = objects.Service.get_by_compute_host(ctx, host)
+        if service.disabled == (not enabled):
+            return
+        if service.disabled and not (service.disabled_reason or "").startswith(
+                DISABLE_PREFIX):
+            LOG.info("Compute service on %s stays disabled (by an operator: %s)", host,
+                     service.disabled_reason)
+            return
+        service.disabled = not enabled
+        service.disabled_reason = None if enabled else DISABLE_PREFIX + (reason or "")
+        service.save()
+        LOG.warning("Compute service on %s %s", host,
+                    "enabled again" if enabled else f"disabled: {service.disabled_reason}")
+        try:
+            virtapi.update_compute_provider_status(ctx, service.compute_node.uuid,
+                                                   enabled=enabled)
+        except Exception:  # noqa: BLE001 - best effort: the resource periodic syncs it
+            LOG.warning("Could not update the provider status of %s", host, exc_info=True)
+    except nova_exception.ComputeHostNotFound:
+        LOG.warning("Cannot update the service status of %s: it is not registered", host)
+    except Exception:  # noqa: BLE001 - as libvirt's: never fail the caller for this
+        LOG.warning("Cannot update the service status of %s", host, exc_info=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import platform
 import tarfile
 import tempfile
 import time
@@ -37,13 +36,11 @@ from oslo_utils import timeutils, uuidutils
 from pylxd import exceptions as lxd_exceptions
 
 from nova_lxd_py import exception
+from nova_lxd_py.host import CONTAINER_TRAIT, HOST_ARCH
 
 LOG = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS = ("raw", "root-tar", "squashfs")
-# Read once at import: the host does not change architecture, and nova's test
-# fixtures forbid inspecting the host (os.uname) while a test runs.
-HOST_ARCH = platform.machine()
 CHUNK = 1024 * 1024
 
 # nova/glance architecture names that differ from the runtime's (LXD) names.
@@ -136,10 +133,8 @@ def scheduling_properties() -> dict[str, str]:
     ImagePropertiesFilter matches hypervisor_type/vm_mode against the hosts'
     supported instances (VM hosts don't offer lxd/exe), and placement requires the
     trait every host of this driver has. Operators set the same on their images."""
-    from nova_lxd_py import host
-
     return {"hypervisor_type": "lxd", "vm_mode": "exe",
-            f"trait:{host.CONTAINER_TRAIT}": "required"}
+            f"trait:{CONTAINER_TRAIT}": "required"}
 
 
 def snapshot_image_meta(disk_format: str) -> dict[str, Any]:

@@ -17,6 +17,18 @@ A volume whose metadata has no mount path is given as a block device. Boot from
 volume: a volume holding a root filesystem becomes the container's root (a root
 ``disk`` device on the block device, mounted the same way).
 
+Extending a volume is what it is for a VM in nova's libvirt driver: the block
+device the guest sees grows (a device node in the container is the host's
+device, so it grows with it). Growing the filesystem is the guest's business,
+except where we mounted it for the container (it can't): there the filesystem
+is grown online when the host allows it. Where it doesn't (ext4's online resize
+needs CAP_SYS_RESOURCE, which some hosts take out of every process's bounding
+set), the volume stays attached and working at its old filesystem size, and the
+refusal is logged and recorded (an instance fault and a failed
+``lxd_grow_filesystem`` event of the extend action) instead of failing the
+extend: the device did grow, and nova handles the other events of the same
+batch only if this one returns.
+
 The block device exists on the compute host, so the runtime must run on the
 same host as nova-compute (a unix socket endpoint); with a remote runtime
 volumes are refused.
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 from typing import Any
 
 from oslo_log import log as logging
@@ -36,6 +49,7 @@ LOG = logging.getLogger(__name__)
 MOUNT_PATH_KEY = "lxd_mount_path"
 DEVICE_PREFIX = "volume-"
 ROOT_DEVICE = "root"
+GROW_EVENT = "lxd_grow_filesystem"  # the event of the extend action that grows a mount
 
 
 def _connector(connection_info: dict) -> Any:
@@ -87,6 +101,42 @@ def disconnect(connection_info: dict) -> None:
 def extend(connection_info: dict) -> int:
     """Let this host see the volume's new size; returns it in bytes."""
     return int(_connector(connection_info).extend_volume(connection_info.get("data") or {}))
+
+
+def mounted_at(devices: dict[str, dict] | None, device_path: str | None) -> str | None:
+    """Where the container has the filesystem on device_path mounted by us (a disk
+    device, the root of a volume-backed container included), if it has."""
+    for dev in (devices or {}).values():
+        if device_path and dev.get("type") == "disk" and dev.get("source") == device_path:
+            return dev.get("path")
+    return None
+
+
+def grow_filesystem(context: Any, instance: Any, vol_id: str, device_path: str,
+                    path: str, host: str) -> bool:
+    """Grow the filesystem we mounted at path to the grown device; whether it grew.
+    A host that refuses leaves the filesystem as it was (the online grow changes
+    nothing before the kernel's permission check): logged and recorded, no raise."""
+    from nova.compute import utils as compute_utils
+
+    from nova_lxd_py import exception, privsep
+
+    try:
+        with compute_utils.EventReporter(context, GROW_EVENT, host, instance.uuid,
+                                         graceful_exit=True):
+            try:
+                privsep.grow_filesystem(device_path)
+            except Exception as exc:  # noqa: BLE001 - told as a fault below
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                raise exception.FilesystemNotGrown(volume_id=vol_id, path=path,
+                                                   reason=reason) from exc
+    except exception.FilesystemNotGrown as exc:
+        LOG.warning("%s. The container keeps the old filesystem size until it is grown "
+                    "offline (detached) or on a host that allows online resizing", exc,
+                    instance=instance)
+        compute_utils.add_instance_fault_from_exc(context, instance, exc, sys.exc_info())
+        return False
+    return True
 
 
 def volume_id(connection_info: dict) -> str:

@@ -27,7 +27,10 @@ from runtime.db.projects import Projects as ProjectRows
 from runtime import recovery
 from runtime.api.app import build_app
 from runtime.base import logs
-from runtime.errors import BadRequest, NotFound
+from runtime.db.instances import Instances as InstanceRows
+from runtime.db.snapshots import Snapshots as SnapshotRows
+from runtime.db.storage_pools import StoragePools
+from runtime.db.storage_volumes import StorageVolumes
 from runtime.events import EventBus
 from runtime.images.remote import RemoteImages
 from runtime.images.store import ImageStore
@@ -41,7 +44,7 @@ from runtime.network import defaults as network_defaults
 from runtime.network.manager import Networks
 from runtime.operations import Operations
 from runtime.projects import Projects
-from runtime.storage import driver_class
+from runtime.storage.pools import Pools
 from runtime.storage.volumes import CustomVolumes
 from runtime.tls import TLS
 
@@ -86,6 +89,12 @@ class Daemon:
     network_rows: NetworkRows
     profile_rows: Profiles
     project_rows: ProjectRows
+    # ... and those the instance and storage layers own.
+    instance_rows: InstanceRows
+    snapshot_rows: SnapshotRows
+    pool_rows: StoragePools
+    volume_rows: StorageVolumes
+    pools: Pools
     ops: Operations
     instances: InstanceManager
     images: ImageStore
@@ -103,7 +112,6 @@ class Daemon:
     def __init__(self, lxd_dir: str):
         self.paths = Paths(lxd_dir)
         self.bus = EventBus()
-        self.pools: dict = {}
         self.runners: list[web.AppRunner] = []
         self.lxc_version = _lxc_version()
 
@@ -119,21 +127,20 @@ class Daemon:
         self.network_rows = NetworkRows(self.db)
         self.profile_rows = Profiles(self.db)
         self.project_rows = ProjectRows(self.db)
+        self.instance_rows = InstanceRows(self.db)
+        self.snapshot_rows = SnapshotRows(self.db)
+        self.pool_rows = StoragePools(self.db)
+        self.volume_rows = StorageVolumes(self.db)
         self.ops = Operations(self.bus)
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
         await self._seed()
-        for row in self.db.select("storage_pools"):
-            self.pools[row["name"]] = driver_class(row["driver"])(
-                row["name"], row["config"], self.paths.lxd_dir)
+        self.pools = Pools(self.pool_rows, self.paths.lxd_dir, self.bus)
+        await self.pools.open()
         self.instances = InstanceManager(self)
         self.images = ImageStore(self)
         self.volumes = CustomVolumes(self)
         self.images.sweep()
-        for pool in self.pools.values():
-            if os.path.isdir(os.path.join(pool.path, "containers")):
-                pool.secure_layout()      # pools made before LXD's modes were applied
-                await pool.sweep_partial()
         self.devices = Devices(self)
         self.networks = Networks(self)
         self.networks.restore_all()
@@ -151,7 +158,7 @@ class Daemon:
         (they unwind in reverse, so the state closes after every other subsystem)."""
         return [self._state, self.seccomp.running, self._instances_running,
                 self.tls.running, self.snapshots.running, self.remote_images.running,
-                self._default_network]
+                self._default_network, self.networks.supervising]
 
     async def _state(self, app: web.Application):
         yield
@@ -175,46 +182,18 @@ class Daemon:
         yield
 
     async def _seed(self) -> None:
-        """What a fresh state directory starts with: project, pool, profile."""
+        """What a fresh state directory starts with: project and profile (the default
+        pool is Pools.open's)."""
         if not self.project_rows.exists("default"):
             self.project_rows.create("default", "Default project",
                                      {"features.images": "true", "features.profiles": "true",
                                       "features.storage.volumes": "true"})
-        if not self.db.get("storage_pools", name="default"):
-            await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
-            self.db.insert("storage_pools", name="default", driver="dir",
-                           description="Default storage pool", config={})
         if not self.profile_rows.exists("default", "default"):
             self.profile_rows.create("default", "default", "Default profile", config={},
                                      devices={"root": {"type": "disk", "path": "/",
                                                        "pool": "default"}})
 
     # Lookups -------------------------------------------------------------------
-    def pool(self, name: str):
-        if name not in self.pools:
-            raise NotFound(f"Storage pool {name!r} not found")
-        return self.pools[name]
-
-    async def add_pool(self, name: str, driver: str, config: dict, description: str) -> None:
-        cls = driver_class(driver)
-        pool = cls(name, config, self.paths.lxd_dir)
-        try:
-            await pool.create()
-        except Exception as exc:
-            await pool.delete()
-            raise BadRequest(f"Failed to create storage pool {name!r}: {exc}")
-        self.db.insert("storage_pools", name=name, driver=driver, description=description,
-                       config=pool.config)
-        self.pools[name] = pool
-        self.bus.lifecycle("storage-pool-created", f"/1.0/storage-pools/{name}", "default")
-
-    async def remove_pool(self, name: str) -> None:
-        pool = self.pool(name)
-        await pool.delete()
-        self.db.delete("storage_pools", name=name)
-        self.pools.pop(name, None)
-        self.bus.lifecycle("storage-pool-deleted", f"/1.0/storage-pools/{name}", "default")
-
     def feature_project(self, project: str, feature: str) -> str:
         """The project whose objects `project` uses for one feature (its own or default)."""
         row = self.project_rows.get(project)

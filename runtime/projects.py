@@ -74,12 +74,11 @@ class Projects:
 
     def used_by(self, name: str) -> list[str]:
         q = "" if name == "default" else f"?project={name}"
-        db = self.d.db
-        out = [f"/1.0/instances/{n}{q}" for n in db.names("instances", project=name)]
+        out = [f"/1.0/instances/{n}{q}" for n in self.d.instance_rows.names(name)]
         out += [f"/1.0/profiles/{n}{q}" for n in self.d.profile_rows.names(name)]
         out += [f"/1.0/images/{f}{q}" for f in self.d.image_rows.fingerprints(name)]
         out += [f"/1.0/storage-pools/{r['pool']}/volumes/custom/{r['name']}{q}"
-                for r in db.select("storage_volumes", {"project": name, "type": "custom"})]
+                for r in self.d.volume_rows.list(project=name, vtype="custom")]
         return sorted(out)
 
     def _empty(self, name: str) -> bool:
@@ -151,7 +150,7 @@ class Projects:
             self.d.profile_rows.move_project(name, new)
             self.d.image_rows.move_project(name, new)
             self.d.alias_rows.move_project(name, new)
-            self.d.db.update("storage_volumes", {"project": name}, project=new)
+            self.d.volume_rows.move_project(name, new)
         self.d.bus.lifecycle("project-renamed", f"/1.0/projects/{new}", new,
                              {"old_name": name})
 

@@ -64,32 +64,31 @@ async def _image_volumes(d) -> None:
 async def _snapshots(d) -> None:
     wanted: dict[tuple[str, str], set[str]] = {}
     for inst in d.instances.list(None):
-        rows = d.db.select("snapshots", {"instance_id": inst.id})
-        pool = d.pool(inst.pool)
+        rows = d.snapshot_rows.list(inst.id)
+        pool = d.pools.get(inst.pool)
         vol = volume_name(inst.project, inst.name)
         names = set()
         for row in rows:
-            if os.path.isdir(pool.snapshot_path(vol, row["name"])):
+            if pool.has_snapshot(vol, row["name"]):
                 names.add(row["name"])
             else:
-                d.db.delete("snapshots", id=row["id"])
+                d.snapshot_rows.delete(row["id"])
                 LOG.warning("instance %s/%s: snapshot %s had no volume left (a delete "
                             "was interrupted): record dropped", inst.project, inst.name,
                             row["name"])
         wanted[(inst.pool, vol)] = names
     for pool in d.pools.values():
-        base = os.path.join(pool.path, "containers-snapshots")
-        for vol in _listdir(base):
+        for vol, snaps in pool.snapshot_volumes().items():
             keep = wanted.get((pool.name, vol))
-            for snap in _listdir(os.path.join(base, vol)):
+            for snap in snaps:
                 if snap.startswith(".publish-"):
                     continue  # Snapshots.cleanup_leftovers
                 if keep is None or snap not in keep:
                     await pool.delete_snapshot(vol, snap)
                     LOG.warning("removed snapshot volume %s/%s: no record (its creation "
                                 "was interrupted)", vol, snap)
-            if keep is None and not _listdir(os.path.join(base, vol)):
-                os.rmdir(os.path.join(base, vol))
+            if keep is None:
+                pool.forget_snapshots_dir(vol)
 
 
 async def _thaw(d) -> None:

@@ -33,6 +33,11 @@ class UnsafeArchive(BadRequest):
     """The archive can't be unpacked safely (or passes a limit)."""
 
 
+class TooLarge(UnsafeArchive):
+    """The archive passes its size or entry limit (where that limit is the free
+    space, the caller answers "pool full" instead)."""
+
+
 @dataclasses.dataclass
 class Policy:
     what: str                                  # "image", "migration stream": for messages
@@ -129,7 +134,7 @@ class Guard:
         res = self.result
         res.entries += 1
         if res.entries > self.p.max_entries:
-            raise UnsafeArchive(f"{self.p.what.capitalize()} has more than "
+            raise TooLarge(f"{self.p.what.capitalize()} has more than "
                                 f"{self.p.max_entries} entries")
         if not name:
             if not m.isdir():
@@ -167,7 +172,7 @@ class Guard:
         else:
             raise self._refuse(m.name, f"has an unsupported type {m.type!r}")
         if res.bytes > self.p.max_bytes:
-            raise UnsafeArchive(f"{self.p.what.capitalize()} unpacks to more than "
+            raise TooLarge(f"{self.p.what.capitalize()} unpacks to more than "
                                 f"{self.p.max_bytes} bytes")
         self.kinds[name] = kind if keep else "dropped"
         return keep

@@ -76,7 +76,7 @@ async def create_instance(request: web.Request) -> web.Response:
     body = await read_json(request)
     stype = field(field(body, "source", dict, {}), "type", str, "none")
     if stype == "migration":
-        return response.async_(await create_from_migration(request, proj, body))
+        return response.async_(await create_from_migration(d, proj, body))
     if stype == "copy":
         name, run = d.copier.prepare(proj, body, lambda p: auth.require(request, p))
         return response.async_(d.ops.create("task", "Creating instance", run, project=proj,
@@ -135,7 +135,7 @@ async def post_instance(request: web.Request) -> web.Response:
     inst = _inst(request)
     body = await read_json(request)
     if body.get("migration"):
-        return response.async_(await migrate_source(request, inst, body))
+        return response.async_(await migrate_source(d, inst, body))
     new_name = body.get("name")
     if not new_name:
         raise BadRequest("Body needs a new 'name' (or 'migration': true)")

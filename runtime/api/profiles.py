@@ -11,7 +11,7 @@ from runtime.instances import config as cfg
 
 def _used_by(d, proj: str, name: str) -> list[str]:
     out = []
-    for row in d.db.select("instances"):
+    for row in d.instance_rows.list():
         if d.profile_project(row["project"]) == proj and name in row["profiles"]:
             suffix = "" if row["project"] == "default" else f"?project={row['project']}"
             out.append(f"/1.0/instances/{row['name']}{suffix}")
@@ -103,11 +103,11 @@ async def rename_profile(request: web.Request) -> web.Response:
         raise Conflict(f"Profile {new!r} already exists")
     with d.db.transaction():
         d.profile_rows.rename(row["project"], row["name"], new)
-        for inst in d.db.select("instances"):
+        for inst in d.instance_rows.list():
             if row["name"] in inst["profiles"] and \
                     d.profile_project(inst["project"]) == row["project"]:
                 profiles = [new if p == row["name"] else p for p in inst["profiles"]]
-                d.db.update("instances", {"id": inst["id"]}, profiles=profiles)
+                d.instance_rows.update(inst["id"], profiles=profiles)
     return response.created(f"/1.0/profiles/{new}")
 
 

@@ -62,7 +62,7 @@ async def project_state(request: web.Request) -> web.Response:
     d = daemon(request)
     p = _projects(request)
     name = p.get(auth.require(request, request.match_info["name"]))["name"]
-    n = len(d.db.select("instances", {"project": name}))
+    n = len(d.instance_rows.names(name))
     return response.sync({"resources": {
         "containers": {"limit": -1, "usage": n}, "instances": {"limit": -1, "usage": n},
         "virtual-machines": {"limit": -1, "usage": 0}}})

@@ -121,7 +121,7 @@ def _pools(d) -> dict:
     out = {}
     for name, pool in d.pools.items():
         try:
-            st = os.statvfs(pool.path)
+            st = pool.space()
             total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
         except (OSError, TypeError):
             total = free = 0

@@ -75,11 +75,11 @@ async def post_snapshot(request: web.Request) -> web.Response:
     snaps.row(inst, old)
     body = await read_json(request)
     if body.get("migration"):
-        return response.async_(await migrate_snapshot(request, inst, old, body))
+        return response.async_(await migrate_snapshot(d, inst, old, body))
     new = body.get("name")
     if not new:
         raise BadRequest("Body needs a new 'name'")
-    if d.db.get("snapshots", instance_id=inst.id, name=new):
+    if d.snapshot_rows.get(inst.id, new):
         from runtime.errors import Conflict
         raise Conflict(f"Snapshot {new!r} already exists")
 

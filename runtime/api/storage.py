@@ -26,11 +26,11 @@ def _in(project: str) -> str:
 
 def _render(d, row: dict) -> dict:
     used = [f"/1.0/instances/{r['name']}{_in(r['project'])}"
-            for r in d.db.select("instances", {"pool": row["name"]})]
+            for r in d.instance_rows.list(pool=row["name"])]
     used += [f"/1.0/profiles/{p['name']}{_in(p['project'])}" for p in d.profile_rows.list()
              if any(dev.get("type") == "disk" and dev.get("pool") == row["name"]
                     for dev in p["devices"].values())]
-    for vol in d.db.select("storage_volumes", {"pool": row["name"]}):
+    for vol in d.volume_rows.list(pool=row["name"]):
         used.append(f"/1.0/storage-pools/{row['name']}/volumes/{vol['type']}/"
                     f"{vol['name']}{_in(vol['project'])}")
     return {"name": row["name"], "driver": row["driver"], "description": row["description"],
@@ -39,7 +39,7 @@ def _render(d, row: dict) -> dict:
 
 
 def _load(request: web.Request) -> dict:
-    row = daemon(request).db.get("storage_pools", name=request.match_info["name"])
+    row = daemon(request).pool_rows.get(request.match_info["name"])
     if row is None:
         raise NotFound(f"Storage pool {request.match_info['name']!r} not found")
     return row
@@ -47,7 +47,7 @@ def _load(request: web.Request) -> dict:
 
 async def list_pools(request: web.Request) -> web.Response:
     d = daemon(request)
-    rows = d.db.select("storage_pools", order="name")
+    rows = d.pool_rows.list()
     if recursion(request):
         return response.sync([_view(request, d, r) for r in rows])
     return response.sync([f"/1.0/storage-pools/{r['name']}" for r in rows])
@@ -60,10 +60,10 @@ async def create_pool(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or \
             not name.isprintable():
         raise BadRequest(f"Invalid storage pool name {name!r}")
-    if d.db.get("storage_pools", name=name):
+    if d.pool_rows.exists(name):
         raise Conflict(f"Storage pool {name!r} already exists")
     config = controlchars.string_map(body.get("config") or {}, "storage pool config")
-    await d.add_pool(name, str(body.get("driver") or ""), config,
+    await d.pools.create(name, str(body.get("driver") or ""), config,
                      str(body.get("description") or ""))
     return response.created(f"/1.0/storage-pools/{name}")
 
@@ -71,13 +71,13 @@ async def create_pool(request: web.Request) -> web.Response:
 async def get_pool(request: web.Request) -> web.Response:
     d = daemon(request)
     out = _view(request, d, _load(request))
-    out["state"] = d.pool(out["name"]).state()
+    out["state"] = d.pools.get(out["name"]).state()
     return response.sync(out)
 
 
 async def get_resources(request: web.Request) -> web.Response:
     d = daemon(request)
-    return response.sync(d.pool(_load(request)["name"]).resources())
+    return response.sync(d.pools.get(_load(request)["name"]).resources())
 
 
 async def update_pool(request: web.Request) -> web.Response:
@@ -94,7 +94,7 @@ async def update_pool(request: web.Request) -> web.Response:
             raise BadRequest("A pool's 'source' and 'size' can't be changed")
         values["config"] = new
     if values:
-        d.db.update("storage_pools", {"name": row["name"]}, **values)
+        d.pool_rows.update(row["name"], **values)
     return response.sync({})
 
 
@@ -104,7 +104,7 @@ async def delete_pool(request: web.Request) -> web.Response:
     used = _render(d, row)["used_by"]
     if used:
         raise Conflict(f"Storage pool {row['name']!r} is in use by {', '.join(used)}")
-    await d.remove_pool(row["name"])
+    await d.pools.delete(row["name"])
     return response.sync({})
 
 

@@ -22,9 +22,9 @@ _TYPES = {"custom": "custom", "container": "container", "containers": "container
 def _pool(request: web.Request):
     d = daemon(request)
     name = request.match_info["pool"]
-    if not d.db.get("storage_pools", name=name):
+    if not d.pool_rows.exists(name):
         raise NotFound(f"Storage pool {name!r} not found")
-    return d, d.pool(name)
+    return d, d.pools.get(name)
 
 
 def _url(pool, name: str) -> str:

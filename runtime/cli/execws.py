@@ -2,8 +2,9 @@
 
 pylxd's execute() collects output and polls; a CLI needs output as it comes, a
 raw terminal for interactive programs, window resizes and the exit code, so
-this speaks the exec websockets directly (aiohttp, unix socket or HTTPS with the
-remote's pinned certificate and our client certificate).
+this speaks the exec websockets directly (aiohttp, on the remote's endpoint of
+the one client, runtime.client: unix socket, or HTTPS with the pinned server
+certificate and our client certificate).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import struct
 import sys
 import termios
@@ -21,6 +21,8 @@ import tty
 import urllib.parse
 
 import aiohttp
+
+from runtime.client import Endpoint
 
 
 def _winsize() -> tuple[int, int]:
@@ -33,36 +35,14 @@ def _winsize() -> tuple[int, int]:
         return size.columns, size.lines
 
 
-class Endpoint:
-    """How to open websockets on one remote."""
+def _session(ep: Endpoint) -> aiohttp.ClientSession:
+    conn = aiohttp.UnixConnector(path=ep.socket_path) if ep.is_unix else \
+        aiohttp.TCPConnector(ssl=ep.ssl_context())
+    return aiohttp.ClientSession(connector=conn)
 
-    def __init__(self, addr: str, cert: tuple[str, str] | None, server_pem: str | None):
-        self.addr = addr
-        self.ssl: ssl.SSLContext | bool = False
-        if addr.startswith("unix://"):
-            self.sock = addr[len("unix://"):]
-            self.base = "http://localhost"
-        else:
-            self.sock = None
-            self.base = addr.rstrip("/")
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            if cert:
-                ctx.load_cert_chain(*cert)
-            if server_pem:
-                ctx.check_hostname = False
-                ctx.load_verify_locations(cadata=server_pem)
-                ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-            else:
-                ctx.load_default_certs()
-            self.ssl = ctx
 
-    def session(self) -> aiohttp.ClientSession:
-        conn = aiohttp.UnixConnector(path=self.sock) if self.sock else aiohttp.TCPConnector(
-            ssl=self.ssl)
-        return aiohttp.ClientSession(connector=conn)
-
-    def ws_url(self, op: str, secret: str) -> str:
-        return self.base.replace("http", "ws", 1) + f"{op}/websocket?secret={secret}"
+def _ws_url(ep: Endpoint, op: str, secret: str) -> str:
+    return ep.base_url.replace("http", "ws", 1) + f"{op}/websocket?secret={secret}"
 
 
 async def _run(ep: Endpoint, instance: str, project: str, command: list[str],
@@ -76,8 +56,8 @@ async def _run(ep: Endpoint, instance: str, project: str, command: list[str],
     if user is not None:
         body["user"] = user
     q = f"?project={urllib.parse.quote(project)}" if project != "default" else ""
-    async with ep.session() as s:
-        async with s.post(f"{ep.base}/1.0/instances/{urllib.parse.quote(instance)}/exec{q}",
+    async with _session(ep) as s:
+        async with s.post(f"{ep.base_url}/1.0/instances/{urllib.parse.quote(instance)}/exec{q}",
                           json=body) as resp:
             env_ = await resp.json()
         if resp.status >= 400:
@@ -85,7 +65,7 @@ async def _run(ep: Endpoint, instance: str, project: str, command: list[str],
         op = env_["operation"]
         fds = env_["metadata"]["metadata"]["fds"]
         names = ["0", "control"] if interactive else ["0", "1", "2", "control"]
-        socks = {n: await s.ws_connect(ep.ws_url(op, fds[n]), max_msg_size=0)
+        socks = {n: await s.ws_connect(_ws_url(ep, op, fds[n]), max_msg_size=0)
                  for n in names}
         loop = asyncio.get_running_loop()
         stdin_fd = sys.stdin.fileno()
@@ -152,7 +132,7 @@ async def _run(ep: Endpoint, instance: str, project: str, command: list[str],
                                                           pump(socks["2"], 2)]
         try:
             await asyncio.gather(*outs)
-            async with s.get(f"{ep.base}{op}/wait?timeout=30") as resp:
+            async with s.get(f"{ep.base_url}{op}/wait?timeout=30") as resp:
                 result = (await resp.json())["metadata"]
         finally:
             if forward_stdin:

@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from runtime.cli import columns, output
+from runtime.client import LXDAPI, OperationFailed
 from runtime.cli.remotes import CLIError, Config
 
 _HEX = re.compile(r"[0-9a-f]{12,64}")
@@ -27,28 +28,24 @@ def _api_error(exc: Exception) -> str:
 
 def _wait(client, op_url: str, progress: output.Progress | None = None,
           watch=None) -> dict:
-    op_id = op_url.rstrip("/").split("/")[-1]
-    while True:
-        meta = client.api.operations[op_id].wait.get(params={"timeout": 0.5 if (
-            progress and progress.active) else 600}).json()["metadata"]
-        if meta["status_code"] >= 200:
-            if meta["status"] != "Success":
-                raise CLIError(meta.get("err") or "operation failed")
-            return meta
-        if progress is not None:
-            text = (watch() if watch else None) or (meta.get("metadata") or {}).get(
-                "download_progress") or (meta.get("metadata") or {}).get("fs_progress")
-            if text:
-                progress.update(text)
+    """Wait for an operation (no deadline), showing progress if asked; its object."""
+    def update(meta: dict) -> None:
+        text = (watch() if watch else None) or (meta.get("metadata") or {}).get(
+            "download_progress") or (meta.get("metadata") or {}).get("fs_progress")
+        if text:
+            progress.update(text)
+
+    try:
+        return LXDAPI(client).wait_operation(
+            op_url, on_update=update if progress is not None and progress.active else None)
+    except OperationFailed as exc:
+        raise CLIError(_api_error(exc))
 
 
 def _post(client, path: str, body: dict, label: str | None = None, watch=None,
           params: dict | None = None, method: str = "post") -> dict:
     """POST (or PUT) to an API path; wait for the operation (with progress) if async."""
-    endpoint = client.api
-    for part in path.strip("/").split("/")[1:]:
-        endpoint = endpoint[part]
-    res = getattr(endpoint, method)(json=body, params=params or {}).json()
+    res = getattr(LXDAPI(client).node(path), method)(json=body, params=params or {}).json()
     if res.get("type") == "async":
         prog = output.Progress(label) if label else None
         try:
@@ -182,13 +179,7 @@ def cmd_info(cfg: Config, args) -> str:
 def cmd_exec(cfg: Config, args) -> int:
     from runtime.cli import execws
     remote, name = cfg.split(args.name)
-    r = cfg.remote(remote)
-    addr = r["addr"]
-    if addr.startswith("unix://"):
-        from runtime.cli.remotes import local_socket
-        addr = "unix://" + (addr[len("unix://"):] or local_socket())
-    cert = None if addr.startswith("unix://") else cfg.client_cert
-    ep = execws.Endpoint(addr, cert, cfg.server_cert(remote))
+    ep = cfg.endpoint(remote)
     command = args.command
     if "--" in command:         # `exec NAME [options] -- command...`
         cut = command.index("--")

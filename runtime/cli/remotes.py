@@ -1,4 +1,5 @@
-"""Remotes: where they are, their pinned certificates, and pylxd clients for them.
+"""Remotes: where they are, their pinned certificates, and clients for them (the one
+LXD client, runtime.client, which ignores CA and proxy variables of the environment).
 
 State lives in $NOVA_LXD_CONF (default ~/.config/nova-lxd): `config.yml` (remotes
 and the default one), `client.crt`/`client.key` (made on first use, like lxc's),
@@ -17,19 +18,16 @@ import socket
 import ssl
 import urllib.parse
 
+import pylxd
 import yaml
+
+from runtime.client import Endpoint, connect
 
 DEFAULT_SOCKET_DIR = "/var/lib/nova-lxd-runtime"
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
-
-
-def _scrub_env() -> None:
-    # These make requests ignore pylxd's verify= (see DESIGN.md section 5).
-    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        os.environ.pop(var, None)
 
 
 def local_socket() -> str:
@@ -73,7 +71,7 @@ class Config:
     def client_cert(self) -> tuple[str, str]:
         crt, key = os.path.join(self.dir, "client.crt"), os.path.join(self.dir, "client.key")
         if not (os.path.exists(crt) and os.path.exists(key)):
-            from runtime.tls import generate_keypair
+            from runtime.certs import generate_keypair
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             generate_keypair(crt, key, f"nova-lxd@{socket.gethostname()}")
         return crt, key
@@ -104,9 +102,8 @@ class Config:
         return self.remotes[name]
 
     # Clients ----------------------------------------------------------------
-    def client(self, name: str):
-        import pylxd
-        _scrub_env()
+    def endpoint(self, name: str) -> Endpoint:
+        """Where remote *name* is, with our client certificate and its pinned one."""
         r = self.remote(name)
         if r.get("protocol") == "simplestreams":
             raise CLIError(f"Remote {name!r} is an image server (simplestreams): it only "
@@ -115,9 +112,15 @@ class Config:
             sock = r["addr"][len("unix://"):] or local_socket()
             if not os.path.exists(sock):
                 raise CLIError(f"No runtime listening on {sock} (set LXD_DIR?)")
-            return pylxd.Client(endpoint="http+unix://" + urllib.parse.quote(sock, safe=""))
-        verify = self.server_cert_path(name) if self.server_cert(name) else True
-        return pylxd.Client(endpoint=r["addr"], cert=self.client_cert, verify=verify)
+            return Endpoint.unix(sock, timeout=None)
+        crt, key = self.client_cert
+        pinned = self.server_cert_path(name) if self.server_cert(name) else None
+        return Endpoint(r["addr"], client_cert=crt, client_key=key, server_cert=pinned,
+                        timeout=None)
+
+    def client(self, name: str) -> pylxd.Client:
+        """A pylxd client on remote *name* (the one client's connection)."""
+        return connect(self.endpoint(name))
 
     def https_address(self, name: str) -> tuple[str, str | None]:
         """A URL other servers can reach this remote at, and its certificate."""

@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from runtime import arch, controlchars, crashpoint
+from runtime import arch, controlchars, crashpoint, errors, targuard
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
 from runtime.base.timefmt import timestamp
@@ -168,19 +168,28 @@ class ImageStore:
                 if result.dropped:
                     LOG.warning("image %s: %d device nodes/FIFOs dropped (e.g. %s)",
                                 fingerprint[:12], len(result.dropped), result.dropped[0])
-            await pool.create_image(fingerprint, unpack, self.d.default_idmap)
+            try:
+                await pool.create_image(fingerprint, unpack, self.d.default_idmap)
+            except targuard.TooLarge as exc:
+                if limits.free_bound:
+                    raise errors.pool_full(pool.name, f"image {fingerprint[:12]} needs more "
+                                           "than the free space") from exc
+                raise
+            except Exception as exc:
+                errors.raise_if_no_space(exc, pool.name)
+                raise
 
     def unpack_limits(self, pool) -> tarball.Limits:
         """images.max_unpacked_size / _files, never more than the pool has free."""
         conf = self.d.server_config.all()
         max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
         max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
-        st = os.statvfs(pool.path)
-        free = st.f_bavail * st.f_frsize
-        max_bytes = min(max_bytes, int(free * 0.95))
-        if st.f_files:  # btrfs reports no inode count: only the configured limit applies
-            max_entries = min(max_entries, int(st.f_favail * 0.95))
-        return tarball.Limits(max_bytes, max_entries)
+        st = pool.space()
+        free = int(st.f_bavail * st.f_frsize * 0.95)
+        free_files = int(st.f_favail * 0.95) if st.f_files else max_entries
+        # btrfs reports no inode count: only the configured entry limit applies there
+        return tarball.Limits(min(max_bytes, free), min(max_entries, free_files),
+                              free_bound=free <= max_bytes or free_files <= max_entries)
 
     async def collect(self, pool) -> None:
         """Drop image volumes kept only for instances that are now gone.
@@ -188,11 +197,8 @@ class ImageStore:
         A pool keeps an image's unpacked volume while instances clone it, even
         after the image itself was deleted; the last such instance frees it.
         """
-        root = os.path.join(pool.path, "images")
-        if not os.path.isdir(root):
-            return
-        for fp in os.listdir(root):
-            if len(fp) == 64 and not self.d.image_rows.held(fp):
+        for fp in pool.image_volumes():
+            if not self.d.image_rows.held(fp):
                 await pool.delete_image(fp)
 
     def mark_used(self, fingerprint: str) -> None:

@@ -34,6 +34,7 @@ class Limits:
     """What one image may unpack to (a bomb stops here, not when the disk is full)."""
     max_bytes: int
     max_entries: int
+    free_bound: bool = False    # a limit is the pool's free space (passing it: pool full)
 
 
 def is_squashfs(path: str) -> bool:
@@ -142,9 +143,9 @@ async def _unsquash(path: str, dest: str, limits: Limits) -> None:
         if fields[0][0] == "-" and fields[2].isdigit():
             total += int(fields[2])
     if entries > limits.max_entries:
-        raise targuard.UnsafeArchive(f"Image has more than {limits.max_entries} entries")
+        raise targuard.TooLarge(f"Image has more than {limits.max_entries} entries")
     if total > limits.max_bytes:
-        raise targuard.UnsafeArchive(f"Image unpacks to more than {limits.max_bytes} bytes")
+        raise targuard.TooLarge(f"Image unpacks to more than {limits.max_bytes} bytes")
     await proc.run(["unsquashfs", "-f", "-n", "-d", dest, path])
     await asyncio.to_thread(_remove_specials, dest)
 

@@ -20,6 +20,18 @@ lxc-console is killed. So the session drains lxc-console until it exits, into a
 bounded buffer; a client that lets more than MAX_PENDING bytes pile up is cut
 off (`overflowed`), and from then on the output is read and dropped.
 
+Why the session holds a duplicate of lxc-console's proxy pty: the monitor keeps
+both ends of the proxy pty (it writes console output to one and hands the other
+to lxc-console), and frees them only when its main loop sees lxc-console's
+command socket close. When lxc-console exits (killed on detach, or on its own)
+during a burst of output, nobody reads the proxy any more: the monitor's
+blocking write fills the pty buffer (about 64 KiB) and blocks before its loop
+comes round to that close, and it blocks for good. So once lxc-console is
+attached, the session takes a duplicate of its end of the proxy (pidfd_getfd)
+and, after lxc-console has gone, reads it (and drops what it reads) until the
+monitor has freed the proxy (EIO: the other end is closed). The container never
+waits for a client.
+
 Why a refused attach is retried briefly: the monitor frees the console when it
 sees the previous client's command socket close, a moment after that client
 exits, so an attach right after a detach can be refused. lxc-console reads no
@@ -29,13 +41,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import fcntl
+import logging
+import os
 import socket
+import stat
 import struct
 import subprocess
 import termios
 
 from runtime.errors import Conflict, RuntimeAPIError
+
+LOG = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 MAX_PENDING = 1024 * 1024     # console output held for a slow client before it is cut off
@@ -46,6 +65,8 @@ BUSY_RETRIES = 6              # 10 ms doubling: about 0.6 s in all
 BUSY_BACKOFF = 0.01
 STOP_GRACE = 2.0              # seconds lxc-console gets to leave, per step of close()
 INPUT_SETTLE = 0.1            # quiet time after the last input before a detach
+PROXY_WAIT = 2.0              # seconds an attaching lxc-console gets to receive the proxy
+PROXY_RELEASE = 30.0          # seconds the monitor gets to free the proxy after a detach
 
 # What liblxc 4.x/5.x print when the console is attached elsewhere.
 _BUSY_MARKERS = ("Denied access to tty", "busy")
@@ -74,6 +95,8 @@ class ConsoleSession:
         self._unconfirmed: bytearray | None = bytearray()
         self._spawned_at = self._last_input = 0.0
         self._attempts = 0
+        self._proxy: int | None = None   # our duplicate of lxc-console's proxy pty
+        self._proxy_task: asyncio.Task | None = None
 
     async def start(self) -> ConsoleSession:
         await self._spawn()
@@ -95,7 +118,20 @@ class ConsoleSession:
         self._sock, self._eof = ours, False
         self._spawned_at = loop.time()
         self._stderr = asyncio.ensure_future(_tail(self.proc.stderr, MAX_STDERR))
+        self._proxy_task = asyncio.ensure_future(self._hold_proxy(self.proc))
         loop.add_reader(ours.fileno(), self._readable)
+
+    async def _hold_proxy(self, proc: asyncio.subprocess.Process) -> None:
+        """Take a duplicate of the proxy pty once lxc-console has it (see the module's
+        docstring); lxc-console asks for it first thing, before any input or output."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROXY_WAIT
+        while proc.returncode is None and loop.time() < deadline:
+            fd = _take_proxy(proc.pid)
+            if fd is not None:
+                self._proxy = fd
+                return
+            await asyncio.sleep(0.01)
 
     def _readable(self) -> None:
         try:
@@ -194,6 +230,8 @@ class ConsoleSession:
         proc = self.proc
         if proc is not None and proc.returncode is None:
             await self._quiesce()
+            if self._proxy_task is not None:
+                await self._proxy_task  # a duplicate before lxc-console goes
             for stop in (proc.terminate, proc.kill):
                 with contextlib.suppress(ProcessLookupError):
                     stop()
@@ -209,6 +247,41 @@ class ConsoleSession:
             self._sock = None
         if self._stderr is not None and not self._stderr.done():
             self._stderr.cancel()
+        if self._proxy_task is not None and not self._proxy_task.done():
+            self._proxy_task.cancel()
+        await self._release_proxy()
+
+    async def _release_proxy(self) -> None:
+        """After lxc-console has gone: read the proxy pty until the monitor has freed
+        it, so a monitor in the middle of writing console output to it never blocks."""
+        fd, self._proxy = self._proxy, None
+        if fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        freed = loop.create_future()
+
+        def drain() -> None:
+            try:
+                while os.read(fd, CHUNK):
+                    pass
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EIO:  # EIO: the monitor closed its ends
+                    LOG.warning("console proxy of %s: %s", self.instance, exc)
+            if not freed.done():
+                freed.set_result(None)
+
+        os.set_blocking(fd, False)  # lxc-console, which shared it, has exited
+        loop.add_reader(fd, drain)
+        try:
+            await asyncio.wait_for(freed, PROXY_RELEASE)
+        except TimeoutError:
+            LOG.warning("liblxc's monitor of %s did not free the console proxy within "
+                        "%s s", self.instance, PROXY_RELEASE)
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
 
     async def _quiesce(self) -> None:
         """Wait until lxc-console has taken all input and the monitor has had time
@@ -238,6 +311,51 @@ def _unread(sock: socket.socket) -> int:
                                               b"\0\0\0\0"))[0]
     except OSError:
         return 0
+
+
+_PTMX = os.makedev(5, 2)  # /dev/ptmx (and /dev/pts/ptmx): the master side of a pty
+_SYS_PIDFD_GETFD = 438    # the same number on every architecture Linux 5.6+ runs on
+
+
+def _take_proxy(pid: int) -> int | None:
+    """A duplicate (close-on-exec) of the pty master lxc-console `pid` holds: the
+    proxy the monitor handed it; None while it has none (or where the kernel
+    refuses pidfd_getfd: then a detach during a burst can still block the
+    monitor, as with liblxc's own client)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    for name in names:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == _PTMX):
+            continue
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        try:
+            return _pidfd_getfd(pidfd, int(name))
+        except OSError as exc:
+            LOG.warning("cannot hold lxc-console's console proxy (pidfd_getfd: %s): a "
+                        "detach during heavy console output may block the container",
+                        exc)
+            return None
+        finally:
+            os.close(pidfd)
+    return None
+
+
+def _pidfd_getfd(pidfd: int, fd: int) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    got = libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+    if got < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return got
 
 
 def _is_busy(stderr: str) -> bool:

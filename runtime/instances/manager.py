@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import uuid
 
-from runtime import arch, crashpoint
+from runtime import arch, crashpoint, errors
 from runtime.instances import restrictions
 from runtime import db as dbmod
 from runtime.errors import BadRequest, Conflict, NotFound
@@ -26,8 +26,7 @@ from runtime.instances.files import InstanceFS
 from runtime.base.idmap import PRIVILEGED, IdMap, allocate_isolated
 from runtime.instances.devices import block_source, missing_hwaddrs
 from runtime.instances.model import Instance, expand, root_disk
-from runtime.storage import volume_name
-from runtime.storage.base import copy_tree
+from runtime.storage import Pool, volume_name
 
 LOG = logging.getLogger(__name__)
 LIVE_PREFIXES = ("limits.",)
@@ -59,7 +58,7 @@ class InstanceManager:
         return rows
 
     def load(self, project: str, name: str) -> Instance:
-        row = self.d.db.get("instances", project=project, name=name)
+        row = self.d.instance_rows.get(project, name)
         if row is None:
             raise NotFound(f"Instance {name!r} not found")
         return Instance.from_row(row, self._profiles(project, row["profiles"]))
@@ -67,8 +66,7 @@ class InstanceManager:
     def list(self, project: str | None) -> list[Instance]:
         """Every instance (of a project), expanded; profiles are read once per call,
         not once per instance (a listing of thousands is an API call clients poll)."""
-        where = {"project": project} if project else {}
-        rows = self.d.db.select("instances", where, order="name")
+        rows = self.d.instance_rows.list(project or None)
         profiles = {(p["project"], p["name"]): p for p in self.d.profile_rows.list()}
         homes: dict[str, str] = {}
         out = []
@@ -91,15 +89,11 @@ class InstanceManager:
         changed since the last poll. So each instance's JSON is kept, keyed by its
         raw database row, and reused while that row, the profiles and projects
         (which expand it) and its status are what they were."""
-        db = self.d.db.conn
         stamp = (self.d.profile_rows.stamp(), self.d.project_rows.stamp())
         old_stamp, old = self._listed.get(project, ((), {}))
         if old_stamp != stamp:
             old = {}
-        sql, args = "SELECT * FROM instances", ()
-        if project:
-            sql, args = sql + " WHERE project = ?", (project,)
-        raws = db.execute(sql + " ORDER BY name", args).fetchall()
+        raws = self.d.instance_rows.raw(project)
         fresh: dict = {}
         out = []
         missing = [r for r in raws if tuple(r) not in old]
@@ -124,8 +118,8 @@ class InstanceManager:
         vol = volume_name(inst.project, inst.name)
         return lxc.Paths(self.d.paths.lxcpath, vol, os.path.join(self.d.paths.logs, vol))
 
-    def pool(self, inst: Instance):
-        return self.d.pool(inst.pool)
+    def pool(self, inst: Instance) -> Pool:
+        return self.d.pools.get(inst.pool)
 
     def cgroup(self, inst: Instance) -> str:
         return lxc.cgroup_dir(self.d.paths.lxd_dir, volume_name(inst.project, inst.name))
@@ -191,7 +185,7 @@ class InstanceManager:
                 del self.viewers[inst.id]
                 async with self.lock(inst.project, inst.name):
                     if inst.id not in self.viewers and not self.pid(inst) and \
-                            self.d.db.get("instances", id=inst.id):
+                            self.d.instance_rows.get_by_id(inst.id):
                         await self.unmount_root(inst)
 
     async def unmount_root(self, inst: Instance) -> None:
@@ -242,7 +236,7 @@ class InstanceManager:
         if not name:
             name = "i-" + secrets.token_hex(4)
         cfg.validate_name(name)
-        if self.d.db.get("instances", project=project, name=name):
+        if self.d.instance_rows.get(project, name):
             raise Conflict(f"Instance {name!r} already exists")
         itype = body.get("type") or "container"
         if itype != "container":
@@ -268,7 +262,7 @@ class InstanceManager:
             raise BadRequest("No root disk device: add one to the instance or a profile "
                              "(type: disk, path: /, pool: <pool>)")
         pool = root[1].get("pool")
-        if not pool or not self.d.db.get("storage_pools", name=pool):
+        if not pool or not self.d.pool_rows.exists(pool):
             raise BadRequest(f"Root disk device {root[0]!r}: storage pool {pool!r} not found")
         architecture = body.get("architecture")
         stype = source.get("type", "none")
@@ -297,11 +291,11 @@ class InstanceManager:
         config.update(extra_config or {})
         config[cfg.INCOMPLETE_KEY] = "true"
         try:
-            self.d.db.insert("instances", project=project, name=spec["name"],
-                             architecture=spec["architecture"], ephemeral=spec["ephemeral"],
-                             description=spec["description"], created_at=dbmod.now(),
-                             config=config, devices=spec["devices"],
-                             profiles=spec["profiles"], pool=spec["pool"])
+            self.d.instance_rows.create(
+                project=project, name=spec["name"], architecture=spec["architecture"],
+                ephemeral=spec["ephemeral"], description=spec["description"],
+                created_at=dbmod.now(), config=config, devices=spec["devices"],
+                profiles=spec["profiles"], pool=spec["pool"])
         except sqlite3.IntegrityError:
             raise Conflict(f"Instance {spec['name']!r} already exists")
         return self.load(project, spec["name"])
@@ -336,19 +330,16 @@ class InstanceManager:
                 await pool.create_instance(vol, image["fingerprint"] if image else None,
                                            idmap, self.d.default_idmap)
                 if image:
-                    src = pool.image_path(image["fingerprint"])
-                    for entry in ("metadata.yaml", "templates"):
-                        if os.path.exists(os.path.join(src, entry)):
-                            await copy_tree(os.path.join(src, entry),
-                                            os.path.join(pool.instance_path(vol), entry))
+                    await pool.add_image_metadata(vol, image["fingerprint"])
                     self.d.images.mark_used(image["fingerprint"])
                 self.set_volatile(inst, {"volatile.last_state.idmap": idmap.encode(),
                                           "volatile.idmap.base": str(idmap.base)})
                 await self.apply_root_size(inst)
                 crashpoint.hit("create.volume")
                 self.completed(inst)
-        except BaseException:
+        except BaseException as exc:
             await self.purge(inst)
+            errors.raise_if_no_space(exc, inst.pool)
             raise
         self.d.bus.lifecycle("instance-created", inst.url, project)
         LOG.info("instance %s/%s created", project, inst.name)
@@ -365,12 +356,12 @@ class InstanceManager:
             volume_name(inst.project, inst.name), cfg.parse_size(size) if size else None)
         if size and not enforced:
             LOG.warning("instance %s: root disk size %s is not enforced by pool %s (%s)",
-                        inst.name, size, inst.pool, self.pool(inst).driver)
+                        inst.name, size, inst.pool, self.pool(inst).driver_name)
 
     async def purge(self, inst: Instance) -> None:
         """Remove everything an instance has on disk and in the database."""
         paths = self.paths(inst)
-        if self.d.db.get("instances", id=inst.id):
+        if self.d.instance_rows.get_by_id(inst.id):
             # Should the daemon die half way, the next start finishes the job.
             self.set_volatile(inst, {cfg.INCOMPLETE_KEY: "true"})
         try:
@@ -379,18 +370,18 @@ class InstanceManager:
                 await self.d.images.collect(self.pool(inst))
         finally:
             shutil.rmtree(paths.log_dir, ignore_errors=True)
-            self.d.db.delete("instances", id=inst.id)
+            self.d.instance_rows.delete(inst.id)
             self.locks.pop((inst.project, inst.name), None)
 
     def set_volatile(self, inst: Instance, values: dict[str, str | None]) -> None:
-        row = self.d.db.get("instances", id=inst.id)
+        row = self.d.instance_rows.get_by_id(inst.id)
         config = row["config"]
         for key, value in values.items():
             if value is None:
                 config.pop(key, None)
             else:
                 config[key] = value
-        self.d.db.update("instances", {"id": inst.id}, config=config)
+        self.d.instance_rows.update(inst.id, config=config)
         inst.config = config
         inst.expanded_config.update({k: v for k, v in values.items() if v is not None})
 
@@ -423,9 +414,9 @@ class InstanceManager:
                             "privileged": idmap.privileged, "ephemeral": inst.ephemeral},
                "config": inst.expanded_config, "devices": inst.expanded_devices}
         if pending:
-            await templates.render_all(self.renderer, pool.instance_path(vol), fs, pending, ctx)
+            await templates.render_all(self.renderer, pool.volume_dir(vol), fs, pending, ctx)
             self.set_volatile(inst, {"volatile.apply_template": None})
-        await templates.render_all(self.renderer, pool.instance_path(vol), fs, "start", ctx)
+        await templates.render_all(self.renderer, pool.volume_dir(vol), fs, "start", ctx)
         disk_sources = await self.d.devices.disk_sources(inst)
         text = lxc.render_config(
             name=paths.name, hostname=inst.name, rootfs=rootfs, paths=paths, idmap=idmap,
@@ -447,7 +438,7 @@ class InstanceManager:
         self.pids[inst.id] = pid
         self._watch(inst, pid)
         await self.d.devices.after_start(inst, pid)
-        self.d.db.update("instances", {"id": inst.id}, last_used_at=dbmod.now())
+        self.d.instance_rows.update(inst.id, last_used_at=dbmod.now())
         self.set_volatile(inst, {"volatile.last_state.power": "RUNNING"})
         self.d.bus.lifecycle("instance-started", inst.url, inst.project)
         LOG.info("instance %s/%s started (init pid %d)", inst.project, inst.name, pid)
@@ -603,17 +594,17 @@ class InstanceManager:
         description = str(body.get("description", inst.description if patch else ""))
         async with self.lock(inst.project, inst.name):
             old_devices = inst.expanded_devices
-            self.d.db.update("instances", {"id": inst.id}, config=config, devices=devices,
-                             profiles=profiles, architecture=architecture,
-                             ephemeral=ephemeral, description=description)
+            self.d.instance_rows.update(inst.id, config=config, devices=devices,
+                                        profiles=profiles, architecture=architecture,
+                                        ephemeral=ephemeral, description=description)
             new = self.load(inst.project, inst.name)
             if self.pid(new):
                 try:
                     await self.apply_live(new, old_devices)
                 except Exception:
                     # A change the running instance refused is not kept (as LXD).
-                    self.d.db.update("instances", {"id": inst.id}, config=inst.config,
-                                     devices=inst.devices, profiles=inst.profiles)
+                    self.d.instance_rows.update(inst.id, config=inst.config,
+                                                devices=inst.devices, profiles=inst.profiles)
                     raise
             if (root_disk(old_devices) or ("", {}))[1].get("size") != \
                     (root_disk(edevices) or ("", {}))[1].get("size"):
@@ -633,13 +624,13 @@ class InstanceManager:
         async with self.lock(inst.project, inst.name):
             if self.pid(inst):
                 raise BadRequest("Renaming a running instance isn't supported: stop it first")
-            if self.d.db.get("instances", project=inst.project, name=new_name):
+            if self.d.instance_rows.get(inst.project, new_name):
                 raise Conflict(f"Instance {new_name!r} already exists")
             old_paths = self.paths(inst)
             old_vol = volume_name(inst.project, inst.name)
             new_vol = volume_name(inst.project, new_name)
             await self.pool(inst).rename_instance(old_vol, new_vol)
-            self.d.db.update("instances", {"id": inst.id}, name=new_name)
+            self.d.instance_rows.update(inst.id, name=new_name)
             if os.path.isdir(old_paths.log_dir):
                 os.rename(old_paths.log_dir, os.path.join(self.d.paths.logs, new_vol))
             self.locks.pop((inst.project, inst.name), None)

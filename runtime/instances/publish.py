@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from runtime import arch, crashpoint
+from runtime import arch, crashpoint, errors
 from runtime.base.timefmt import parse_time
 from runtime.base.idmap import IdMap
 from runtime.errors import BadRequest, CommandFailed, Conflict
@@ -216,7 +216,7 @@ class Publisher:
     async def _pack(self, inst, row: dict | None, props: dict, expires_at: float,
                     dest: str, compress: list[str] | None) -> str:
         mgr = self.d.instances
-        pool = self.d.pool(inst.pool)
+        pool = self.d.pools.get(inst.pool)
         vol = volume_name(inst.project, inst.name)
         if row is not None:
             snap, temporary = row["name"], False
@@ -231,11 +231,15 @@ class Publisher:
                 idmap = mgr.idmap_of(inst)
                 architecture = inst.architecture
                 async with self.snaps.quiesced(inst):
-                    await pool.create_snapshot(vol, snap)
+                    try:
+                        await pool.create_snapshot(vol, snap)
+                    except Exception as exc:
+                        errors.raise_if_no_space(exc, inst.pool)
+                        raise
         try:
             rootfs = await pool.mount_snapshot(vol, snap)
             crashpoint.hit("publish.snapshot")
-            voldir = pool.snapshot_path(vol, snap)
+            voldir = pool.snapshot_dir(vol, snap)
             meta = new_metadata(voldir, arch.normalize(architecture), props, expires_at)
             try:
                 return await pack(voldir, rootfs, idmap, meta, dest, compress)

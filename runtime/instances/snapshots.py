@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import os
 import re
 import shutil
 import time
@@ -30,7 +29,7 @@ from runtime.base.timefmt import parse_time, render_time, timestamp
 from runtime.instances import config as cfg
 from runtime.instances.config import split_source
 from runtime.instances.model import Instance, expand
-from runtime.storage import volume_name
+from runtime.storage import Pool, volume_name
 
 LOG = logging.getLogger(__name__)
 _MAX_SLEEP = 60.0
@@ -146,10 +145,10 @@ class Snapshots:
 
     # Records -------------------------------------------------------------------
     def rows(self, inst: Instance) -> list[dict]:
-        return self.d.db.select("snapshots", {"instance_id": inst.id}, order="created_at, id")
+        return self.d.snapshot_rows.list(inst.id)
 
     def row(self, inst: Instance, name: str) -> dict:
-        row = self.d.db.get("snapshots", instance_id=inst.id, name=name)
+        row = self.d.snapshot_rows.get(inst.id, name)
         if row is None:
             raise NotFound(f"Snapshot {name!r} of instance {inst.name!r} not found")
         return row
@@ -181,8 +180,8 @@ class Snapshots:
                 profiles.append(p)
         return expand(profiles, row["config"], row["devices"])
 
-    def _pool(self, inst: Instance):
-        return self.d.pool(inst.pool)
+    def _pool(self, inst: Instance) -> Pool:
+        return self.d.pools.get(inst.pool)
 
     # Create ----------------------------------------------------------------------
     async def validate_create(self, inst: Instance, body: dict) -> dict:
@@ -195,7 +194,7 @@ class Snapshots:
         if not name:
             name = self._next_name(inst)
         cfg.validate_snapshot_name(name)
-        if self.d.db.get("snapshots", instance_id=inst.id, name=name):
+        if self.d.snapshot_rows.get(inst.id, name):
             raise Conflict(f"Snapshot {name!r} of instance {inst.name!r} already exists")
         if "expires_at" in body and body["expires_at"] is not None:
             expires = parse_time(body["expires_at"])
@@ -242,7 +241,7 @@ class Snapshots:
         restrictions.rules(self.d, inst.project).check_snapshots(f"instance {inst.name!r}")
         async with self.d.instances.lock(inst.project, inst.name):
             inst = self.d.instances.load(inst.project, inst.name)
-            if self.d.db.get("snapshots", instance_id=inst.id, name=spec["name"]):
+            if self.d.snapshot_rows.get(inst.id, spec["name"]):
                 raise Conflict(f"Snapshot {spec['name']!r} already exists")
             vol = volume_name(inst.project, inst.name)
             pool = self._pool(inst)
@@ -252,12 +251,12 @@ class Snapshots:
             try:
                 crashpoint.hit("snapshot.volume")
                 config = dict(inst.config)
-                self.d.db.insert("snapshots", instance_id=inst.id, name=spec["name"],
-                                 created_at=time.time(), expires_at=spec["expires_at"],
-                                 stateful=False, description=spec["description"],
-                                 architecture=inst.architecture, ephemeral=inst.ephemeral,
-                                 config=config, devices=inst.devices,
-                                 profiles=inst.profiles)
+                self.d.snapshot_rows.create(
+                    inst.id, spec["name"], created_at=time.time(),
+                    expires_at=spec["expires_at"], stateful=False,
+                    description=spec["description"], architecture=inst.architecture,
+                    ephemeral=inst.ephemeral, config=config, devices=inst.devices,
+                    profiles=inst.profiles)
             except BaseException:
                 await pool.delete_snapshot(vol, spec["name"])
                 raise
@@ -284,7 +283,7 @@ class Snapshots:
                 raise BadRequest(f"Snapshots are immutable: {key!r} can't be changed "
                                  "(only 'expires_at' and 'description')")
         if values:
-            self.d.db.update("snapshots", {"id": row["id"]}, **values)
+            self.d.snapshot_rows.update(row["id"], **values)
             self.wake.set()
         self.d.bus.lifecycle("instance-snapshot-updated", self.url(inst, name), inst.project)
 
@@ -292,13 +291,11 @@ class Snapshots:
         new = cfg.validate_snapshot_name(new)
         async with self.d.instances.lock(inst.project, inst.name):
             row = self.row(inst, old)
-            if self.d.db.get("snapshots", instance_id=inst.id, name=new):
+            if self.d.snapshot_rows.get(inst.id, new):
                 raise Conflict(f"Snapshot {new!r} already exists")
             vol = volume_name(inst.project, inst.name)
-            pool = self._pool(inst)
-            await pool.unmount_snapshot(vol, old)
-            await pool.rename_snapshot(vol, old, new)
-            self.d.db.update("snapshots", {"id": row["id"]}, name=new)
+            await self._pool(inst).rename_snapshot(vol, old, new)
+            self.d.snapshot_rows.update(row["id"], name=new)
         self.d.bus.lifecycle("instance-snapshot-renamed", self.url(inst, new), inst.project,
                              {"old_name": old})
 
@@ -306,7 +303,7 @@ class Snapshots:
         async with self.d.instances.lock(inst.project, inst.name):
             row = self.row(inst, name)
             await self._pool(inst).delete_snapshot(volume_name(inst.project, inst.name), name)
-            self.d.db.delete("snapshots", id=row["id"])
+            self.d.snapshot_rows.delete(row["id"])
         self.d.bus.lifecycle("instance-snapshot-deleted", self.url(inst, name), inst.project)
         LOG.info("instance %s/%s: snapshot %s deleted", inst.project, inst.name, name)
 
@@ -359,7 +356,7 @@ class Snapshots:
 
     def _restored_record(self, inst: Instance, row: dict) -> None:
         """The instance record as the snapshot had it (one statement: atomic)."""
-        current = self.d.db.get("instances", id=inst.id)["config"]
+        current = self.d.instance_rows.get_by_id(inst.id)["config"]
         config = {k: v for k, v in row["config"].items()
                   if not k.startswith("volatile.") or k in _DATA_VOLATILE}
         for key, value in current.items():
@@ -367,10 +364,9 @@ class Snapshots:
                 config[key] = value
         profiles = [p for p in row["profiles"]
                     if self.d.profile_rows.exists(self.d.profile_project(inst.project), p)]
-        self.d.db.update("instances", {"id": inst.id}, config=config,
-                         devices=row["devices"], profiles=profiles,
-                         architecture=row["architecture"],
-                         ephemeral=bool(row["ephemeral"]))
+        self.d.instance_rows.update(inst.id, config=config, devices=row["devices"],
+                                    profiles=profiles, architecture=row["architecture"],
+                                    ephemeral=bool(row["ephemeral"]))
 
     async def restore_leftovers(self) -> None:
         """At start: finish (or forget) restores a dead daemon was in the middle of."""
@@ -381,7 +377,7 @@ class Snapshots:
             token, _, snap = pending.partition("/")
             pool = self._pool(inst)
             vol = volume_name(inst.project, inst.name)
-            row = self.d.db.get("snapshots", instance_id=inst.id, name=snap)
+            row = self.d.snapshot_rows.get(inst.id, snap)
             try:
                 if row is not None and pool.restore_committed(vol, token):
                     self._restored_record(inst, row)
@@ -401,10 +397,7 @@ class Snapshots:
     async def expire_due(self) -> float:
         """Delete snapshots whose time has come; returns seconds until the next one."""
         now = time.time()
-        rows = self.d.db.conn.execute(
-            "SELECT s.name AS snap, i.project AS project, i.name AS inst, s.expires_at AS "
-            "expires_at FROM snapshots s JOIN instances i ON i.id = s.instance_id "
-            "WHERE s.expires_at > 0 ORDER BY s.expires_at").fetchall()
+        rows = self.d.snapshot_rows.expiring()
         nxt = _MAX_SLEEP
         for r in rows:
             if r["expires_at"] > now:
@@ -471,9 +464,8 @@ class Snapshots:
     async def cleanup_leftovers(self) -> None:
         """What a daemon killed mid-way leaves: publish snapshots, replaced volumes."""
         for pool in list(self.d.pools.values()):
-            base = os.path.join(pool.path, "containers-snapshots")
-            for vol in _listdir(base):
-                for snap in _listdir(os.path.join(base, vol)):
+            for vol, snaps in pool.snapshot_volumes().items():
+                for snap in snaps:
                     if snap.startswith(".publish-"):
                         try:
                             await pool.delete_snapshot(vol, snap)
@@ -492,13 +484,6 @@ class Snapshots:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
 
 
 # Copy ----------------------------------------------------------------------------------
@@ -568,8 +553,8 @@ class Copier:
         inst = inst or mgr.insert(project, spec, extra)
         src_vol = volume_name(src.project, src.name)
         dst_vol = volume_name(project, inst.name)
-        src_pool = self.d.pool(src.pool)
-        dst_pool = self.d.pool(inst.pool)
+        src_pool = self.d.pools.get(src.pool)
+        dst_pool = self.d.pools.get(inst.pool)
         try:
             snaps: list[dict] = []
             async with mgr.lock(src.project, src.name):
@@ -588,12 +573,12 @@ class Copier:
                     await self._copy_across(src, src_pool, src_vol, snap, dst_pool,
                                             dst_vol, snaps)
             for row in snaps:
-                self.d.db.insert("snapshots", instance_id=inst.id, name=row["name"],
-                                 created_at=row["created_at"], expires_at=row["expires_at"],
-                                 stateful=False, description=row["description"],
-                                 architecture=row["architecture"],
-                                 ephemeral=row["ephemeral"], config=row["config"],
-                                 devices=row["devices"], profiles=row["profiles"])
+                self.d.snapshot_rows.create(
+                    inst.id, row["name"], created_at=row["created_at"],
+                    expires_at=row["expires_at"], stateful=False,
+                    description=row["description"], architecture=row["architecture"],
+                    ephemeral=row["ephemeral"], config=row["config"],
+                    devices=row["devices"], profiles=row["profiles"])
             await mgr.apply_root_size(mgr.load(project, inst.name))
             crashpoint.hit("copy.volume")
             mgr.completed(inst)
@@ -613,8 +598,6 @@ class Copier:
         idmap = self.d.instances.idmap_of(src)
         await dst_pool.create_instance(dst_vol, None, idmap, self.d.default_idmap)
         dst_root = await dst_pool.mount(dst_vol)
-        src_dir = src_pool.snapshot_path(src_vol, snap["name"]) if snap else \
-            src_pool.instance_path(src_vol)
         for row in snaps:
             view = await src_pool.mount_snapshot(src_vol, row["name"])
             try:
@@ -632,10 +615,8 @@ class Copier:
             view = await src_pool.mount(src_vol)
             async with self.snaps.quiesced(src):
                 await rsync(view, dst_root)
-        for entry in ("metadata.yaml", "templates"):
-            path = os.path.join(src_dir, entry)
-            if os.path.exists(path):
-                await proc.run(["cp", "-a", "--", path, dst_pool.instance_path(dst_vol)])
+        await dst_pool.copy_metadata_from(src_pool, src_vol, snap["name"] if snap else None,
+                                          dst_vol)
 
 
 def _econfig(d, project: str, spec: dict) -> dict:

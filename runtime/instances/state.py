@@ -103,7 +103,7 @@ async def render(d, inst) -> dict:
            "cpu": {"usage": 0}, "network": None, "disk": {}}
     root = root_disk(inst.expanded_devices)
     if root:
-        usage = await d.pool(inst.pool).usage(volume_name(inst.project, inst.name))
+        usage = await d.pools.get(inst.pool).usage(volume_name(inst.project, inst.name))
         out["disk"] = {root[0]: {"usage": usage}}
     if pid:
         cg = d.instances.cgroup(inst)

@@ -21,22 +21,23 @@ import stat
 
 import aiohttp
 
+from runtime.errors import BadRequest, RuntimeAPIError
 from runtime.instances import restrictions
-from runtime.errors import RuntimeAPIError
+from runtime.migration import common
 from runtime.migration import lxd_protocol as proto
-from runtime.migration import lxd_rsync, native
-from runtime.storage import shift, volume_name
+from runtime.migration import lxd_rsync
+from runtime.storage import VOLUME, shift, volume_name
 
 LOG = logging.getLogger(__name__)
 # What a received volume directory may hold at its top (LXD adds backup.yaml).
 _TOP = {"rootfs": stat.S_IFDIR, "metadata.yaml": stat.S_IFREG, "templates": stat.S_IFDIR}
-# How our volumes are sent: those entries only (the dir pool's overlay bookkeeping
-# and anything else next to them stay home).
+# How our volumes are sent: the whole volume's entries only (whatever a driver keeps
+# beside them stays home).
 _SEND_FILTER = ["--include=/rootfs/", "--include=/metadata.yaml", "--include=/templates/",
                 "--exclude=/*"]
 
 
-class PeerFailed(native.TransferError):
+class PeerFailed(common.TransferError):
     """The LXD peer reported a failure on the control channel."""
 
 
@@ -48,7 +49,7 @@ async def recv_message(ws, cls, timeout: float | None):
     if msg.type == aiohttp.WSMsgType.TEXT:
         raise proto.ProtocolError("The migration peer sent text where LXD's protocol has a "
                                   "protobuf message (a runtime speaking another wire format?)")
-    raise native.TransferError(f"Migration peer went away ({msg.type.name})")
+    raise common.TransferError(f"Migration peer went away ({msg.type.name})")
 
 
 async def send_message(ws, msg) -> None:
@@ -98,7 +99,7 @@ async def recv_frames(ws, limit: int = 4 * 1024 * 1024) -> bytes:
         if msg.type == aiohttp.WSMsgType.TEXT:
             return out
         if msg.type != aiohttp.WSMsgType.BINARY:
-            raise native.TransferError(f"Migration peer went away ({msg.type.name})")
+            raise common.TransferError(f"Migration peer went away ({msg.type.name})")
         out += msg.data
         if len(out) > limit:
             raise proto.ProtocolError("Migration index header too large")
@@ -133,7 +134,7 @@ def native_header(offer, info: dict, src_map) -> dict:
     """LXD's offer and index header in our wire format's shape, then checked as such.
 
     Both come from the peer: only shapes are sorted out here (anything odd is a
-    ProtocolError, never a TypeError), the content is native.check_header's job.
+    ProtocolError, never a TypeError), the content is common.check_header's job.
     """
     config = info.get("config")
     if not isinstance(config, dict):
@@ -164,8 +165,8 @@ def native_header(offer, info: dict, src_map) -> dict:
     if len(offer.snapshotNames) != len(offer.snapshots):
         raise proto.ProtocolError("The LXD source sent snapshot names without their records "
                                   "(LXD before 3.0?) or records without names")
-    if len(offer.snapshots) > native.MAX_SNAPSHOTS:
-        raise proto.ProtocolError(f"The LXD source offers more than {native.MAX_SNAPSHOTS} "
+    if len(offer.snapshots) > common.MAX_SNAPSHOTS:
+        raise proto.ProtocolError(f"The LXD source offers more than {common.MAX_SNAPSHOTS} "
                                   "snapshots")
     snapshots = []
     for listed, msg in zip(offer.snapshotNames, offer.snapshots, strict=True):
@@ -200,7 +201,7 @@ def settle_volume(path: str, src_map, dst_map, privileged: bool) -> None:
                 os.unlink(full)
     rootfs = os.path.join(path, "rootfs")
     if not os.path.isdir(rootfs) or os.path.islink(rootfs):
-        raise native.TransferError("The LXD source sent no root filesystem")
+        raise common.TransferError("The LXD source sent no root filesystem")
     for dirpath, dirnames, filenames in os.walk(rootfs):
         for name in filenames + dirnames:
             full = os.path.join(dirpath, name)
@@ -215,29 +216,29 @@ def settle_volume(path: str, src_map, dst_map, privileged: bool) -> None:
     shift.shift_tree(rootfs, src_map, dst_map, clamp=True)
 
 
-class LxdReceiver(native.Receiver):
+class LxdReceiver(common.ReceiverBase):
     """The target of a migration whose source is an LXD daemon."""
 
     async def run(self, control, fs) -> None:
         d = self.d
         try:
             offer = await recv_message(control, proto.MigrationHeader,
-                                       native.CONNECT_TIMEOUT * 4)
+                                       common.CONNECT_TIMEOUT * 4)
             self.mark("header")
             problem = proto.refusal(offer)
             if problem:
-                raise native.BadRequest(f"Can't receive from this LXD source: {problem}")
+                raise BadRequest(f"Can't receive from this LXD source: {problem}")
             src_map = proto.idmap_from(offer.idmap)
             resp = proto.response_for(offer)
             await send_message(control, resp)
             info: dict = {}
             if resp.indexHeaderVersion >= 1:
                 info = _json(await recv_frames(fs), "migration index header")
-            header = native.check_header(native_header(offer, info, src_map))
+            header = common.check_header(native_header(offer, info, src_map))
             body_profiles = self.body.get("profiles")
-            self._ensure_profiles(header, body_profiles if body_profiles is not None
+            self.ensure_profiles(header, body_profiles if body_profiles is not None
                                   else header["instance"].get("profiles"))
-            spec = self._spec(header)
+            spec = self.spec(header)
             restrictions.check_snapshot_copies(d, self.project, spec["name"],
                                                header["snapshots"])
         except RuntimeAPIError as exc:
@@ -274,15 +275,15 @@ class LxdReceiver(native.Receiver):
             idmap = mgr.wanted_idmap(inst)
             pool = mgr.pool(inst)
             vol = volume_name(self.project, inst.name)
-            await pool.create_instance(vol, None, idmap, d.default_idmap)
-            path = pool.instance_path(vol)
+            path, _tree = await pool.prepare_receive(vol, VOLUME, None, idmap,
+                                                     d.default_idmap)
             self.mark("volume")
             for snap in header["snapshots"]:
                 await lxd_rsync.receive(fs, path, features)
                 await asyncio.to_thread(settle_volume, path, src_map, idmap,
                                         idmap.privileged)
                 await pool.create_snapshot(vol, snap["name"])
-                self._record_snapshot(inst, snap)
+                self.record_snapshot(inst, snap)
             self.mark("snapshots")
             for _ in range(2 if final_sync else 1):
                 await lxd_rsync.receive(fs, path, features)
@@ -315,7 +316,7 @@ def index_header(inst, snapshots: list[dict]) -> dict:
                              "content_type": "filesystem"} for s in snapshots]}}
 
 
-class LxdSender(native.Sender):
+class LxdSender(common.SenderBase):
     """The source of a migration whose target is an LXD daemon."""
 
     async def run(self, control, fs) -> None:
@@ -337,7 +338,7 @@ class LxdSender(native.Sender):
             await send_message(control, proto.offer(d.instances.idmap_of(inst),
                                                     header["snapshots"]))
             resp = await recv_message(control, proto.MigrationHeader,
-                                      native.CONNECT_TIMEOUT * 4)
+                                      common.CONNECT_TIMEOUT * 4)
             if resp.fs != proto.FS_RSYNC:
                 raise proto.ProtocolError(
                     "The LXD target asks for a "
@@ -350,42 +351,27 @@ class LxdSender(native.Sender):
                 answer = _json(await recv_frames(fs), "migration index header response")
                 if answer.get("StatusCode") != 200:
                     raise PeerFailed(f"LXD target refused: {answer.get('Error')}")
-            stopped = False
-            try:
+            async with self.guard(pool, vol) as guard:
                 if stop_it:
-                    await d.instances.stop(inst, True, 0)
-                    stopped = True
+                    await guard.stop()
                 await with_control(control, self._send_volumes(
                     pool, vol, header["snapshots"], fs, features, running and not stop_it))
                 result = await recv_message(control, proto.MigrationControl, None)
                 if not result.success:
                     raise PeerFailed(f"LXD target failed: {result.message}")
-                if stopped:
-                    d.instances.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
+                guard.sent()
                 LOG.info("instance %s/%s sent to LXD (%d snapshots)", inst.project, inst.name,
                          len(header["snapshots"]))
-            except BaseException:
-                if stopped:
-                    try:
-                        await d.instances.start(d.instances.load(inst.project, inst.name))
-                    except Exception as exc:  # noqa: BLE001 - report the first error
-                        LOG.error("restarting %s after a failed move: %s", inst.name, exc)
-                raise
-            finally:
-                if self.snapshot:
-                    await pool.unmount_snapshot(vol, self.snapshot)
-                elif d.instances.pid(inst) is None:
-                    await pool.unmount(vol)
 
     async def _send_volumes(self, pool, vol: str, snapshots: list, fs, features,
                             inconsistent: bool) -> None:
         for snap in snapshots:
             await pool.mount_snapshot(vol, snap["name"])
             try:
-                await lxd_rsync.send(fs, pool.snapshot_path(vol, snap["name"]), features,
-                                     _SEND_FILTER, self.progress)
+                await lxd_rsync.send(fs, pool.send_source(vol, snap["name"], VOLUME)[0],
+                                     features, _SEND_FILTER, self.progress)
             finally:
                 await pool.unmount_snapshot(vol, snap["name"])
-        await self._mount(pool, vol)
-        await lxd_rsync.send(fs, self._dir(pool, vol), features, _SEND_FILTER, self.progress,
-                             allow_vanished=inconsistent)
+        await self.mount(pool, vol)
+        await lxd_rsync.send(fs, self.source(pool, vol)[0], features, _SEND_FILTER,
+                             self.progress, allow_vanished=inconsistent)

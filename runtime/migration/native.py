@@ -27,6 +27,7 @@ instance, the sender restarts an instance it had stopped for the move.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import logging
@@ -37,14 +38,16 @@ import threading
 import time
 
 import aiohttp
-from aiohttp import web
 
-from runtime import arch, crashpoint, proc, targuard, wsclient
-from runtime.instances import restrictions
-from runtime.appkeys import DAEMON
-from runtime.errors import BadRequest, Conflict, RuntimeAPIError
+from runtime import errors, proc, targuard, wsclient
 from runtime.base.idmap import IdMap
-from runtime.storage import shift, volume_name
+from runtime.errors import BadRequest, Conflict, NotFound, RuntimeAPIError
+from runtime.instances import restrictions
+from runtime.migration.common import (  # noqa: F401 - re-exported for callers and tests
+    CONNECT_TIMEOUT, MAX_SNAPSHOTS, ReceiverBase, SenderBase, SendGuard, TransferError,
+    check_header)
+from runtime.migration.lxd_peer import LxdReceiver, LxdSender
+from runtime.storage import LAYER, VOLUME, Pool, shift, volume_name
 
 LOG = logging.getLogger(__name__)
 # The websocket subprotocol naming this wire format: offered by whoever connects,
@@ -52,25 +55,8 @@ LOG = logging.getLogger(__name__)
 WIRE_PROTOCOL = "nova-lxd-migration-1"
 CHUNK = 4 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024
-CONNECT_TIMEOUT = 30.0
 IDLE_TIMEOUT = 300.0    # a blocking fs stream that stalls this long has failed
-# Volatile keys that describe the sender's host, not the instance.
-_HOST_VOLATILE = ("volatile.last_state.idmap", "volatile.idmap.base", "volatile.idmap.current",
-                  "volatile.idmap.next", "volatile.last_state.power", "volatile.apply_template")
 _F_SETPIPE_SZ = 1031
-_VOLUME_ENTRIES = ["rootfs", "metadata.yaml", "templates"]
-# The dir pool's overlay instances: an image layer (named in .lower) and their own
-# upper layer. When the target has the same image, only the upper layer travels.
-_LAYER_ENTRIES = [".upper", "metadata.yaml", "templates"]
-
-
-def overlay_base(pool, path: str) -> str | None:
-    """The image fingerprint a volume (or snapshot) is layered on, if any."""
-    return pool.layer_base(path)
-
-
-class TransferError(RuntimeAPIError):
-    status = 500
 
 
 # CRIU ------------------------------------------------------------------------
@@ -139,8 +125,7 @@ class _Peer:
 
     async def connect(self, receive: bool = False) -> tuple:
         """(control, fs); a receiver's fs is a BlockingWebSocket read in a thread."""
-        tls = getattr(self.d, "tls", None)
-        ssl_ctx = tls.client_ssl(self.certificate) if tls else False
+        ssl_ctx = self.d.tls.client_ssl(self.certificate)
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
             total=None, connect=CONNECT_TIMEOUT))
 
@@ -293,80 +278,8 @@ async def _tar_send(fs, directory: str, entries: list[str], progress=None) -> in
     return await TarSource(directory, entries).stream(fs, progress)
 
 
-def _record(inst) -> dict:
-    return {"name": inst.name, "architecture": inst.architecture, "config": inst.config,
-            "devices": inst.devices, "profiles": inst.profiles, "ephemeral": inst.ephemeral,
-            "description": inst.description, "stateful": inst.stateful}
-
-
-class Sender:
-    """Streams an instance (with its snapshots), or one snapshot as a new instance."""
-
-    def __init__(self, d, inst, body: dict, snapshot: str | None = None):
-        self.d, self.inst, self.snapshot = d, inst, snapshot
-        self.op = None
-        self._sent = 0
-        self._t0 = self._last = 0.0
-        self.instance_only = bool(body.get("instance_only") or body.get("container_only"))
-        self.allow_inconsistent = bool(body.get("allow_inconsistent"))
-        # LXD's Go client always sends `live` and starts the target itself after a
-        # stateless move (lxc move --stateless); pylxd's migrate() sends no `live` and
-        # never starts it, so then the daemons finish the move: the target starts it.
-        self.finish_move = "live" not in body
-
-    def header(self, running: bool) -> dict:
-        d, inst = self.d, self.inst
-        profiles = {}
-        for name in inst.profiles:
-            row = d.profile_rows.get(d.profile_project(inst.project), name)
-            if row:
-                profiles[name] = {"config": row["config"], "devices": row["devices"],
-                                  "description": row["description"]}
-        snaps = [] if self.instance_only or self.snapshot else [
-            {k: s[k] for k in ("name", "created_at", "expires_at", "stateful", "description",
-                               "architecture", "ephemeral", "config", "devices", "profiles")}
-            for s in d.db.select("snapshots", {"instance_id": inst.id}, order="id")]
-        pool = d.instances.pool(inst)
-        vol = volume_name(inst.project, inst.name)
-        record = _record(inst)
-        if self.snapshot:
-            row = d.db.get("snapshots", instance_id=inst.id, name=self.snapshot)
-            if row is None:
-                raise TransferError(f"Snapshot {self.snapshot!r} is gone")
-            record.update({k: row[k] for k in ("architecture", "config", "devices",
-                                               "profiles", "ephemeral", "description")})
-        base = overlay_base(pool, self._dir(pool, vol))
-        if base and any(overlay_base(pool, pool.snapshot_path(vol, s["name"])) != base
-                        for s in snaps):
-            base = None
-        return {"version": 1, "instance": record, "profiles": profiles,
-                "snapshots": snaps, "idmap": d.instances.idmap_of(inst).encode(),
-                "running": running, "start": running and self.finish_move,
-                "base_image": base}
-
-    def _dir(self, pool, vol: str) -> str:
-        return pool.snapshot_path(vol, self.snapshot) if self.snapshot else \
-            pool.instance_path(vol)
-
-    async def _mount(self, pool, vol: str) -> None:
-        if self.snapshot:
-            await pool.mount_snapshot(vol, self.snapshot)
-        else:
-            await pool.mount(vol)
-
-    def progress(self, n: int) -> None:
-        """LXD's `fs_progress` operation metadata (migration_progress extension)."""
-        crashpoint.hit("migration.source.sending")
-        now = time.monotonic()
-        if not self._t0:
-            self._t0 = now
-        self._sent += n
-        if self.op is not None and now - self._last >= 0.25:
-            self._last = now
-            rate = self._sent / max(now - self._t0, 1e-3)
-            self.op.update_metadata(fs_progress=f"rootfs: {self._sent / 1e6:.2f}MB "
-                                                f"({rate / 1e6:.2f}MB/s)",
-                                    fs_progress_bytes=self._sent)
+class Sender(SenderBase):
+    """Sends in our own wire format (tar streams of the pool's volume entries)."""
 
     async def run(self, control, fs) -> None:
         d = self.d
@@ -382,75 +295,64 @@ class Sender:
                 # Nothing to stop first: let tar start while the target gets ready
                 # (betting on the layer alone when the target may have the image).
                 if header["base_image"]:
-                    early = await TarSource(self._dir(pool, vol), _LAYER_ENTRIES).start()
+                    early = await TarSource(*self.source(pool, vol, LAYER)).start()
                 else:
-                    await self._mount(pool, vol)
-                    early = await TarSource(self._dir(pool, vol), _VOLUME_ENTRIES).start()
-            stopped = False
+                    await self.mount(pool, vol)
+                    early = await TarSource(*self.source(pool, vol)).start()
+            async with self.guard(pool, vol) as guard:
+                try:
+                    await self._send(control, fs, pool, vol, header, stop_it, guard, early)
+                except BaseException:
+                    if early is not None:
+                        await early.kill()
+                    raise
+
+    async def _send(self, control, fs, pool: Pool, vol: str, header: dict, stop_it: bool,
+                    guard: SendGuard, early: TarSource | None) -> None:
+        inst = self.inst
+        await _send_json(control, header)
+        reply = await _recv_json(control, CONNECT_TIMEOUT * 4)
+        if not reply.get("ready"):
+            raise TransferError(f"Migration target refused: {reply.get('error')}")
+        mtype = LAYER if reply.get("layered") else VOLUME
+        directory, entries = self.source(pool, vol, mtype)
+        if early is not None and early.entries != [
+                e for e in entries if os.path.lexists(os.path.join(early.directory, e))]:
+            await early.kill()
+            early = None
+        if stop_it:
+            await guard.stop()
+        for snap in header["snapshots"]:
+            if mtype != LAYER:
+                await pool.mount_snapshot(vol, snap["name"])
             try:
-                await _send_json(control, header)
-                reply = await _recv_json(control, CONNECT_TIMEOUT * 4)
-                if not reply.get("ready"):
-                    raise TransferError(f"Migration target refused: {reply.get('error')}")
-                layered = bool(reply.get("layered"))
-                entries = _LAYER_ENTRIES if layered else _VOLUME_ENTRIES
-                if early is not None and early.entries != [
-                        e for e in entries if os.path.lexists(os.path.join(early.directory, e))]:
-                    await early.kill()
-                    early = None
-                if stop_it:
-                    await d.instances.stop(inst, True, 0)
-                    stopped = True
-                for snap in header["snapshots"]:
-                    if not layered:
-                        await pool.mount_snapshot(vol, snap["name"])
-                    try:
-                        await _tar_send(fs, pool.snapshot_path(vol, snap["name"]),
-                                        entries, self.progress)
-                    finally:
-                        if not layered:
-                            await pool.unmount_snapshot(vol, snap["name"])
-                if early is None:
-                    if not layered:
-                        await self._mount(pool, vol)
-                    early = TarSource(self._dir(pool, vol), entries)
-                sent = await early.stream(fs, self.progress)
-                result = await _recv_json(control, None)
-                if not result.get("success"):
-                    raise TransferError(f"Migration target failed: {result.get('error')}")
-                LOG.info("instance %s/%s sent (%d bytes of root filesystem)", inst.project,
-                         inst.name, sent)
-                if stopped:
-                    d.instances.set_volatile(inst, {"volatile.last_state.power": "STOPPED"})
-            except BaseException:
-                if early is not None:
-                    await early.kill()
-                if stopped:
-                    try:
-                        await d.instances.start(d.instances.load(inst.project, inst.name))
-                    except Exception as exc:  # noqa: BLE001 - report the first error
-                        LOG.error("restarting %s after a failed move: %s", inst.name, exc)
-                raise
+                await _tar_send(fs, pool.send_source(vol, snap["name"], mtype)[0],
+                                entries, self.progress)
             finally:
-                if self.snapshot:
-                    await pool.unmount_snapshot(vol, self.snapshot)
-                elif d.instances.pid(inst) is None:
-                    await pool.unmount(vol)
+                if mtype != LAYER:
+                    await pool.unmount_snapshot(vol, snap["name"])
+        if early is None:
+            if mtype != LAYER:
+                await self.mount(pool, vol)
+            early = TarSource(directory, entries)
+        sent = await early.stream(fs, self.progress)
+        result = await _recv_json(control, None)
+        if not result.get("success"):
+            raise TransferError(f"Migration target failed: {result.get('error')}")
+        LOG.info("instance %s/%s sent (%d bytes of root filesystem)", inst.project,
+                 inst.name, sent)
+        guard.sent()
 
 
-async def migrate_source(request: web.Request, inst, body: dict,
-                         snapshot: str | None = None):
+async def migrate_source(d, inst, body: dict, snapshot: str | None = None):
     """`POST /1.0/instances/<n> {"migration": true}`: expose or push the instance.
 
     With `snapshot`, the answer to `POST /1.0/instances/<n>/snapshots/<s>
     {"migration": true}`: that snapshot travels as a new instance (`lxc copy c/s r:`).
     """
-    d = request.app[DAEMON]
     if body.get("live"):
         await refuse_live()
-    if snapshot is not None and not d.db.get("snapshots", instance_id=inst.id,
-                                             name=snapshot):
-        from runtime.errors import NotFound
+    if snapshot is not None and not d.snapshot_rows.get(inst.id, snapshot):
         raise NotFound(f"Snapshot {snapshot!r} not found")
     sender = Sender(d, inst, body, snapshot)
     resources = {"instances": [inst.url], "containers": [inst.url.replace(
@@ -471,16 +373,8 @@ async def migrate_source(request: web.Request, inst, body: dict,
                                    resources=resources, cancellable=True))
 
     async def pull(op):
-        try:
-            control = await op.socket("control", CONNECT_TIMEOUT)
-            fs = await op.socket("fs", CONNECT_TIMEOUT)
-        except TimeoutError:
-            raise TransferError("Migration target never connected")
-        try:
+        async with _peer_sockets(op, "target") as (control, fs):
             await _sender_for(control, sender, d, inst, body, snapshot, op).run(control, fs)
-        finally:
-            for key in ("control", "fs"):
-                op.metadata.pop(key, None)
     return _async(_websocket_op(d, "Migrating instance", pull, inst.project, resources))
 
 
@@ -494,114 +388,33 @@ def speaks_ours(ws) -> bool:
     return (getattr(ws, "ws_protocol", None) or getattr(ws, "protocol", None)) == WIRE_PROTOCOL
 
 
+@contextlib.asynccontextmanager
+async def _peer_sockets(op, peer: str):
+    """The operation's control and fs websockets once the peer (source or target)
+    connected both; their secrets leave the operation's metadata afterwards."""
+    try:
+        control = await op.socket("control", CONNECT_TIMEOUT)
+        fs = await op.socket("fs", CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise TransferError(f"Migration {peer} never connected")
+    try:
+        yield control, fs
+    finally:
+        for key in ("control", "fs"):
+            op.metadata.pop(key, None)
+
+
 def _sender_for(control, sender, d, inst, body: dict, snapshot, op):
     if not speaks_ours(control):
-        from runtime.migration.lxd_peer import LxdSender
         sender = LxdSender(d, inst, body, snapshot)
     sender.op = op
     return sender
 
 
-# Receiver -----------------------------------------------------------------------
-MAX_SNAPSHOTS = 10000
-
-
-def _fields(obj: object, what: str, spec: dict) -> dict:
-    """obj as a dict whose present keys have the types spec names (a peer's header)."""
-    if not isinstance(obj, dict):
-        raise BadRequest(f"Migration header: {what} must be an object")
-    for key, kinds in spec.items():
-        value = obj.get(key)
-        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-        if value is None:
-            continue
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise BadRequest(f"Migration header: {what} {key!r} has the wrong type")
-        if isinstance(value, float) and not 0 <= value < 2**40:
-            raise BadRequest(f"Migration header: {what} {key!r} is out of range")
-    return obj
-
-
-_RECORD = {"name": str, "architecture": (str, int), "config": dict, "devices": dict,
-           "profiles": list, "ephemeral": (bool, int), "description": str,
-           "stateful": (bool, int)}
-_SNAPSHOT = {**_RECORD, "created_at": (float, int), "expires_at": (float, int)}
-
-
-def check_header(header: dict) -> dict:
-    """A migration peer's header, checked like any API input before anything is made.
-
-    The instance record goes through validate_new later; here: the shape, the id map,
-    the image, profiles (name, config, devices) and snapshots (name, config, devices,
-    times), so nothing from the peer reaches a path, a config file or the database
-    unchecked.
-    """
-    from runtime.instances import config as cfg
-    if header.get("version") != 1:
-        raise BadRequest("Migration source speaks an unknown protocol version")
-    _fields(header, "header", {"instance": dict, "profiles": dict, "snapshots": list,
-                               "idmap": str, "running": bool, "start": bool,
-                               "base_image": str})
-    _fields(header.get("instance") or {}, "instance", _RECORD)
-    try:
-        src_map = IdMap.decode(header.get("idmap") or "0:0")
-    except ValueError:
-        raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
-    if src_map.base < 0 or src_map.size < 0 or src_map.base + src_map.size > 2**32 or \
-            (src_map.base and not src_map.size):
-        raise BadRequest(f"Migration header: invalid id map {header.get('idmap')!r}")
-    base = header.get("base_image")
-    if base is not None and (len(base) != 64 or not set(base) <= set("0123456789abcdef")):
-        raise BadRequest(f"Migration header: invalid image fingerprint {base!r}")
-    profiles = {}
-    for name, prof in (header.get("profiles") or {}).items():
-        cfg.validate_profile_name(name)
-        _fields(prof, f"profile {name!r}", {"config": dict, "devices": dict,
-                                             "description": str})
-        profiles[name] = {"config": cfg.validate_config(prof.get("config") or {}, "profile"),
-                          "devices": cfg.validate_devices(prof.get("devices") or {},
-                                                          "profile"),
-                          "description": prof.get("description") or ""}
-    snaps, seen = [], set()
-    if len(header.get("snapshots") or []) > MAX_SNAPSHOTS:
-        raise BadRequest(f"Migration header: more than {MAX_SNAPSHOTS} snapshots")
-    for snap in header.get("snapshots") or []:
-        _fields(snap, "snapshot", _SNAPSHOT)
-        name = cfg.validate_snapshot_name(snap.get("name"))
-        if name in seen:
-            raise BadRequest(f"Migration header: snapshot {name!r} appears twice")
-        seen.add(name)
-        plist = snap.get("profiles") or []
-        if not all(isinstance(p, str) for p in plist):
-            raise BadRequest(f"Migration header: snapshot {name!r} profiles must be names")
-        snaps.append({
-            "name": name, "created_at": float(snap.get("created_at") or 0),
-            "expires_at": float(snap.get("expires_at") or 0),
-            "stateful": bool(snap.get("stateful")), "ephemeral": bool(snap.get("ephemeral")),
-            "description": snap.get("description") or "",
-            "architecture": arch.normalize(snap["architecture"])
-            if snap.get("architecture") else None,
-            "config": cfg.validate_config(snap.get("config") or {}, "snapshot"),
-            "devices": cfg.validate_devices(snap.get("devices") or {}, "snapshot"),
-            "profiles": [cfg.validate_profile_name(p) for p in plist]})
-    instance = dict(header.get("instance") or {})
-    # validate_new checks the record again with the target's rules; checked here too
-    # so that nothing of the peer's reaches the profiles step unchecked.
-    for key in ("config", "devices"):
-        if instance.get(key) is not None:
-            check = cfg.validate_config if key == "config" else cfg.validate_devices
-            instance[key] = check(instance[key], "instance")
-    if instance.get("profiles") is not None:
-        instance["profiles"] = [cfg.validate_profile_name(p) for p in instance["profiles"]]
-    if instance.get("architecture") is not None:
-        instance["architecture"] = arch.normalize(instance["architecture"])
-    return {**header, "instance": instance, "profiles": profiles, "snapshots": snaps}
-
-
-def _stream_policy(d, pool, tree: str, privileged: bool) -> targuard.Policy:
+def _stream_policy(pool: Pool, tree: str, privileged: bool) -> targuard.Policy:
     """What one received volume stream may hold: its own entries, within free space."""
     from runtime.instances.seccomp_notify import ALLOWED_CHAR
-    st = os.statvfs(pool.path)
+    st = pool.space()
     return targuard.Policy(
         "migration stream", int(st.f_bavail * st.f_frsize * 0.95),
         int(st.f_favail * 0.95) if st.f_files else 100_000_000,
@@ -612,6 +425,14 @@ def _stream_policy(d, pool, tree: str, privileged: bool) -> targuard.Policy:
         # interception: null, zero, full, random, urandom, tty, console, ptmx, and
         # overlay whiteouts); a privileged one may hold any.
         devices=None if privileged else frozenset(("c", a, b) for a, b in ALLOWED_CHAR))
+
+
+def _no_space(exc: BaseException, pool: str) -> RuntimeAPIError | None:
+    """A receive that ran out of space on the pool (a stream's size limit is the
+    pool's free space, see _stream_policy), as the error naming the pool."""
+    if isinstance(exc, targuard.TooLarge):
+        return errors.pool_full(pool, str(exc))
+    return errors.no_space(exc, pool) if isinstance(exc, Exception) else None
 
 
 async def _tar_receive(fs, directory: str, policy: targuard.Policy) -> int:
@@ -757,52 +578,8 @@ async def _empty_dir(path: str) -> None:
             os.unlink(full)
 
 
-class Receiver:
-    def __init__(self, d, project: str, body: dict):
-        self.d, self.project, self.body = d, project, body
-        self.inst = None
-        self.marks: list[tuple[str, float]] = []
-        self._t = time.monotonic()
-
-    def mark(self, what: str) -> None:
-        crashpoint.hit("migration.target." + what)
-        now = time.monotonic()
-        self.marks.append((what, now - self._t))
-        self._t = now
-
-    def _spec(self, header: dict) -> dict:
-        src = header.get("instance") or {}
-        body = self.body
-        merged = {"name": body.get("name") or src.get("name"), "type": "container",
-                  "architecture": body.get("architecture") or src.get("architecture"),
-                  "ephemeral": body.get("ephemeral", src.get("ephemeral", False)),
-                  "description": body.get("description", src.get("description", "")),
-                  "source": {"type": "migration"}}
-        for key in ("config", "devices", "profiles"):
-            merged[key] = body[key] if body.get(key) is not None else src.get(key)
-        merged["config"] = {k: v for k, v in (merged["config"] or {}).items()
-                            if k not in _HOST_VOLATILE and not (
-                                k.startswith("volatile.") and k.endswith(".host_name"))}
-        return self.d.instances.validate_new(self.project, merged)
-
-    def _ensure_profiles(self, header: dict, names: list[str]) -> None:
-        """Profiles the instance uses follow it when the target doesn't have them
-        (header['profiles'] was checked by check_header)."""
-        d = self.d
-        pproj = d.profile_project(self.project)
-        for name in names or []:
-            prof = (header.get("profiles") or {}).get(name)
-            if prof is not None and not d.profile_rows.exists(pproj, name):
-                if isinstance(prof.get("config") or {}, dict) and \
-                        isinstance(prof.get("devices") or {}, dict):
-                    restrictions.check_profile(d, pproj, self.project, name,
-                                               prof.get("config") or {},
-                                               prof.get("devices") or {})
-                d.profile_rows.create(pproj, name, prof.get("description") or "",
-                                      config=prof.get("config") or {},
-                                      devices=prof.get("devices") or {})
-                d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", self.project)
-
+class Receiver(ReceiverBase):
+    """Receives our own wire format."""
     async def run(self, control, fs) -> None:
         d = self.d
         self._t = time.monotonic()
@@ -811,9 +588,9 @@ class Receiver:
         try:
             header = check_header(header)
             body_profiles = self.body.get("profiles")
-            self._ensure_profiles(header, body_profiles if body_profiles is not None
+            self.ensure_profiles(header, body_profiles if body_profiles is not None
                                   else (header.get("instance") or {}).get("profiles"))
-            spec = self._spec(header)
+            spec = self.spec(header)
             restrictions.check_snapshot_copies(d, self.project, spec["name"],
                                                header.get("snapshots") or [])
         except RuntimeAPIError as exc:
@@ -826,36 +603,28 @@ class Receiver:
             await self._receive(inst, header, control, fs)
         except BaseException as exc:
             LOG.warning("incoming migration of %s failed: %s", inst.name, exc)
+            failure = _no_space(exc, inst.pool) or exc
             try:
                 await d.instances.purge(inst)
             finally:
                 if not control.closed:
                     try:
-                        await _send_json(control, {"success": False, "error": str(exc)})
+                        await _send_json(control, {"success": False, "error": str(failure)})
                     except (OSError, RuntimeError, ConnectionError):
                         pass
+            if failure is not exc:
+                raise failure from exc
             raise
         d.bus.lifecycle("instance-created", inst.url, self.project)
         if header.get("start") or self.body.get("start"):
             await d.instances.change_state(d.instances.load(self.project, inst.name),
                                            "start", False, 0)
 
-    def _record_snapshot(self, inst, snap: dict) -> None:
-        """The database row of a received snapshot (snap: a checked header entry)."""
-        self.d.db.insert("snapshots", instance_id=inst.id, name=snap["name"],
-                         created_at=snap.get("created_at") or 0,
-                         expires_at=snap.get("expires_at") or 0,
-                         stateful=bool(snap.get("stateful")),
-                         description=snap.get("description") or "",
-                         architecture=snap.get("architecture") or inst.architecture,
-                         ephemeral=bool(snap.get("ephemeral")),
-                         config=snap.get("config") or {}, devices=snap.get("devices") or {},
-                         profiles=snap.get("profiles") or [])
-
-    async def _local_base(self, pool, fingerprint: str | None, idmap) -> str | None:
+    async def _local_base(self, pool: Pool, fingerprint: str | None, idmap) -> str | None:
         """Our copy of the image the sender's volume is layered on, ready in the pool."""
         d = self.d
-        if not fingerprint or not pool.layered or idmap != d.default_idmap:
+        if not fingerprint or LAYER not in pool.migration_types() or \
+                idmap != d.default_idmap:
             return None
         if not d.image_rows.held(fingerprint) or not os.path.exists(
                 d.images.file(fingerprint)):
@@ -867,10 +636,10 @@ class Receiver:
         return fingerprint
 
     @staticmethod
-    async def _receive_snapshot_dir(pool, vol: str, snap: str, fs, policy, src_map,
+    async def _receive_snapshot_dir(pool: Pool, vol: str, snap: str, fs, policy, src_map,
                                     idmap) -> int:
-        """One snapshot's stream unpacked as that snapshot's directory (dir pool,
-        plain volume: the layout create_snapshot's copy would have made)."""
+        """One snapshot's stream unpacked as that snapshot's directory (a pool whose
+        snapshots are plain copies: the layout create_snapshot's copy would have made)."""
         spath = pool.new_snapshot_dir(vol, snap)
         received = await _tar_receive(fs, spath, policy)
         rootfs = os.path.join(spath, "rootfs")
@@ -890,28 +659,29 @@ class Receiver:
             pool = mgr.pool(inst)
             vol = volume_name(self.project, inst.name)
             base = await self._local_base(pool, header.get("base_image"), idmap)
-            await pool.create_instance(vol, base, idmap, d.default_idmap)
-            path = pool.instance_path(vol)
-            tree = os.path.join(path, ".upper" if base else "rootfs")
+            mtype = LAYER if base else VOLUME
+            path, tree_name = await pool.prepare_receive(vol, mtype, base, idmap,
+                                                         d.default_idmap)
+            tree = os.path.join(path, tree_name)
             self.mark("volume")
             await _send_json(control, {"ready": True, "layered": bool(base)})
             received = 0
-            policy = _stream_policy(d, pool, ".upper" if base else "rootfs", idmap.privileged)
-            # A plain (not layered) dir volume's snapshot is a copy of the whole tree:
-            # the stream is unpacked straight into the snapshot's directory instead of
-            # into the volume and then copied (each file made once, nothing to empty).
-            direct = not base and getattr(pool, "driver", "") == "dir"
+            policy = _stream_policy(pool, tree_name, idmap.privileged)
+            # Where a whole volume's snapshot is a plain copy of its tree, the stream
+            # is unpacked straight into the snapshot's directory instead of into the
+            # volume and then copied (each file made once, nothing to empty).
+            direct = mtype == VOLUME and pool.snapshots_receive_in_place
             for snap in header["snapshots"]:
                 if direct:
                     received += await self._receive_snapshot_dir(
                         pool, vol, snap["name"], fs, policy, src_map, idmap)
-                    self._record_snapshot(inst, snap)
+                    self.record_snapshot(inst, snap)
                     continue
                 await _empty_dir(tree)
                 received += await _tar_receive(fs, path, policy)
                 await asyncio.to_thread(shift.shift_tree, tree, src_map, idmap, True)
                 await pool.create_snapshot(vol, snap["name"])
-                self._record_snapshot(inst, snap)
+                self.record_snapshot(inst, snap)
                 for entry in ("metadata.yaml", "templates"):
                     full = os.path.join(path, entry)
                     if os.path.isdir(full):
@@ -936,16 +706,15 @@ class Receiver:
                      ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.marks))
 
 
-async def create_from_migration(request: web.Request, project: str, body: dict):
+async def create_from_migration(d, project: str, body: dict):
     """`POST /1.0/instances` with `source.type: migration` (pull or push mode)."""
-    d = request.app[DAEMON]
     source = body.get("source") or {}
     if source.get("live") or body.get("live"):
         await refuse_live()
     name = body.get("name")
     if not name:
         raise BadRequest("A migrated instance needs a 'name'")
-    if d.db.get("instances", project=project, name=name):
+    if d.instance_rows.exists(project, name):
         raise Conflict(f"Instance {name!r} already exists")
     receiver = Receiver(d, project, body)
     resources = {"instances": [f"/1.0/instances/{name}"],
@@ -953,17 +722,9 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
     mode = source.get("mode") or "pull"
     if mode == "push":
         async def wait_push(op):
-            try:
-                control = await op.socket("control", CONNECT_TIMEOUT)
-                fs = await op.socket("fs", CONNECT_TIMEOUT)
-            except TimeoutError:
-                raise TransferError("Migration source never connected")
-            try:
+            async with _peer_sockets(op, "source") as (control, fs):
                 control, chosen = await _push_receiver_for(control, receiver)
                 await chosen.run(control, fs)
-            finally:
-                for key in ("control", "fs"):
-                    op.metadata.pop(key, None)
         return _async(_websocket_op(d, "Creating instance", wait_push, project, resources))
     if mode != "pull":
         raise BadRequest(f"Unknown migration mode {mode!r} (pull or push)")
@@ -988,7 +749,6 @@ async def create_from_migration(request: web.Request, project: str, body: dict):
 def _receiver_for(control, receiver):
     if speaks_ours(control):
         return receiver
-    from runtime.migration.lxd_peer import LxdReceiver
     return LxdReceiver(receiver.d, receiver.project, receiver.body)
 
 
@@ -1024,6 +784,6 @@ async def _push_receiver_for(control, receiver) -> tuple:
     return control, _receiver_for(control, receiver)
 
 
-async def migrate_snapshot(request, inst, snap: str, body: dict):
+async def migrate_snapshot(d, inst, snap: str, body: dict):
     """`POST /1.0/instances/<n>/snapshots/<s> {"migration": true}`: send one snapshot."""
-    return await migrate_source(request, inst, body, snapshot=snap)
+    return await migrate_source(d, inst, body, snapshot=snap)

@@ -10,6 +10,7 @@ import ipaddress
 import os
 import signal
 import subprocess
+import time
 
 
 def _alive(pid: int, name: str) -> bool:
@@ -100,7 +101,6 @@ def stop(rundir: str, name: str) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        import time
         for _ in range(100):
             if not _alive(pid, name):
                 break
@@ -126,3 +126,33 @@ def leases(rundir: str) -> list[dict]:
     except OSError:
         pass
     return out
+
+
+class Backoff:
+    """When to try restarting a dead dnsmasq again: at once the first time, then
+    after doubling delays (capped), so a dnsmasq that cannot start (its address
+    taken, a bad raw.dnsmasq) is not respawned in a tight loop. A restart that
+    stays up for `settle` seconds forgets the failures."""
+
+    def __init__(self, first: float = 1.0, cap: float = 60.0, settle: float = 30.0):
+        self.first, self.cap, self.settle = first, cap, settle
+        self.failures = 0
+        self.not_before = 0.0
+        self.restarted_at = 0.0
+
+    def due(self, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) >= self.not_before
+
+    def died(self, now: float | None = None) -> float:
+        """Record a death (or a failed start); returns the delay before the next try."""
+        now = time.monotonic() if now is None else now
+        if self.restarted_at and now - self.restarted_at >= self.settle:
+            self.failures = 0
+        delay = 0.0 if self.failures == 0 else min(self.cap,
+                                                    self.first * 2 ** (self.failures - 1))
+        self.failures += 1
+        self.not_before = now + delay
+        return delay
+
+    def started(self, now: float | None = None) -> None:
+        self.restarted_at = time.monotonic() if now is None else now

@@ -20,6 +20,7 @@ from runtime.base import values as cfg
 from runtime.network import dnsmasq, nat, netlink
 
 LOG = logging.getLogger(__name__)
+SUPERVISE_INTERVAL = 1.0   # seconds between checks that every network's dnsmasq runs
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.\-]{0,14}$")
 
 
@@ -93,6 +94,12 @@ BRIDGE_KEYS = {
     "dns.domain": _dns_domain, "dns.mode": cfg.one_of("none", "managed", "dynamic"),
     "raw.dnsmasq": cfg.any_value,
 }
+
+
+def serves_dhcp(config: dict) -> bool:
+    """Whether a network's config asks for a dnsmasq (an IPv4 address and DHCP on)."""
+    v4 = config.get("ipv4.address")
+    return bool(v4) and v4 != "none" and cfg.truthy(config.get("ipv4.dhcp", "true"))
 
 
 def validate_config(config: object) -> dict[str, str]:
@@ -200,8 +207,7 @@ class Networks:
             netlink.call_sync(calls)
         except RuntimeError as exc:
             raise BadRequest(f"Network {name!r}: {exc}")
-        v4 = config.get("ipv4.address")
-        if v4 and v4 != "none" and cfg.truthy(config.get("ipv4.dhcp", "true")):
+        if serves_dhcp(config):
             try:
                 dnsmasq.start(name, self.rundir(name), config)
             except (RuntimeError, OSError) as exc:
@@ -229,14 +235,73 @@ class Networks:
         for row in rows:
             try:
                 if not netlink.exists(row["name"]) or (
-                        row["config"].get("ipv4.address", "none") != "none"
-                        and cfg.truthy(row["config"].get("ipv4.dhcp", "true"))
+                        serves_dhcp(row["config"])
                         and not dnsmasq.pid_of(self.rundir(row["name"]), row["name"])):
                     self._apply(row["name"], row["config"])
                 if nat.postrouting_rules(row["config"]) and not nat.present(row["name"]):
                     nat.apply(row["name"], row["config"])  # rules are lost on reboot
             except Exception as exc:  # noqa: BLE001 - one broken network must not stop the daemon
                 LOG.error("network %s could not be restored: %s", row["name"], exc)
+
+    # Supervision ---------------------------------------------------------------
+    async def supervising(self, app):
+        """aiohttp cleanup context: while the daemon serves, a dnsmasq that dies
+        (killed, crashed, OOM) is started again on its lease file, so containers
+        keep getting and renewing their addresses. dnsmasq daemonizes (it outlives
+        a daemon restart), so it is no child to wait for: its pid file is polled."""
+        task = asyncio.get_running_loop().create_task(self._supervise(), name="dnsmasq-watch")
+        yield
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def _supervise(self) -> None:
+        backoffs: dict[str, dnsmasq.Backoff] = {}
+        waiting: set[str] = set()     # networks seen without dnsmasq, not yet restarted
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            try:
+                await self._check_dhcp(backoffs, waiting)
+            except Exception:  # noqa: BLE001 - the watch must outlive one bad round
+                LOG.exception("checking the networks' DHCP servers failed")
+
+    async def _check_dhcp(self, backoffs: dict, waiting: set) -> None:
+        wanted = {row["name"] for row in self.d.network_rows.list()
+                  if serves_dhcp(row["config"])}
+        for name in set(backoffs) - wanted:
+            backoffs.pop(name)
+            waiting.discard(name)
+        for name in sorted(wanted):
+            if self.lock.locked() or dnsmasq.pid_of(self.rundir(name), name):
+                continue    # a network change in progress starts dnsmasq itself
+            backoff = backoffs.setdefault(name, dnsmasq.Backoff())
+            if name not in waiting:
+                waiting.add(name)
+                delay = backoff.died()
+                LOG.warning("network %s: dnsmasq is not running, restarting it%s", name,
+                            f" in {delay:.0f}s (it died {backoff.failures} times in a row)"
+                            if delay else "")
+            if not backoff.due():
+                continue
+            async with self.lock:
+                row = self.managed(name)
+                if row is None or not serves_dhcp(row["config"]) or \
+                        dnsmasq.pid_of(self.rundir(name), name):
+                    waiting.discard(name)
+                    continue
+                try:
+                    pid = await asyncio.to_thread(dnsmasq.start, name, self.rundir(name),
+                                                  row["config"])
+                except (RuntimeError, OSError) as exc:
+                    delay = backoff.died()
+                    LOG.error("network %s: dnsmasq did not restart (%s); next try in %.0fs",
+                              name, exc, delay)
+                    continue
+            backoff.started()
+            waiting.discard(name)
+            LOG.warning("network %s: dnsmasq restarted (pid %d), leases kept", name, pid)
 
     # API-facing --------------------------------------------------------------
     async def create(self, name: object, ntype: str, description: str, config: object) -> None:

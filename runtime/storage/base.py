@@ -13,6 +13,10 @@ Unpacker = Callable[[str], Awaitable[None]]
 POOL_DIRS = (("containers", 0o711), ("containers-snapshots", 0o711), ("images", 0o700),
              ("custom", 0o711), ("custom-snapshots", 0o700))
 VOLUME_MODE = 0o100
+# Migration types: how an instance volume travels (runtime.storage.pool.Pool).
+VOLUME = "volume"   # the whole volume: its rootfs and the image's metadata
+LAYER = "layer"     # only the instance's own layer, over an image the target holds
+_VOLUME_ENTRIES = ("rootfs", "metadata.yaml", "templates")
 
 
 def volume_name(project: str, name: str) -> str:
@@ -27,6 +31,9 @@ class PoolDriver(abc.ABC):
     # Whether instance volumes of the default id map are layers over an image volume
     # (so a migration target holding the image receives only the instance's layer).
     layered = False
+    # Whether a snapshot is a plain copy of its volume's directory (so a received
+    # snapshot can be unpacked straight into it).
+    plain_snapshots = False
 
     def __init__(self, name: str, config: dict, lxd_dir: str):
         self.name = name
@@ -113,6 +120,23 @@ class PoolDriver(abc.ABC):
         """The image a volume (or snapshot) directory is layered on, when only its own
         layer needs to travel to a host that has that image; None: it is whole."""
         return None
+
+    # Migration ---------------------------------------------------------------
+    def migration_types(self) -> tuple[str, ...]:
+        """How instance volumes can travel, preferred first."""
+        return (LAYER, VOLUME) if self.layered else (VOLUME,)
+
+    def migration_entries(self, mtype: str) -> tuple[str, ...]:
+        """The entries of a volume's directory that carry it in migration type mtype."""
+        if mtype != VOLUME:
+            raise ValueError(f"{self.driver} pools send no {mtype!r} volumes")
+        return _VOLUME_ENTRIES
+
+    def migration_tree(self, mtype: str) -> str:
+        """The entry of migration_entries(mtype) that holds the instance's files."""
+        if mtype != VOLUME:
+            raise ValueError(f"{self.driver} pools receive no {mtype!r} volumes")
+        return "rootfs"
 
     # Images ------------------------------------------------------------------
     def ready_images(self) -> dict[str, float]:

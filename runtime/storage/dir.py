@@ -12,8 +12,8 @@ import os
 from runtime import proc
 from runtime.base.idmap import IdMap
 from runtime.storage import shift
-from runtime.storage.base import (VOLUME_MODE, PoolDriver, Unpacker, copy_tree, du, exchange,
-                                  remove_tree, sync_filesystem)
+from runtime.storage.base import (LAYER, VOLUME_MODE, PoolDriver, Unpacker, copy_tree, du,
+                                  exchange, remove_tree, sync_filesystem)
 
 _LOWER = ".lower"     # file naming the image volume an overlay instance sits on
 _UPPER = ".upper"
@@ -45,6 +45,7 @@ def _backing_fs(path: str) -> tuple[str, str]:
 class DirPool(PoolDriver):
     driver = "dir"
     layered = True
+    plain_snapshots = True
 
     # Helpers -------------------------------------------------------------------
     def _lower(self, volpath: str) -> str | None:
@@ -57,6 +58,16 @@ class DirPool(PoolDriver):
     def layer_base(self, path: str) -> str | None:
         """An overlay volume: its own layer over the image named in .lower."""
         return self._lower(path) if os.path.isdir(os.path.join(path, _UPPER)) else None
+
+    def migration_entries(self, mtype: str) -> tuple[str, ...]:
+        """LAYER: the upper layer (files as the instance changed them; whiteouts and
+        all) and the image metadata; the target mounts it over its own copy of the image."""
+        if mtype == LAYER:
+            return (_UPPER, "metadata.yaml", "templates")
+        return super().migration_entries(mtype)
+
+    def migration_tree(self, mtype: str) -> str:
+        return _UPPER if mtype == LAYER else super().migration_tree(mtype)
 
     def _image_rootfs(self, fingerprint: str) -> str:
         return os.path.join(self.image_path(fingerprint), "rootfs")

@@ -116,7 +116,7 @@ class Disk(Device):
         """A custom volume's directory, in the project that owns the instance's volumes."""
         d = self.host.d
         if instance_volume(dev):
-            return d.pool(dev["pool"]).rootfs(volume_name(inst.project, instance_volume(dev)))
+            return d.pools.get(dev["pool"]).rootfs(volume_name(inst.project, instance_volume(dev)))
         source = dev.get("source", "")
         if not source or "/" in source or source in (".", ".."):
             # "vol/../../x" would leave the pool (or reach another project's volume).
@@ -125,11 +125,10 @@ class Disk(Device):
         # The project's own volume, by its record: a name is not enough, as the
         # default project's volumes are plain `<name>` on disk and "p2_vol" there is
         # project p2's volume "vol".
-        if not d.db.get("storage_volumes", pool=dev["pool"], project=vproj,
-                        type="custom", name=source):
+        if not d.volume_rows.get(dev["pool"], vproj, "custom", source):
             raise BadRequest(f"disk source {source!r}: volume not found in pool "
                              f"{dev['pool']!r}")
-        return d.pool(dev["pool"]).custom_path(volume_name(vproj, source))
+        return d.pools.get(dev["pool"]).custom_dir(volume_name(vproj, source))
 
     def _host_source(self, inst, name: str, dev: dict) -> str:
         """A host-path disk's source, resolved and re-checked against a restricted
@@ -207,7 +206,7 @@ class Disk(Device):
         if d.instances.pid(other):
             raise BadRequest(f"disk {name!r}: instance {other_name!r} is running; its root "
                              "volume can only be mounted elsewhere while it is stopped")
-        return await d.pool(dev["pool"]).mount(volume_name(other.project, other.name))
+        return await d.pools.get(dev["pool"]).mount(volume_name(other.project, other.name))
 
     # Start ------------------------------------------------------------------------
     async def prepare(self, inst, name: str, dev: dict) -> str | None:
@@ -251,7 +250,7 @@ class Disk(Device):
 
     def _source_path(self, inst, name: str, dev: dict) -> str | None:
         if dev.get("path") == "/":
-            return self.host.d.pool(dev.get("pool") or inst.pool).instance_path(
+            return self.host.d.pools.get(dev.get("pool") or inst.pool).volume_dir(
                 volume_name(inst.project, inst.name))
         if dev.get("pool"):
             return self._volume_path(inst, dev)

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import fixtures
 import pylxd
@@ -28,7 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
 if REPO not in sys.path:  # stestr runs from this directory; tests/ is not installed
     sys.path.append(REPO)
 from tests.functional.loopdev import LoopDevice  # noqa: E402,F401 - shared with runtime tests
-from runtime.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
+from tests.functional.runtime.harness import wait_answering  # noqa: E402
+from tools.statedir import mounts_below  # noqa: E402,F401 - what a host reboot drops
 # Per test process, so parallel workers sharing one LXD never touch each
 # other's containers.
 NAME_PREFIX = f"nlx-nova-{os.getpid()}-"
@@ -64,10 +64,10 @@ def busybox_image() -> str:
 
 
 def _wipe(lxd_dir: str) -> None:
-    """runtime.statedir.wipe in a child process: it reads /sys/fs/cgroup, which nova's
+    """tools.statedir.wipe in a child process: it reads /sys/fs/cgroup, which nova's
     test fixtures forbid inside the test process."""
-    subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
-                    "statedir.wipe(sys.argv[1])", lxd_dir], check=False, timeout=120)
+    subprocess.run([sys.executable, "-c", "import sys; from tools import statedir; "
+                    "statedir.wipe(sys.argv[1])", lxd_dir], check=False, timeout=120, cwd=REPO)
 
 
 def runtime_kind() -> str:
@@ -128,19 +128,8 @@ class RuntimeFixture(fixtures.Fixture):
         with open(os.path.join(self.lxd_dir, "daemon.log"), "ab") as log:
             self.proc = subprocess.Popen([exe], env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nova-lxd-runtime exited with {self.proc.returncode}; "
-                                   f"see {self.lxd_dir}/daemon.log")
-            if os.path.exists(self.endpoint):
-                try:
-                    lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
-                    return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError("nova-lxd-runtime did not come up in 20s")
+        wait_answering(lxd_client.Endpoint(self.endpoint), self.proc, 20,
+                       lambda: f"see {self.lxd_dir}/daemon.log")
 
     def restart(self, host_reboot: bool = False) -> None:
         """Stop the daemon and start it again on the same state directory.
@@ -152,11 +141,11 @@ class RuntimeFixture(fixtures.Fixture):
             raise RuntimeError("restarting needs the bundled runtime")
         self._stop()
         if host_reboot:
-            subprocess.run([sys.executable, "-c", "import sys; from runtime import statedir; "
+            subprocess.run([sys.executable, "-c", "import sys; from tools import statedir; "
                             "statedir.stop_containers(sys.argv[1]); "
                             "[statedir.subprocess.run(['umount', '-l', m]) for m in "
                             "sorted(statedir.mounts_below(sys.argv[1]), key=len, reverse=True)]",
-                            self.lxd_dir], check=True, timeout=120)
+                            self.lxd_dir], check=True, timeout=120, cwd=REPO)
         self._launch()
         self.client = lxd_client.make_client(lxd_client.Endpoint(self.endpoint))
 

@@ -172,6 +172,20 @@ class LXDServersBase(integrated_helpers.ProviderUsageBaseTestCase):
                 self.fail(f"port {port_id} still attached")
             time.sleep(0.05)
 
+    def _action_errors(self, server: dict, action: str) -> list[str]:
+        """The error details of a server action's events (admin, microversion 2.84)."""
+        old = self.admin_api.microversion
+        self.admin_api.microversion = "2.84"
+        try:
+            actions = self.admin_api.get_instance_actions(server["id"])
+            req = next(a["request_id"] for a in actions if a["action"] == action)
+            events = self.admin_api.api_get(
+                f"/servers/{server['id']}/os-instance-actions/{req}"
+            ).body["instanceAction"]["events"]
+        finally:
+            self.admin_api.microversion = old
+        return [e.get("details") or "" for e in events if e["result"] == "Error"]
+
     def _assert_runtimes_empty(self) -> None:
         for host, runtime in self.runtimes.items():
             self.assertEqual([], runtime.ours(), f"containers left on {host}")

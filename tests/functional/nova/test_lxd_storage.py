@@ -6,12 +6,15 @@ import os
 import time
 
 import fixtures
+import nova.conf
 from nova import context as nova_context
+from nova import objects
 from oslo_utils import uuidutils
 
 import nlx_fixtures
 import test_lxd_servers
 from nlx_fixtures import LoopDevice
+from nova_lxd_py import volume
 from nova_lxd_py.image import HOST_ARCH
 
 HOSTS = test_lxd_servers.COMPUTE_HOSTS
@@ -136,28 +139,45 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
     def _attachments(self, vol_id: str) -> list[dict]:
         return list(self.cinder.volume_to_attachment[vol_id].values())
 
-    def _compute_finished(self, server_id: str, action: str) -> bool:
-        """Whether nova-compute finished its part of the server's *action*."""
-        for act in self.admin_api.get_instance_actions(server_id):
-            if act["action"] != action:
-                continue
-            details = self.admin_api.get_instance_action_details(server_id, act["request_id"])
-            if any(e["event"] == "compute_" + action and e.get("finish_time")
-                   for e in details.get("events") or []):
-                return True
-        return False
+    def _extend(self, server: dict, vol_id: str) -> dict[str, dict]:
+        """Cinder's volume-extended event for vol_id (the back end has grown it);
+        once nova-compute is done with it, the events of its extend action by name."""
+        self.admin_api.microversion = "2.84"  # events with their details
+        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
+        seen = {a["request_id"] for a in self.admin_api.get_instance_actions(server["id"])}
+        self.admin_api.create_server_external_events([{
+            "name": "volume-extended", "server_uuid": server["id"], "tag": vol_id}])
+        deadline = time.monotonic() + 30
+        while True:
+            for act in self.admin_api.get_instance_actions(server["id"]):
+                if act["action"] != "extend_volume" or act["request_id"] in seen:
+                    continue
+                events = {e["event"]: e for e in self.admin_api.get_instance_action_details(
+                    server["id"], act["request_id"]).get("events") or []}
+                if (events.get("compute_extend_volume") or {}).get("finish_time"):
+                    return events
+            self.assertLess(time.monotonic(), deadline, f"volume-extended {vol_id} not handled")
+            time.sleep(0.2)
+
+    def _df_kb(self, server: dict, path: str) -> int:
+        return int(self._exec(server, "df", "-k", path).splitlines()[-1].split()[1])
 
     def test_attach_extend_detach(self):
-        if not _can_resize_online():
-            self.skipTest("the kernel refuses ext4's online resize without "
-                          "CAP_SYS_RESOURCE, which this machine's bounding set lacks (and "
-                          "the detach after the refused grow is not yet right)")
-        server = self._boot("nlx-vol", host=HOSTS[0])
+        # nova calls the driver's detach_volume only on the compute whose CONF.host is
+        # the instance's host; in this one-process harness CONF.host is the compute
+        # started last, so the server goes there (elsewhere nova would skip the
+        # driver: "registered to the remote host", the container keeping the device)
+        host = HOSTS[-1]
+        self.assertEqual(host, nova.conf.CONF.host)
+        server = self._boot("nlx-vol", host=host)
         raw_id, raw = self._volume(size_mb=32, fs=None)
         data_id, data = self._volume({"lxd_mount_path": "/srv/data"}, size_mb=64,
                                      files={"hello": b"from cinder\n"})
+        keep_id, _keep = self._volume({"lxd_mount_path": "/srv/keep"}, size_mb=32,
+                                      files={"kept": b"attached at delete\n"})
         self._attach(server, raw_id)
         self._attach(server, data_id)
+        self._attach(server, keep_id)
         container = self._container(server)
         raw_dev = container.devices["volume-" + raw_id]
         self.assertEqual(("unix-block", raw.path), (raw_dev["type"], raw_dev["source"]))
@@ -169,40 +189,61 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         self.assertEqual("0", self._exec(server, "stat", "-c", "%u",
                                          "/srv/data/by-guest").strip())
 
-        # Cinder extends the volume: the back end grows, nova is told, the mounted
-        # filesystem grows with it
-        before = int(self._exec(server, "df", "-k", "/srv/data").split()[-5])
-        data.grow(128)
-        self.admin_api.microversion = "2.51"
-        self.addCleanup(setattr, self.admin_api, "microversion", self.microversion)
-        self.admin_api.create_server_external_events([{
-            "name": "volume-extended", "server_uuid": server["id"], "tag": data_id}])
-        deadline = time.monotonic() + 30
-        if not _can_resize_online():
-            # The kernel refuses an online ext4 resize without CAP_SYS_RESOURCE, and
-            # some machines (the reference VM) take it out of every process's
-            # bounding set: there nova must still have handed the event to the
-            # driver (its extend_volume action) and the rest goes on.
-            while not self._compute_finished(server["id"], "extend_volume"):
-                self.assertLess(time.monotonic(), deadline, "volume-extended not handled")
-                time.sleep(0.2)
-        while _can_resize_online() and \
-                int(self._exec(server, "df", "-k", "/srv/data").split()[-5]) < before * 1.5:
-            self.assertLess(time.monotonic(), deadline, "filesystem did not grow")
-            time.sleep(0.2)
+        # Cinder extends the block volume: the device the container has grows, as a
+        # VM's disk does (its filesystem, if any, is the guest's business)
+        raw.grow(64)
+        events = self._extend(server, raw_id)
+        self.assertEqual("Success", events["compute_extend_volume"]["result"])
+        self.assertNotIn(volume.GROW_EVENT, events)
+        self.assertEqual(str(64 * 1024 * 1024), self._exec(
+            server, "blockdev", "--getsize64", raw_dev["path"]).strip())
 
+        # ...and the mounted one: we mounted it, so we grow its filesystem online,
+        # where the host allows it; where it doesn't, the volume works on at its old
+        # size and the refusal is recorded (an event of the action, a fault)
+        before = self._df_kb(server, "/srv/data")
+        data.grow(128)
+        events = self._extend(server, data_id)
+        self.assertEqual("Success", events["compute_extend_volume"]["result"])
+        self.assertEqual(128 * 1024 * 1024, data.size())
+        if _can_resize_online():
+            self.assertEqual("Success", events[volume.GROW_EVENT]["result"])
+            self.assertGreater(self._df_kb(server, "/srv/data"), before * 1.5)
+        else:
+            self.assertEqual("Error", events[volume.GROW_EVENT]["result"])
+            self.assertIn("Permission denied", events[volume.GROW_EVENT]["details"])
+            fault = objects.InstanceFault.get_latest_for_instance(
+                nova_context.get_admin_context(), server["id"])
+            self.assertIn(f"Volume {data_id} grew; its filesystem at /srv/data was not "
+                          "grown", fault.message)
+            self.assertEqual(before, self._df_kb(server, "/srv/data"))
+        self._exec(server, "sh", "-c", "echo after-extend >> /srv/data/by-guest")
+        self.assertEqual("ACTIVE", self.api.get_server(server["id"])["status"])
+
+        # detaching the block volume takes its node out of the container
         self.api.delete_server_volume(server["id"], raw_id)
         self._wait_for_volume_detach(server["id"], raw_id)
         self.assertNotIn("volume-" + raw_id, self._container(server).devices)
+        self.assertEqual("gone", self._exec(
+            server, "sh", "-c", f"test -e {raw_dev['path']} || echo gone").strip())
         self.assertEqual([], self._attachments(raw_id))
-        # deleting the server detaches the mounted one: no host mount, no attachment
-        self._delete_server(server)
-        self._assert_runtimes_empty()
-        self.assertEqual([], self._host_mounts(HOSTS[0]))
+        # detaching the mounted one (its grow refused or not) unmounts it, here and
+        # on the host
+        self.api.delete_server_volume(server["id"], data_id)
+        self._wait_for_volume_detach(server["id"], data_id)
+        self.assertNotIn("volume-" + data_id, self._container(server).devices)
+        self.assertNotIn("/srv/data", self._exec(server, "cat", "/proc/mounts"))
+        self.assertEqual(1, len(self._host_mounts(host)))  # /srv/keep's
         self.assertEqual([], self._attachments(data_id))
         with data.mounted() as root:
             with open(os.path.join(root, "by-guest")) as f:
-                self.assertEqual("written\n", f.read())
+                self.assertEqual("written\nafter-extend\n", f.read())
+        # deleting a server detaches what is still attached: no attachment, no mount
+        self.assertEqual("attached at delete\n", self._exec(server, "cat", "/srv/keep/kept"))
+        self._delete_server(server)
+        self._assert_runtimes_empty()
+        self.assertEqual([], self._host_mounts(host))
+        self.assertEqual([], self._attachments(keep_id))
 
     def _boot_from_volume(self, name: str, vol_id: str) -> dict:
         server = self._build_server(name=name, image_uuid="", flavor_id=self.flavor_id,
@@ -234,7 +275,11 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         for method in ("quiesce", "unquiesce"):
             self.useFixture(fixtures.MockPatchObject(driver, method, side_effect=spy(method)))
         self.api.post_server_action(server["id"], {"createImage": {"name": "nlx-bfv-snap"}})
-        self._wait_for_server_parameter(server, {"OS-EXT-STS:task_state": None})
+        # The API quiesces with a call but unquiesces with a cast, after its volume
+        # snapshots and with no task state to wait on: wait for the unquiesce itself.
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         self.assertEqual([("quiesce", "Frozen"), ("unquiesce", "Running")], seen)
         self.assertEqual([vol_id], [s["volume_id"] for s in
                                     self.cinder.volume_snapshots.values()])

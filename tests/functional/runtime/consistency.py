@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 
-from runtime import statedir
+from tools import statedir
 from runtime.instances import cgroups, lxc
 from runtime.storage import volume_name
 
@@ -26,6 +26,11 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def _pool_dir(lxd_dir: str, name: str, source: str | None) -> str:
+    return source if source and os.path.isdir(source) else os.path.join(
+        lxd_dir, "storage-pools", name)
+
+
 def _rows(lxd_dir: str) -> dict:
     db = sqlite3.connect(f"file:{os.path.join(lxd_dir, statedir.DB)}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
@@ -36,9 +41,10 @@ def _rows(lxd_dir: str) -> dict:
                 "SELECT s.name AS snap, i.project AS project, i.name AS inst, i.pool AS pool "
                 "FROM snapshots s JOIN instances i ON i.id = s.instance_id")],
             "images": {r[0] for r in db.execute("SELECT fingerprint FROM images")},
-            "pools": {r[0]: json.loads(r[1]).get("source") or os.path.join(
-                lxd_dir, "storage-pools", r[0])
-                for r in db.execute("SELECT name, config FROM storage_pools")},
+            # a pool's directory: its source, unless that is a loop file or device
+            # (btrfs), then its mount point under storage-pools/
+            "pools": {r[0]: _pool_dir(lxd_dir, r[0], json.loads(r[1]).get("source"))
+                      for r in db.execute("SELECT name, config FROM storage_pools")},
         }
     finally:
         db.close()

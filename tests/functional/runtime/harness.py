@@ -1,8 +1,9 @@
 """A real runtime daemon on a throwaway state directory, for functional tests.
 
 `RuntimeDaemon` starts `nova-lxd-runtime` as a separate process (as in production),
-hands out an unchanged pylxd client on its unix socket, and on stop removes every
-trace: containers, mounts, the state directory.
+hands out pylxd clients on its unix socket (the one LXD client's connection,
+runtime.client), and on stop removes every trace: containers, mounts, the state
+directory. `wait_answering` is the one loop that waits for a daemon to come up.
 """
 import os
 import signal
@@ -10,11 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 
 import pylxd
 
-from runtime import statedir
+from runtime.client import Endpoint, connect
+from tools import statedir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
@@ -22,8 +23,23 @@ BUSYBOX = os.path.join(REPO, ".cache", "images", "busybox.tar.xz")
 
 
 def wipe(lxd_dir: str) -> None:
-    """Containers, bridges, dnsmasq, mounts and the directory: see runtime.statedir."""
+    """Containers, bridges, dnsmasq, mounts and the directory: see tools.statedir."""
     statedir.wipe(lxd_dir)
+
+
+def wait_answering(endpoint: Endpoint, proc: subprocess.Popen, timeout: float,
+                   tail=lambda: "") -> pylxd.Client:
+    """A client once the daemon *proc* answers on *endpoint*; RuntimeError (with
+    *tail()*, the end of its log) if it exits or stays silent for *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}: {tail()}")
+        try:
+            return connect(endpoint)
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.05)
+    raise RuntimeError(f"daemon did not answer within {timeout}s: {tail()}")
 
 
 class RuntimeDaemon:
@@ -42,29 +58,28 @@ class RuntimeDaemon:
         return os.path.join(self.lxd_dir, "unix.socket")
 
     @property
+    def api_endpoint(self) -> Endpoint:
+        return Endpoint.unix(self.socket, timeout=None)
+
+    @property
     def endpoint(self) -> str:
-        return "http+unix://" + urllib.parse.quote(self.socket, safe="")
+        """The socket as a pylxd URL (for ``pylxd.Client(endpoint=..., project=...)``)."""
+        return self.api_endpoint.pylxd_url()
+
+    def argv(self) -> list[str]:
+        """The daemon's command line (subclasses wrap it, e.g. in a namespace)."""
+        return [sys.executable, "-m", "runtime.daemon", "--verbose", *self.args]
 
     def start(self, timeout: float = 10.0) -> "RuntimeDaemon":
         env = dict(os.environ, LXD_DIR=self.lxd_dir, **self.extra_env)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime.daemon", "--verbose", *self.args], env=env,
-                cwd=REPO,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.tail()}")
-            try:
-                if pylxd.Client(endpoint=self.endpoint).host_info:
-                    return self
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.05)
-        raise RuntimeError(f"daemon did not answer within {timeout}s: {self.tail()}")
+            self.proc = subprocess.Popen(self.argv(), env=env, cwd=REPO, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        wait_answering(self.api_endpoint, self.proc, timeout, self.tail)
+        return self
 
     def client(self) -> pylxd.Client:
-        return pylxd.Client(endpoint=self.endpoint)
+        return connect(self.api_endpoint)
 
     def tail(self, n: int = 30) -> str:
         try:

@@ -18,6 +18,8 @@ import subprocess
 import tempfile
 import time
 
+from tools import statedir
+
 DEAD_PROXY = "http://127.0.0.1:9"
 
 
@@ -117,12 +119,7 @@ class LxdDaemon:
                                capture_output=True, check=False, timeout=60)
         # Whatever LXD left mounted below its directory (devlxd, shmounts, ...).
         for _ in range(3):
-            mounts = []
-            with open("/proc/self/mounts") as f:
-                for line in f:
-                    target = line.split()[1].replace("\\040", " ")
-                    if target == self.dir or target.startswith(self.dir + "/"):
-                        mounts.append(target)
+            mounts = statedir.mounts_below(self.dir)
             if not mounts:
                 break
             for target in sorted(mounts, key=len, reverse=True):

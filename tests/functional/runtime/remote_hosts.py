@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 
 import pylxd
@@ -26,6 +25,7 @@ for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
     os.environ.pop(_var, None)
 sys.path.insert(0, REPO)
 from tests.functional.runtime.hostnet import HostNetwork  # noqa: E402
+from runtime.client import Endpoint, connect  # noqa: E402
 from runtime.tls import generate_keypair  # noqa: E402
 
 
@@ -58,28 +58,17 @@ class Daemon(RuntimeDaemon):
         self.netns, self.address, self.port = netns, address, port
         self.own_sysfs = own_sysfs
 
-    def start(self, timeout: float = 15.0) -> "Daemon":
-        env = dict(os.environ, LXD_DIR=self.lxd_dir, **self.extra_env)
-        argv = [sys.executable, "-m", "runtime.daemon", "--verbose"]
+    def argv(self) -> list[str]:
+        argv = super().argv()
         if self.netns and self.own_sysfs:
-            argv = ["ip", "netns", "exec", self.netns] + argv  # execs: same pid
-        elif self.netns:
+            return ["ip", "netns", "exec", self.netns] + argv  # execs: same pid
+        if self.netns:
             # --no-fork: the pid we hold is the daemon itself, so stop() reaches it.
-            argv = ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.tail()}")
-            try:
-                _ = self.client().host_info
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"daemon did not answer: {self.tail()}")
+            return ["nsenter", "--no-fork", f"--net=/run/netns/{self.netns}", "--"] + argv
+        return argv
+
+    def start(self, timeout: float = 15.0) -> "Daemon":
+        super().start(timeout)
         self.client().api.patch(json={"config": {
             "core.https_address": f"{self.address}:{self.port}"}})
         return self
@@ -129,7 +118,8 @@ class Hosts:
 
     def https(self, i: int) -> pylxd.Client:
         d = self.daemons[i]
-        return pylxd.Client(endpoint=d.url, cert=(self.cert, self.key), verify=d.server_crt)
+        return connect(Endpoint(d.url, client_cert=self.cert, client_key=self.key,
+                                server_cert=d.server_crt, timeout=None))
 
     def local(self, i: int) -> pylxd.Client:
         return self.daemons[i].client()

@@ -178,13 +178,13 @@ def test_restart_removes_instances_left_half_made(daemon, client, make_instance)
 
 
 def test_wipe_after_a_crash_leaves_nothing():
-    """runtime.statedir.wipe (tests, benchmarks and the cloud use it)
+    """tools.statedir.wipe (tests, benchmarks and the cloud use it)
     after the daemon was SIGKILLed with a container running: no liblxc monitor,
     no mount, no directory, no cgroup of that daemon. The lxcpath holds no
     per-container directory, so the containers are found through their monitors."""
     import signal as sig
 
-    from runtime import statedir
+    from tools import statedir
     from tests.functional.runtime.harness import RuntimeDaemon, import_busybox
     d = RuntimeDaemon().start()
     try:

@@ -116,7 +116,7 @@ def test_stopped_instances_hold_no_mount(daemon, make_instance):
     """As in LXD, a stop unmounts the root; the files API still reads and writes a
     stopped instance (mounting it for the request only), and the next start sees
     what was written."""
-    from runtime import statedir
+    from tools import statedir
     inst = make_instance()
     root = os.path.join(daemon.lxd_dir, "storage-pools", "default", "containers",
                         inst.name, "rootfs")

@@ -6,10 +6,9 @@ import re
 import runtime
 
 ROOT = pathlib.Path(runtime.__file__).parent
-# Tables whose repository exists (runtime/db/<table>.py). The tables of the
-# instance and storage layers join this list with their repositories.
+# Tables whose repository exists (runtime/db/<table>.py).
 TABLES = ("certificates", "config", "images", "image_aliases", "networks", "profiles",
-          "projects")
+          "projects", "instances", "snapshots", "storage_pools", "storage_volumes")
 # Reads a state directory's database without opening it as the daemon does
 # (which would migrate a foreign or dead daemon's schema): a test and tool helper.
 ALLOWED = {"statedir.py"}

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from runtime.db.storage_volumes import StorageVolumes
 from runtime.errors import BadRequest
 from runtime.instances import devices
 
@@ -19,9 +20,10 @@ class _DB:
 
 
 def _devices(rows, volumes_project="default"):
-    pool = SimpleNamespace(custom_path=lambda vol: f"/pool/custom/{vol}",
+    pool = SimpleNamespace(custom_dir=lambda vol: f"/pool/custom/{vol}",
                            rootfs=lambda vol: f"/pool/containers/{vol}/rootfs")
-    d = SimpleNamespace(db=_DB(rows), pool=lambda name: pool,
+    d = SimpleNamespace(volume_rows=StorageVolumes(_DB(rows)),
+                        pools=SimpleNamespace(get=lambda name: pool),
                         volume_project=lambda project: volumes_project)
     return devices.Devices(d).disks
 

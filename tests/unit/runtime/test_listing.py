@@ -7,6 +7,7 @@ import types
 import pytest
 
 from runtime import db as dbmod
+from runtime.db.instances import Instances
 from runtime.db.profiles import Profiles
 from runtime.db.projects import Projects
 from runtime.api import response
@@ -24,7 +25,8 @@ def mgr(tmp_path):
         db.insert("instances", project="default", name=f"c{i}", architecture="x86_64",
                   created_at=1.0, config={"user.i": str(i)}, devices={}, profiles=["p"],
                   pool="default")
-    d = types.SimpleNamespace(db=db, profile_rows=profiles, project_rows=projects,
+    d = types.SimpleNamespace(db=db, instance_rows=Instances(db), profile_rows=profiles,
+                              project_rows=projects,
                               paths=types.SimpleNamespace(lxcpath=str(tmp_path),
                                                           lxd_dir=str(tmp_path),
                                                           logs=str(tmp_path)),

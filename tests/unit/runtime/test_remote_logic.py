@@ -12,7 +12,8 @@ from runtime.base import passwords
 from runtime.cli import output
 from runtime.cli.remotes import Config, decode_token
 from runtime.images import remote
-from runtime.migration import _ws_url, overlay_base
+from runtime.migration import _ws_url
+from runtime.storage import LAYER, VOLUME, Pool
 from runtime.storage.btrfs import BtrfsPool
 from runtime.storage.dir import DirPool
 
@@ -81,14 +82,28 @@ def test_ws_url():
         "ws://h/1.0/operations/x/websocket?secret=s"
 
 
-def test_overlay_base(tmp_path):
-    vol = tmp_path / "vol"
+def test_layer_base_and_migration_types(tmp_path):
+    """A dir pool's overlay volume can travel as its own layer over its image; a
+    btrfs pool's volumes travel whole; the pool layer names what to send."""
+    dirpool = Pool(DirPool("p", {}, str(tmp_path)))
+    root = tmp_path / "storage-pools" / "p"
+    vol = root / "containers" / "vol"
     (vol / ".upper").mkdir(parents=True)
     (vol / ".lower").write_text("abc\n")
-    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) == "abc"
-    assert overlay_base(BtrfsPool("p", {}, str(tmp_path)), str(vol)) is None
+    assert dirpool.migration_types() == (LAYER, VOLUME)
+    assert dirpool.layer_base("vol") == "abc"
+    assert dirpool.send_source("vol", None, LAYER) == (
+        str(vol), [".upper", "metadata.yaml", "templates"])
+    assert dirpool.send_source("vol", None, VOLUME)[1] == ["rootfs", "metadata.yaml",
+                                                          "templates"]
+    snap = root / "containers-snapshots" / "vol" / "s1"
+    snap.mkdir(parents=True)        # a snapshot not on the same layer: all travels whole
+    assert dirpool.layer_base("vol", snapshots=("s1",)) is None
+    btrfs = Pool(BtrfsPool("p", {}, str(tmp_path)))
+    assert btrfs.migration_types() == (VOLUME,)
+    assert btrfs.layer_base("vol") is None
     (vol / ".upper").rmdir()
-    assert overlay_base(DirPool("p", {}, str(tmp_path)), str(vol)) is None
+    assert dirpool.layer_base("vol") is None
 
 
 def test_simplestreams_version_files():

@@ -1,6 +1,7 @@
 """Remove a runtime state directory and everything a daemon made from it.
 
-For tests, benchmarks and the cloud of `scripts/cloud`, which start daemons on
+For tests, benchmarks and the cloud of `scripts/cloud` (not the product: nothing in
+`runtime/` needs it), which start daemons on
 throwaway directories and must leave nothing behind, even when the daemon is
 already gone: containers (found through their liblxc monitors, since a daemon
 started with `lxc-start -f` leaves no per-container directory in the lxcpath),
