@@ -161,6 +161,9 @@ class World:
         return fip.floating_ip_address
 
     def cleanup(self) -> None:
+        for s in self.conn.compute.servers():
+            if s.name.startswith(PREFIX):
+                self.servers.setdefault(s.name.removeprefix(PREFIX), s.id)
         for sid in self.servers.values():
             try:
                 self.conn.compute.delete_server(sid, ignore_missing=True)
