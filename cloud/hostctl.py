@@ -61,6 +61,11 @@ def _state(name: str) -> dict:
     return supervisor.rpc().supervisor.getProcessInfo(name)
 
 
+def state(name: str) -> str:
+    """Supervisor's state of program *name* (RUNNING, STOPPED, ...)."""
+    return _state(name)["statename"]
+
+
 def crash(name: str, timeout: float = 30) -> None:
     """kill -9 program *name* (and its process group), and keep it down."""
     info = _state(name)
@@ -94,7 +99,9 @@ def start(name: str, timeout: float | None = None) -> None:
 
     nova-compute is ready when it has reported to nova after this start: its
     service record may still look up from before a crash, and it reports only
-    once init_host (which reconciles the host's instances) is over."""
+    once init_host (which reconciles the host's instances) is over. A host
+    that nova has forced down starts the same way (nova lets it be forced up
+    only once it has started and cleaned up what was evacuated)."""
     service = _service(name)
     since = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
     supervisor.start(name)
@@ -105,9 +112,11 @@ def start(name: str, timeout: float | None = None) -> None:
         if state in ("FATAL", "EXITED", "BACKOFF", "STOPPED"):
             raise RuntimeError(f"{name} is {state}; see {service.log}")
         if state == "RUNNING":
-            why = service.ready() or ""
-            if not why and name.startswith("nova-compute-"):
+            if name.startswith("nova-compute-"):
+                # up or forced down in nova alike: it reported again
                 why = _reported_since(node(service.namespace or ""), since)
+            else:
+                why = service.ready() or ""
             if not why:
                 return
         time.sleep(0.5)

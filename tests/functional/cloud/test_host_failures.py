@@ -181,18 +181,18 @@ class World:
 def _heal(world: World) -> None:
     """Every host's services running, none forced down, no options of their own."""
     adm = admin()
-    for service in adm.compute.services(binary="nova-compute"):
-        if service.is_forced_down:
-            adm.compute.update_service_forced_down(None, service.host, "nova-compute", False)
     for host in (world.victim, world.survivor):
         if not host:
             continue
         node = hostctl.node(host)
         for program in (hostctl.runtime(node), hostctl.compute(node)):
-            if hostctl._state(program)["statename"] != "RUNNING":
+            if hostctl.state(program) != "RUNNING":
                 hostctl.start(program)
         if hostctl.compute_options(node):
             hostctl.set_compute_options(node, {})
+    for service in adm.compute.services(binary="nova-compute"):
+        if service.is_forced_down:
+            adm.compute.update_service_forced_down(None, service.host, "nova-compute", False)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +202,8 @@ def world(cloud):
     a = w.boot("a")
     a = w.conn.compute.wait_for_server(a, wait=180)
     w.victim = server(a.id).compute_host
-    b = w.boot("b", {"different_host": [a.id]})
+    # no hint (a cold migration would keep it): the scheduler spreads by free RAM
+    b = w.boot("b")
     b = w.conn.compute.wait_for_server(b, wait=180)
     w.survivor = server(b.id).compute_host
     assert w.survivor != w.victim
@@ -351,8 +352,9 @@ def test_evacuate_with_ports_and_cleanup_on_return(world):
     # the failed host comes back (fenced, repaired): its leftovers go
     hostctl.write_compute_options(node, {"image_cache": {
         "remove_unused_original_minimum_age_seconds": 0}})
-    adm.compute.update_service_forced_down(None, w.victim, "nova-compute", False)
     hostctl.boot_host(node)
+    # nova lets a host be forced up once its compute has cleaned up (init_host)
+    adm.compute.update_service_forced_down(None, w.victim, "nova-compute", False)
     assert containers(w.victim) == {}
     left = ovs_ports(w.victim)
     for devices in gone.values():
