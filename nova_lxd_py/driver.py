@@ -192,6 +192,8 @@ class LXDDriver(driver.ComputeDriver):
                                     "its half-made container %s", data["name"],
                                     instance=instance)
                         self.destroy(context, instance, instance.get_network_info())
+                    elif instance.task_state == task_states.RESIZE_FINISH:
+                        self._fail_interrupted_finish(context, instance)
                     continue
                 stale = self._stale_instance(context, uuid)
                 if stale is not None:
@@ -208,6 +210,24 @@ class LXDDriver(driver.ComputeDriver):
         except Exception:  # noqa: BLE001 - the periodic pass tries again
             LOG.exception("Image cache pass at start failed")
         return instances
+
+    @staticmethod
+    def _fail_interrupted_finish(context, instance: Any) -> None:
+        """nova-compute died in finish_migration here: nova's manager has no
+        start-up path for it (the server would stay in RESIZE for ever), so
+        it ends as nova ends a finish_migration that raised: instance ERROR,
+        migration error. Both containers stay: a hard reboot starts this
+        one, a delete removes it."""
+        LOG.error("nova-compute stopped while it finished a migration here: the "
+                  "migration failed", instance=instance)
+        if instance.migration_context is not None:
+            migration = objects.Migration.get_by_id_and_instance(
+                context, instance.migration_context.migration_id, instance.uuid)
+            migration.status = "error"
+            migration.save()
+        instance.vm_state = vm_states.ERROR
+        instance.task_state = None
+        instance.save()
 
     def _stale_instance(self, context, uuid: str) -> Any | None:
         """The instance of a container nova does not place here, if that
