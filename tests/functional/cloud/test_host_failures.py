@@ -101,12 +101,14 @@ def wait_for(what, predicate, timeout: float = 120, interval: float = 1.0):
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def wait_status(server_id: str, *wanted: str, timeout: float = 180):
+def wait_status(server_id: str, *wanted: str, timeout: float = 180, settle: bool = False):
+    """Wait for one of the *wanted* statuses with no task; ERROR on the way
+    fails at once unless *settle* (an action on a server in ERROR)."""
     def done():
         s = server(server_id)
         if s.status in wanted and not s.task_state:
             return s
-        assert s.status != "ERROR" or "ERROR" in wanted, s.fault
+        assert settle or s.status != "ERROR" or "ERROR" in wanted, s.fault
         return None
     return wait_for(f"{server_id} to be {wanted}", done, timeout)
 
@@ -242,7 +244,7 @@ def test_compute_killed_mid_spawn(world):
     assert_agree(w.conn, w.servers["a"])
 
 
-def test_compute_killed_mid_cold_migration(world):
+def test_compute_killed_mid_cold_migration_on_the_source(world):
     """The source's nova-compute dies while it stops the server for a cold
     migration: at start nova reverts (finish_revert_migration) and the server
     is ACTIVE on its host again, the destination holds nothing of it."""
@@ -271,6 +273,42 @@ def test_compute_killed_mid_cold_migration(world):
         assert s.compute_host == source
         assert_agree(w.conn, sid, survivor=dest)
     ping(w.fips["b"])
+
+
+def test_compute_killed_mid_cold_migration_on_the_destination(world):
+    """The destination's nova-compute dies while it receives the container
+    (finish_migration): at start the driver fails the migration as nova fails
+    a finish_migration that raised (server ERROR, migration error) rather than
+    leave it in RESIZE for ever. A hard reboot starts the received container;
+    the source's stopped copy goes once the server is deleted, at the
+    source's next start."""
+    w = world
+    sid = w.servers.pop("b")
+    source, dest = w.survivor, w.victim
+    name = server(sid).instance_name
+    admin().compute.migrate_server(sid)
+    wait_for("the container on the destination", lambda: name in containers(dest), 120, 0.02)
+    task = server(sid).task_state
+    hostctl.crash(hostctl.compute(hostctl.node(dest)))
+    hostctl.start(hostctl.compute(hostctl.node(dest)))
+    s = wait_status(sid, "ERROR", timeout=60)
+    print(f"migration cut at {task} on the destination; after the restart: {s.status}, "
+          f"destination {status(dest, name)}, source {status(source, name)}")
+    assert s.compute_host == dest
+    assert [m.status for m in admin().compute.migrations(instance_uuid=sid)] == ["error"]
+    assert status(dest, name) == "Stopped" and status(source, name) == "Stopped"
+    admin().compute.reboot_server(sid, "HARD")
+    s = wait_status(sid, "ACTIVE", settle=True)
+    assert s.compute_host == dest
+    assert_agree(w.conn, sid)
+    ping(w.fips["b"])
+    w.conn.compute.delete_server(sid)
+    w.conn.compute.wait_for_delete(s, wait=120)
+    assert name not in containers(dest)
+    assert status(source, name) == "Stopped"  # nova knows nothing of it any more
+    hostctl.stop(hostctl.compute(hostctl.node(source)))
+    hostctl.start(hostctl.compute(hostctl.node(source)))
+    assert name not in containers(source)
 
 
 def _confirm(sid: str, dest: str, source: str) -> None:
