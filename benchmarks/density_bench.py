@@ -12,7 +12,9 @@ Unprivileged, each with a bridged nic on a managed bridge, dir pool. Prints:
   (medians of 5; target: within 1.5x);
 - a daemon restart adopting all N (SIGTERM, start, until every instance reads
   Running): target < 5 s, and no container restarted (same init pids);
-- stop --force and delete of all, with --workers clients at once.
+- stop --force of all, then with all N stopped: mounts left (target 0: a stopped
+  root is unmounted, as LXD does), memory freed, listing, the files API on a
+  stopped instance, one start; then delete of all (--workers clients at once).
 `--lxd-count 200` runs the same ramp on a private LXD 5.0.2 (Debian's `lxd`,
 tests/functional/runtime/lxd_daemon.py) for the ratio, and our runtime is measured
 at that count on its way up.
@@ -120,20 +122,56 @@ class Ramp:
                 "monitors_kb": monitors,
                 "daemon_rss_kb": memory.rss_kb(self.daemon_pid) if self.daemon_pid else 0}
 
-    def teardown(self, workers: int) -> float:
+    def each(self, workers: int, *actions: str) -> float:
+        """Apply ApiTarget methods (by name) to every container, workers clients at
+        once; seconds taken."""
         def one(batch: list[str]) -> None:
             t = ApiTarget(self.t.key, self.t.title, self.t.socket_path, self.t.prefix)
             for name in batch:
-                t.stop_force(name)
-                t.delete(name)
+                for action in actions:
+                    getattr(t, action)(name)
             t.client.close()
         batches = [self.names[i::workers] for i in range(workers)]
         t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             list(pool.map(one, batches))
-        took = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    def teardown(self, workers: int) -> float:
+        took = self.each(workers, "stop_force", "delete")
         self.names = []
         return took
+
+    def stopped_phase(self, workers: int, lxd_dir: str, reps: int) -> dict:
+        """Stop every container, then measure the host with all of them stopped:
+        mounts left (LXD unmounts a stopped instance's root, so do we), memory,
+        listing, the files API on a stopped instance, one start and stop again."""
+        avail_running = memory.mem_available_kb()
+        stop_s = self.each(workers, "stop_force")
+        time.sleep(3)
+        c = Client(self.t.socket_path, timeout=600)
+        try:
+            files = []
+            for name in self.names[:reps]:
+                t0 = time.perf_counter()
+                status, _, body = c.raw("GET", f"/1.0/instances/{name}/files?path=/etc/hostname")
+                files.append(ms(t0))
+                if status != 200:
+                    raise RuntimeError(f"file GET on stopped {name}: {status} {body[:200]!r}")
+        finally:
+            c.close()
+        name = self.names[len(self.names) // 2]
+        t0 = time.perf_counter()
+        self.t.start(name)
+        start_one = ms(t0)
+        self.t.stop_force(name)
+        return {"stop_all_s": round(stop_s, 1),
+                "stopped_mounts": len(statedir.mounts_below(lxd_dir)),
+                "stopped_freed_mb": round((memory.mem_available_kb() - avail_running) / 1024),
+                "stopped_daemon_rss_mb": round(memory.rss_kb(self.daemon_pid) / 1024, 1),
+                "stopped_list_r1_p50_ms": self.list_p50(1, reps),
+                "stopped_file_get_p50_ms": p50(files),
+                "stopped_start_one_ms": round(start_one, 1)}
 
 
 KERNEL_FIELDS = ("Slab", "SUnreclaim", "PageTables", "KernelStack", "Percpu", "Shmem")
@@ -242,11 +280,16 @@ def run_runtime(args, results: dict) -> None:
         r.t = t = ApiTarget("runtime", "runtime (dir)", rt.socket, "dens-r")
         t.profiles = ["dens-r-profile"]
         n = len(r.names)
-        results["runtime"]["stop_delete_all_s"] = round(r.teardown(args.workers), 1)
+        stopped = r.stopped_phase(args.workers, lxd_dir, args.reps)
+        results["runtime"].update(stopped)
+        log(f"{n} stopped: {stopped}")
+        delete_s = r.each(args.workers, "delete")
+        r.names = []
+        results["runtime"]["delete_all_s"] = round(delete_s, 1)
+        results["runtime"]["stop_delete_all_s"] = round(stopped["stop_all_s"] + delete_s, 1)
         results["runtime"]["stop_delete_each_ms"] = round(
             results["runtime"]["stop_delete_all_s"] * 1000 / n * args.workers, 1)
         log(f"stop+delete of {n}: {results['runtime']['stop_delete_all_s']} s")
-        # Stopped instances stay mounted in the dir pool until deleted: count them.
         t.created_profile, t.created_network = "dens-r-profile", "dens-br0"
         t.teardown()
     finally:
@@ -310,8 +353,19 @@ def report(results: dict, args) -> None:
          "< 5 s, none restarted",
          (ours.get("restart_adopt_s") or 99) < 5 and
          ours.get("restart_same_init") == ours.get("restart_before")),
-        (f"stop --force + delete of all ({args.workers} clients)",
-         f"{ours.get('stop_delete_all_s')} s", "bounded", None),
+        (f"{args.count} stopped: mounts left under the daemon's directory",
+         f"{ours.get('stopped_mounts')}", "0 (LXD unmounts stopped roots)",
+         ours.get("stopped_mounts") == 0),
+        ("  memory freed by stopping them all / daemon RSS",
+         f"{ours.get('stopped_freed_mb')} MB / {ours.get('stopped_daemon_rss_mb')} MB", "",
+         None),
+        ("  list recursion=1 p50 / file GET on a stopped one p50",
+         f"{ours.get('stopped_list_r1_p50_ms')} / {ours.get('stopped_file_get_p50_ms')} ms",
+         "", None),
+        ("  start of one stopped among them", f"{ours.get('stopped_start_one_ms')} ms", "",
+         None),
+        (f"stop --force of all, then delete of all ({args.workers} clients)",
+         f"{ours.get('stop_all_s')} + {ours.get('delete_all_s')} s", "bounded", None),
     ]
     for label, value, target, ok in rows:
         mark = "" if ok is None else ("  ok" if ok else "  MISSED")

@@ -94,11 +94,7 @@ def placement() -> Sections:
 def _nova_common() -> Sections:
     return {
         "DEFAULT": {**_logging(), "transport_url": TRANSPORT, "my_ip": layout.MGMT_IP,
-                    "use_neutron": True, "state_path": layout.path("nova"),
-                    # The hosts share this machine's cgroup tree with any other
-                    # runtime on it (test runs name theirs instance-%08x): the
-                    # cloud's container names must not collide with theirs.
-                    "instance_name_template": "cloud-%08x"},
+                    "use_neutron": True, "state_path": layout.path("nova")},
         "api": {"auth_strategy": "keystone"},
         "keystone_authtoken": _authtoken("nova"),
         "service_user": {**_auth("nova"), "send_service_user_token": True},
