@@ -1,5 +1,6 @@
 """A compute host failing, against the real cloud (conftest.py): nova-compute
-killed with SIGKILL in the middle of a spawn and of a cold migration, a host
+killed with SIGKILL in the middle of a spawn and of a cold migration (on its
+source and on its destination), a host
 that loses power (its containers, runtime and nova-compute killed at once)
 and boots again with and without ``resume_guests_state_on_host_boot``, and a
 host that stays down while its server is evacuated, then comes back.
