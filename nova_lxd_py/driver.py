@@ -174,8 +174,9 @@ class LXDDriver(driver.ComputeDriver):
         it leaves their half-made containers, and it never sees a container
         whose instance it no longer places on this host (deleted while this
         compute was down, or moved without this host's part of the move).
-        Both are removed here, before nova initialises what remains; then
-        the image cache drops what only they used."""
+        Both are removed here, before nova initialises what remains; a
+        finish_migration cut short here is failed (nova has no start-up path
+        for it); then the image cache drops what only the removed ones used."""
         mine = {instance.uuid: instance for instance in instances}
         try:
             owned = self._rt.owned()
