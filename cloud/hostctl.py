@@ -209,19 +209,3 @@ def write_compute_options(n: Node, sections: Sections) -> None:
     """Give *n*'s nova-compute *sections* of its own, over the cloud's
     configuration (empty: none), from its next start on."""
     inifile.write(config.compute_local_conf(n), sections)
-
-
-def compute_options(n: Node) -> bool:
-    """Whether *n*'s nova-compute has options of its own."""
-    try:
-        with open(config.compute_local_conf(n)) as f:
-            return bool(f.read().strip())
-    except FileNotFoundError:
-        return False
-
-
-def set_compute_options(n: Node, sections: Sections) -> None:
-    """write_compute_options, then restart that nova-compute only."""
-    write_compute_options(n, sections)
-    stop(compute(n))
-    start(compute(n))

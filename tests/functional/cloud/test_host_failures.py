@@ -191,8 +191,8 @@ def _heal(world: World) -> None:
         for program in (hostctl.runtime(node), hostctl.compute(node)):
             if hostctl.state(program) != "RUNNING":
                 hostctl.start(program)
-        if hostctl.compute_options(node):
-            hostctl.set_compute_options(node, {})
+        # from its next start on (a running one keeps harmless test options)
+        hostctl.write_compute_options(node, {})
     for service in adm.compute.services(binary="nova-compute"):
         if service.is_forced_down:
             adm.compute.update_service_forced_down(None, service.host, "nova-compute", False)
