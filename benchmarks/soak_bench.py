@@ -9,9 +9,8 @@ parents, the veths on its bridge and its liblxc monitors. It prints the curve an
 checks, at the end:
 - daemon RSS within --rss-slack MB (default 5) of its level after the first
   --settle cycles (default 100: caches, the template worker, first-use imports)
-  and --settle-seconds (default 70: finished operations stay queryable for 60 s,
-  so memory fills up to that window first; measured flat after it: 2,600
-  create/file push/delete cycles held 51.7 MB from 60 s to 217 s);
+  and --settle-seconds (default 10: finished operations stay queryable for 5 s,
+  as in LXD, so memory fills up to that window first);
 - open fds, mounts, cgroups, veths and monitors back to their level before the
   first cycle.
 
@@ -128,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycles", type=int, default=2000)
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--settle", type=int, default=100)
-    p.add_argument("--settle-seconds", type=float, default=70,
+    p.add_argument("--settle-seconds", type=float, default=10,
                    help="and not before this many seconds: finished operations stay "
-                        "queryable for 60 s (runtime.operations.KEEP_FINISHED), so the "
+                        "queryable for 5 s (runtime.operations.KEEP_FINISHED), so the "
                         "daemon's memory fills up to that window first; a leak grows on")
     p.add_argument("--rss-slack", type=float, default=5.0)
     p.add_argument("--max-seconds", type=float, default=3600)

@@ -17,6 +17,13 @@ import sys
 from aiohttp import web
 
 from runtime import db as dbmod
+from runtime.db.certificates import Certificates
+from runtime.db.config import ServerConfig
+from runtime.db.image_aliases import ImageAliases
+from runtime.db.images import Images as ImageRows
+from runtime.db.networks import Networks as NetworkRows
+from runtime.db.profiles import Profiles
+from runtime.db.projects import Projects as ProjectRows
 from runtime import recovery
 from runtime.api.app import build_app
 from runtime.base import logs
@@ -71,6 +78,14 @@ class Daemon:
     """
 
     db: dbmod.Database
+    # The rows of the tables the API, images, networks, projects and TLS own (runtime/db/).
+    certificate_rows: Certificates
+    server_config: ServerConfig
+    image_rows: ImageRows
+    alias_rows: ImageAliases
+    network_rows: NetworkRows
+    profile_rows: Profiles
+    project_rows: ProjectRows
     ops: Operations
     instances: InstanceManager
     images: ImageStore
@@ -97,6 +112,13 @@ class Daemon:
         """Open the state and build the subsystems; nothing runs in the background yet."""
         self.paths.create()
         self.db = dbmod.Database(self.paths.db)
+        self.certificate_rows = Certificates(self.db)
+        self.server_config = ServerConfig(self.db)
+        self.image_rows = ImageRows(self.db)
+        self.alias_rows = ImageAliases(self.db)
+        self.network_rows = NetworkRows(self.db)
+        self.profile_rows = Profiles(self.db)
+        self.project_rows = ProjectRows(self.db)
         self.ops = Operations(self.bus)
         self.host_idrange = idmap.ensure_ranges()
         self.default_idmap = idmap.default_map(self.host_idrange)
@@ -115,7 +137,7 @@ class Daemon:
         self.devices = Devices(self)
         self.networks = Networks(self)
         self.networks.restore_all()
-        network_defaults.seed_profiles(self.db)
+        network_defaults.seed_profiles(self.profile_rows)
         self.snapshots = Snapshots(self)
         self.publisher = Publisher(self, self.snapshots)
         self.copier = Copier(self, self.snapshots)
@@ -154,18 +176,18 @@ class Daemon:
 
     async def _seed(self) -> None:
         """What a fresh state directory starts with: project, pool, profile."""
-        if not self.db.get("projects", name="default"):
-            self.db.insert("projects", name="default", description="Default project",
-                           config={"features.images": "true", "features.profiles": "true",
-                                   "features.storage.volumes": "true"})
+        if not self.project_rows.exists("default"):
+            self.project_rows.create("default", "Default project",
+                                     {"features.images": "true", "features.profiles": "true",
+                                      "features.storage.volumes": "true"})
         if not self.db.get("storage_pools", name="default"):
             await driver_class("dir")("default", {}, self.paths.lxd_dir).create()
             self.db.insert("storage_pools", name="default", driver="dir",
                            description="Default storage pool", config={})
-        if not self.db.get("profiles", project="default", name="default"):
-            self.db.insert("profiles", project="default", name="default",
-                           description="Default profile", config={},
-                           devices={"root": {"type": "disk", "path": "/", "pool": "default"}})
+        if not self.profile_rows.exists("default", "default"):
+            self.profile_rows.create("default", "default", "Default profile", config={},
+                                     devices={"root": {"type": "disk", "path": "/",
+                                                       "pool": "default"}})
 
     # Lookups -------------------------------------------------------------------
     def pool(self, name: str):
@@ -195,7 +217,7 @@ class Daemon:
 
     def feature_project(self, project: str, feature: str) -> str:
         """The project whose objects `project` uses for one feature (its own or default)."""
-        row = self.db.get("projects", name=project)
+        row = self.project_rows.get(project)
         if row and row["config"].get(feature) == "true":
             return project
         return "default"
@@ -212,7 +234,7 @@ class Daemon:
 
     # Server identity and configuration ----------------------------------------------
     def https_addresses(self) -> list[str]:
-        addr = self.db.config_get().get("core.https_address")
+        addr = self.server_config.get("core.https_address")
         return [addr] if addr else []
 
     def server_cert_pem(self) -> str:
@@ -227,9 +249,9 @@ class Daemon:
 
     async def apply_server_config(self, config: dict) -> None:
         """Store the server configuration (`PUT/PATCH /1.0`); the subsystems follow it."""
-        old = self.db.config_get()
+        old = self.server_config.all()
         config = await self.tls.prepare_config(old, config)
-        self.db.config_replace(config)
+        self.server_config.replace(config)
         await self.tls.follow_config(old, config)
         if any(old.get(k) != config.get(k) for k in RemoteImages.CONFIG_KEYS):
             await self.remote_images.maintain()

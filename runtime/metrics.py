@@ -252,7 +252,7 @@ async def collect(d, projects: set[str] | None, server: bool) -> str:
                        device=dev, **labels)
         ms.add("lxd_procs_total", inst_state.processes(cg), **labels)
     for project in sorted(projects if projects is not None else
-                          {r["name"] for r in d.db.select("projects")}):
+                          set(d.project_rows.names())):
         ms.add("lxd_instances", counts.get(project, 0), project=project, type="container")
         ms.add("lxd_instances", 0, project=project, type="virtual-machine")
     if server:

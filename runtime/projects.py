@@ -67,7 +67,7 @@ class Projects:
         self.d = daemon
 
     def get(self, name: str) -> dict:
-        row = self.d.db.get("projects", name=name)
+        row = self.d.project_rows.get(name)
         if row is None:
             raise NotFound(f"Project {name!r} not found")
         return row
@@ -76,9 +76,8 @@ class Projects:
         q = "" if name == "default" else f"?project={name}"
         db = self.d.db
         out = [f"/1.0/instances/{n}{q}" for n in db.names("instances", project=name)]
-        out += [f"/1.0/profiles/{n}{q}" for n in db.names("profiles", project=name)]
-        out += [f"/1.0/images/{f}{q}" for f in db.names("images", "fingerprint",
-                                                        project=name)]
+        out += [f"/1.0/profiles/{n}{q}" for n in self.d.profile_rows.names(name)]
+        out += [f"/1.0/images/{f}{q}" for f in self.d.image_rows.fingerprints(name)]
         out += [f"/1.0/storage-pools/{r['pool']}/volumes/custom/{r['name']}{q}"
                 for r in db.select("storage_volumes", {"project": name, "type": "custom"})]
         return sorted(out)
@@ -88,7 +87,7 @@ class Projects:
         for url in self.used_by(name):
             if not url.startswith("/1.0/profiles/default"):
                 return False
-        prof = self.d.db.get("profiles", project=name, name="default")
+        prof = self.d.profile_rows.get(name, "default")
         return prof is None or not (prof["config"] or prof["devices"])
 
     def render(self, row: dict) -> dict:
@@ -98,17 +97,16 @@ class Projects:
     def create(self, name: object, description: str, config: object) -> None:
         name = validate_name(name)
         config = _validate_config(config or {})
-        if self.d.db.get("projects", name=name):
+        if self.d.project_rows.exists(name):
             raise Conflict(f"Project {name!r} already exists")
         for feature in ("features.images", "features.profiles",
                         "features.storage.volumes"):
             config.setdefault(feature, "true")
         with self.d.db.transaction():
-            self.d.db.insert("projects", name=name, description=description, config=config)
+            self.d.project_rows.create(name, description, config)
             if config.get("features.profiles") == "true":
-                self.d.db.insert("profiles", project=name, name="default",
-                                 description=f"Default profile for project {name}",
-                                 config={}, devices={})
+                self.d.profile_rows.create(name, "default",
+                                           f"Default profile for project {name}")
         self.d.bus.lifecycle("project-created", f"/1.0/projects/{name}", name)
 
     def update(self, name: str, config: object, description: str | None,
@@ -127,17 +125,16 @@ class Projects:
             raise BadRequest(f"Features {', '.join(changed)} can only be changed on an "
                              "empty project")
         with self.d.db.transaction():
-            self.d.db.update("projects", {"name": name}, config=config,
-                             description=row["description"] if description is None
-                             else description)
+            self.d.project_rows.update(name, config=config,
+                                       description=row["description"] if description is None
+                                       else description)
             if "features.profiles" in changed:
                 if config.get("features.profiles") == "true":
-                    if not self.d.db.get("profiles", project=name, name="default"):
-                        self.d.db.insert("profiles", project=name, name="default",
-                                         description=f"Default profile for project {name}",
-                                         config={}, devices={})
+                    if not self.d.profile_rows.exists(name, "default"):
+                        self.d.profile_rows.create(name, "default",
+                                                   f"Default profile for project {name}")
                 else:
-                    self.d.db.delete("profiles", project=name)
+                    self.d.profile_rows.delete_project(name)
         self.d.bus.lifecycle("project-updated", f"/1.0/projects/{name}", name)
 
     def rename(self, name: str, new: object) -> None:
@@ -145,14 +142,16 @@ class Projects:
         new = validate_name(new)
         if name == "default":
             raise BadRequest("The default project can't be renamed")
-        if self.d.db.get("projects", name=new):
+        if self.d.project_rows.exists(new):
             raise Conflict(f"Project {new!r} already exists")
         if not self._empty(name):
             raise BadRequest("Only empty projects can be renamed")
         with self.d.db.transaction():
-            self.d.db.update("projects", {"name": name}, name=new)
-            for table in ("profiles", "images", "image_aliases", "storage_volumes"):
-                self.d.db.update(table, {"project": name}, project=new)
+            self.d.project_rows.rename(name, new)
+            self.d.profile_rows.move_project(name, new)
+            self.d.image_rows.move_project(name, new)
+            self.d.alias_rows.move_project(name, new)
+            self.d.db.update("storage_volumes", {"project": name}, project=new)
         self.d.bus.lifecycle("project-renamed", f"/1.0/projects/{new}", new,
                              {"old_name": name})
 
@@ -164,6 +163,6 @@ class Projects:
             raise BadRequest(f"Only empty projects can be removed (in use by "
                              f"{', '.join(self.used_by(name))})")
         with self.d.db.transaction():
-            self.d.db.delete("profiles", project=name)
-            self.d.db.delete("projects", name=name)
+            self.d.profile_rows.delete_project(name)
+            self.d.project_rows.delete(name)
         self.d.bus.lifecycle("project-deleted", f"/1.0/projects/{name}", name)

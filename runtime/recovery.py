@@ -48,7 +48,7 @@ async def reconcile(d) -> None:
 
 
 async def _image_files(d) -> None:
-    known = {r["fingerprint"] for r in d.db.select("images")}
+    known = {r["fingerprint"] for r in d.image_rows.all()}
     for name in _listdir(d.paths.images):
         fp = name[:-len(".rootfs")] if name.endswith(".rootfs") else name
         if len(fp) == 64 and set(fp) <= _HEX and fp not in known:

@@ -134,7 +134,7 @@ class TLS:
         return client_context(self.d.paths.server_crt, self.d.paths.server_key, server_pem)
 
     def trusted_row(self, fp: str) -> dict | None:
-        return self.d.db.get("certificates", fingerprint=fp)
+        return self.d.certificate_rows.get(fp)
 
     def requestor(self, request: web.Request) -> auth.Requestor:
         """Who presented which certificate. As in LXD, a `metrics` certificate is
@@ -165,7 +165,7 @@ class TLS:
     async def reconcile(self) -> None:
         """Make the listener match `core.https_address` (start, move or stop it)."""
         async with self._lock:
-            wanted = self.d.db.config_get().get("core.https_address") or None
+            wanted = self.d.server_config.get("core.https_address") or None
             if wanted == self.address and (self.runner is not None) == bool(wanted):
                 return
             await self._stop()
@@ -227,6 +227,6 @@ class TLS:
                 config["core.https_address"] = before
             else:
                 config.pop("core.https_address", None)
-            self.d.db.config_replace(config)
+            self.d.server_config.replace(config)
             await self.reconcile()
             raise BadRequest(f"Cannot listen on {new!r}: {exc}")

@@ -68,7 +68,7 @@ def daemon(request: web.Request) -> Any:
 def requested_project(request: web.Request) -> str:
     """The request's project (`?project=`, default "default"), which must exist."""
     name = request.query.get("project") or "default"
-    if not daemon(request).db.get("projects", name=name):
+    if not daemon(request).project_rows.exists(name):
         raise errors.NotFound(f"Project {name!r} not found")
     return name
 

@@ -85,7 +85,7 @@ def _render(row: dict) -> dict:
 
 def _lookup(d, prefix: str) -> dict:
     prefix = prefix.lower()
-    rows = [r for r in d.db.select("certificates") if r["fingerprint"].startswith(prefix)]
+    rows = d.certificate_rows.by_prefix(prefix)
     if not prefix or not rows:
         raise NotFound("Certificate not found")
     if len(rows) > 1:
@@ -99,7 +99,7 @@ def _check_projects(d, restricted: bool, projects) -> list[str]:
     if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
         raise BadRequest("'projects' must be a list of project names")
     for p in projects:
-        if not d.db.get("projects", name=p):
+        if not d.project_rows.exists(p):
             raise BadRequest(f"Project {p!r} not found")
     return projects if restricted else projects
 
@@ -108,10 +108,10 @@ def add_certificate(d, pem: str, fp: str, name: str, ctype: str = "client",
                     restricted: bool = False, projects: list | None = None) -> None:
     if ctype not in _TYPES:
         raise BadRequest(f"Invalid certificate type {ctype!r} (client or metrics)")
-    if d.db.get("certificates", fingerprint=fp):
+    if d.certificate_rows.exists(fp):
         raise Conflict("Certificate already in trust store")
-    d.db.insert("certificates", fingerprint=fp, type=ctype, name=name or "",
-                certificate=pem, restricted=bool(restricted), projects=projects or [])
+    d.certificate_rows.create(fp, pem, type=ctype, name=name or "",
+                              restricted=bool(restricted), projects=projects or [])
     d.bus.lifecycle("certificate-created", f"/1.0/certificates/{fp}", "")
 
 
@@ -155,7 +155,7 @@ async def _create_token(request: web.Request, d, body: dict) -> web.Response:
     if ctype not in _TYPES:
         raise BadRequest(f"Invalid certificate type {ctype!r} (client or metrics)")
     used = asyncio.Event()
-    lifetime = expiry_seconds(d.db.config_get().get("core.remote_token_expiry", ""))
+    lifetime = expiry_seconds(d.server_config.get("core.remote_token_expiry", ""))
     expires = time.time() + lifetime if lifetime else 0.0
     meta = {"request": {"name": name, "type": ctype,
                         "restricted": restricted, "projects": projects,
@@ -197,7 +197,7 @@ def _load(request: web.Request) -> dict:
 
 async def list_certificates(request: web.Request) -> web.Response:
     d = daemon(request)
-    rows = _own_only(request, d.db.select("certificates", order="name"))
+    rows = _own_only(request, d.certificate_rows.list())
     if recursion(request):
         return response.sync([_render(r) for r in rows])
     return response.sync([f"/1.0/certificates/{r['fingerprint']}" for r in rows])
@@ -243,7 +243,7 @@ async def create_certificate(request: web.Request) -> web.Response:
             add_certificate(d, pem, fp, name, ctype, restricted, projects)
             token.used.set()
             return response.created(f"/1.0/certificates/{fp}")
-        stored = d.db.config_get().get("core.trust_password")
+        stored = d.server_config.get("core.trust_password")
         # scrypt is deliberately slow (~0.1 s): keep it off the event loop.
         if not stored or not await asyncio.to_thread(check_password, stored, secret):
             raise Forbidden("not authorized")
@@ -291,11 +291,10 @@ async def update_certificate(request: web.Request) -> web.Response:
     if body.get("certificate"):
         pem, new_fp = parse_certificate(body["certificate"])
         if new_fp != row["fingerprint"]:
-            if d.db.get("certificates", fingerprint=new_fp):
+            if d.certificate_rows.exists(new_fp):
                 raise Conflict("Certificate already in trust store")
-            values["certificate"], values["fingerprint"] = pem, new_fp
-    if values:
-        d.db.update("certificates", {"fingerprint": row["fingerprint"]}, **values)
+            values["certificate"], values["new_fingerprint"] = pem, new_fp
+    d.certificate_rows.update(row["fingerprint"], **values)
     d.bus.lifecycle("certificate-updated", f"/1.0/certificates/{new_fp}", "")
     return response.sync({})
 
@@ -303,7 +302,7 @@ async def update_certificate(request: web.Request) -> web.Response:
 async def delete_certificate(request: web.Request) -> web.Response:
     d = daemon(request)
     row = _load(request)
-    d.db.delete("certificates", fingerprint=row["fingerprint"])
+    d.certificate_rows.delete(row["fingerprint"])
     d.bus.lifecycle("certificate-deleted", f"/1.0/certificates/{row['fingerprint']}", "")
     return response.sync({})
 

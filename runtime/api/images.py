@@ -21,7 +21,7 @@ def _bool(value: str | None) -> bool:
 async def list_images(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
-    rows = d.db.select("images", {"project": d.image_project(proj)}, order="uploaded_at")
+    rows = d.image_rows.list(d.image_project(proj))
     if recursion(request):
         return response.sync([d.images.render(proj, r) for r in rows])
     return response.sync([f"/1.0/images/{r['fingerprint']}" for r in rows])
@@ -128,9 +128,7 @@ async def update_image(request: web.Request) -> web.Response:
     for key in ("public", "auto_update"):
         if key in body or not patch:
             values[key] = bool(body.get(key, False))
-    if values:
-        d.db.update("images", {"project": row["project"], "fingerprint": row["fingerprint"]},
-                    **values)
+    d.image_rows.update(row["project"], row["fingerprint"], **values)
     d.bus.lifecycle("image-updated", f"/1.0/images/{row['fingerprint']}", proj)
     return response.sync({})
 
@@ -178,11 +176,10 @@ async def export_response(request: web.Request, store, row: dict) -> web.StreamR
 def _add_alias(d, proj: str, name: str, target: str, description: str) -> None:
     iproj = d.image_project(proj)
     validate_alias_name(name)
-    if d.db.get("image_aliases", project=iproj, name=name):
+    if d.alias_rows.exists(iproj, name):
         raise Conflict(f"Alias {name!r} already exists")
     fp = d.images.get(proj, target)["fingerprint"]
-    d.db.insert("image_aliases", project=iproj, name=name, fingerprint=fp,
-                description=description or "")
+    d.alias_rows.create(iproj, name, fp, description or "")
 
 
 def validate_alias_name(name: object) -> str:
@@ -200,7 +197,7 @@ def _render_alias(row: dict) -> dict:
 async def list_aliases(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
-    rows = d.db.select("image_aliases", {"project": d.image_project(proj)}, order="name")
+    rows = d.alias_rows.list(d.image_project(proj))
     if recursion(request):
         return response.sync([_render_alias(r) for r in rows])
     return response.sync([f"/1.0/images/aliases/{r['name']}" for r in rows])
@@ -235,8 +232,7 @@ async def update_alias(request: web.Request) -> web.Response:
         values["fingerprint"] = d.images.get(proj, body["target"])["fingerprint"]
     if "description" in body or request.method == "PUT":
         values["description"] = str(body.get("description") or "")
-    if values:
-        d.db.update("image_aliases", {"project": row["project"], "name": row["name"]}, **values)
+    d.alias_rows.update(row["project"], row["name"], **values)
     return response.sync({})
 
 
@@ -246,9 +242,9 @@ async def rename_alias(request: web.Request) -> web.Response:
     row = d.images.alias(proj, request.match_info["name"])
     body = await read_json(request)
     new = validate_alias_name(body.get("name"))
-    if d.db.get("image_aliases", project=row["project"], name=new):
+    if d.alias_rows.exists(row["project"], new):
         raise Conflict(f"Alias {new!r} already exists")
-    d.db.update("image_aliases", {"project": row["project"], "name": row["name"]}, name=new)
+    d.alias_rows.rename(row["project"], row["name"], new)
     return response.created(f"/1.0/images/aliases/{new}")
 
 
@@ -256,7 +252,7 @@ async def delete_alias(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = project(request)
     row = d.images.alias(proj, request.match_info["name"])
-    d.db.delete("image_aliases", project=row["project"], name=row["name"])
+    d.alias_rows.delete(row["project"], row["name"])
     return response.sync({})
 
 

@@ -28,7 +28,7 @@ def _render(request: web.Request, d, row: dict) -> dict:
 def _load(request: web.Request) -> dict:
     d = daemon(request)
     proj = d.profile_project(project(request))
-    row = d.db.get("profiles", project=proj, name=request.match_info["name"])
+    row = d.profile_rows.get(proj, request.match_info["name"])
     if row is None:
         raise NotFound(f"Profile {request.match_info['name']!r} not found")
     return row
@@ -37,7 +37,7 @@ def _load(request: web.Request) -> dict:
 async def list_profiles(request: web.Request) -> web.Response:
     d = daemon(request)
     proj = d.profile_project(project(request))
-    rows = d.db.select("profiles", {"project": proj}, order="name")
+    rows = d.profile_rows.list(proj)
     if recursion(request):
         return response.sync([_render(request, d, r) for r in rows])
     return response.sync([f"/1.0/profiles/{r['name']}" for r in rows])
@@ -48,13 +48,13 @@ async def create_profile(request: web.Request) -> web.Response:
     proj = d.profile_project(project(request))
     body = await read_json(request)
     name = cfg.validate_profile_name(body.get("name"))
-    if d.db.get("profiles", project=proj, name=name):
+    if d.profile_rows.exists(proj, name):
         raise Conflict(f"Profile {name!r} already exists")
     config = cfg.validate_config(body.get("config") or {}, "profile")
     devices = cfg.validate_devices(body.get("devices") or {}, "profile")
     restrictions.check_profile(d, proj, project(request), name, config, devices)
-    d.db.insert("profiles", project=proj, name=name, description=str(
-        body.get("description") or ""), config=config, devices=devices)
+    d.profile_rows.create(proj, name, str(body.get("description") or ""), config=config,
+                          devices=devices)
     d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", proj)
     return response.created(f"/1.0/profiles/{name}")
 
@@ -81,8 +81,8 @@ async def update_profile(request: web.Request) -> web.Response:
     running = [(inst, inst.expanded_devices) for inst in d.instances.list(None)
                if row["name"] in inst.profiles and d.instances.pid(inst)
                and d.profile_project(inst.project) == row["project"]]
-    d.db.update("profiles", {"project": row["project"], "name": row["name"]},
-                config=config, devices=devices, description=description)
+    d.profile_rows.update(row["project"], row["name"], config=config, devices=devices,
+                          description=description)
     for inst, old_devices in running:
         async with d.instances.lock(inst.project, inst.name):
             await d.instances.apply_live(d.instances.load(inst.project, inst.name),
@@ -99,10 +99,10 @@ async def rename_profile(request: web.Request) -> web.Response:
     if row["name"] == "default":
         raise BadRequest("The default profile can't be renamed")
     cfg.validate_profile_name(new)
-    if d.db.get("profiles", project=row["project"], name=new):
+    if d.profile_rows.exists(row["project"], new):
         raise Conflict(f"Profile {new!r} already exists")
     with d.db.transaction():
-        d.db.update("profiles", {"project": row["project"], "name": row["name"]}, name=new)
+        d.profile_rows.rename(row["project"], row["name"], new)
         for inst in d.db.select("instances"):
             if row["name"] in inst["profiles"] and \
                     d.profile_project(inst["project"]) == row["project"]:
@@ -119,7 +119,7 @@ async def delete_profile(request: web.Request) -> web.Response:
     used = _used_by(d, row["project"], row["name"])
     if used:
         raise Conflict(f"Profile {row['name']!r} is in use by {', '.join(used)}")
-    d.db.delete("profiles", project=row["project"], name=row["name"])
+    d.profile_rows.delete(row["project"], row["name"])
     d.bus.lifecycle("profile-deleted", f"/1.0/profiles/{row['name']}", row["project"])
     return response.sync({})
 

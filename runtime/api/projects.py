@@ -12,7 +12,7 @@ def _projects(request: web.Request):
 
 async def list_projects(request: web.Request) -> web.Response:
     p = _projects(request)
-    rows = [r for r in daemon(request).db.select("projects", order="name")
+    rows = [r for r in daemon(request).project_rows.list()
             if auth.can_access(request, r["name"])]
     if recursion(request):
         return response.sync([p.render(r) for r in rows])

@@ -28,8 +28,7 @@ def untrusted_handler(request: web.Request):
 
 
 def _public_rows(d, project: str) -> list[dict]:
-    return d.db.select("images", {"project": d.images.project_of(project), "public": 1},
-                       order="uploaded_at")
+    return d.image_rows.list(d.images.project_of(project), public_only=True)
 
 
 async def _public_list(request: web.Request):
@@ -38,9 +37,8 @@ async def _public_list(request: web.Request):
     rows = _public_rows(d, proj)
     if request.path.endswith("/aliases"):
         fps = {r["fingerprint"] for r in rows}
-        aliases = [a for a in d.db.select("image_aliases", {
-            "project": d.images.project_of(proj)}, order="name")
-            if a["fingerprint"] in fps]
+        aliases = [a for a in d.alias_rows.list(d.images.project_of(proj))
+                   if a["fingerprint"] in fps]
         if recursion(request):
             return response.sync([{"name": a["name"], "target": a["fingerprint"],
                                    "description": a["description"], "type": a["type"]}
@@ -55,7 +53,7 @@ async def _public_alias(request: web.Request):
     d = daemon(request)
     proj = requested_project(request)
     name = urllib.parse.unquote(request.path[len("/1.0/images/aliases/"):])
-    row = d.db.get("image_aliases", project=d.images.project_of(proj), name=name)
+    row = d.alias_rows.get(d.images.project_of(proj), name)
     if row is None or not _is_public(d, proj, row["fingerprint"]):
         raise NotFound(f"Image alias {name!r} not found")
     return response.sync({"name": row["name"], "target": row["fingerprint"],
@@ -63,7 +61,7 @@ async def _public_alias(request: web.Request):
 
 
 def _is_public(d, proj: str, fp: str) -> bool:
-    row = d.db.get("images", project=d.images.project_of(proj), fingerprint=fp)
+    row = d.image_rows.get(d.images.project_of(proj), fp)
     return bool(row and row["public"])
 
 

@@ -86,7 +86,7 @@ async def get_server(request: web.Request) -> web.Response:
     info["auth_user_name"] = requestor.fingerprint or ""
     info["auth_user_method"] = requestor.protocol
     info["config"] = {k: ("true" if k == "core.trust_password" else v)
-                      for k, v in d.db.config_get().items()} if requestor.admin else None
+                      for k, v in d.server_config.all().items()} if requestor.admin else None
     info["environment"] = {
         "addresses": d.https_addresses(), "architectures": arch.supported(),
         "certificate": d.server_cert_pem(), "certificate_fingerprint": d.server_cert_fp(),
@@ -118,7 +118,7 @@ async def update_server(request: web.Request) -> web.Response:
         raise BadRequest("Body needs a 'config' object")
     config = controlchars.string_map(config, "server config")
     if request.method == "PATCH":
-        config = {**d.db.config_get(), **config}
+        config = {**d.server_config.all(), **config}
     clean = {}
     for key, value in config.items():
         if key not in SERVER_CONFIG_KEYS and not key.startswith("user."):

@@ -27,7 +27,7 @@ def _in(project: str) -> str:
 def _render(d, row: dict) -> dict:
     used = [f"/1.0/instances/{r['name']}{_in(r['project'])}"
             for r in d.db.select("instances", {"pool": row["name"]})]
-    used += [f"/1.0/profiles/{p['name']}{_in(p['project'])}" for p in d.db.select("profiles")
+    used += [f"/1.0/profiles/{p['name']}{_in(p['project'])}" for p in d.profile_rows.list()
              if any(dev.get("type") == "disk" and dev.get("pool") == row["name"]
                     for dev in p["devices"].values())]
     for vol in d.db.select("storage_volumes", {"pool": row["name"]}):

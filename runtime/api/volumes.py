@@ -54,7 +54,7 @@ def _instance_volumes(d, pool, proj: str) -> list[dict]:
 
 def _image_volumes(d, pool, proj: str) -> list[dict]:
     """The pool's unpacked images that this project's image list holds."""
-    mine = set(d.db.names("images", "fingerprint", project=d.image_project(proj)))
+    mine = set(d.image_rows.fingerprints(d.image_project(proj)))
     return [{"name": fp, "type": "image", "content_type": "filesystem", "description": "",
              "config": {}, "used_by": [f"/1.0/images/{fp}"], "location": "none",
              "created_at": timestamp(when), "pool": pool.name, "project": "default"}

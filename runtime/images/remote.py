@@ -342,7 +342,7 @@ class RemoteImages:
     # Config --------------------------------------------------------------------
     def _conf(self, key: str, default: float) -> float:
         try:
-            return float(self.d.db.config_get().get(key, default))
+            return float(self.d.server_config.get(key) or default)
         except ValueError:
             return default
 
@@ -366,7 +366,7 @@ class RemoteImages:
         info = info or remote.lookup()
         store = self.d.images
         proj = store.project_of(project)
-        row = self.d.db.get("images", project=proj, fingerprint=info["fingerprint"])
+        row = self.d.image_rows.get(proj, info["fingerprint"])
         if row is not None:
             return row
         self.pending[info["fingerprint"]] = (remote, info, project)
@@ -381,7 +381,7 @@ class RemoteImages:
         lock = self.locks.setdefault(fp, asyncio.Lock())
         async with lock:
             proj = self.d.images.project_of(project)
-            if self.d.db.get("images", project=proj, fingerprint=fp):
+            if self.d.image_rows.exists(proj, fp):
                 return fp
             image_tmp, rootfs_tmp, sha = await remote.download(info, self.d.images, progress)
             source = {"server": remote.server, "protocol": remote.protocol,
@@ -391,8 +391,8 @@ class RemoteImages:
                                          filename=info.get("filename") or "",
                                          public=public, properties=info.get("properties"),
                                          expected=fp, cached=cached, source=source)
-            self.d.db.update("images", {"project": proj, "fingerprint": fp},
-                             auto_update=auto_update, last_used_at=dbmod.now())
+            self.d.image_rows.update(proj, fp, auto_update=auto_update,
+                                     last_used_at=dbmod.now())
             LOG.info("image %s fetched from %s (%s)", fp[:12], remote.server, remote.protocol)
             return fp
 
@@ -401,7 +401,7 @@ class RemoteImages:
         if pending is None or os.path.exists(self.d.images.file(fingerprint)):
             return
         remote, info, project = pending
-        auto = self.d.db.config_get().get("images.auto_update_cached", "true") == "true"
+        auto = self.d.server_config.get("images.auto_update_cached", "true") == "true"
         await self.fetch(project, remote, info, cached=True, auto_update=auto)
         self.pending.pop(fingerprint, None)
 
@@ -435,14 +435,14 @@ class RemoteImages:
             fp = await self.fetch(project, remote, info, cached=False, public=public,
                                   auto_update=auto_update, progress=progress)
             proj = self.d.images.project_of(project)
-            self.d.db.update("images", {"project": proj, "fingerprint": fp}, cached=False,
-                             public=public, auto_update=auto_update)
+            self.d.image_rows.update(proj, fp, cached=False, public=public,
+                                     auto_update=auto_update)
             for alias in aliases:
                 name = alias.get("name") if isinstance(alias, dict) else alias
-                if name and not self.d.db.get("image_aliases", project=proj, name=name):
-                    self.d.db.insert("image_aliases", project=proj, name=name, fingerprint=fp,
-                                     description=(alias.get("description") or "")
-                                     if isinstance(alias, dict) else "")
+                if name and not self.d.alias_rows.exists(proj, name):
+                    self.d.alias_rows.create(proj, name, fp,
+                                             (alias.get("description") or "")
+                                             if isinstance(alias, dict) else "")
             return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}
         return run
 
@@ -454,7 +454,7 @@ class RemoteImages:
             return []
         now = time.time()
         gone = []
-        for row in self.d.db.select("images", {"cached": 1}):
+        for row in self.d.image_rows.cached():
             last = row["last_used_at"] or row["uploaded_at"]
             if now - last > expiry:
                 await self.d.images.delete(row["project"], row["fingerprint"])
@@ -465,7 +465,7 @@ class RemoteImages:
     async def refresh(self) -> list[str]:
         """Replace auto-updating images whose source alias now names a newer image."""
         new = []
-        for row in self.d.db.select("images", {"auto_update": 1}):
+        for row in self.d.image_rows.auto_updating():
             source = row["source"] or {}
             if not source.get("server") or not source.get("alias"):
                 continue
@@ -483,11 +483,9 @@ class RemoteImages:
             except RuntimeAPIError as exc:
                 LOG.warning("refresh of image %s: %s", row["fingerprint"][:12], exc)
                 continue
-            self.d.db.conn.execute(
-                "UPDATE image_aliases SET fingerprint = ? WHERE project = ? AND fingerprint = ?",
-                (fp, row["project"], row["fingerprint"]))
-            self.d.db.update("images", {"project": row["project"], "fingerprint": fp},
-                             last_used_at=row["last_used_at"] or dbmod.now())
+            self.d.alias_rows.retarget(row["project"], row["fingerprint"], fp)
+            self.d.image_rows.update(row["project"], fp,
+                                     last_used_at=row["last_used_at"] or dbmod.now())
             await self.d.images.delete(row["project"], row["fingerprint"])
             self.d.bus.lifecycle("image-refreshed", f"/1.0/images/{fp}", row["project"])
             LOG.info("image %s refreshed to %s from %s", row["fingerprint"][:12], fp[:12],

@@ -47,18 +47,16 @@ class ImageStore:
         fp = str(fingerprint).lower()
         if not fp or not set(fp) <= _HEX:
             raise NotFound(f"Image {fingerprint!r} not found")
-        rows = self.d.db.conn.execute(
-            "SELECT fingerprint FROM images WHERE project = ? AND fingerprint LIKE ?",
-            (self.project_of(project), fp + "%")).fetchall()
-        if not rows:
+        proj = self.project_of(project)
+        found = self.d.image_rows.matching(proj, fp)
+        if not found:
             raise NotFound(f"Image {fingerprint!r} not found")
-        if len(rows) > 1:
+        if len(found) > 1:
             raise BadRequest(f"Image prefix {fingerprint!r} is ambiguous")
-        return self.d.db.get("images", project=self.project_of(project),
-                             fingerprint=rows[0][0])
+        return self.d.image_rows.get(proj, found[0])
 
     def alias(self, project: str, name: str) -> dict:
-        row = self.d.db.get("image_aliases", project=self.project_of(project), name=name)
+        row = self.d.alias_rows.get(self.project_of(project), name)
         if row is None:
             raise NotFound(f"Image alias {name!r} not found")
         return row
@@ -73,8 +71,7 @@ class ImageStore:
             return self.get(project, source["fingerprint"])
         props = source.get("properties")
         if isinstance(props, dict) and props:
-            for row in self.d.db.select("images", {"project": self.project_of(project)},
-                                        order="created_at DESC"):
+            for row in self.d.image_rows.newest_first(self.project_of(project)):
                 if all(str(row["properties"].get(k)) == str(v) for k, v in props.items()):
                     return row
             raise NotFound(f"No image matches properties {props}")
@@ -82,9 +79,8 @@ class ImageStore:
 
     def aliases_of(self, project: str, fingerprint: str) -> list[dict]:
         return [{"name": a["name"], "description": a["description"]}
-                for a in self.d.db.select("image_aliases", {
-                    "project": self.project_of(project), "fingerprint": fingerprint},
-                    order="name")]
+                for a in self.d.alias_rows.of_image(self.project_of(project),
+                                                    fingerprint)]
 
     def render(self, project: str, row: dict) -> dict:
         return {
@@ -113,7 +109,7 @@ class ImageStore:
             meta = await asyncio.to_thread(tarball.read_metadata, image_tmp)
             arch_name = arch.normalize(meta.get("architecture") or arch.host())
             proj = self.project_of(project)
-            if self.d.db.get("images", project=proj, fingerprint=sha):
+            if self.d.image_rows.exists(proj, sha):
                 raise Conflict(f"Image with fingerprint {sha} already exists")
             props = clean_properties(meta.get("properties") or {}, "metadata.yaml")
             props.update(clean_properties(properties or {}, "image"))
@@ -127,11 +123,11 @@ class ImageStore:
             await asyncio.to_thread(fsync_dir, self.dir)
             crashpoint.hit("image.stored")
             created = float(meta.get("creation_date") or time.time())
-            self.d.db.insert("images", project=proj, fingerprint=sha, filename=filename,
-                             size=size, public=public, architecture=arch_name,
-                             created_at=created, uploaded_at=dbmod.now(),
-                             expires_at=float(meta.get("expiry_date") or 0),
-                             properties=props, cached=cached, source=source or {})
+            self.d.image_rows.create(proj, sha, filename=filename, size=size, public=public,
+                                     architecture=arch_name, created_at=created,
+                                     uploaded_at=dbmod.now(),
+                                     expires_at=float(meta.get("expiry_date") or 0),
+                                     properties=props, cached=cached, source=source or {})
         finally:
             for tmp in (image_tmp, rootfs_tmp):
                 if tmp and os.path.exists(tmp):
@@ -176,7 +172,7 @@ class ImageStore:
 
     def unpack_limits(self, pool) -> tarball.Limits:
         """images.max_unpacked_size / _files, never more than the pool has free."""
-        conf = self.d.db.config_get()
+        conf = self.d.server_config.all()
         max_bytes = parse_size(conf.get("images.max_unpacked_size") or DEFAULT_MAX_UNPACKED)
         max_entries = int(conf.get("images.max_unpacked_files") or DEFAULT_MAX_FILES)
         st = os.statvfs(pool.path)
@@ -196,19 +192,18 @@ class ImageStore:
         if not os.path.isdir(root):
             return
         for fp in os.listdir(root):
-            if len(fp) == 64 and not self.d.db.select("images", {"fingerprint": fp}):
+            if len(fp) == 64 and not self.d.image_rows.held(fp):
                 await pool.delete_image(fp)
 
     def mark_used(self, fingerprint: str) -> None:
-        self.d.db.conn.execute("UPDATE images SET last_used_at = ? WHERE fingerprint = ?",
-                               (dbmod.now(), fingerprint))
+        self.d.image_rows.mark_used(fingerprint, dbmod.now())
 
     # Delete ------------------------------------------------------------------
     async def delete(self, project: str, fingerprint: str) -> None:
         proj = self.project_of(project)
-        self.d.db.delete("images", project=proj, fingerprint=fingerprint)
-        self.d.db.delete("image_aliases", project=proj, fingerprint=fingerprint)
-        if self.d.db.select("images", {"fingerprint": fingerprint}):
+        self.d.image_rows.delete(proj, fingerprint)
+        self.d.alias_rows.delete_of_image(proj, fingerprint)
+        if self.d.image_rows.held(fingerprint):
             return  # still referenced by another project
         for pool in self.d.pools.values():
             await pool.delete_image(fingerprint)

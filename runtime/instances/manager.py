@@ -52,7 +52,7 @@ class InstanceManager:
     def _profiles(self, project: str, names: list[str]) -> list[dict]:
         rows = []
         for name in names:
-            row = self.d.db.get("profiles", project=self.d.profile_project(project), name=name)
+            row = self.d.profile_rows.get(self.d.profile_project(project), name)
             if row is None:
                 raise BadRequest(f"Profile {name!r} not found")
             rows.append(row)
@@ -69,7 +69,7 @@ class InstanceManager:
         not once per instance (a listing of thousands is an API call clients poll)."""
         where = {"project": project} if project else {}
         rows = self.d.db.select("instances", where, order="name")
-        profiles = {(p["project"], p["name"]): p for p in self.d.db.select("profiles")}
+        profiles = {(p["project"], p["name"]): p for p in self.d.profile_rows.list()}
         homes: dict[str, str] = {}
         out = []
         for r in rows:
@@ -92,8 +92,7 @@ class InstanceManager:
         raw database row, and reused while that row, the profiles and projects
         (which expand it) and its status are what they were."""
         db = self.d.db.conn
-        stamp = (tuple(tuple(r) for r in db.execute("SELECT * FROM profiles")),
-                 tuple(tuple(r) for r in db.execute("SELECT * FROM projects")))
+        stamp = (self.d.profile_rows.stamp(), self.d.project_rows.stamp())
         old_stamp, old = self._listed.get(project, ((), {}))
         if old_stamp != stamp:
             old = {}

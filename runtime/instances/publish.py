@@ -183,10 +183,10 @@ class Publisher:
         for a in aliases:
             if not isinstance(a, dict) or not a.get("name"):
                 raise BadRequest("Each alias needs a 'name'")
-            if self.d.db.get("image_aliases", project=iproj, name=a["name"]):
+            if self.d.alias_rows.exists(iproj, a["name"]):
                 raise Conflict(f"Alias {a['name']!r} already exists")
         compress = compressor(body.get("compression_algorithm"),
-                              self.d.db.config_get().get("images.compression_algorithm"))
+                              self.d.server_config.get("images.compression_algorithm"))
         expires_at = parse_time(body.get("expires_at")) if body.get("expires_at") else 0.0
         public = bool(body.get("public", False))
         filename = str(body.get("filename") or "")
@@ -202,13 +202,12 @@ class Publisher:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
             if expires_at:
-                self.d.db.update("images", {"project": iproj, "fingerprint": fp},
-                                 expires_at=expires_at)
+                self.d.image_rows.update(iproj, fp, expires_at=expires_at)
             for a in aliases:
-                if self.d.db.get("image_aliases", project=iproj, name=a["name"]):
+                if self.d.alias_rows.exists(iproj, a["name"]):
                     raise Conflict(f"Alias {a['name']!r} already exists")
-                self.d.db.insert("image_aliases", project=iproj, name=a["name"],
-                                 fingerprint=fp, description=str(a.get("description") or ""))
+                self.d.alias_rows.create(iproj, a["name"], fp,
+                                         str(a.get("description") or ""))
             LOG.info("published %s/%s%s as image %s", inst.project, inst.name,
                      f"/{snap}" if snap else "", fp)
             return {"fingerprint": fp, "size": self.d.images.get(project, fp)["size"]}

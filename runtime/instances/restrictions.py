@@ -249,7 +249,7 @@ class Rules:
 
 
 def rules(d, project: str) -> Rules:
-    row = d.db.get("projects", name=project)
+    row = d.project_rows.get(project)
     return Rules(project, (row or {}).get("config") or {})
 
 
@@ -273,7 +273,7 @@ def check_profile(d, profile_project: str, via_project: str, name: str, config: 
         if not r.enabled:
             continue
         profiles = [{"config": config, "devices": devices} if p == name else
-                    d.db.get("profiles", project=profile_project, name=p) or
+                    d.profile_rows.get(profile_project, p) or
                     {"config": {}, "devices": {}} for p in inst.profiles]
         econfig, edevices = expand(profiles, inst.config, inst.devices)
         r.check(f"instance {inst.name!r} (using {what})", econfig, edevices)
@@ -295,7 +295,7 @@ def check_snapshot_copies(d, project: str, name: str, rows: list[dict]) -> None:
         config, devices = row.get("config") or {}, row.get("devices") or {}
         if not isinstance(config, dict) or not isinstance(devices, dict):
             continue   # malformed: the input validation refuses it
-        profiles = [p for p in (d.db.get("profiles", project=pproj, name=n)
+        profiles = [p for p in (d.profile_rows.get(pproj, n)
                                 for n in row.get("profiles") or [] if isinstance(n, str)) if p]
         r.check(f"snapshot {row.get('name')!r} of instance {name!r}",
                 *expand(profiles, config, devices))
@@ -310,7 +310,7 @@ def check_project(d, project: str, config: dict) -> None:
         for inst in d.instances.list(project):
             r.check(f"instance {inst.name!r}", inst.expanded_config, inst.expanded_devices)
         if d.profile_project(project) == project:
-            for prof in d.db.select("profiles", {"project": project}):
+            for prof in d.profile_rows.list(project):
                 r.check(f"profile {prof['name']!r}", prof["config"], prof["devices"],
                         instance=False)
     except Forbidden as exc:

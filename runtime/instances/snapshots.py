@@ -176,7 +176,7 @@ class Snapshots:
     def _expand(self, project: str, row: dict) -> tuple[dict, dict]:
         profiles = []
         for name in row["profiles"]:
-            p = self.d.db.get("profiles", project=self.d.profile_project(project), name=name)
+            p = self.d.profile_rows.get(self.d.profile_project(project), name)
             if p:
                 profiles.append(p)
         return expand(profiles, row["config"], row["devices"])
@@ -365,8 +365,8 @@ class Snapshots:
         for key, value in current.items():
             if key.startswith("volatile.") and key not in _DATA_VOLATILE and key != RESTORE_KEY:
                 config[key] = value
-        profiles = [p for p in row["profiles"] if self.d.db.get(
-            "profiles", project=self.d.profile_project(inst.project), name=p)]
+        profiles = [p for p in row["profiles"]
+                    if self.d.profile_rows.exists(self.d.profile_project(inst.project), p)]
         self.d.db.update("instances", {"id": inst.id}, config=config,
                          devices=row["devices"], profiles=profiles,
                          architecture=row["architecture"],
@@ -513,7 +513,7 @@ class Copier:
                 require: Callable[[str], str]) -> tuple[Instance, dict | None]:
         name, snap = split_source(source.get("source"))
         src_project = require(source.get("project") or project)
-        if not self.d.db.get("projects", name=src_project):
+        if not self.d.project_rows.exists(src_project):
             raise NotFound(f"Project {src_project!r} not found")
         inst = self.d.instances.load(src_project, name)
         return inst, (self.snaps.row(inst, snap) if snap else None)
@@ -639,7 +639,7 @@ class Copier:
 
 
 def _econfig(d, project: str, spec: dict) -> dict:
-    rows = [d.db.get("profiles", project=d.profile_project(project), name=p)
+    rows = [d.profile_rows.get(d.profile_project(project), p)
             for p in spec["profiles"]]
     return expand([r for r in rows if r], spec["config"], spec["devices"])[0]
 

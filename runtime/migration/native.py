@@ -318,7 +318,7 @@ class Sender:
         d, inst = self.d, self.inst
         profiles = {}
         for name in inst.profiles:
-            row = d.db.get("profiles", project=d.profile_project(inst.project), name=name)
+            row = d.profile_rows.get(d.profile_project(inst.project), name)
             if row:
                 profiles[name] = {"config": row["config"], "devices": row["devices"],
                                   "description": row["description"]}
@@ -792,15 +792,15 @@ class Receiver:
         pproj = d.profile_project(self.project)
         for name in names or []:
             prof = (header.get("profiles") or {}).get(name)
-            if prof is not None and not d.db.get("profiles", project=pproj, name=name):
+            if prof is not None and not d.profile_rows.exists(pproj, name):
                 if isinstance(prof.get("config") or {}, dict) and \
                         isinstance(prof.get("devices") or {}, dict):
                     restrictions.check_profile(d, pproj, self.project, name,
                                                prof.get("config") or {},
                                                prof.get("devices") or {})
-                d.db.insert("profiles", project=pproj, name=name,
-                            description=prof.get("description") or "",
-                            config=prof.get("config") or {}, devices=prof.get("devices") or {})
+                d.profile_rows.create(pproj, name, prof.get("description") or "",
+                                      config=prof.get("config") or {},
+                                      devices=prof.get("devices") or {})
                 d.bus.lifecycle("profile-created", f"/1.0/profiles/{name}", self.project)
 
     async def run(self, control, fs) -> None:
@@ -857,7 +857,7 @@ class Receiver:
         d = self.d
         if not fingerprint or not pool.layered or idmap != d.default_idmap:
             return None
-        if not d.db.select("images", {"fingerprint": fingerprint}) or not os.path.exists(
+        if not d.image_rows.held(fingerprint) or not os.path.exists(
                 d.images.file(fingerprint)):
             return None
         try:

@@ -10,6 +10,8 @@ creates that bridge and gives the `default` profile an `eth0` on it, once.
 import logging
 import os
 
+from runtime.db.profiles import Profiles
+
 LOG = logging.getLogger(__name__)
 ENV_BRIDGE = "NOVA_LXD_RUNTIME_BRIDGE"
 
@@ -22,12 +24,11 @@ DOCKER_PROFILE = {
 }
 
 
-def seed_profiles(db) -> None:
+def seed_profiles(profiles: Profiles) -> None:
     """LXD's `docker` profile, once."""
-    if not db.get("profiles", project="default", name="docker"):
-        db.insert("profiles", project="default", name="docker",
-                  description="Profile supporting docker in containers",
-                  config=DOCKER_PROFILE, devices={})
+    if not profiles.exists("default", "docker"):
+        profiles.create("default", "docker", "Profile supporting docker in containers",
+                        config=DOCKER_PROFILE, devices={})
 
 
 async def default_network(d) -> None:
@@ -35,7 +36,7 @@ async def default_network(d) -> None:
     if not spec:
         return
     name, _, cidr = spec.partition("=")
-    profile = d.db.get("profiles", project="default", name="default")
+    profile = d.profile_rows.get("default", "default")
     if profile is None or any(dev.get("type") == "nic" for dev in profile["devices"].values()):
         return
     marker = os.path.join(d.paths.lxd_dir, "networks", ".default-created")
@@ -46,7 +47,7 @@ async def default_network(d) -> None:
                                 {"ipv4.address": cidr or "auto"})
     devices = dict(profile["devices"])
     devices["eth0"] = {"type": "nic", "name": "eth0", "network": name}
-    d.db.update("profiles", {"project": "default", "name": "default"}, devices=devices)
+    d.profile_rows.set_devices("default", "default", devices)
     os.makedirs(os.path.dirname(marker), exist_ok=True)
     open(marker, "w").close()
     LOG.info("default network %s created; default profile has eth0 on it", name)

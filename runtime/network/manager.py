@@ -160,13 +160,13 @@ class Networks:
         return os.path.join(self.base, name)
 
     def get(self, name: str) -> dict:
-        row = self.d.db.get("networks", name=name)
+        row = self.d.network_rows.get(name)
         if row is None:
             raise NotFound(f"Network {name!r} not found")
         return row
 
     def managed(self, name: str) -> dict | None:
-        return self.d.db.get("networks", name=name)
+        return self.d.network_rows.get(name)
 
     def used_by(self, name: str) -> list[str]:
         out = []
@@ -176,7 +176,7 @@ class Networks:
                 dev.get("network") == name or (dev.get("nictype") in ("bridged", "macvlan")
                                                and dev.get("parent") == name))
                 for dev in devices.values())
-        for row in self.d.db.select("profiles"):
+        for row in self.d.profile_rows.list():
             if refers(row["devices"]):
                 suffix = "" if row["project"] == "default" else f"?project={row['project']}"
                 out.append(f"/1.0/profiles/{row['name']}{suffix}")
@@ -220,7 +220,7 @@ class Networks:
         Called before the daemon serves; the blocking work runs in a worker thread.
         """
         import threading
-        rows = self.d.db.select("networks")
+        rows = self.d.network_rows.list()
         t = threading.Thread(target=self._restore_all, args=(rows,), name="network-restore")
         t.start()
         t.join()
@@ -260,8 +260,7 @@ class Networks:
             except BaseException:
                 await asyncio.to_thread(self._teardown, name)
                 raise
-            self.d.db.insert("networks", name=name, type="bridge", description=description,
-                             config=config, status="Created")
+            self.d.network_rows.create(name, description, config)
             self.d.bus.lifecycle("network-created", f"/1.0/networks/{name}", "default")
             LOG.info("network %s created (%s)", name, config.get("ipv4.address"))
 
@@ -279,9 +278,9 @@ class Networks:
                     else await asyncio.to_thread(auto_ipv4)
             config.setdefault("ipv4.address", "none")
             await self.bring_up(name, config)
-            self.d.db.update("networks", {"name": name}, config=config,
-                             description=row["description"] if description is None
-                             else description)
+            self.d.network_rows.update(name, config=config,
+                                       description=row["description"] if description is None
+                                       else description)
             self.d.bus.lifecycle("network-updated", f"/1.0/networks/{name}", "default")
 
     def _teardown(self, name: str) -> None:
@@ -298,7 +297,7 @@ class Networks:
                 raise BadRequest(f"Network {name!r} is in use by {', '.join(used)}")
             await asyncio.to_thread(nat.remove, name)
             await asyncio.to_thread(self._teardown, name)
-            self.d.db.delete("networks", name=name)
+            self.d.network_rows.delete(name)
             self.d.bus.lifecycle("network-deleted", f"/1.0/networks/{name}", "default")
 
     async def rename(self, name: str, new: object) -> None:
@@ -314,7 +313,7 @@ class Networks:
             await netlink.call([("rename", [name, new])])
             if os.path.isdir(self.rundir(name)):
                 os.rename(self.rundir(name), self.rundir(new))
-            self.d.db.update("networks", {"name": name}, name=new)
+            self.d.network_rows.rename(name, new)
             await self.bring_up(new, row["config"])
             self.d.bus.lifecycle("network-renamed", f"/1.0/networks/{new}", "default",
                                  {"old_name": name})
@@ -331,7 +330,7 @@ class Networks:
                 "status": "", "config": {}, "used_by": self.used_by(name), "locations": []}
 
     def names(self) -> list[str]:
-        return sorted(set(netlink.host_links()) | set(self.d.db.names("networks")))
+        return sorted(set(netlink.host_links()) | set(self.d.network_rows.names()))
 
     async def state(self, name: str) -> dict:
         if not netlink.exists(name):

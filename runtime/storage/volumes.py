@@ -80,7 +80,7 @@ class CustomVolumes:
                         dev.get("source") == name and dev.get("path") != "/":
                     out.append(inst.url)
                     break
-        for prof in d.db.select("profiles"):
+        for prof in d.profile_rows.list():
             if d.volume_project(prof["project"]) != vproj:
                 continue
             if any(dev.get("type") == "disk" and dev.get("pool") == pool and

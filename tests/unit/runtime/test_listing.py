@@ -7,6 +7,8 @@ import types
 import pytest
 
 from runtime import db as dbmod
+from runtime.db.profiles import Profiles
+from runtime.db.projects import Projects
 from runtime.api import response
 from runtime.instances.manager import InstanceManager
 
@@ -14,16 +16,19 @@ from runtime.instances.manager import InstanceManager
 @pytest.fixture
 def mgr(tmp_path):
     db = dbmod.Database(str(tmp_path / "runtime.db"))
-    db.insert("projects", name="default", config={"features.profiles": "true"})
-    db.insert("profiles", project="default", name="p", config={"limits.cpu": "2"},
-              devices={"root": {"type": "disk", "path": "/", "pool": "default"}})
+    profiles, projects = Profiles(db), Projects(db)
+    projects.create("default", "", {"features.profiles": "true"})
+    profiles.create("default", "p", config={"limits.cpu": "2"},
+                    devices={"root": {"type": "disk", "path": "/", "pool": "default"}})
     for i in range(5):
         db.insert("instances", project="default", name=f"c{i}", architecture="x86_64",
                   created_at=1.0, config={"user.i": str(i)}, devices={}, profiles=["p"],
                   pool="default")
-    d = types.SimpleNamespace(db=db, paths=types.SimpleNamespace(
-        lxcpath=str(tmp_path), lxd_dir=str(tmp_path), logs=str(tmp_path)),
-        profile_project=lambda project: "default")
+    d = types.SimpleNamespace(db=db, profile_rows=profiles, project_rows=projects,
+                              paths=types.SimpleNamespace(lxcpath=str(tmp_path),
+                                                          lxd_dir=str(tmp_path),
+                                                          logs=str(tmp_path)),
+                              profile_project=lambda project: "default")
     m = InstanceManager(d)
     m.pids[2] = os.getpid()   # c1 "runs": a live pid, no cgroup (so not frozen)
     yield m
@@ -48,7 +53,9 @@ def test_changes_are_seen(mgr):
     _listed(mgr)
     mgr.d.db.update("instances", {"name": "c3"}, description="changed")
     mgr.pids.pop(2)
-    mgr.d.db.update("profiles", {"name": "p"}, config={"limits.cpu": "4"})
+    mgr.d.profile_rows.update("default", "p", config={"limits.cpu": "4"},
+                              devices={"root": {"type": "disk", "path": "/", "pool": "default"}},
+                              description="")
     mgr.d.db.delete("instances", name="c4")
     mgr.d.db.insert("instances", project="default", name="c9", architecture="x86_64",
                     created_at=2.0, config={}, devices={}, profiles=["p"], pool="default")
