@@ -17,35 +17,22 @@ server landed on (the victim), the other one is the survivor.
 """
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import subprocess
 import time
 
 import pytest
 
 from cloud import hostctl, layout, resources
-from cloud.readiness import admin
+from cloud.readiness import UnixHTTP, admin
 
 pytestmark = pytest.mark.timeout(900)
 PREFIX = "hf-"
 
 
 # -- what a host's runtime and switch hold -------------------------------------------
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=10)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self._path)
-
-
 def _get(host: str, path: str):
-    conn = _Unix(layout.runtime_socket(hostctl.node(host)))
+    conn = UnixHTTP(layout.runtime_socket(hostctl.node(host)))
     try:
         conn.request("GET", path)
         return json.loads(conn.getresponse().read())["metadata"]
