@@ -174,6 +174,12 @@ def nova_compute(node: Node, conf: str) -> Sections:
     return sections
 
 
+def compute_local_conf(node: Node) -> str:
+    """Options of one host's nova-compute over the cloud's (read after its
+    nova.conf; empty unless a test sets some, cloud/hostctl.py)."""
+    return layout.etc("nova", f"nova-compute-{node.name}.local.conf")
+
+
 def _neutron_common(state: str) -> Sections:
     return {
         "DEFAULT": {**_logging(), "transport_url": TRANSPORT, "state_path": state,
@@ -284,6 +290,8 @@ def write_all(computes: list[Node]) -> None:
     for node in computes:
         conf = layout.etc("nova", f"nova-compute-{node.name}.conf")
         w(conf, nova_compute(node, conf))
+        if not os.path.exists(compute_local_conf(node)):
+            w(compute_local_conf(node), {})
     w(layout.etc("neutron", "neutron.conf"), neutron_server())
     w(layout.etc("neutron", "ml2_conf.ini"), ml2())
     net = layout.NETWORK_NODE

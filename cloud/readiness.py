@@ -40,7 +40,9 @@ def http(host: str, port: int, path: str = "/") -> Check:
     return check
 
 
-class _UnixHTTP(httplib.HTTPConnection):
+class UnixHTTP(httplib.HTTPConnection):
+    """HTTP over a unix socket (a runtime's API)."""
+
     def __init__(self, path: str):
         super().__init__("localhost", timeout=5)
         self._path = path
@@ -55,7 +57,7 @@ def lxd_socket(path: str) -> Check:
     """The runtime answers GET /1.0 on its unix socket."""
     def check() -> str | None:
         try:
-            conn = _UnixHTTP(path)
+            conn = UnixHTTP(path)
             conn.request("GET", "/1.0")
             body = json.loads(conn.getresponse().read())
             conn.close()

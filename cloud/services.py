@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from cloud import layout, readiness
+from cloud import config, layout, readiness
 from cloud.layout import Node
 from cloud.readiness import Check
 
@@ -238,7 +238,8 @@ def compute_host(node: Node) -> list[Service]:
                 namespace=node.name,
                 env={"LXD_DIR": layout.runtime_dir(node), **_path_env()}, stop_wait=10),
         Service(f"nova-compute-{node.short}",
-                [layout.bin_("nova-compute"), "--config-file", conf],
+                [layout.bin_("nova-compute"), "--config-file", conf,
+                 "--config-file", config.compute_local_conf(node)],
                 readiness.nova_service("nova-compute", node.name), "compute",
                 namespace=node.name,
                 env={**_path_env(), **_lean_env(), **ovs_env(node)}, timeout=120),

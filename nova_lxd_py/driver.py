@@ -21,13 +21,15 @@ from typing import Any, ClassVar
 
 import nova.conf
 import nova.virt.node
-from nova.compute import power_state, task_states
+from nova.compute import power_state, task_states, vm_states
 from nova.image import glance
 from oslo_log import log as logging
 from oslo_utils import excutils
 from pylxd import exceptions as lxd_exceptions
 
 from nova import exception as nova_exception
+from nova import objects
+from nova import utils as nova_utils
 from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
@@ -185,6 +187,90 @@ class LXDDriver(driver.ComputeDriver):
         for data in self._rt.owned():
             if (data.get("config") or {}).get(AUTOSTART_KEY) != "false":
                 self._rt.patch_config(data["name"], {AUTOSTART_KEY: "false"})
+
+    def process_instances_at_startup(self, context, instances):
+        """Make the runtime agree with nova after nova-compute (re)started.
+
+        nova's init_host has destroyed what was evacuated from here and will
+        set instances whose build was cut short to ERROR (_init_instance), but
+        it leaves their half-made containers, and it never sees a container
+        whose instance it no longer places on this host (deleted while this
+        compute was down, or moved without this host's part of the move).
+        Both are removed here, before nova initialises what remains; a
+        finish_migration cut short here is failed (nova has no start-up path
+        for it); then the image cache drops what only the removed ones used."""
+        mine = {instance.uuid: instance for instance in instances}
+        try:
+            owned = self._rt.owned()
+        except lxd_exceptions.LXDAPIException as exc:
+            LOG.warning("Not reconciling the runtime's containers at start: %s", exc)
+            return instances
+        for data in owned:
+            uuid = data["config"][UUID_KEY]
+            instance = mine.get(uuid)
+            try:
+                if instance is not None:
+                    if _interrupted_build(instance):
+                        LOG.warning("The build of this instance was cut short: removing "
+                                    "its half-made container %s", data["name"],
+                                    instance=instance)
+                        self.destroy(context, instance, instance.get_network_info())
+                    elif instance.task_state == task_states.RESIZE_FINISH:
+                        self._fail_interrupted_finish(context, instance)
+                    continue
+                stale = self._stale_instance(context, uuid)
+                if stale is not None:
+                    LOG.warning("Removing container %s: its instance is %s", data["name"],
+                                "deleted" if stale.deleted else f"on host {stale.host}",
+                                instance=stale)
+                    self.destroy(context, stale, [])
+            except Exception:  # noqa: BLE001 - one instance must not stop the host's start
+                LOG.exception("Reconciling container %s failed", data["name"])
+        # Images only what left (evacuated, deleted) used: nova's image cache
+        # pass, with its options, once now rather than after manager_interval.
+        try:
+            self.manage_image_cache(context, instances)
+        except Exception:  # noqa: BLE001 - the periodic pass tries again
+            LOG.exception("Image cache pass at start failed")
+        return instances
+
+    @staticmethod
+    def _fail_interrupted_finish(context, instance: Any) -> None:
+        """nova-compute died in finish_migration here: nova's manager has no
+        start-up path for it (the server would stay in RESIZE for ever), so
+        it ends as nova ends a finish_migration that raised: instance ERROR,
+        migration error. Both containers stay: a hard reboot starts this
+        one, a delete removes it."""
+        LOG.error("nova-compute stopped while it finished a migration here: the "
+                  "migration failed", instance=instance)
+        if instance.migration_context is not None:
+            migration = objects.Migration.get_by_id_and_instance(
+                context, instance.migration_context.migration_id, instance.uuid)
+            migration.status = "error"
+            migration.save()
+        instance.vm_state = vm_states.ERROR
+        instance.task_state = None
+        instance.save()
+
+    def _stale_instance(self, context, uuid: str) -> Any | None:
+        """The instance of a container nova does not place here, if that
+        container can go: the instance is deleted, or lives on another host
+        with no move under way that involves this one (a resize awaiting
+        confirmation keeps its source container; an evacuation nova has
+        not cleaned up yet is nova's own business at init_host)."""
+        with nova_utils.temporary_mutation(context, read_deleted="yes"):
+            try:
+                instance = objects.Instance.get_by_uuid(
+                    context, uuid, expected_attrs=["migration_context", "system_metadata"])
+            except nova_exception.InstanceNotFound:
+                LOG.warning("A container carries instance uuid %s, which nova does not "
+                            "know: left alone", uuid)
+                return None
+        if instance.deleted:
+            return instance
+        if instance.host == self._nodename or instance.migration_context is not None:
+            return None
+        return instance
 
     def cleanup_host(self, host: str) -> None:
         self._events.stop()
@@ -1059,6 +1145,15 @@ class LXDDriver(driver.ComputeDriver):
 
     def node_is_available(self, nodename):
         return nodename == self._nodename
+
+
+def _interrupted_build(instance: Any) -> bool:
+    """nova sets such an instance to ERROR at start (compute manager's
+    _init_instance): its container, if any, was never handed over."""
+    return (instance.vm_state == vm_states.BUILDING
+            or instance.task_state in (task_states.SCHEDULING, task_states.NETWORKING,
+                                       task_states.BLOCK_DEVICE_MAPPING,
+                                       task_states.SPAWNING))
 
 
 def configdrive_required(instance: Any) -> bool:

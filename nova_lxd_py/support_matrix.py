@@ -45,6 +45,7 @@ TAP_TEST = NOVA_TESTS + "test_lxd_network.py::LXDNetworkTest::"
 CONSOLE_TEST = "tests/functional/nova/test_lxd_console.py::LXDSerialConsoleTest::"
 CLOUD_TEST = "tests/functional/cloud/test_cloud.py::"
 DASHBOARD_TEST = "tests/functional/cloud/test_dashboard.py::"
+FAILURES_TEST = "tests/functional/cloud/test_host_failures.py::"
 SERVERS_TEST = NOVA_TESTS + "test_lxd_servers.py::LXDServersTest::"
 MOVE_TEST = NOVA_TESTS + "test_lxd_migration.py::LXDMigrationTest::"
 VOLUME_TEST = NOVA_TESTS + "test_lxd_storage.py::LXDVolumeTest::"
@@ -218,7 +219,21 @@ FEATURES: tuple[Feature, ...] = (
             notes="rebuilt from its image on another host; the failed host's compute "
                   "removes the stale container and volumes when it comes back",
             proven_by=(NOVA_TESTS + "test_lxd_evacuate.py::LXDEvacuateTest::"
-                                    "test_evacuate_and_clean_up_the_failed_host",)),
+                                    "test_evacuate_and_clean_up_the_failed_host",
+                       FAILURES_TEST + "test_evacuate_with_ports_and_cleanup_on_return")),
+    Feature("operation.host-failure", "Recovery after a compute host failed",
+            ("process_instances_at_startup", "resume_state_on_host_boot", "plug_vifs"),
+            notes="at nova-compute's start the runtime is made to agree with nova: "
+                  "half-made spawns and containers of deleted or moved-away servers go, "
+                  "an interrupted finish_migration fails (ERROR) instead of hanging; "
+                  "ports whose veth died with a crash are made again",
+            proven_by=tuple(FAILURES_TEST + t for t in (
+                "test_compute_killed_mid_spawn",
+                "test_compute_killed_mid_cold_migration_on_the_source",
+                "test_compute_killed_mid_cold_migration_on_the_destination",
+                "test_host_reboot_without_resume_stays_shutoff",
+                "test_host_reboot_with_resume_comes_back_active",
+                "test_evacuate_with_ports_and_cleanup_on_return"))),
     Feature("operation.set-admin-password", "Set admin password", ("set_admin_password",),
             tempest="change_password", why_missing="not implemented",
             notes="chpasswd through the runtime's exec, for images that have it",
@@ -337,7 +352,6 @@ INHERITED: dict[str, tuple[str, str]] = {
                                              "not formatted by nova"),
     "emit_event": (NOVA_DEFAULT, "nova's dispatch, fed by the runtime's event listener"),
     "register_event_listener": (NOVA_DEFAULT, "nova's"),
-    "process_instances_at_startup": (NOVA_DEFAULT, "no-op hook"),
 }
 
 

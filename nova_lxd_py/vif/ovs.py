@@ -49,6 +49,12 @@ def plug(instance: Any, plan: Plan) -> None:
             privsep.create_veth(plan.host_name, plan.peer_name, bridge=plan.linux_bridge,
                                 **veth)
         else:
+            if not privsep.link_exists(plan.host_name):
+                # The veth died with its container (a crash: its namespace
+                # went, not a stop), its OVS port did not: a userspace
+                # datapath keeps reading the dead device under that name, so
+                # the port is made again with the new veth.
+                os_vif.unplug(plan.osvif, info)
             privsep.create_veth(plan.host_name, plan.peer_name, **veth)
             os_vif.plug(plan.osvif, info)
     except osv_exception.PlugException as exc:
