@@ -75,7 +75,8 @@ def fill(world, template: str, proj: str, missing: bool = False) -> str:
                 return world.fingerprints["restricted" if proj == "p1" else "admin"]
             return names["fingerprint"]
         if key == "id":
-            return world.operations[proj]
+            # A finished operation stays 5 s (as in LXD): make one just before the call.
+            return _operation(world, proj)
         if key == "snap":
             return "vs1" if "/volumes/" in template else "s1"
         return {"pool": "default", "type": "custom", "vol": names["volume"],
@@ -88,16 +89,21 @@ def _leaks(world, text: str, projects=("p2", "default")) -> list[str]:
             or world.names[p]["instance"] in text or world.names[p]["volume"] in text]
 
 
+def _operation(world, proj: str) -> str:
+    """A fresh operation of the administrator's in proj (it sets the project's
+    marker as its instance's description, which the sweep's state includes)."""
+    inst = world.names[proj]["instance"]
+    env = world.admin("PATCH", f"/1.0/instances/{inst}", project=proj,
+                      json={"description": world.marker(proj)})
+    return env["operation"].split("/")[-1]
+
+
 @pytest.fixture(scope="module")
 def sweep(world):
-    """Operations to aim at (one per project, made by the administrator), and the
-    foreign projects' state before the sweep."""
-    world.operations = {}
+    """The foreign projects' state before the sweep (after each project's instance
+    got its marker description, as every operation aimed at makes it)."""
     for proj in ("p1", "p2", "default"):
-        inst = world.names[proj]["instance"]
-        env = world.admin("PATCH", f"/1.0/instances/{inst}", project=proj,
-                          json={"description": world.marker(proj)})
-        world.operations[proj] = env["operation"].split("/")[-1]
+        _operation(world, proj)
     counts = {"_before": {p: world.state(p) for p in ("p2", "default")}}
     yield counts
     counts = {k: v for k, v in counts.items() if not k.startswith("_")}
