@@ -284,7 +284,10 @@ def test_compute_killed_mid_cold_migration_on_the_destination(world):
           f"destination {status(dest, name)}, source {status(source, name)}")
     assert s.compute_host == dest
     assert _last_migration(sid).status == "error"
-    assert status(dest, name) == "Stopped" and status(source, name) == "Stopped"
+    # The kill lands before or after finish_migration started the received
+    # container (the window is short); the source's copy stays stopped either way.
+    assert status(dest, name) in ("Stopped", "Running")
+    assert status(source, name) == "Stopped"
     admin().compute.reboot_server(sid, "HARD")
     s = wait_status(sid, "ACTIVE", settle=True)
     assert s.compute_host == dest

@@ -140,7 +140,11 @@ class PtyProcess:
     def _read(self, seconds: float) -> bool:
         """Read what comes within seconds; False once the terminal is gone."""
         import select
-        if select.select([self.fd], [], [], seconds)[0]:
+        # poll, not select: after a long session (the cloud tests run first in
+        # scripts/test) this process's descriptors can pass select()'s 1024 limit.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if poller.poll(seconds * 1000):
             try:
                 data = os.read(self.fd, 4096)
             except OSError:
