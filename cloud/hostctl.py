@@ -134,26 +134,21 @@ def _reported_since(n: Node, since: datetime.datetime) -> str:
 
 
 def container_processes(n: Node) -> list[int]:
-    """Pids of *n*'s containers: liblxc's monitors of its runtime (their
-    command line names the runtime's directory) and everything under them."""
-    lxd_dir = layout.runtime_dir(n).encode()
+    """Pids of *n*'s containers: liblxc's monitors of its runtime (found as
+    tools.statedir finds any runtime's) and everything under them."""
+    from tools import statedir
     children: dict[int, list[int]] = {}
-    monitors = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
         except OSError:
             continue
         ppid = int(stat.rsplit(b")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-        if cmd.startswith(b"[lxc monitor]") and lxd_dir in cmd:
-            monitors.append(int(entry))
-    found, todo = [], list(monitors)
+    found, todo = [], [pid for pid, _, _ in statedir.monitors_below(layout.runtime_dir(n))]
     while todo:
         pid = todo.pop()
         found.append(pid)
