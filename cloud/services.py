@@ -77,7 +77,11 @@ def wsgi(name: str, app: str, port: int, env: dict[str, str], path: str = "/") -
             # nova asks Neutron for the ports of up to 150 servers in one query
             # string (~7 KB): gunicorn's default 4094-byte request line refused
             # it, and listing 100 servers as admin failed with a 500.
-            "--limit-request-line", "8190", app]
+            "--limit-request-line", "8190",
+            # one line per request with its time, as devstack's uwsgi logs them:
+            # what tells a slow API from a slow caller
+            "--access-logfile", "-", "--access-logformat", '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            app]
     return Service(name, argv, readiness.http(IP, port, path), "control",
                    env={**_path_env(), **env})
 
