@@ -180,14 +180,14 @@ def describe(value, path: str = "", out: dict | None = None) -> dict:
     return out
 
 
-def compare(ours: dict, lxd: dict) -> list[str]:
+def compare(ours: dict, lxd: dict, label: str) -> list[str]:
     a, b = describe(ours), describe(lxd)
     lines = []
     for path in sorted(set(a) | set(b)):
         if path in ("pid",):
             continue
         if a.get(path) != b.get(path):
-            lines.append(f"  {path:<55} runtime {a.get(path, '-')!s:<16} LXD {b.get(path, '-')}")
+            lines.append(f"  {path:<52} {label} {a.get(path, '-')!s:<16} LXD {b.get(path, '-')}")
     return lines
 
 
@@ -217,10 +217,10 @@ def report(results: dict, args) -> None:
         if k != "lxd" and "lxd" in cols:
             print(f"\n== /state of one running instance, {k} vs LXD 5.0.2 (differences) ==")
             print("\n".join(compare(results[k]["sample_state"],
-                                    results["lxd"]["sample_state"])) or "  none")
+                                    results["lxd"]["sample_state"], k)) or "  none")
             print(f"-- same, from the recursion=2 listing ({k} vs LXD) --")
             print("\n".join(compare(results[k]["sample_listed"],
-                                    results["lxd"]["sample_listed"])) or "  none")
+                                    results["lxd"]["sample_listed"], k)) or "  none")
     for k, v in results.items():
         if "error" in v:
             print(f"{k}: {v['error']}")

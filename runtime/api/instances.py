@@ -62,9 +62,10 @@ async def list_instances(request: web.Request) -> web.Response:
 
 async def _render(d, inst, full: bool, listing: bool = False) -> dict:
     """The instance object; full adds state, snapshots and backups (LXD's recursion)."""
-    item = inst.render(d.instances.status(inst))
+    status = d.instances.status(inst)
+    item = inst.render(status)
     if full:
-        item["state"] = await inst_state.render(d, inst, listing=listing)
+        item["state"] = await inst_state.render(d, inst, listing=listing, status=status)
         item["snapshots"] = d.snapshots.render_all(inst)
         item["backups"] = None
     return item

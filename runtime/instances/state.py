@@ -75,10 +75,11 @@ async def network(pid: int, config: dict, devices: dict) -> dict:
     return found
 
 
-async def render(d, inst, listing: bool = False) -> dict:
+async def render(d, inst, listing: bool = False, status: str | None = None) -> dict:
     """The state object. `listing`: one row of many (recursion=2), which takes the
-    disk usage already known rather than measuring it (runtime.storage.usage)."""
-    status = d.instances.status(inst)
+    disk usage already known rather than measuring it (runtime.storage.usage);
+    `status`: the instance's, when the caller has just read it."""
+    status = status or d.instances.status(inst)
     pid = d.instances.pid(inst)
     out = {"status": status, "status_code": STATUS_CODES[status], "pid": pid or 0,
            "processes": 0, "memory": {"usage": 0, "usage_peak": 0, "swap_usage": 0,
