@@ -23,9 +23,7 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, REPO)
 
-from density_bench import Ramp  # noqa: E402
+from density_bench import Ramp, private_lxd  # noqa: E402
 from rawclient import Client  # noqa: E402
 from runtime_bench import RuntimeProcess, build_image  # noqa: E402
 from targets import ApiTarget  # noqa: E402
@@ -103,14 +101,20 @@ def ramp_and_measure(t: ApiTarget, pid: int, count: int, args, key: str) -> dict
         t.teardown()
 
 
+def target(key: str, sock: str, prefix: str, bridge: str, subnet: str) -> ApiTarget:
+    """A daemon with the busybox image and a profile putting eth0 on its own bridge."""
+    t = ApiTarget(key, key, sock, prefix)
+    t.ensure_image(build_image(None))
+    t.ensure_profile(bridge, subnet)
+    return t
+
+
 def run_runtime(binary: str, key: str, args, results: dict, bridge: str, subnet: str,
                 prefix: str) -> None:
     rt = RuntimeProcess(binary, None, label=f"listing-{key}")
     try:
         rt.ready(60)
-        t = ApiTarget(key, key, rt.socket, prefix)
-        t.ensure_image(build_image(None))
-        t.ensure_profile(bridge, subnet)
+        t = target(key, rt.socket, prefix, bridge, subnet)
         results[key] = ramp_and_measure(t, rt.proc.pid, args.count, args, key)
     finally:
         rt.stop()
@@ -127,22 +131,13 @@ def baseline_binary(src: str) -> str:
 
 
 def run_lxd(args, results: dict) -> None:
-    sys.path.insert(0, os.path.join(REPO, "tests", "functional", "runtime"))
-    from lxd_daemon import LxdDaemon
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    d = LxdDaemon(port=port, prefix="lst-lxd-")
-    try:
-        d.start()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        results["lxd"] = {"error": f"LXD 5.0.2 did not start: {exc}"}
+    d = private_lxd("lst-lxd-", results)
+    if d is None:
         return
     try:
-        t = ApiTarget("lxd", "LXD 5.0.2", d.socket, "lst-x")
-        t.ensure_image(build_image(None))
-        t.ensure_profile("lst-br1", "10.249.0.1/22")
-        results["lxd"] = ramp_and_measure(t, d.proc.pid, args.lxd_count, args, "lxd")
+        results["lxd"] = ramp_and_measure(target("lxd", d.socket, "lst-x", "lst-br1",
+                                                 "10.249.0.1/22"),
+                                          d.proc.pid, args.lxd_count, args, "lxd")
     finally:
         d.stop()
 
