@@ -12,6 +12,7 @@ veths, and an instance's state comes from `netns_interfaces` below.
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
@@ -230,8 +231,8 @@ def all_addresses() -> list[str]:
 # Reading an instance's interfaces (in the daemon) -----------------------------------
 # Every GET .../state and every `lxc list` row needs the addresses, counters, MAC
 # and MTU of each interface in the instance's network namespace. A helper process
-# per instance (`nsenter ... ip -j -s addr`) cost ~10 ms of fork/exec each and
-# made a listing of 200 take seconds. Instead a worker thread enters the
+# per instance (`nsenter ... ip -j -s addr`, with `du` beside it) made a listing
+# of 200 running containers take 4.6 s here. Instead a worker thread enters the
 # namespace with setns(2) just long enough to open a NETLINK_ROUTE socket (a
 # socket belongs to the namespace it was made in, for life), returns home, and
 # dumps links and addresses over it: two netlink round trips, no process. The
@@ -290,8 +291,8 @@ def _link_type(flags: int) -> str:
 
 
 def parse_links(data: bytes) -> dict[int, dict]:
-    """RTM_NEWLINK messages -> {ifindex: interface in LXD's state shape, keyed by
-    "name" too}; counters from IFLA_STATS64 (what `ip -s` and LXD show)."""
+    """RTM_NEWLINK messages -> {ifindex: interface in LXD's state shape, plus its
+    "name"}; counters from IFLA_STATS64 (what `ip -s` and LXD show)."""
     links: dict[int, dict] = {}
     for kind, off, end in _messages(data):
         if kind != RTM_NEWLINK or off + IFINFOMSG.size > end:
@@ -423,7 +424,6 @@ _readers = concurrent.futures.ThreadPoolExecutor(
 
 async def netns_interfaces(pid: int) -> dict[str, dict]:
     """The interfaces of pid's network namespace, from the event loop."""
-    import asyncio
     return await asyncio.get_running_loop().run_in_executor(
         _readers, netns_interfaces_sync, pid)
 
