@@ -64,6 +64,9 @@ async def network(pid: int, config: dict, devices: dict) -> dict:
     except OSError as exc:  # the container stopped meanwhile, or its pid was reused
         LOG.debug("network state of pid %s: %s", pid, exc)
         return {}
+    except RuntimeError as exc:  # the reader threads could not start: say so, answer
+        LOG.warning("network state of pid %s: %s", pid, exc)
+        return {}
     host_names = {}
     for devname, dev in devices.items():
         if dev.get("type") == "nic":
