@@ -42,7 +42,7 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import runtime_api
+from nova_lxd_py import runtime_api, runtime_health
 from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
@@ -100,7 +100,10 @@ class LXDDriver(driver.ComputeDriver):
         super().__init__(virtapi)
         # Captured now: several compute services may share one CONF in tests.
         self._endpoint = lxd_client.Endpoint.from_conf(CONF)
-        self._clients = lxd_client.ClientFactory(self._endpoint)
+        self._clients = lxd_client.ClientFactory(self._endpoint, runtime_health.ConnectionWatch(
+            runtime_health.http_probe(self._endpoint, CONF.lxd.health_check_timeout),
+            interval=CONF.lxd.health_check_interval,
+            probe_timeout=CONF.lxd.health_check_timeout))
         self._nodename = CONF.host
         self._node_uuid: str | None = None
         self._profiles = list(CONF.lxd.profiles)
@@ -158,9 +161,12 @@ class LXDDriver(driver.ComputeDriver):
             reason = self._clients.watch.down_reason
             if reason is None:
                 LOG.info("The container runtime at %s answers", self._endpoint.describe())
+                self._events.kick()
             else:
                 LOG.error("Cannot reach the container runtime at %s: %s",
                           self._endpoint.describe(), reason)
+                if self._clients.watch.hung:
+                    self._events.reconnect()  # its stream went silent, not closed
             host_info.set_service_enabled(
                 self.virtapi, self._nodename, reason is None,
                 f"Cannot reach the container runtime at {self._endpoint.describe()}: {reason}")
@@ -273,6 +279,7 @@ class LXDDriver(driver.ComputeDriver):
         return instance
 
     def cleanup_host(self, host: str) -> None:
+        self._clients.watch.close()
         self._events.stop()
         self._consoles.shutdown()
 
