@@ -24,7 +24,6 @@ import nlx_threads  # noqa: F401 - first: nova in native threads (see the module
 import time
 
 import fixtures
-from oslo_utils import uuidutils
 
 from nova import context as nova_context
 from nova import exception as nova_exception
@@ -139,29 +138,8 @@ class LXDReapTest(_PurgeMixin, test_lxd_ovs.LXDOVSBase):
         if nlx_fixtures.runtime_kind() != "bundled":
             self.skipTest("one runtime per host")
         super().setUp()
-        import os_brick.privileged
-
-        from nova.volume import cinder
-
-        from nova_lxd_py import privsep
-        self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
-                                                 "client_mode", False))
-        self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
-        self.useFixture(nlx_fixtures.RealHost())
-        self.cinder = cinder.API.get.side_effect.__self__
-        self.cinder.VOLUME_CONNECTION_INFO = dict(self.cinder.VOLUME_CONNECTION_INFO)
-
-    def _volume(self) -> str:
-        device = nlx_fixtures.LoopDevice()
-        self.addCleanup(device.cleanup)
-        vol_id = uuidutils.generate_uuid()
-        self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
-            "driver_volume_type": "local", "data": {"device_path": device.path}}
-        self.cinder.volumes[vol_id] = {
-            "id": vol_id, "display_name": vol_id, "display_description": "", "size": 1,
-            "multiattach": False, "availability_zone": "nova", "bootable": False,
-            "volume_metadata": {}}
-        return vol_id
+        self.volumes = self.useFixture(nlx_fixtures.LocalVolumes())
+        self.cinder = self.volumes.cinder
 
     def test_reap_removes_container_port_volumes_and_attachment(self):
         flavor = self._create_flavor(name="nlx.reap", vcpu=1, memory_mb=128, disk=1,
@@ -175,7 +153,7 @@ class LXDReapTest(_PurgeMixin, test_lxd_ovs.LXDOVSBase):
         port = self._port_of(server)
         name = server["OS-EXT-SRV-ATTR:instance_name"]
         self._assert_ovs_port(server, port, self._names(port["id"])["tap"], HOST)
-        vol_id = self._volume()
+        vol_id, _device = self.volumes.create()
         self.api.post_server_volume(server["id"], {"volumeAttachment": {"volumeId": vol_id}})
         deadline = time.monotonic() + 30
         while "volume-" + vol_id not in self._container(server).devices:

@@ -44,6 +44,11 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         os.kill(pid, signal.SIGSTOP)
         self.addCleanup(os.kill, pid, signal.SIGCONT)  # harmless when already resumed
 
+    def _relaunch(self, host: str) -> None:
+        runtime = self.runtimes[host]
+        runtime._launch()
+        runtime.client = nlx_fixtures.pylxd_client(runtime.endpoint)
+
     def _thaw(self, host: str) -> None:
         os.kill(self.runtimes[host].proc.pid, signal.SIGCONT)
 
@@ -144,8 +149,7 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         self.assertEqual(OTHER, elsewhere["OS-EXT-SRV-ATTR:host"])
 
         # The runtime comes back: the service is enabled again by itself.
-        runtime._launch()
-        runtime.client = nlx_fixtures.pylxd_client(runtime.endpoint)
+        self._relaunch(HOST)
         service, took = self._wait_service(HOST, "enabled")
         print(f"service enabled {took:.2f}s after the runtime answered")
         self.assertIsNone(service["disabled_reason"])
@@ -164,23 +168,28 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
             self._delete_server(s)
         self._assert_runtimes_empty()
 
-    def test_a_host_the_operator_disabled_stays_disabled(self):
+    def _assert_operator_disable_survives(self, take_down, bring_back) -> None:
+        """A host an operator disabled stays disabled (with the operator's reason)
+        while the runtime is down and after it is back."""
         service = self._service(HOST)
         self.admin_api.put_service(service["id"], {"status": "disabled",
                                                    "disabled_reason": "maintenance"})
         self._events_connected(HOST)
-        runtime = self.runtimes[HOST]
-        runtime._stop()
+        take_down()
         self._wait_watch(HOST, down=True)
         self.assertEqual("maintenance", self._service(HOST)["disabled_reason"])
-        runtime._launch()
-        runtime.client = nlx_fixtures.pylxd_client(runtime.endpoint)
+        bring_back()
         self._wait_watch(HOST, down=False)
+        self._wait_events(HOST, connected=True)
         service = self._service(HOST)
         self.assertEqual(("disabled", "maintenance"),
                          (service["status"], service["disabled_reason"]))
         self.admin_api.put_service(service["id"], {"status": "enabled"})
         self._assert_runtimes_empty()
+
+    def test_a_host_the_operator_disabled_stays_disabled(self):
+        self._assert_operator_disable_survives(self.runtimes[HOST]._stop,
+                                               lambda: self._relaunch(HOST))
 
     def test_hung_runtime_is_down_fails_fast_and_recovers_after_sigcont(self):
         server = self._boot("nlx-hung", host=HOST)
@@ -253,20 +262,10 @@ class LXDRuntimeDownTest(test_lxd_servers.LXDServersBase):
         self._assert_runtimes_empty()
 
     def test_a_host_the_operator_disabled_stays_disabled_through_a_hang(self):
-        service = self._service(HOST)
-        self.admin_api.put_service(service["id"], {"status": "disabled",
-                                                   "disabled_reason": "maintenance"})
-        self._events_connected(HOST)
         driver = self.computes[HOST].manager.driver
-        self._freeze(HOST)
-        self.assertRaises(lxd_exception.RuntimeUnavailable, driver.list_instances)
-        self.assertTrue(self._watch(HOST).hung)
-        self.assertEqual("maintenance", self._service(HOST)["disabled_reason"])
-        self._thaw(HOST)
-        self._wait_watch(HOST, down=False)
-        self._wait_events(HOST, connected=True)
-        service = self._service(HOST)
-        self.assertEqual(("disabled", "maintenance"),
-                         (service["status"], service["disabled_reason"]))
-        self.admin_api.put_service(service["id"], {"status": "enabled"})
-        self._assert_runtimes_empty()
+
+        def hang() -> None:
+            self._freeze(HOST)
+            self.assertRaises(lxd_exception.RuntimeUnavailable, driver.list_instances)
+            self.assertTrue(self._watch(HOST).hung)
+        self._assert_operator_disable_survives(hang, lambda: self._thaw(HOST))
