@@ -92,6 +92,10 @@ class ConnectionWatch:
     def lost(self, reason: str, hung: bool = False) -> None:
         with self._lock:
             if self.down_reason is not None:
+                if hung and not self.hung:
+                    # refused before, hung now (restarted, then stopped): calls fail
+                    # fast from here on; subscribers already know it is down
+                    self.down_reason, self.hung = reason, True
                 return
             self.down_reason = reason
             self.hung = hung
@@ -112,8 +116,8 @@ class ConnectionWatch:
         """A request got no reply in time: the reason it failed. Down as "not
         answering" when the probe gets no reply either; a runtime that answers
         the probe was only slow on that call."""
-        if self.down_reason is not None:
-            return self.down_reason
+        if self.hung:
+            return self.down_reason or not_answering(self._probe_timeout)
         if self._probe is None or not self._probe_answers():
             self.lost(not_answering(self._probe_timeout), hung=True)
             return self.down_reason or not_answering(self._probe_timeout)

@@ -66,6 +66,16 @@ class HealthTest(unittest.TestCase):
         self.assertFalse(watch.hung)
         self.assertIsNone(watch.fail_fast_reason())
 
+    def test_refused_then_hung_fails_fast_without_a_second_notice(self):
+        watch = self._watch(_Probe(answers=False), interval=60)
+        seen = []
+        watch.subscribe(lambda: seen.append(watch.down_reason))
+        watch.lost("Connection refused")
+        self.assertIn("not answering", watch.timed_out())
+        self.assertTrue(watch.hung)
+        self.assertIn("not answering", watch.fail_fast_reason())
+        self.assertEqual(["Connection refused"], seen)
+
     def test_prober_brings_the_runtime_back(self):
         probe = _Probe(answers=False)
         watch = self._watch(probe)
