@@ -297,18 +297,27 @@ def run_runtime(args, results: dict) -> None:
         statedir.wipe(lxd_dir)
 
 
-def run_lxd(args, results: dict) -> None:
+def private_lxd(prefix: str, results: dict):
+    """A private LXD 5.0.2 (tests/functional/runtime/lxd_daemon.py) on a free loopback
+    port, started; None (and results["lxd"] saying why) when it cannot start."""
     sys.path.insert(0, os.path.join(REPO, "tests", "functional", "runtime"))
     from lxd_daemon import LxdDaemon
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    d = LxdDaemon(port=port, prefix="dens-lxd-")
+    d = LxdDaemon(port=port, prefix=prefix)
     try:
         d.start()
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         results["lxd"] = {"error": f"LXD 5.0.2 did not start: {exc}"}
+        return None
+    return d
+
+
+def run_lxd(args, results: dict) -> None:
+    d = private_lxd("dens-lxd-", results)
+    if d is None:
         return
     try:
         t = ApiTarget("lxd", "LXD 5.0.2", d.socket, "dens-x")

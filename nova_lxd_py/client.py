@@ -7,14 +7,13 @@ thread-safe and the client is never mutated after creation.
 """
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable
 
 import pylxd
 import requests
 
-from nova_lxd_py import exception
+from nova_lxd_py import exception, runtime_health
+from nova_lxd_py.runtime_health import ConnectionWatch, connection_reason  # noqa: F401
 from runtime.client import connection
 from runtime.client.errors import ConfigError, Unreachable
 
@@ -43,79 +42,13 @@ def make_session(endpoint: connection.Endpoint) -> tuple[requests.Session,
         raise exception.RuntimeConfigError(reason=f"[lxd] {exc}") from exc
 
 
-class ConnectionWatch:
-    """Whether the runtime answered the last request, and who to tell when that
-    changes: nova-compute takes its service out of scheduling while the runtime
-    is away (as the libvirt driver does when its connection closes) and puts it
-    back when the runtime answers again. Every request through a watched session
-    reports here; the event stream's (re)connects too."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.down_reason: str | None = None
-        self._subscribers: list[Callable[[], None]] = []
-
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        """callback() runs after each change, in the thread that saw it; it reads
-        down_reason itself, so late or out-of-order calls still apply the latest."""
-        self._subscribers.append(callback)
-
-    def lost(self, reason: str) -> None:
-        with self._lock:
-            if self.down_reason is not None:
-                return
-            self.down_reason = reason
-        self._notify()
-
-    def answered(self) -> None:
-        if self.down_reason is None:      # the common case: no lock, no work
-            return
-        with self._lock:
-            if self.down_reason is None:
-                return
-            self.down_reason = None
-        self._notify()
-
-    def _notify(self) -> None:
-        for callback in self._subscribers:
-            callback()
-
-
-def connection_reason(exc: BaseException) -> str:
-    """The operating system's words ("Connection refused") out of the layers
-    requests and urllib3 wrap around a failed connect."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        cur = todo.pop(0)
-        if not isinstance(cur, BaseException) or id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, OSError) and cur.errno and cur.strerror:
-            return cur.strerror
-        todo += [*cur.args, getattr(cur, "reason", None), cur.__cause__, cur.__context__]
-    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-    return found.group(1).strip() if found else str(exc)
-
-
 def _watched(session, endpoint: connection.Endpoint, watch: ConnectionWatch):
-    """Every request through session: a refused or lost connection becomes
-    RuntimeUnavailable naming the endpoint (not a requests traceback), and the
-    watch learns whether the runtime answers."""
-    send = session.send
-
-    def send_watched(request, **kwargs):
-        try:
-            response = send(request, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
-            reason = connection_reason(exc)
-            watch.lost(reason)
-            raise exception.RuntimeUnavailable(endpoint=endpoint.describe(),
-                                               reason=reason) from exc
-        watch.answered()
-        return response
-    session.send = send_watched
-    return session
+    """Every request through session reports to the watch (runtime_health); a
+    refused, lost or hung runtime becomes RuntimeUnavailable naming the endpoint."""
+    return runtime_health.watch_session(
+        session, watch,
+        lambda reason: exception.RuntimeUnavailable(endpoint=endpoint.describe(),
+                                                    reason=reason))
 
 
 def make_client(endpoint: connection.Endpoint,

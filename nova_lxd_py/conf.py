@@ -49,6 +49,36 @@ lxd_opts = [
         "timeout",
         default=60, min=1,
         help="Seconds to wait for one API request of the runtime."),
+    cfg.FloatOpt(
+        "health_check_timeout",
+        default=10, min=0.1,
+        help="Seconds the runtime has to answer GET /1.0 after a request timed out. "
+             "Unanswered, the runtime counts as down (not answering: stopped, "
+             "wedged), like a closed libvirt connection: the compute service is "
+             "disabled with an 'AUTO:' reason, the driver's calls fail at once "
+             "instead of each waiting [lxd] timeout, and periodic tasks skip their "
+             "round. Answered, only the one request failed."),
+    cfg.FloatOpt(
+        "health_check_interval",
+        default=2, min=0.1,
+        help="While the runtime is down (refused or not answering), seconds between "
+             "two GET /1.0 checks; the first answer enables the compute service "
+             "again (unless an operator disabled it) and reconnects the event "
+             "stream."),
+    cfg.StrOpt(
+        "unknown_container_action",
+        default="log", choices=[
+            ("reap", "stop and delete the container, unplug its ports, detach its "
+                     "volumes"),
+            ("log", "log a warning naming the container"),
+            ("noop", "do nothing")],
+        help="What nova-compute's start does with a container this driver made "
+             "(it carries user.nova_instance_uuid) whose instance nova does not know "
+             "at all, not even as deleted: the server was deleted and its row purged "
+             "(nova-manage db archive_deleted_rows --purge) while nova-compute was "
+             "down. nova's own running_deleted_instance_action never sees such "
+             "containers. Containers without the driver's marks (an operator's own) "
+             "are never touched."),
     cfg.IntOpt(
         "operation_timeout",
         default=300, min=1,

@@ -29,7 +29,6 @@ from pylxd import exceptions as lxd_exceptions
 
 from nova import exception as nova_exception
 from nova import objects
-from nova import utils as nova_utils
 from nova.virt import driver, hardware
 from nova_lxd_py import client as lxd_client
 from nova_lxd_py import conf as lxd_conf
@@ -42,7 +41,7 @@ from nova_lxd_py import flavor as flavor_mapping
 from nova_lxd_py import host as host_info
 from nova_lxd_py import image as images
 from nova_lxd_py import migration as migrations
-from nova_lxd_py import runtime_api
+from nova_lxd_py import reconcile, runtime_api, runtime_health
 from nova_lxd_py import volume
 from nova_lxd_py import vif as vifs
 
@@ -100,7 +99,10 @@ class LXDDriver(driver.ComputeDriver):
         super().__init__(virtapi)
         # Captured now: several compute services may share one CONF in tests.
         self._endpoint = lxd_client.Endpoint.from_conf(CONF)
-        self._clients = lxd_client.ClientFactory(self._endpoint)
+        self._clients = lxd_client.ClientFactory(self._endpoint, runtime_health.ConnectionWatch(
+            runtime_health.http_probe(self._endpoint, CONF.lxd.health_check_timeout),
+            interval=CONF.lxd.health_check_interval,
+            probe_timeout=CONF.lxd.health_check_timeout))
         self._nodename = CONF.host
         self._node_uuid: str | None = None
         self._profiles = list(CONF.lxd.profiles)
@@ -158,9 +160,12 @@ class LXDDriver(driver.ComputeDriver):
             reason = self._clients.watch.down_reason
             if reason is None:
                 LOG.info("The container runtime at %s answers", self._endpoint.describe())
+                self._events.kick()
             else:
                 LOG.error("Cannot reach the container runtime at %s: %s",
                           self._endpoint.describe(), reason)
+                if self._clients.watch.hung:
+                    self._events.reconnect()  # its stream went silent, not closed
             host_info.set_service_enabled(
                 self.virtapi, self._nodename, reason is None,
                 f"Cannot reach the container runtime at {self._endpoint.describe()}: {reason}")
@@ -189,16 +194,13 @@ class LXDDriver(driver.ComputeDriver):
                 self._rt.patch_config(data["name"], {AUTOSTART_KEY: "false"})
 
     def process_instances_at_startup(self, context, instances):
-        """Make the runtime agree with nova after nova-compute (re)started.
-
-        nova's init_host has destroyed what was evacuated from here and will
-        set instances whose build was cut short to ERROR (_init_instance), but
-        it leaves their half-made containers, and it never sees a container
-        whose instance it no longer places on this host (deleted while this
-        compute was down, or moved without this host's part of the move).
-        Both are removed here, before nova initialises what remains; a
-        finish_migration cut short here is failed (nova has no start-up path
-        for it); then the image cache drops what only the removed ones used."""
+        """Make the runtime agree with nova after nova-compute (re)started
+        (see reconcile.py): half-made containers of builds and rebuilds cut
+        short go, containers of instances deleted or moved away go, containers
+        of instances nova does not know at all are handled per [lxd]
+        unknown_container_action; a finish_migration cut short here is failed
+        (nova has no start-up path for it); then the image cache drops what only
+        the removed ones used."""
         mine = {instance.uuid: instance for instance in instances}
         try:
             owned = self._rt.owned()
@@ -210,20 +212,24 @@ class LXDDriver(driver.ComputeDriver):
             instance = mine.get(uuid)
             try:
                 if instance is not None:
-                    if _interrupted_build(instance):
-                        LOG.warning("The build of this instance was cut short: removing "
-                                    "its half-made container %s", data["name"],
+                    operation = reconcile.cut_short(instance)
+                    if operation:
+                        LOG.warning("The %s of this instance was cut short: removing its "
+                                    "half-made container %s", operation, data["name"],
                                     instance=instance)
                         self.destroy(context, instance, instance.get_network_info())
                     elif instance.task_state == task_states.RESIZE_FINISH:
                         self._fail_interrupted_finish(context, instance)
                     continue
-                stale = self._stale_instance(context, uuid)
-                if stale is not None:
+                known = reconcile.lookup(context, uuid)
+                if known is None:
+                    reconcile.unknown_container(CONF.lxd.unknown_container_action, self._rt,
+                                                self._pool, context, data)
+                elif reconcile.stale(known, self._nodename):
                     LOG.warning("Removing container %s: its instance is %s", data["name"],
-                                "deleted" if stale.deleted else f"on host {stale.host}",
-                                instance=stale)
-                    self.destroy(context, stale, [])
+                                "deleted" if known.deleted else f"on host {known.host}",
+                                instance=known)
+                    self.destroy(context, known, [])
             except Exception:  # noqa: BLE001 - one instance must not stop the host's start
                 LOG.exception("Reconciling container %s failed", data["name"])
         # Images only what left (evacuated, deleted) used: nova's image cache
@@ -252,27 +258,8 @@ class LXDDriver(driver.ComputeDriver):
         instance.task_state = None
         instance.save()
 
-    def _stale_instance(self, context, uuid: str) -> Any | None:
-        """The instance of a container nova does not place here, if that
-        container can go: the instance is deleted, or lives on another host
-        with no move under way that involves this one (a resize awaiting
-        confirmation keeps its source container; an evacuation nova has
-        not cleaned up yet is nova's own business at init_host)."""
-        with nova_utils.temporary_mutation(context, read_deleted="yes"):
-            try:
-                instance = objects.Instance.get_by_uuid(
-                    context, uuid, expected_attrs=["migration_context", "system_metadata"])
-            except nova_exception.InstanceNotFound:
-                LOG.warning("A container carries instance uuid %s, which nova does not "
-                            "know: left alone", uuid)
-                return None
-        if instance.deleted:
-            return instance
-        if instance.host == self._nodename or instance.migration_context is not None:
-            return None
-        return instance
-
     def cleanup_host(self, host: str) -> None:
+        self._clients.watch.close()
         self._events.stop()
         self._consoles.shutdown()
 
@@ -560,8 +547,12 @@ class LXDDriver(driver.ComputeDriver):
         LOG.info("Rebooted container %s (%s)", name, reboot_type, instance=instance)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
+        """A missing container is off already (as libvirt treats a missing domain):
+        rebuild powers off first, also when a rebuild cut short left nothing."""
         name = instance.name
-        self._require(instance)
+        if self._own(instance) is None:
+            LOG.warning("No container %s to power off", name, instance=instance)
+            return
         self._consoles.down(name)
         self._clear_suspended(instance)
         status = self._rt.status(name)
@@ -1145,15 +1136,6 @@ class LXDDriver(driver.ComputeDriver):
 
     def node_is_available(self, nodename):
         return nodename == self._nodename
-
-
-def _interrupted_build(instance: Any) -> bool:
-    """nova sets such an instance to ERROR at start (compute manager's
-    _init_instance): its container, if any, was never handed over."""
-    return (instance.vm_state == vm_states.BUILDING
-            or instance.task_state in (task_states.SCHEDULING, task_states.NETWORKING,
-                                       task_states.BLOCK_DEVICE_MAPPING,
-                                       task_states.SPAWNING))
 
 
 def configdrive_required(instance: Any) -> bool:

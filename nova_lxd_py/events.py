@@ -114,6 +114,7 @@ class LifecycleListener:
         self._list_names = list_names
         self._retry = retry_interval
         self._stopping = threading.Event()
+        self._wake = threading.Event()   # cut a retry wait short (the runtime is back)
         self._thread: threading.Thread | None = None
         self._socket: _Socket | None = None
         self._lock = threading.Lock()
@@ -131,6 +132,15 @@ class LifecycleListener:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
+        self._wake.set()
+        self.reconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def reconnect(self) -> None:
+        """Drop the stream: a runtime that stopped answering (SIGSTOP) keeps its
+        socket open and silent, so the stream would never end by itself."""
         with self._lock:
             sock = self._socket
         if sock is not None:
@@ -138,9 +148,14 @@ class LifecycleListener:
                 sock.close_connection()
             except Exception:  # noqa: BLE001 - already closed
                 pass
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
+
+    def kick(self) -> None:
+        """Retry now rather than after the backoff (the runtime answers again)."""
+        self._wake.set()
+
+    def _pause(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
 
     def _run(self) -> None:
         first = True
@@ -150,7 +165,7 @@ class LifecycleListener:
                 sock = self._connect()
             except Exception as exc:  # noqa: BLE001 - runtime down: retry, backing off
                 LOG.debug("Runtime events unavailable (%s), retrying in %.0fs", exc, delay)
-                self._stopping.wait(delay)
+                self._pause(delay)
                 delay = min(delay * 2, MAX_RETRY_INTERVAL)
                 continue
             delay = self._retry
@@ -170,7 +185,7 @@ class LifecycleListener:
             if not self._stopping.is_set():
                 LOG.warning("Lost the runtime's event stream at %s; reconnecting",
                             self._endpoint.describe())
-                self._stopping.wait(self._retry)
+                self._pause(self._retry)
 
     def _connect(self) -> _Socket:
         client = lxd_client.make_client(self._endpoint, self._watch)

@@ -50,21 +50,22 @@ async def list_instances(request: web.Request) -> web.Response:
         return response.sync([i.url for i in insts])
     if level == 1:
         return response.sync([await _render(d, inst, full=False) for inst in insts])
-    # Each state reads the instance's disk usage and network namespace with a helper
-    # process: overlap them (bounded) instead of waiting for each in turn.
+    # Each state reads the instance's network namespace in a reader thread
+    # (runtime.network.netlink): overlap them, bounded, instead of one after another.
     gate = asyncio.Semaphore(8)
 
     async def one(inst):
         async with gate:
-            return await _render(d, inst, full=True)
+            return await _render(d, inst, full=True, listing=True)
     return response.sync(list(await asyncio.gather(*(one(i) for i in insts))))
 
 
-async def _render(d, inst, full: bool) -> dict:
+async def _render(d, inst, full: bool, listing: bool = False) -> dict:
     """The instance object; full adds state, snapshots and backups (LXD's recursion)."""
-    item = inst.render(d.instances.status(inst))
+    status = d.instances.status(inst)
+    item = inst.render(status)
     if full:
-        item["state"] = await inst_state.render(d, inst)
+        item["state"] = await inst_state.render(d, inst, listing=listing, status=status)
         item["snapshots"] = d.snapshots.render_all(inst)
         item["backups"] = None
     return item

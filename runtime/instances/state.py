@@ -3,12 +3,14 @@
 Read straight from the instance's cgroups and network namespace, so the numbers
 are what the kernel accounts, not estimates.
 """
-import json
+import logging
 
-from runtime import proc
 from runtime.instances import cgroups
 from runtime.instances.model import STATUS_CODES, root_disk
+from runtime.network import netlink
 from runtime.storage import volume_name
+
+LOG = logging.getLogger(__name__)
 
 
 def first_int(value: str | None) -> int:
@@ -53,14 +55,17 @@ def processes(cg: str) -> int:
 
 
 async def network(pid: int, config: dict, devices: dict) -> dict:
-    """Interfaces in the container's network namespace, as LXD reports them."""
-    rc, out, _ = await proc.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "-s", "addr"],
-                                check=False)
-    if rc != 0:
-        return {}
+    """Interfaces in the container's network namespace, as LXD reports them.
+
+    Read over netlink from inside the namespace (runtime.network.netlink), not by a
+    helper process: this runs for every instance of every `lxc list`."""
     try:
-        links = json.loads(out)
-    except json.JSONDecodeError:
+        found = await netlink.netns_interfaces(pid)
+    except OSError as exc:  # the container stopped meanwhile, or its pid was reused
+        LOG.debug("network state of pid %s: %s", pid, exc)
+        return {}
+    except RuntimeError as exc:  # the reader threads could not start: say so, answer
+        LOG.warning("network state of pid %s: %s", pid, exc)
         return {}
     host_names = {}
     for devname, dev in devices.items():
@@ -68,34 +73,16 @@ async def network(pid: int, config: dict, devices: dict) -> dict:
             name = dev.get("name", devname)
             host_names[name] = dev.get("host_name") or config.get(
                 f"volatile.{devname}.host_name", "")
-    result = {}
-    for link in links:
-        name = link.get("ifname")
-        stats = link.get("stats64") or {}
-        rx, tx = stats.get("rx", {}), stats.get("tx", {})
-        addresses = []
-        for a in link.get("addr_info", []):
-            addresses.append({"family": "inet" if a.get("family") == "inet" else "inet6",
-                              "address": a.get("local"), "netmask": str(a.get("prefixlen")),
-                              "scope": a.get("scope")})
-        result[name] = {
-            "addresses": addresses,
-            "counters": {"bytes_received": rx.get("bytes", 0), "bytes_sent": tx.get("bytes", 0),
-                         "packets_received": rx.get("packets", 0),
-                         "packets_sent": tx.get("packets", 0),
-                         "errors_received": rx.get("errors", 0),
-                         "errors_sent": tx.get("errors", 0),
-                         "packets_dropped_outbound": tx.get("dropped", 0),
-                         "packets_dropped_inbound": rx.get("dropped", 0)},
-            "hwaddr": link.get("address", ""), "host_name": host_names.get(name, ""),
-            "mtu": link.get("mtu", 0), "state": "up" if "UP" in link.get("flags", []) else "down",
-            "type": "loopback" if link.get("link_type") == "loopback" else "broadcast",
-        }
-    return result
+    for name, iface in found.items():
+        iface["host_name"] = host_names.get(name, "")
+    return found
 
 
-async def render(d, inst) -> dict:
-    status = d.instances.status(inst)
+async def render(d, inst, listing: bool = False, status: str | None = None) -> dict:
+    """The state object. `listing`: one row of many (recursion=2), which takes the
+    disk usage already known rather than measuring it (runtime.storage.usage);
+    `status`: the instance's, when the caller has just read it."""
+    status = status or d.instances.status(inst)
     pid = d.instances.pid(inst)
     out = {"status": status, "status_code": STATUS_CODES[status], "pid": pid or 0,
            "processes": 0, "memory": {"usage": 0, "usage_peak": 0, "swap_usage": 0,
@@ -103,8 +90,10 @@ async def render(d, inst) -> dict:
            "cpu": {"usage": 0}, "network": None, "disk": {}}
     root = root_disk(inst.expanded_devices)
     if root:
-        usage = await d.pools.get(inst.pool).usage(volume_name(inst.project, inst.name))
-        out["disk"] = {root[0]: {"usage": usage}}
+        pool, vol = d.pools.get(inst.pool), volume_name(inst.project, inst.name)
+        usage = pool.cached_usage(vol) if listing else await pool.usage(vol)
+        if usage is not None:
+            out["disk"] = {root[0]: {"usage": usage}}
     if pid:
         cg = d.instances.cgroup(inst)
         out["memory"] = _memory(cg)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from runtime.base.idmap import IdMap
 from runtime.storage.base import VOLUME, PoolDriver, copy_tree
+from runtime.storage.usage import UsageCache
 
 Unpacker = Callable[[str], Awaitable[None]]
 
@@ -32,6 +33,7 @@ class Pool:
         # the methods below.
         self.driver = driver
         self.name = driver.name
+        self._usage = UsageCache(driver.usage)
 
     # The pool ----------------------------------------------------------------------
     @property
@@ -99,6 +101,7 @@ class Pool:
     async def create_instance(self, vol: str, fingerprint: str | None, idmap: IdMap,
                               default_idmap: IdMap) -> None:
         """A new volume: a clone of the image volume (or empty when fingerprint is None)."""
+        self._usage.forget(vol)
         await self.driver.create_instance(vol, fingerprint, idmap, default_idmap)
 
     async def add_image_metadata(self, vol: str, fingerprint: str) -> None:
@@ -110,9 +113,12 @@ class Pool:
                                 os.path.join(self.driver.instance_path(vol), entry))
 
     async def delete_instance(self, vol: str) -> None:
+        self._usage.forget(vol)
         await self.driver.delete_instance(vol)
 
     async def rename_instance(self, old: str, new: str) -> None:
+        self._usage.forget(old)
+        self._usage.forget(new)
         await self.driver.rename_instance(old, new)
 
     def custom_dir(self, vol: str) -> str:
@@ -157,7 +163,12 @@ class Pool:
         return await self.driver.set_size(vol, size)
 
     async def usage(self, vol: str) -> int:
-        return await self.driver.usage(vol)
+        """Bytes the instance volume uses, at most a few seconds old (see .usage)."""
+        return await self._usage.now(vol)
+
+    def cached_usage(self, vol: str) -> int | None:
+        """The last known usage without waiting (for listings); None if not known yet."""
+        return self._usage.cached(vol)
 
     # Instance snapshots --------------------------------------------------------------
     def has_snapshot(self, vol: str, snap: str) -> bool:
@@ -204,6 +215,7 @@ class Pool:
         return await self.driver.prepare_restore(vol, snap)
 
     async def commit_restore(self, vol: str) -> None:
+        self._usage.forget(vol)
         await self.driver.commit_restore(vol)
 
     def restore_committed(self, vol: str, token: str) -> bool:

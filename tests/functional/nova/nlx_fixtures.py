@@ -53,6 +53,42 @@ class RealHost(fixtures.Fixture):
             self.useFixture(fixtures.MonkeyPatch(name, real))
 
 
+class LocalVolumes(fixtures.Fixture):
+    """Cinder volumes of nova's CinderFixture (set up by the test's base class)
+    backed by loop devices and connected through os-brick's local connector: this
+    kernel has no iSCSI, RBD or device-mapper for a real back end. As root in
+    tests, os-brick's and the driver's privileged helpers run in-process."""
+
+    def _setUp(self) -> None:
+        import os_brick.privileged
+        from nova.volume import cinder
+
+        from nova_lxd_py import privsep
+        self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
+                                                 "client_mode", False))
+        self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
+        self.useFixture(RealHost())  # os-brick asks the kernel (HBAs, NICs)
+        # the CinderFixture itself (its fakes are the side effects of its mocks)
+        self.cinder = cinder.API.get.side_effect.__self__
+        self.cinder.VOLUME_CONNECTION_INFO = dict(self.cinder.VOLUME_CONNECTION_INFO)
+
+    def create(self, metadata: dict | None = None, **loop) -> tuple[str, LoopDevice]:
+        """A new volume on a new loop device (LoopDevice's arguments)."""
+        from oslo_utils import uuidutils
+
+        device = LoopDevice(**loop)
+        self.addCleanup(device.cleanup)
+        vol_id = uuidutils.generate_uuid()
+        self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
+            "driver_volume_type": "local", "data": {"device_path": device.path}}
+        self.cinder.volumes[vol_id] = {
+            "id": vol_id, "display_name": vol_id, "display_description": "", "size": 1,
+            "multiattach": False,
+            "availability_zone": "nova", "bootable": True,
+            "volume_metadata": dict(metadata or {})}
+        return vol_id, device
+
+
 def busybox_image() -> str:
     """The bundled busybox image, built once into .cache like scripts/setup."""
     path = os.path.join(REPO, ".cache", "images", "busybox.tar.xz")

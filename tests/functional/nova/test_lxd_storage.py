@@ -9,7 +9,6 @@ import fixtures
 import nova.conf
 from nova import context as nova_context
 from nova import objects
-from oslo_utils import uuidutils
 
 import nlx_fixtures
 import test_lxd_servers
@@ -96,31 +95,11 @@ class LXDVolumeTest(test_lxd_servers.LXDServersBase):
         if nlx_fixtures.runtime_kind() != "bundled":
             self.skipTest("volumes need the runtime on this host")
         super().setUp()
-        import os_brick.privileged
-
-        from nova_lxd_py import privsep
-        # as root in tests: os-brick's and our privileged helpers run in-process
-        self.useFixture(fixtures.MockPatchObject(os_brick.privileged.default,
-                                                 "client_mode", False))
-        self.useFixture(fixtures.MockPatchObject(privsep.storage_pctxt, "client_mode", False))
-        self.useFixture(nlx_fixtures.RealHost())  # os-brick asks the kernel (HBAs, NICs)
-        from nova.volume import cinder
-        # the CinderFixture the base class set up (its fakes are the mocks' side effects)
-        self.cinder = cinder.API.get.side_effect.__self__
-        self.cinder.VOLUME_CONNECTION_INFO = dict(self.cinder.VOLUME_CONNECTION_INFO)
+        self.volumes = self.useFixture(nlx_fixtures.LocalVolumes())
+        self.cinder = self.volumes.cinder
 
     def _volume(self, metadata: dict | None = None, **loop) -> tuple[str, LoopDevice]:
-        device = LoopDevice(**loop)
-        self.addCleanup(device.cleanup)
-        vol_id = uuidutils.generate_uuid()
-        self.cinder.VOLUME_CONNECTION_INFO[vol_id] = {
-            "driver_volume_type": "local", "data": {"device_path": device.path}}
-        self.cinder.volumes[vol_id] = {
-            "id": vol_id, "display_name": vol_id, "display_description": "", "size": 1,
-            "multiattach": False,
-            "availability_zone": "nova", "bootable": True,
-            "volume_metadata": dict(metadata or {})}
-        return vol_id, device
+        return self.volumes.create(metadata, **loop)
 
     def _attach(self, server: dict, vol_id: str) -> None:
         """Attach through the API and wait until the container has the volume (the

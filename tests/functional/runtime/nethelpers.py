@@ -11,6 +11,8 @@ import signal
 import subprocess
 import uuid
 
+import pytest
+
 
 def name(tag: str = "") -> str:
     """A host interface name: `nt` + tag + random, within the 15-char limit."""
@@ -57,3 +59,12 @@ def cleanup(lxd_dir: str, before: set[str]) -> None:
     kill_dnsmasq(lxd_dir)
     now = set(os.listdir("/sys/class/net"))
     delete_links(sorted(n for n in now - before if n.startswith(("nt", "ifbveth"))))
+
+
+@pytest.fixture(scope="module")
+def host_links_restored(daemon):
+    """For a test module: the `nt` links and dnsmasqs it leaves are removed at its end
+    (use with ``pytestmark = pytest.mark.usefixtures("host_links_restored")``)."""
+    before = set(os.listdir("/sys/class/net"))
+    yield
+    cleanup(daemon.lxd_dir, before)

@@ -12,14 +12,11 @@ import pylxd
 import pytest
 
 from tests.functional.runtime import nethelpers as nh
+from tests.functional.runtime.nethelpers import host_links_restored  # noqa: F401 - fixture
 from tests.functional.runtime.harness import RuntimeDaemon
 
 
-@pytest.fixture(scope="module", autouse=True)
-def host_cleanup(daemon):
-    before = set(os.listdir("/sys/class/net"))
-    yield
-    nh.cleanup(daemon.lxd_dir, before)
+pytestmark = pytest.mark.usefixtures("host_links_restored")
 
 
 @pytest.fixture
