@@ -361,7 +361,9 @@ async def wait_exit(pid: int) -> None:
     """Return when process pid (not our child) exits, without polling."""
     try:
         fd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    except (ProcessLookupError, FileNotFoundError):
+        # ESRCH: gone; ENOENT: this kernel's answer for a process that exited
+        # while being looked up (seen when force-stopping 1,000 at once)
         return
     loop = asyncio.get_running_loop()
     done = loop.create_future()
