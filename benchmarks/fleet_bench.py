@@ -32,7 +32,13 @@ containers themselves; the time to delete them all (first ``DELETE`` to nova
 listing none and every host's runtime empty).
 
     flock -o /var/lock/nlx-cloud.lock .venv/bin/python benchmarks/fleet_bench.py \\
-        [--hosts 2 10] [--servers 40 100] [--batch 10] [--single 10] [--json out.json]
+        [--hosts 2 10] [--servers 40 100] [--batch 10] [--single 10] [--json out.json] \
+        [--precache] [--security-group default|cidr]
+
+``--precache`` caches the image on every host first (nova's aggregate image
+cache), as an operator readies a fleet; ``--security-group cidr`` boots into a
+group without remote-group rules (no membership fan-out to every host's agent).
+Also reported: CPU seconds per server booted, by service (benchmarks/README).
 
 Runs as root (it brings the cloud up and reads /proc). ``--keep`` leaves the
 last cloud up; ``--no-up`` measures the cloud that is up now (its host count).
