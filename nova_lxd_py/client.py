@@ -13,7 +13,7 @@ import pylxd
 import requests
 
 from nova_lxd_py import exception, runtime_health
-from nova_lxd_py.runtime_health import ConnectionWatch, connection_reason  # noqa: F401
+from nova_lxd_py.runtime_health import ConnectionWatch
 from runtime.client import connection
 from runtime.client.errors import ConfigError, Unreachable
 

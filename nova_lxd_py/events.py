@@ -15,7 +15,7 @@ thread reconnects with a short backoff and then reports the current state of
 every instance once, since changes made while it was away produced no event.
 Its connects go through the driver's connection watch: the stream's end and
 reconnect are how nova-compute notices at once that the runtime went away and
-came back (see ``client.ConnectionWatch``).
+came back (see ``runtime_health.ConnectionWatch``).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from pylxd import client as pylxd_client
 from ws4py.client import WebSocketBaseClient
 
 from nova_lxd_py import client as lxd_client
+from nova_lxd_py import runtime_health
 
 LOG = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class LifecycleListener:
     def __init__(self, endpoint: lxd_client.Endpoint, read_state: StateReader,
                  emit: Callable[[virtevent.Event], None], list_names: Callable[[], list[str]],
                  retry_interval: float = 1.0,
-                 watch: lxd_client.ConnectionWatch | None = None):
+                 watch: runtime_health.ConnectionWatch | None = None):
         self._endpoint = endpoint
         self._watch = watch
         self._read_state = read_state

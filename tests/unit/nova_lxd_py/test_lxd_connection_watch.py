@@ -7,13 +7,13 @@ import tempfile
 import unittest
 from unittest import mock
 
-from nova_lxd_py import client, exception
+from nova_lxd_py import client, exception, runtime_health
 from nova_lxd_py import host as host_info
 
 
 class ConnectionWatchTest(unittest.TestCase):
     def test_changes_are_reported_once_each(self):
-        watch = client.ConnectionWatch()
+        watch = runtime_health.ConnectionWatch()
         seen = []
         watch.subscribe(lambda: seen.append(watch.down_reason))
         watch.answered()
