@@ -268,16 +268,23 @@ def cidr_group(conn, net_id: str) -> str:
 
 # ---------------------------------------------------------------- memory
 
-def memory_breakdown(hosts: int) -> dict:
-    """PSS in MB of the cloud's processes (cloud/memory.py's set), by where
-    they belong, plus the containers' own processes (outside that set)."""
-    kids = children_map()
-    cloud_pids = set(memory.processes())
+def supervised_programs(kids: dict[int, list[int]]) -> dict[int, str]:
+    """pid -> the supervisor program it runs under (the program's process and
+    all its descendants); *kids*: benchmarks.memory.children_map()."""
     programs = {}
     for name, info in supervisor.states().items():
         if info.get("pid"):
             for p in subtree(info["pid"], kids):
                 programs[p] = name
+    return programs
+
+
+def memory_breakdown(hosts: int) -> dict:
+    """PSS in MB of the cloud's processes (cloud/memory.py's set), by where
+    they belong, plus the containers' own processes (outside that set)."""
+    kids = children_map()
+    cloud_pids = set(memory.processes())
+    programs = supervised_programs(kids)
     inodes = {}
     for ns in netns.namespaces():
         try:
@@ -365,12 +372,7 @@ def cpu_by_kind():
     before = {p: _cpu_ticks(p, children=True) for p in memory.processes()}
 
     def since() -> dict[str, float]:
-        kids = children_map()
-        programs = {}
-        for name, info in supervisor.states().items():
-            if info.get("pid"):
-                for p in subtree(info["pid"], kids):
-                    programs[p] = name
+        programs = supervised_programs(children_map())
 
         def kind(pid: int) -> str:
             cmd = cmdline(pid)
