@@ -223,8 +223,9 @@ class LXDDriver(driver.ComputeDriver):
                     continue
                 known = reconcile.lookup(context, uuid)
                 if known is None:
-                    reconcile.unknown_container(CONF.lxd.unknown_container_action, self._rt,
-                                                self._pool, context, data)
+                    reconcile.unknown_container(
+                        CONF.lxd.unknown_container_action,
+                        lambda orphan: self.destroy(context, orphan, []), context, data)
                 elif reconcile.stale(known, self._nodename):
                     LOG.warning("Removing container %s: its instance is %s", data["name"],
                                 "deleted" if known.deleted else f"on host {known.host}",

@@ -19,6 +19,7 @@ chairs, and the driver settles them here, before nova initialises the rest:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,7 @@ from oslo_log import log as logging
 from nova import exception as nova_exception
 from nova import objects
 from nova import utils as nova_utils
-from nova_lxd_py import ephemeral, runtime_api
-from nova_lxd_py import rescue as rescue_mod
-from nova_lxd_py import vif as vifs
-from nova_lxd_py import volume
+from nova_lxd_py import runtime_api, volume
 
 LOG = logging.getLogger(__name__)
 
@@ -104,9 +102,11 @@ class Orphan:
         return getattr(self, key)
 
 
-def unknown_container(action: str, rt: Any, pool: str, context: Any, data: dict) -> None:
+def unknown_container(action: str, destroy: Callable[[Orphan], None], context: Any,
+                      data: dict) -> None:
     """Apply ``[lxd] unknown_container_action`` to *data*, a container carrying
-    the driver's marks whose instance nova does not know at all."""
+    the driver's marks whose instance nova does not know at all; *destroy* is the
+    driver's own teardown of an instance's container (``LXDDriver.destroy``)."""
     name, uuid = data["name"], data["config"][runtime_api.UUID_KEY]
     if action == NOOP:
         return
@@ -114,20 +114,17 @@ def unknown_container(action: str, rt: Any, pool: str, context: Any, data: dict)
                 "as deleted (deleted and purged while nova-compute was down?): %s", name,
                 uuid, "removing it" if action == REAP else "left alone")
     if action == REAP:
-        reap(rt, pool, context, data)
+        reap(destroy, context, data)
 
 
-def reap(rt: Any, pool: str, context: Any, data: dict) -> None:
-    """Remove an unknown instance's container and what hung on it here: rescue
-    and scratch containers, ephemeral volumes, ports (from the records in its
-    config), volume connections and the Cinder attachments still recorded for it."""
+def reap(destroy: Callable[[Orphan], None], context: Any, data: dict) -> None:
+    """Remove an unknown instance's container and what hung on it here, the way a
+    delete does (*destroy*: rescue and scratch containers, ephemeral volumes,
+    ports from the records in its config), then the volume connections and the
+    Cinder attachments still recorded for it."""
     config = data.get("config") or {}
     orphan = Orphan(uuid=config[runtime_api.UUID_KEY], name=data["name"])
-    rt.delete(rescue_mod.name_of(orphan.name), orphan.uuid)
-    rt.delete(runtime_api.scratch_name(orphan.name), orphan.uuid)
-    rt.delete(orphan.name, orphan.uuid)
-    vifs.unplug_leftovers(orphan, data, [])
-    ephemeral.delete(rt, pool, orphan)
+    destroy(orphan)
     _detach_volumes(context, orphan, data.get("devices") or {})
     LOG.info("Removed container %s of unknown instance %s", orphan.name, orphan.uuid)
 
